@@ -1,0 +1,123 @@
+//! The HTTP error type: the one place where failures become status codes
+//! and InfluxDB-shaped bodies (`{"error":"..."}` plus `X-Influxdb-Error`).
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::wal;
+
+/// Every way an API request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The endpoint does not accept this HTTP method.
+    #[error("method not allow")]
+    MethodNotAllowed,
+    /// Credentials missing or wrong.
+    #[error("authentication failed")]
+    Unauthorized,
+    /// A required parameter or input is missing or malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// `db` parameter missing.
+    #[error("database not found")]
+    DatabaseNotFound,
+    /// Database not in the configured `db_list`.
+    #[error("database forbidden: {0}")]
+    DatabaseForbidden(String),
+    /// Some or all lines of a write were refused; the good ones are queued.
+    #[error("{0}")]
+    LineProtocol(String),
+    /// The request body (or its decompressed form) exceeds a limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The write-ahead queue of a target backend is full.
+    #[error("{0}")]
+    QueueFull(String),
+    /// Our own storage failed; nothing was accepted.
+    #[error("{0}")]
+    Internal(String),
+    /// No backend could answer.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<wal::Error> for ApiError {
+    fn from(e: wal::Error) -> ApiError {
+        match e {
+            wal::Error::Full { .. } => ApiError::QueueFull(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_)
+            | ApiError::DatabaseNotFound
+            | ApiError::DatabaseForbidden(_)
+            | ApiError::LineProtocol(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QueueFull(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = self.to_string();
+        let body = serde_json::json!({ "error": message }).to_string() + "\n";
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((header::CONTENT_TYPE, "application/json"));
+        // Header values cannot hold control characters; the body has the
+        // full message.
+        let header_value: String = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(1024)
+            .collect();
+        resp.insert_header(("X-Influxdb-Error", header_value));
+        if matches!(self, ApiError::QueueFull(_)) {
+            resp.insert_header((header::RETRY_AFTER, "1"));
+        }
+        resp.body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn errors_are_influx_shaped_json_with_the_right_status() {
+        let resp = ApiError::DatabaseForbidden("x".into()).error_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            resp.headers().get("X-Influxdb-Error").unwrap(),
+            "database forbidden: x"
+        );
+        let body = resp.into_body().try_into_bytes().unwrap();
+        assert_eq!(&body[..], b"{\"error\":\"database forbidden: x\"}\n");
+    }
+
+    #[test]
+    fn a_full_queue_is_503_with_retry_after() {
+        let e: ApiError = wal::Error::Full {
+            backend: "b".into(),
+            queued: 1,
+            max: 1,
+        }
+        .into();
+        let resp = e.error_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_error_header() {
+        let resp = ApiError::LineProtocol("a\nb".into()).error_response();
+        assert_eq!(resp.headers().get("X-Influxdb-Error").unwrap(), "a b");
+    }
+}

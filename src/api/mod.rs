@@ -1,0 +1,119 @@
+//! The InfluxDB-compatible HTTP API (actix-web).
+//!
+//! Handlers parse and check the request, call into the cluster, and turn
+//! failures into [`ApiError`]. They never touch the write-ahead queue or
+//! backend actors directly except through `cluster`/`circle` types.
+
+mod admin;
+mod auth;
+pub mod error;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{middleware, web, HttpRequest, HttpResponse};
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+pub use error::ApiError;
+
+/// Value of `X-Influxdb-Version` on every response.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Shared state of every handler.
+#[derive(Debug)]
+pub struct AppState {
+    /// The running configuration.
+    pub config: Arc<Config>,
+    /// Circles and the write path.
+    pub cluster: Arc<Cluster>,
+}
+
+/// Registers every route on an actix-web app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/ping").to(admin::ping))
+        .service(web::resource("/write").to(write::write))
+        .service(web::resource("/health").to(admin::health))
+        .service(web::resource("/replica").to(admin::replica))
+        .default_service(web::to(not_found));
+}
+
+/// Headers every response carries, as InfluxDB and the reference send them.
+pub fn default_headers() -> middleware::DefaultHeaders {
+    middleware::DefaultHeaders::new()
+        .add(("X-Influxdb-Version", VERSION))
+        .add(("X-Influxdb-Build", "InfluxDB Proxy"))
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .body("404 page not found\n")
+}
+
+/// URL query parameters; the first occurrence of a name wins.
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Parses the query string of a request.
+    pub fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
+        Params::parse(req.query_string())
+    }
+
+    /// Parses a URL-encoded string.
+    pub fn parse(s: &str) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(s)
+            .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+        let mut map = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            map.entry(k).or_insert(v);
+        }
+        Ok(Params(map))
+    }
+
+    /// Value of a parameter, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Value of a parameter, empty when absent.
+    pub fn str(&self, name: &str) -> &str {
+        self.get(name).unwrap_or("")
+    }
+
+    /// `pretty=true`.
+    pub fn pretty(&self) -> bool {
+        self.get("pretty") == Some("true")
+    }
+}
+
+/// A JSON success body, compact or indented by four spaces like the
+/// reference (`pretty=true`), ending with a newline.
+pub fn json_response(value: &serde_json::Value, pretty: bool) -> HttpResponse {
+    let mut body = if pretty {
+        let mut out = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+        // Serialising a Value into a Vec cannot fail.
+        let _ = serde::Serialize::serialize(value, &mut ser);
+        out
+    } else {
+        serde_json::to_vec(value).unwrap_or_default()
+    };
+    body.push(b'\n');
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(body)
+}
+
+/// Checks that `db` is allowed by the configured `db_list`.
+pub fn check_db_allowed(config: &Config, db: &str) -> Result<(), ApiError> {
+    if config.db_list.is_empty() || config.db_list.iter().any(|d| d == db) {
+        Ok(())
+    } else {
+        Err(ApiError::DatabaseForbidden(db.to_string()))
+    }
+}

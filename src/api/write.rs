@@ -1,0 +1,146 @@
+//! `POST /write`: InfluxDB 1.x write endpoint.
+//!
+//! Answers 204 only after every point is in the write-ahead queue of each
+//! target backend. Bad lines are named in a 400 `partial write` answer
+//! while the good lines beside them are kept, as InfluxDB itself does.
+
+use std::io::Read as _;
+
+use actix_web::http::{header, Method};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt as _;
+
+use super::{auth, check_db_allowed, ApiError, AppState, Params};
+use crate::cluster::WriteRequest;
+use crate::line_protocol::Precision;
+
+/// The write handler.
+pub async fn write(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let params = Params::from_request(&req)?;
+    let config = state.config.clone();
+    auth::check(&req, &params, &config)?;
+    let precision = Precision::parse(params.str("precision")).map_err(ApiError::BadRequest)?;
+    let db = params.str("db").to_string();
+    if db.is_empty() {
+        return Err(ApiError::DatabaseNotFound);
+    }
+    check_db_allowed(&config, &db)?;
+    let rp = params.str("rp").to_string();
+    let raw = read_body(payload, config.max_body_bytes).await?;
+    let gzipped = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let cluster = state.cluster.clone();
+    let max_decompressed = config.max_decompressed_bytes;
+    let outcome = web::block(move || {
+        let body = if gzipped {
+            gunzip(&raw, max_decompressed)?
+        } else {
+            raw.to_vec()
+        };
+        let request = WriteRequest {
+            db: &db,
+            rp: &rp,
+            precision,
+            body: &body,
+        };
+        cluster.write(&request).map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))??;
+    if outcome.errors.is_empty() {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    let dropped = outcome.errors.len();
+    let detail = outcome
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let message = if outcome.points > 0 {
+        format!("partial write: {detail} dropped={dropped}")
+    } else {
+        detail
+    };
+    Err(ApiError::LineProtocol(message))
+}
+
+/// Reads the body, refusing more than `limit` bytes.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<BytesMut, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge(format!(
+                "request body too large: limit is {limit} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Decompresses a gzip body, refusing more than `limit` output bytes so a
+/// small "gzip bomb" cannot exhaust memory.
+pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+    let decoder = flate2::read::MultiGzDecoder::new(raw);
+    let read = decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::BadRequest(format!("unable to decode gzip body: {e}")))?;
+    if read > limit {
+        return Err(ApiError::TooLarge(format!(
+            "decompressed body too large: limit is {limit} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_returns_the_body() {
+        assert_eq!(gunzip(&gz(b"m f=1\n"), 100).unwrap(), b"m f=1\n");
+    }
+
+    #[test]
+    fn gunzip_refuses_output_over_the_limit() {
+        let bomb = gz(&vec![b'a'; 10_000]);
+        assert!(matches!(gunzip(&bomb, 9_999), Err(ApiError::TooLarge(_))));
+        assert!(gunzip(&bomb, 10_000).is_ok());
+    }
+
+    #[test]
+    fn gunzip_reports_corrupt_and_truncated_input() {
+        assert!(matches!(
+            gunzip(b"not gzip", 100),
+            Err(ApiError::BadRequest(_))
+        ));
+        let z = gz(b"m f=1\nm f=2\n");
+        assert!(matches!(
+            gunzip(&z[..z.len() - 6], 100),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}

@@ -1,0 +1,263 @@
+//! HTTP client for one InfluxDB 1.x server.
+//!
+//! Every response is mapped to [`Error`], whose [`Error::is_retryable`] is
+//! the single place that decides between "keep it queued and retry" and
+//! "the backend refuses this data for good" (dead letter).
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+/// Largest error body read back from a backend; error messages are short.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Largest query response read back (SHOW statements for `/health`).
+const MAX_QUERY_BODY: usize = 256 * 1024 * 1024;
+
+/// How a request to a backend failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// Could not connect, or the connection broke.
+    #[error("{0}")]
+    Transport(String),
+    /// No complete answer within the configured timeout.
+    #[error("timeout after {0:?}")]
+    Timeout(Duration),
+    /// The backend answered with a non-2xx status.
+    #[error("status {status}: {message}")]
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// The `error` field of InfluxDB's JSON body, or the raw body.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether the same request may succeed later: transport failures,
+    /// timeouts, 5xx, 408, 429, and 401/403 (credentials are an operator
+    /// fix; the data itself is fine, so it waits in the queue).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport(_) | Error::Timeout(_) => true,
+            Error::Status { status, .. } => {
+                *status >= 500 || matches!(status, 401 | 403 | 408 | 429)
+            }
+        }
+    }
+
+    /// InfluxDB answers 404 `database not found` to a write into a
+    /// database it lacks (a fresh backend added to a circle).
+    pub fn is_database_not_found(&self) -> bool {
+        matches!(self, Error::Status { status: 404, message } if message.contains("database not found"))
+    }
+
+    /// HTTP status, if the backend answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Connection settings of one backend.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Base URL without trailing slash, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    /// Plaintext credentials sent as HTTP Basic auth.
+    pub credentials: Option<(String, String)>,
+    /// Skip certificate verification for `https://` backends.
+    pub tls_skip_verify: bool,
+}
+
+/// Client bound to one backend. Not `Send` (awc); create it on the thread
+/// that uses it.
+#[derive(Clone)]
+pub struct Client {
+    http: awc::Client,
+    target: Arc<Target>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.target.url)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Builds a client; `timeout` bounds each whole request.
+    pub fn new(target: Arc<Target>, timeout: Duration) -> Client {
+        let connector =
+            awc::Connector::new().rustls_0_23(crate::tls::client_config(target.tls_skip_verify));
+        let http = awc::Client::builder()
+            .connector(connector)
+            .timeout(timeout)
+            .disable_redirects()
+            .finish();
+        Client {
+            http,
+            target,
+            timeout,
+        }
+    }
+
+    fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
+        let url = format!("{}{}", self.target.url, path);
+        let req = self.http.request(method, url).timeout(self.timeout);
+        match &self.target.credentials {
+            Some((user, pass)) => req.basic_auth(user, pass),
+            None => req,
+        }
+    }
+
+    /// `GET /ping`, healthy iff 204 (with credentials, so backends with
+    /// `ping-auth-enabled` are not mistaken for dead ones).
+    pub async fn ping(&self) -> Result<(), Error> {
+        let resp = self.request(awc::http::Method::GET, "/ping").send().await;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    /// `POST /write` of an already gzip-compressed body in ns precision.
+    pub async fn write_gzip(&self, db: &str, rp: &str, body: Bytes) -> Result<(), Error> {
+        let path = format!("/write?db={}&rp={}&precision=ns", encode(db), encode(rp));
+        let resp = self
+            .request(awc::http::Method::POST, &path)
+            .insert_header(("Content-Encoding", "gzip"))
+            .insert_header(("Content-Type", "text/plain; charset=utf-8"))
+            .send_body(body)
+            .await;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    /// Runs one InfluxQL statement (`POST /query`) and returns the JSON body.
+    pub async fn query(&self, db: &str, q: &str) -> Result<serde_json::Value, Error> {
+        let path = format!("/query?db={}&q={}", encode(db), encode(q));
+        let resp = self.request(awc::http::Method::POST, &path).send().await;
+        let body = self.finish(resp).await?;
+        serde_json::from_slice(&body).map_err(|e| Error::Status {
+            status: 200,
+            message: format!("invalid JSON from backend: {e}"),
+        })
+    }
+
+    async fn finish(
+        &self,
+        resp: Result<
+            awc::ClientResponse<
+                impl futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+            >,
+            awc::error::SendRequestError,
+        >,
+    ) -> Result<Bytes, Error> {
+        let mut resp = resp.map_err(|e| match e {
+            awc::error::SendRequestError::Timeout => Error::Timeout(self.timeout),
+            other => Error::Transport(other.to_string()),
+        })?;
+        let status = resp.status().as_u16();
+        let limit = if (200..300).contains(&status) {
+            MAX_QUERY_BODY
+        } else {
+            MAX_ERROR_BODY
+        };
+        let body = resp
+            .body()
+            .limit(limit)
+            .await
+            .map_err(|e| Error::Transport(format!("reading response: {e}")))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(Error::Status {
+            status,
+            message: error_message(&body),
+        })
+    }
+}
+
+/// The `error` field of an InfluxDB JSON error body, else the body text.
+pub fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct InfluxError {
+        error: String,
+    }
+    match serde_json::from_slice::<InfluxError>(body) {
+        Ok(e) => e.error,
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
+    }
+}
+
+/// URL query encoding of one value.
+pub fn encode(s: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+}
+
+/// gzip at the fastest level: the link to InfluxDB is loopback or LAN, and
+/// CPU spent here is CPU not spent accepting writes.
+pub fn gzip(parts: &[&[u8]]) -> Bytes {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut enc = GzEncoder::new(Vec::with_capacity(total / 4 + 64), Compression::fast());
+    for p in parts {
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(p);
+    }
+    enc.finish().map(Bytes::from).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_errors_are_transport_timeouts_and_server_side() {
+        assert!(Error::Transport("refused".into()).is_retryable());
+        assert!(Error::Timeout(Duration::from_secs(1)).is_retryable());
+        for status in [500, 502, 503, 401, 403, 408, 429] {
+            let e = Error::Status {
+                status,
+                message: String::new(),
+            };
+            assert!(e.is_retryable(), "{status}");
+        }
+        for status in [400, 404, 413, 422] {
+            let e = Error::Status {
+                status,
+                message: String::new(),
+            };
+            assert!(!e.is_retryable(), "{status}");
+        }
+    }
+
+    #[test]
+    fn database_not_found_is_recognised() {
+        let e = Error::Status {
+            status: 404,
+            message: "database not found: \"x\"".into(),
+        };
+        assert!(e.is_database_not_found());
+    }
+
+    #[test]
+    fn error_message_reads_influx_json_or_falls_back_to_text() {
+        assert_eq!(error_message(br#"{"error":"bad"}"#), "bad");
+        assert_eq!(error_message(b"plain\n"), "plain");
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let z = gzip(&[b"a f=1\n", b"b f=2\n"]);
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "a f=1\nb f=2\n");
+    }
+}

@@ -1,0 +1,156 @@
+//! A circle: a consistent-hash ring over backends holding one full copy of
+//! the data, and the supervisor that keeps its backend actors alive.
+//!
+//! The ring is an immutable value; a config change builds a new circle.
+//! Backend actors run each on its own arbiter (thread). actix's own
+//! `Supervisor` only restarts actors that stop, not ones whose handler
+//! panicked, so the circle checks every second that each actor's mailbox
+//! is still connected and starts a fresh actor when it is not. Nothing is
+//! lost by a restart: the actor's only state is its write-ahead queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+use tracing::error;
+
+use crate::backend::{msg, Backend, BackendActor, Settings};
+use crate::ring::Ring;
+use crate::wal::Wal;
+
+/// How often the circle checks that its backend actors are alive.
+const SUPERVISE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A running backend: shared state plus the address of its current actor.
+pub struct BackendHandle {
+    /// Shared state (survives actor restarts).
+    pub backend: Arc<Backend>,
+    addr: RwLock<Addr<BackendActor>>,
+    arbiter: Arbiter,
+    wal: Arc<Wal>,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for BackendHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendHandle")
+            .field("backend", &self.backend.info.name)
+            .finish()
+    }
+}
+
+impl BackendHandle {
+    /// Starts the backend's actor on a new arbiter.
+    pub fn start(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendHandle {
+        let arbiter = Arbiter::new();
+        let addr = spawn_actor(&arbiter, &backend, &wal, &settings);
+        BackendHandle {
+            backend,
+            addr: RwLock::new(addr),
+            arbiter,
+            wal,
+            settings,
+        }
+    }
+
+    /// Wakes the actor after records were appended to its queue.
+    pub fn notify(&self) {
+        if self.backend.take_notify_slot() {
+            self.addr.read().do_send(msg::Notify);
+        }
+    }
+
+    /// Address of the current actor.
+    pub fn addr(&self) -> Addr<BackendActor> {
+        self.addr.read().clone()
+    }
+
+    /// Starts a fresh actor if the current one died. Returns true if it did.
+    fn revive(&self) -> bool {
+        if self.addr.read().connected() {
+            return false;
+        }
+        error!(backend = %self.backend.info.name, "Backend actor died; starting a new one.");
+        let addr = spawn_actor(&self.arbiter, &self.backend, &self.wal, &self.settings);
+        *self.addr.write() = addr;
+        true
+    }
+
+    /// Stops the actor and its thread.
+    pub fn stop(&self) {
+        self.addr.read().do_send(msg::Stop);
+        self.arbiter.stop();
+    }
+}
+
+fn spawn_actor(
+    arbiter: &Arbiter,
+    backend: &Arc<Backend>,
+    wal: &Arc<Wal>,
+    settings: &Settings,
+) -> Addr<BackendActor> {
+    let (backend, wal, settings) = (backend.clone(), wal.clone(), settings.clone());
+    // A new actor pumps its queue on start, so a pending wake-up is moot.
+    backend.reset_notify_slot();
+    BackendActor::start_in_arbiter(&arbiter.handle(), move |_| {
+        BackendActor::new(backend, wal, settings)
+    })
+}
+
+/// One circle of backends.
+#[derive(Debug)]
+pub struct Circle {
+    /// Position in the config (0-based), the `circle_id` of the API.
+    pub id: usize,
+    /// Configured name.
+    pub name: String,
+    /// Placement of shard keys onto `backends` indices.
+    pub ring: Ring,
+    /// Backends in config order.
+    pub backends: Vec<Arc<BackendHandle>>,
+}
+
+impl Circle {
+    /// Index of the backend owning a shard key.
+    pub fn owner_index(&self, shard_key: &[u8]) -> usize {
+        self.ring.get(shard_key)
+    }
+
+    /// The backend owning a shard key.
+    pub fn owner(&self, shard_key: &[u8]) -> &Arc<BackendHandle> {
+        let i = self.owner_index(shard_key);
+        // The ring only returns indices of backends it was built from.
+        &self.backends[i.min(self.backends.len().saturating_sub(1))]
+    }
+
+    /// All backends of the circle are active.
+    pub fn is_active(&self) -> bool {
+        self.backends.iter().all(|b| b.backend.status.is_active())
+    }
+}
+
+/// Keeps a circle's backend actors alive.
+#[derive(Debug)]
+pub struct CircleSupervisor {
+    circle: Arc<Circle>,
+}
+
+impl CircleSupervisor {
+    /// Supervises `circle` once started.
+    pub fn new(circle: Arc<Circle>) -> CircleSupervisor {
+        CircleSupervisor { circle }
+    }
+}
+
+impl Actor for CircleSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(SUPERVISE_INTERVAL, |act, _| {
+            for b in &act.circle.backends {
+                b.revive();
+            }
+        });
+    }
+}

@@ -1,0 +1,288 @@
+//! The cluster: every circle, and the write path that routes points to
+//! their owner backend in each circle.
+//!
+//! A write is accepted only once its points are in the write-ahead queue
+//! of every target backend (one atomic append); the backend actors deliver
+//! from there. Lines that fail to parse are reported back individually and
+//! never stop the good lines beside them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+
+use crate::backend::{client, Backend, Info, Settings};
+use crate::circle::{BackendHandle, Circle, CircleSupervisor};
+use crate::config::Config;
+use crate::line_protocol::{self, LineError, Precision};
+use crate::ring::{Ring, ShardKey};
+use crate::wal::{self, Append, Record, Wal};
+
+/// Errors while starting the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The write-ahead queue could not be opened or registered.
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
+}
+
+/// One `/write` request, already authenticated and decompressed.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRequest<'a> {
+    /// Target database.
+    pub db: &'a str,
+    /// Target retention policy (may be empty).
+    pub rp: &'a str,
+    /// Precision of the timestamps in `body`.
+    pub precision: Precision,
+    /// Line-protocol body.
+    pub body: &'a [u8],
+}
+
+/// What happened to the lines of a write.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    /// Points queued (per circle; each went to one backend of every circle).
+    pub points: u64,
+    /// Lines refused, in body order.
+    pub errors: Vec<LineError>,
+}
+
+/// All circles plus routing settings.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Circles in config order.
+    pub circles: Vec<Arc<Circle>>,
+    /// Shard key template.
+    pub shard_key: ShardKey,
+    /// Longest accepted line.
+    pub max_line_bytes: usize,
+    wal: Arc<Wal>,
+    supervisors: Vec<Addr<CircleSupervisor>>,
+}
+
+impl Cluster {
+    /// Registers every backend's queue and starts the backend actors and
+    /// circle supervisors. Must run inside an actix System.
+    pub fn start(config: &Config, wal: Arc<Wal>) -> Result<Cluster, Error> {
+        let settings = Settings {
+            flush_size: config.flush_size.max(1) as u64,
+            flush_time: config.flush_time,
+            check_interval: config.check_interval,
+            max_backoff: config.rewrite_interval,
+            timeout: config.write_timeout,
+        };
+        let mut circles = Vec::with_capacity(config.circles.len());
+        for (id, cc) in config.circles.iter().enumerate() {
+            let mut keys = Vec::with_capacity(cc.backends.len());
+            let mut backends = Vec::with_capacity(cc.backends.len());
+            for (idx, bc) in cc.backends.iter().enumerate() {
+                keys.push(config.hash_key.node_key(idx, &bc.name, &bc.url));
+                let queue = wal.queue(&bc.name, config.wal_max_bytes)?;
+                let info = Info {
+                    name: bc.name.clone(),
+                    url: bc.url.trim_end_matches('/').to_string(),
+                    circle: cc.name.clone(),
+                    write_only: bc.write_only,
+                };
+                let target = client::Target {
+                    url: info.url.clone(),
+                    credentials: bc.credentials(),
+                    tls_skip_verify: bc.tls_skip_verify,
+                };
+                let backend = Arc::new(Backend::new(info, target, queue));
+                backends.push(Arc::new(BackendHandle::start(
+                    backend,
+                    wal.clone(),
+                    settings.clone(),
+                )));
+            }
+            circles.push(Arc::new(Circle {
+                id,
+                name: cc.name.clone(),
+                ring: Ring::new(&keys, config.vnode_size),
+                backends,
+            }));
+        }
+        let supervisors = circles
+            .iter()
+            .map(|c| CircleSupervisor::new(c.clone()).start())
+            .collect();
+        Ok(Cluster {
+            circles,
+            shard_key: config.shard_key.clone(),
+            max_line_bytes: config.max_line_bytes,
+            wal,
+            supervisors,
+        })
+    }
+
+    /// The write-ahead queue.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    /// Owner backend of (db, measurement) in every circle, in circle order.
+    pub fn owners(&self, db: &str, measurement: &str) -> Vec<(&Arc<Circle>, &Arc<BackendHandle>)> {
+        let key = self.shard_key.build(db, measurement);
+        self.circles
+            .iter()
+            .map(|c| (c, c.owner(key.as_bytes())))
+            .collect()
+    }
+
+    /// Every backend of every circle.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<BackendHandle>> {
+        self.circles.iter().flat_map(|c| c.backends.iter())
+    }
+
+    /// Routes, stamps and queues the points of one write request.
+    pub fn write(&self, req: &WriteRequest<'_>) -> Result<WriteOutcome, wal::Error> {
+        let now_ns = now_ns();
+        let mut router = Router::new(self);
+        let mut outcome = WriteOutcome::default();
+        let mut line_buf = Vec::with_capacity(256);
+        for line in line_protocol::lines(req.body) {
+            if line.len() > self.max_line_bytes {
+                outcome
+                    .errors
+                    .push(LineError::too_long(line, self.max_line_bytes));
+                continue;
+            }
+            let parsed = match line_protocol::parse(line) {
+                Ok(p) => p,
+                Err(e) => {
+                    outcome.errors.push(e);
+                    continue;
+                }
+            };
+            line_buf.clear();
+            if let Err(e) =
+                line_protocol::normalize_into(line, &parsed, req.precision, now_ns, &mut line_buf)
+            {
+                outcome.errors.push(e);
+                continue;
+            }
+            router.route(req.db, &parsed.measurement, &line_buf);
+            outcome.points += 1;
+        }
+        if outcome.points > 0 {
+            router.commit(req.db, req.rp)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Queues an InfluxQL statement for one backend, in order with its writes.
+    pub fn queue_statement(
+        &self,
+        backend: &BackendHandle,
+        db: &str,
+        query: &str,
+    ) -> Result<(), wal::Error> {
+        self.wal.append(&[Append {
+            queue: &backend.backend.queue,
+            record: Record::Statement { db, query },
+        }])?;
+        backend.notify();
+        Ok(())
+    }
+
+    /// Stops every actor (shutdown).
+    pub fn stop(&self) {
+        for s in &self.supervisors {
+            // Supervisors have no cleanup; stopping their system is enough.
+            let _ = s;
+        }
+        for b in self.backends() {
+            b.stop();
+        }
+    }
+}
+
+/// Per-request routing buffers: one line buffer per backend of the cluster.
+struct Router<'c> {
+    cluster: &'c Cluster,
+    /// Flat index of the first backend of each circle.
+    offsets: Vec<usize>,
+    /// Lines per flat backend index.
+    bufs: Vec<Vec<u8>>,
+    counts: Vec<u32>,
+    key: String,
+    last_measurement: String,
+    last_owners: Vec<usize>,
+}
+
+impl<'c> Router<'c> {
+    fn new(cluster: &'c Cluster) -> Router<'c> {
+        let mut offsets = Vec::with_capacity(cluster.circles.len());
+        let mut total = 0;
+        for c in &cluster.circles {
+            offsets.push(total);
+            total += c.backends.len();
+        }
+        Router {
+            cluster,
+            offsets,
+            bufs: vec![Vec::new(); total],
+            counts: vec![0; total],
+            key: String::new(),
+            last_measurement: String::new(),
+            last_owners: Vec::new(),
+        }
+    }
+
+    /// Adds one normalised line to its owner in every circle. Consecutive
+    /// lines of one measurement (the common case) reuse the lookup.
+    fn route(&mut self, db: &str, measurement: &str, line: &[u8]) {
+        if self.last_owners.is_empty() || self.last_measurement != measurement {
+            self.cluster
+                .shard_key
+                .build_into(db, measurement, &mut self.key);
+            self.last_owners.clear();
+            for (c, circle) in self.cluster.circles.iter().enumerate() {
+                self.last_owners
+                    .push(self.offsets[c] + circle.owner_index(self.key.as_bytes()));
+            }
+            self.last_measurement.clear();
+            self.last_measurement.push_str(measurement);
+        }
+        for &i in &self.last_owners {
+            self.bufs[i].extend_from_slice(line);
+            self.counts[i] += 1;
+        }
+    }
+
+    /// Appends every non-empty buffer atomically and wakes the backends.
+    fn commit(self, db: &str, rp: &str) -> Result<(), wal::Error> {
+        let handles: Vec<&Arc<BackendHandle>> = self.cluster.backends().collect();
+        let mut appends = Vec::new();
+        let mut targets = Vec::new();
+        for (i, handle) in handles.iter().enumerate() {
+            if self.counts[i] == 0 {
+                continue;
+            }
+            appends.push(Append {
+                queue: &handle.backend.queue,
+                record: Record::Points {
+                    db,
+                    rp,
+                    points: self.counts[i],
+                    lines: &self.bufs[i],
+                },
+            });
+            targets.push(*handle);
+        }
+        self.cluster.wal.append(&appends)?;
+        for t in targets {
+            t.notify();
+        }
+        Ok(())
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos() as i64
+}

@@ -1,0 +1,31 @@
+//! influx-proxy: a high-availability and sharding proxy for InfluxDB 1.x,
+//! drop-in compatible with chengshiwen/influx-proxy v2.
+//!
+//! # Layout
+//! Dependencies point down this list, never up:
+//! - [`app`]: composition root (config -> queue -> circles -> HTTP -> signals).
+//! - [`api`]: the InfluxDB-compatible HTTP API (actix-web).
+//! - [`cluster`]: all circles and the write path (route, stamp, queue).
+//! - [`circle`]: one consistent-hash ring of backends and its supervisor.
+//! - [`backend`]: one actor per InfluxDB, draining its write-ahead queue.
+//! - [`wal`]: the RocksDB write-ahead queue.
+//! - Pure modules, no I/O: [`ring`] (Go-compatible placement),
+//!   [`line_protocol`] (scan and stamp lines), [`config`], [`cipher`].
+//! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
+
+pub mod api;
+pub mod app;
+pub mod backend;
+pub mod cipher;
+pub mod circle;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod line_protocol;
+pub mod ring;
+pub mod runtime;
+pub mod tls;
+pub mod wal;

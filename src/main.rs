@@ -1,0 +1,53 @@
+//! `influx-proxy` binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use influx_proxy::{app, cli, config::Config, runtime};
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        cli::Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        cli::Command::Version => {
+            print!("{}", cli::version_text());
+            ExitCode::SUCCESS
+        }
+        cli::Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("config file {} is valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        cli::Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime::logging::init(&config.log_level);
+            match app::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "influx-proxy failed.");
+                    eprintln!("influx-proxy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

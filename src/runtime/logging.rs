@@ -1,0 +1,27 @@
+//! Logging: structured events to journald when running under systemd,
+//! human-readable lines on stderr otherwise.
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `RUST_LOG` overrides `level`.
+pub fn init(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    // systemd sets JOURNAL_STREAM for services whose output goes to the
+    // journal; only then are native journald fields worth sending.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            let _ = registry
+                .with(journald.with_syslog_identifier("influx-proxy".into()))
+                .try_init();
+            return;
+        }
+    }
+    let _ = registry
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init();
+}

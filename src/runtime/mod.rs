@@ -1,0 +1,4 @@
+//! Process plumbing: logging, signals, systemd notifications.
+
+pub mod logging;
+pub mod signals;

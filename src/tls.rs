@@ -1,0 +1,113 @@
+//! TLS settings for connections to `https://` backends.
+//!
+//! Backends are verified against the system's root certificates by default;
+//! a backend may opt out with `tls_skip_verify` (self-signed lab setups).
+//! The Go reference never verifies; we only skip when asked to.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The crypto provider used for every TLS connection (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// Client configuration for backends, built once per verification mode.
+pub fn client_config(skip_verify: bool) -> Arc<ClientConfig> {
+    static VERIFIED: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    static UNVERIFIED: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    let cell = if skip_verify { &UNVERIFIED } else { &VERIFIED };
+    cell.get_or_init(|| Arc::new(build(skip_verify))).clone()
+}
+
+fn build(skip_verify: bool) -> ClientConfig {
+    let builder = match ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b,
+        // The ring provider supports the default versions; this branch
+        // exists only to avoid a panic path.
+        Err(_) => ClientConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS),
+    };
+    let mut config = if skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(system_roots())
+            .with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// The system's root certificates; problems are logged, not fatal, so an
+/// install without CA certificates still serves plain-HTTP backends.
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(error = %error, "Could not load some system root certificates.");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "Loaded system root certificates.");
+    roots
+}
+
+/// Accepts any server certificate (still checks handshake signatures).
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,300 @@
+use super::*;
+use proptest::prelude::*;
+use std::collections::VecDeque;
+
+fn points<'a>(db: &'a str, lines: &'a [u8]) -> Record<'a> {
+    Record::Points {
+        db,
+        rp: "",
+        points: lines.iter().filter(|&&b| b == b'\n').count() as u32,
+        lines,
+    }
+}
+
+fn lines_of(e: &Entry) -> Vec<u8> {
+    match e.record().unwrap() {
+        Record::Points { lines, .. } => lines.to_vec(),
+        Record::Statement { query, .. } => query.as_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn appended_records_are_read_in_order_and_gone_after_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    for i in 0..5 {
+        let body = format!("m f={i} {i}\n");
+        wal.append(&[Append {
+            queue: &q,
+            record: points("db", body.as_bytes()),
+        }])
+        .unwrap();
+    }
+    assert_eq!(q.stats.records.load(Ordering::Relaxed), 5);
+    assert_eq!(q.stats.points.load(Ordering::Relaxed), 5);
+    let batch = wal.read(&q, 0, 3, u64::MAX).unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(lines_of(&batch[0]), b"m f=0 0\n");
+    wal.ack(&q, &batch).unwrap();
+    let rest = wal.read(&q, 0, 100, u64::MAX).unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(lines_of(&rest[0]), b"m f=3 3\n");
+    wal.ack(&q, &rest).unwrap();
+    assert!(q.is_empty());
+    assert_eq!(q.stats.bytes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn one_append_reaches_every_target_queue_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let a = wal.queue("a", 1 << 20).unwrap();
+    let b = wal.queue("b", 1 << 20).unwrap();
+    let seq = wal
+        .append(&[
+            Append {
+                queue: &a,
+                record: points("db", b"x f=1\n"),
+            },
+            Append {
+                queue: &b,
+                record: points("db", b"y f=1\n"),
+            },
+        ])
+        .unwrap();
+    let ra = wal.read(&a, 0, 10, u64::MAX).unwrap();
+    let rb = wal.read(&b, 0, 10, u64::MAX).unwrap();
+    assert_eq!((ra[0].seq, rb[0].seq), (seq, seq));
+    assert_eq!(lines_of(&rb[0]), b"y f=1\n");
+}
+
+#[test]
+fn a_full_queue_refuses_the_whole_append_and_keeps_what_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let small = wal.queue("small", 40).unwrap();
+    let big = wal.queue("big", 1 << 20).unwrap();
+    let line = b"m f=1 1\n";
+    wal.append(&[Append {
+        queue: &small,
+        record: points("db", line),
+    }])
+    .unwrap();
+    let err = wal
+        .append(&[
+            Append {
+                queue: &big,
+                record: points("db", line),
+            },
+            Append {
+                queue: &small,
+                record: points("db", &[b'x'; 64]),
+            },
+        ])
+        .unwrap_err();
+    assert!(matches!(err, Error::Full { ref backend, .. } if backend == "small"));
+    assert!(err.to_string().contains("full"));
+    assert!(big.is_empty(), "nothing of a refused append is stored");
+    assert_eq!(small.stats.records.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn queues_and_counters_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let last_seq;
+    {
+        let wal = Wal::open(dir.path(), false).unwrap();
+        let q = wal.queue("a", 1 << 20).unwrap();
+        let other = wal.queue("b", 1 << 20).unwrap();
+        for _ in 0..3 {
+            wal.append(&[Append {
+                queue: &q,
+                record: points("db", b"m f=1\nm f=2\n"),
+            }])
+            .unwrap();
+        }
+        last_seq = wal
+            .append(&[Append {
+                queue: &other,
+                record: points("db", b"m f=1\n"),
+            }])
+            .unwrap();
+        let first = wal.read(&q, 0, 2, u64::MAX).unwrap();
+        wal.ack(&q, &first).unwrap();
+    }
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    assert_eq!(q.stats.records.load(Ordering::Relaxed), 2);
+    assert_eq!(q.stats.points.load(Ordering::Relaxed), 4);
+    let next = wal
+        .append(&[Append {
+            queue: &q,
+            record: points("db", b"m f=3\n"),
+        }])
+        .unwrap();
+    assert!(next > last_seq, "sequence numbers never go back");
+    let mut names = wal.registered().unwrap();
+    names.sort();
+    assert_eq!(names, vec!["a", "b"]);
+}
+
+#[test]
+fn dead_letters_leave_the_queue_and_keep_the_original_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    wal.append(&[Append {
+        queue: &q,
+        record: points("db", b"bad\n"),
+    }])
+    .unwrap();
+    wal.append(&[Append {
+        queue: &q,
+        record: points("db", b"good f=1\n"),
+    }])
+    .unwrap();
+    let first = wal.read(&q, 0, 1, u64::MAX).unwrap();
+    wal.dead_letter(&q, &first, 400, "unable to parse 'bad'")
+        .unwrap();
+    assert_eq!(q.stats.dead_records.load(Ordering::Relaxed), 1);
+    assert_eq!(q.stats.dead_points.load(Ordering::Relaxed), 1);
+    let rest = wal.read(&q, 0, 10, u64::MAX).unwrap();
+    assert_eq!(lines_of(&rest[0]), b"good f=1\n");
+    let mut seen = Vec::new();
+    wal.dead_letters(&q, |_, d| {
+        let rec = record::decode_record(d.value).unwrap();
+        seen.push((d.status, d.error.to_string(), rec.points()));
+    })
+    .unwrap();
+    assert_eq!(seen, vec![(400, "unable to parse 'bad'".to_string(), 1)]);
+    drop(wal);
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    assert_eq!(q.stats.dead_records.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn statements_queue_in_order_with_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), true).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    wal.append(&[Append {
+        queue: &q,
+        record: points("db", b"m f=1\n"),
+    }])
+    .unwrap();
+    wal.append(&[Append {
+        queue: &q,
+        record: Record::Statement {
+            db: "db",
+            query: "DROP MEASUREMENT m",
+        },
+    }])
+    .unwrap();
+    let all = wal.read(&q, 0, 100, u64::MAX).unwrap();
+    assert!(matches!(all[1].record().unwrap(), Record::Statement { .. }));
+}
+
+#[test]
+fn concurrent_appends_are_never_skipped_by_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let q = wal.queue("a", 1 << 30).unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (wal, q) = (wal.clone(), q.clone());
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let body = format!("m,t={t} f={i}\n");
+                    wal.append(&[Append {
+                        queue: &q,
+                        record: points("db", body.as_bytes()),
+                    }])
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut got = 0usize;
+    let mut last = 0u64;
+    while got < 2000 {
+        let batch = wal.read(&q, last, 64, u64::MAX).unwrap();
+        if let Some(e) = batch.last() {
+            last = e.seq;
+        }
+        got += batch.len();
+        wal.ack(&q, &batch).unwrap();
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(got, 2000);
+    assert!(q.is_empty());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(u8),
+    Deliver(u8),
+    Dead(u8),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u8..20).prop_map(Op::Append),
+        2 => (1u8..5).prop_map(Op::Deliver),
+        1 => (1u8..3).prop_map(Op::Dead),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// The queue behaves like a FIFO of the appended bodies, across reopens.
+    #[test]
+    fn queue_matches_a_fifo_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), false).unwrap();
+        let mut q = wal.queue("a", u64::MAX).unwrap();
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut dead = 0u64;
+        let mut n = 0u32;
+        for op in ops {
+            match op {
+                Op::Append(lines) => {
+                    let body: Vec<u8> = (0..lines).flat_map(|i| format!("m f={n}{i}\n").into_bytes()).collect();
+                    n += 1;
+                    wal.append(&[Append { queue: &q, record: points("db", &body) }]).unwrap();
+                    model.push_back(body);
+                }
+                Op::Deliver(k) => {
+                    let batch = wal.read(&q, 0, u64::from(k) * 20, u64::MAX).unwrap();
+                    for e in &batch {
+                        prop_assert_eq!(Some(lines_of(e)), model.pop_front());
+                    }
+                    wal.ack(&q, &batch).unwrap();
+                }
+                Op::Dead(k) => {
+                    let batch = wal.read(&q, 0, u64::from(k), u64::MAX).unwrap();
+                    for e in &batch {
+                        prop_assert_eq!(Some(lines_of(e)), model.pop_front());
+                    }
+                    dead += batch.len() as u64;
+                    wal.dead_letter(&q, &batch, 400, "bad").unwrap();
+                }
+                Op::Reopen => {
+                    drop(q);
+                    drop(wal);
+                    wal = Wal::open(dir.path(), false).unwrap();
+                    q = wal.queue("a", u64::MAX).unwrap();
+                }
+            }
+            prop_assert_eq!(q.stats.records.load(Ordering::Relaxed), model.len() as u64);
+            prop_assert_eq!(q.stats.dead_records.load(Ordering::Relaxed), dead);
+        }
+        let all = wal.read(&q, 0, u64::MAX, u64::MAX).unwrap();
+        prop_assert_eq!(all.len(), model.len());
+    }
+}

@@ -1,0 +1,123 @@
+//! Harness for the integration tests (style guide, convention 12).
+//!
+//! * [`influxd::Influxd`] runs a real InfluxDB 1.x (`influxd` from Debian's `influxdb` package) on
+//!   free loopback ports in a temp dir. A missing binary fails the test with an install hint; it
+//!   never skips.
+//! * [`proxy::Proxy`] runs the built `influx-proxy` binary on a free port with its own data dir;
+//!   [`proxy::two_by_two`] gives the standard layout of two circles with two backends each.
+//! * [`http`] has blocking client helpers that return status and body instead of panicking on
+//!   4xx/5xx.
+//!
+//! Every child process is killed in `Drop`. Set `TEST_LOG=1` to print process logs.
+
+// Each test module uses a different part of the harness, and the items are `pub` for the test
+// modules, not for export. Panics are how the harness reports a broken environment.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+pub mod http;
+pub mod influxd;
+pub mod proxy;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Lines of a child's log shown when it fails.
+pub const LOG_TAIL_LINES: usize = 60;
+
+/// A database name no other test uses: `{prefix}_{unix nanos}_{counter}`.
+pub fn unique_db(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}_{nanos}_{n}")
+}
+
+/// A loopback TCP port that was free a moment ago and that this process has not handed out before.
+///
+/// The port is released before it is returned, so another process can still take it. Callers
+/// that start a server on it retry with a new port when the server reports "address already in
+/// use".
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Whether the env var `TEST_LOG` is set (to anything).
+pub fn test_log_enabled() -> bool {
+    std::env::var_os("TEST_LOG").is_some()
+}
+
+/// The last `lines` lines of a log file, or a note saying why there is none.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(error) => format!("<cannot read {}: {error}>", path.display()),
+    }
+}
+
+/// Sends `signal` to `child`; a child that already exited is not an error.
+pub fn send_signal(child: &Child, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    match kill(pid, signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(error) => panic!("kill({pid}, {signal}) failed: {error}"),
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit and reaps it.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILLs `child` and reaps it.
+pub fn kill_and_reap(child: &mut Child) -> ExitStatus {
+    send_signal(child, Signal::SIGKILL);
+    child.wait().unwrap()
+}
+
+/// Finds `name` in a directory of `PATH`.
+pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}

@@ -1,0 +1,377 @@
+//! The write path end to end: proxy binary in front of four real influxd.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::http::{self, wait_until};
+use crate::support::influxd::Influxd;
+use crate::support::proxy::{two_by_two, Proxy};
+use crate::support::unique_db;
+
+/// How long delivery may take in tests (flush_time is 1 s).
+const DELIVERY: Duration = Duration::from_secs(30);
+
+fn cluster(extra: Value) -> (Vec<Influxd>, Proxy) {
+    let (servers, mut config) = two_by_two();
+    if let (Some(obj), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    let proxy = Proxy::start(config);
+    (servers, proxy)
+}
+
+/// Backend names (in circle order) that `/replica` gives for (db, mm).
+fn replica(proxy: &Proxy, db: &str, mm: &str) -> Vec<String> {
+    let resp = http::get(&format!(
+        "{}/replica?db={}&meas={}",
+        proxy.url,
+        http::urlencode(db),
+        http::urlencode(mm)
+    ));
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    resp.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn server<'a>(servers: &'a [Influxd], name: &str) -> &'a Influxd {
+    let index = match name {
+        "influxdb-1-1" => 0,
+        "influxdb-1-2" => 1,
+        "influxdb-2-1" => 2,
+        "influxdb-2-2" => 3,
+        other => panic!("unknown backend {other}"),
+    };
+    &servers[index]
+}
+
+/// A measurement name whose owner in circle 1 is `backend`.
+fn measurement_owned_by(proxy: &Proxy, db: &str, backend: &str) -> String {
+    (0..200)
+        .map(|i| format!("m{i}"))
+        .find(|m| replica(proxy, db, m)[0] == backend)
+        .unwrap()
+}
+
+fn escape_measurement(m: &str) -> String {
+    m.replace(',', "\\,").replace(' ', "\\ ")
+}
+
+fn health_of(proxy: &Proxy, backend: &str) -> Value {
+    let health = http::get(&format!("{}/health", proxy.url)).json();
+    health
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["backends"].as_array().unwrap().iter())
+        .find(|b| b["name"] == backend)
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn placement_matches_replica_and_where_the_data_lands() {
+    let (servers, proxy) = cluster(json!({}));
+    let db = unique_db("place");
+    let mut names: Vec<String> = (0..60).map(|i| format!("meas_{i}")).collect();
+    names.push("measurement with spaces, commas".into());
+    names.push("温度".into());
+    let body: String = names
+        .iter()
+        .map(|m| {
+            format!(
+                "{},host=a value=1 1600000000000000000\n",
+                escape_measurement(m)
+            )
+        })
+        .collect();
+    let resp = http::write(&proxy.url, &db, body);
+    assert_eq!(resp.status, 204, "{}", resp.body);
+
+    // Placement of the reference's test vectors (spec §4.4, hash_key idx).
+    assert_eq!(
+        replica(&proxy, "db1", "cpu"),
+        ["influxdb-1-1", "influxdb-2-1"]
+    );
+    assert_eq!(
+        replica(&proxy, "db1", "mem"),
+        ["influxdb-1-2", "influxdb-2-2"]
+    );
+    assert_eq!(
+        replica(&proxy, "telegraf", "mem"),
+        ["influxdb-1-2", "influxdb-2-2"]
+    );
+
+    let owners: Vec<(String, Vec<String>)> = names
+        .iter()
+        .map(|m| (m.clone(), replica(&proxy, &db, m)))
+        .collect();
+    let spread: std::collections::BTreeSet<&str> = owners
+        .iter()
+        .flat_map(|(_, o)| o.iter().map(String::as_str))
+        .collect();
+    assert_eq!(spread.len(), 4, "60 measurements use every backend");
+    assert!(wait_until(DELIVERY, || {
+        owners
+            .iter()
+            .all(|(m, o)| o.iter().all(|b| server(&servers, b).count(&db, m) == 1))
+    }));
+    for (m, o) in &owners {
+        for name in [
+            "influxdb-1-1",
+            "influxdb-1-2",
+            "influxdb-2-1",
+            "influxdb-2-2",
+        ] {
+            let expected = u64::from(o.iter().any(|b| b == name));
+            assert_eq!(
+                server(&servers, name).count(&db, m),
+                expected,
+                "{m} on {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gzip_bodies_and_precisions_are_honoured() {
+    let (servers, proxy) = cluster(json!({}));
+    let db = unique_db("prec");
+    let cases = [
+        ("n", "1600000000000000001", 1_600_000_000_000_000_001_i64),
+        ("u", "1600000000000002", 1_600_000_000_000_002_000),
+        ("ms", "1600000000003", 1_600_000_000_003_000_000),
+        ("s", "1600000004", 1_600_000_004_000_000_000),
+        ("m", "26666667", 1_600_000_020_000_000_000),
+        ("h", "444445", 1_600_002_000_000_000_000),
+    ];
+    for (i, (precision, ts, _)) in cases.iter().enumerate() {
+        let body = format!("prec,p={precision} v={i} {ts}\n");
+        let resp = http::write_with(
+            &proxy.url,
+            &format!("db={db}&precision={precision}"),
+            body,
+            i % 2 == 0,
+        );
+        assert_eq!(resp.status, 204, "{precision}: {}", resp.body);
+    }
+    let owners = replica(&proxy, &db, "prec");
+    for owner in owners {
+        let s = server(&servers, &owner);
+        assert!(wait_until(DELIVERY, || s.count(&db, "prec") == 6));
+        for (precision, _, want) in cases {
+            let r = s.query(&db, &format!("SELECT v FROM prec WHERE p = '{precision}'"));
+            let t = r["results"][0]["series"][0]["values"][0][0]
+                .as_i64()
+                .unwrap();
+            assert_eq!(t, want, "{precision} on {owner}");
+        }
+    }
+}
+
+#[test]
+fn points_without_timestamp_get_one_time_on_every_replica() {
+    let (servers, proxy) = cluster(json!({}));
+    let db = unique_db("stamp");
+    let resp = http::write_with(
+        &proxy.url,
+        &format!("db={db}&precision=s"),
+        "nots v=1\n",
+        false,
+    );
+    assert_eq!(resp.status, 204, "{}", resp.body);
+    let owners = replica(&proxy, &db, "nots");
+    let times: Vec<i64> = owners
+        .iter()
+        .map(|o| {
+            let s = server(&servers, o);
+            assert!(wait_until(DELIVERY, || s.count(&db, "nots") == 1));
+            s.query(&db, "SELECT v FROM nots")["results"][0]["series"][0]["values"][0][0]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(times[0], times[1]);
+    assert_eq!(
+        times[0] % 1_000_000_000,
+        0,
+        "stamped in the request precision"
+    );
+}
+
+#[test]
+fn a_partial_write_keeps_good_lines_and_names_the_bad_one() {
+    let (servers, proxy) = cluster(json!({}));
+    let db = unique_db("partial");
+    let body = "good v=1 1\nthis is not line protocol\n# comment\n\ngood v=2 2\nbad v=\n";
+    let resp = http::write(&proxy.url, &db, body);
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    let error = resp.json()["error"].as_str().unwrap().to_string();
+    assert!(error.starts_with("partial write:"), "{error}");
+    assert!(error.contains("this is not line protocol"), "{error}");
+    assert!(error.contains("bad v="), "{error}");
+    assert!(error.contains("dropped=2"), "{error}");
+    for owner in replica(&proxy, &db, "good") {
+        let s = server(&servers, &owner);
+        assert!(wait_until(DELIVERY, || s.count(&db, "good") == 2));
+    }
+    let all_bad = http::write(&proxy.url, &db, "nope\n");
+    assert_eq!(all_bad.status, 400);
+    assert!(all_bad.json()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("unable to parse 'nope'"));
+}
+
+#[test]
+fn bad_requests_get_influx_shaped_errors_and_the_proxy_keeps_serving() {
+    let (_servers, mut config) = two_by_two();
+    config["db_list"] = json!(["allowed"]);
+    let proxy = Proxy::start(config);
+    let ping = http::get(&format!("{}/ping", proxy.url));
+    assert_eq!(ping.status, 204);
+    assert!(ping.header("X-Influxdb-Version").is_some());
+
+    let cases = [
+        ("", "m v=1", 400, "database not found"),
+        ("db=other", "m v=1", 400, "database forbidden: other"),
+        ("db=allowed&precision=x", "m v=1", 400, "invalid precision"),
+    ];
+    for (qs, body, status, message) in cases {
+        let resp = http::write_with(&proxy.url, qs, body, false);
+        assert_eq!(resp.status, status, "{qs}: {}", resp.body);
+        assert!(
+            resp.json()["error"].as_str().unwrap().contains(message),
+            "{qs}: {}",
+            resp.body
+        );
+        assert_eq!(resp.header("Content-Type"), Some("application/json"));
+    }
+    let get = http::get(&format!("{}/write?db=allowed", proxy.url));
+    assert_eq!(get.status, 405);
+    let corrupt = http::post(
+        &format!("{}/write?db=allowed", proxy.url),
+        b"\x1f\x8b\x08garbage",
+        &[("Content-Encoding", "gzip")],
+    );
+    assert_eq!(corrupt.status, 400);
+    assert!(corrupt.body.contains("gzip"), "{}", corrupt.body);
+    let missing = http::get(&format!("{}/replica?db=x", proxy.url));
+    assert_eq!(missing.status, 400);
+    assert_eq!(http::write(&proxy.url, "allowed", "m v=1\n").status, 204);
+}
+
+#[test]
+fn a_stopped_backend_queues_writes_and_gets_them_all_in_order_after_restart() {
+    let (mut servers, proxy) = cluster(json!({}));
+    let db = unique_db("outage");
+    let mm = measurement_owned_by(&proxy, &db, "influxdb-1-1");
+    servers[0].stop();
+    for i in 0..50 {
+        // Same series and timestamp each time: InfluxDB keeps the last
+        // write, so the final value proves the replay order.
+        let body = format!("{mm},k=same v={i} 1000\n{mm},k=seq v={i} {}\n", 2000 + i);
+        let resp = http::write(&proxy.url, &db, body);
+        assert_eq!(resp.status, 204, "{}", resp.body);
+    }
+    assert!(wait_until(Duration::from_secs(15), || {
+        let h = health_of(&proxy, "influxdb-1-1");
+        h["active"] == false && h["backlog"] == true
+    }));
+    let other = replica(&proxy, &db, &mm)[1].clone();
+    let s2 = server(&servers, &other);
+    assert!(wait_until(DELIVERY, || s2.count(&db, &mm) == 51));
+
+    servers[0].start();
+    let s1 = &servers[0];
+    assert!(wait_until(DELIVERY, || s1.count(&db, &mm) == 51));
+    let last = s1.query(&db, &format!("SELECT v FROM \"{mm}\" WHERE k = 'same'"));
+    assert_eq!(last["results"][0]["series"][0]["values"][0][1], json!(49.0));
+    assert!(wait_until(DELIVERY, || {
+        let h = health_of(&proxy, "influxdb-1-1");
+        h["active"] == true && h["backlog"] == false
+    }));
+}
+
+#[test]
+fn kill_9_of_the_proxy_with_a_backlog_loses_nothing() {
+    let (mut servers, mut proxy) = cluster(json!({}));
+    let db = unique_db("kill9");
+    let mm = measurement_owned_by(&proxy, &db, "influxdb-1-1");
+    servers[0].stop();
+    for i in 0..100 {
+        let resp = http::write(&proxy.url, &db, format!("{mm} v={i} {i}\n"));
+        assert_eq!(resp.status, 204, "{}", resp.body);
+    }
+    proxy.kill9();
+    servers[0].start();
+    proxy.restart();
+    let s1 = &servers[0];
+    assert!(wait_until(DELIVERY, || s1.count(&db, &mm) == 100));
+    let other = replica(&proxy, &db, &mm)[1].clone();
+    assert!(wait_until(DELIVERY, || server(&servers, &other)
+        .count(&db, &mm)
+        == 100));
+}
+
+#[test]
+fn a_full_queue_answers_503_and_loses_nothing_it_accepted() {
+    let (mut servers, proxy) = cluster(json!({ "wal_max_bytes": 4096 }));
+    let db = unique_db("full");
+    let mm = measurement_owned_by(&proxy, &db, "influxdb-1-1");
+    servers[0].stop();
+    let mut accepted = 0u64;
+    let mut refused = None;
+    for i in 0..500 {
+        let resp = http::write(
+            &proxy.url,
+            &db,
+            format!("{mm},pad=xxxxxxxxxxxxxxxx v={i} {i}\n"),
+        );
+        match resp.status {
+            204 => accepted += 1,
+            503 => {
+                refused = Some(resp);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", resp.body),
+        }
+    }
+    let refused = refused.expect("the queue filled up");
+    assert!(
+        refused.json()["error"].as_str().unwrap().contains("full"),
+        "{}",
+        refused.body
+    );
+    assert!(accepted > 10);
+    // A write for the healthy backends still goes through.
+    let healthy = measurement_owned_by(&proxy, &db, "influxdb-1-2");
+    assert_eq!(
+        http::write(&proxy.url, &db, format!("{healthy} v=1 1\n")).status,
+        204
+    );
+
+    servers[0].start();
+    let s1 = &servers[0];
+    assert!(wait_until(DELIVERY, || s1.count(&db, &mm) == accepted));
+    let other = replica(&proxy, &db, &mm)[1].clone();
+    assert_eq!(
+        server(&servers, &other).count(&db, &mm),
+        accepted,
+        "refused writes reached no circle"
+    );
+    // Room again: writes are accepted.
+    assert!(wait_until(DELIVERY, || http::write(
+        &proxy.url,
+        &db,
+        format!("{mm} v=1 999999\n")
+    )
+    .status
+        == 204));
+}
