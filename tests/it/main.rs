@@ -1,6 +1,8 @@
 //! Integration tests: the release binary in front of real `influxd`
 //! servers started by the harness in `support/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod cli;
