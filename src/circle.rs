@@ -154,3 +154,52 @@ impl Actor for CircleSupervisor {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{client, Info};
+
+    fn handle(dir: &std::path::Path) -> BackendHandle {
+        let wal = Arc::new(Wal::open(dir, false).unwrap());
+        let queue = wal.queue("b", 1 << 20).unwrap();
+        let info = Info {
+            name: "b".into(),
+            url: "http://127.0.0.1:1".into(),
+            circle: "c".into(),
+            write_only: false,
+        };
+        let target = client::Target {
+            url: info.url.clone(),
+            credentials: None,
+            tls_skip_verify: false,
+        };
+        let settings = Settings {
+            flush_size: 10,
+            flush_time: Duration::from_millis(10),
+            check_interval: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        };
+        BackendHandle::start(Arc::new(Backend::new(info, target, queue)), wal, settings)
+    }
+
+    #[actix_rt::test]
+    async fn a_dead_backend_actor_is_replaced_and_a_live_one_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handle(dir.path());
+        assert!(!h.revive(), "a running actor is not restarted");
+        let old = h.addr();
+        old.send(msg::Stop).await.unwrap();
+        for _ in 0..100 {
+            if !old.connected() {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!old.connected());
+        assert!(h.revive(), "a dead actor is restarted");
+        assert!(h.addr().connected());
+        h.stop();
+    }
+}

@@ -292,7 +292,10 @@ fn a_stopped_backend_queues_writes_and_gets_them_all_in_order_after_restart() {
     let s1 = &servers[0];
     assert!(wait_until(DELIVERY, || s1.count(&db, &mm) == 51));
     let last = s1.query(&db, &format!("SELECT v FROM \"{mm}\" WHERE k = 'same'"));
-    assert_eq!(last["results"][0]["series"][0]["values"][0][1].as_f64(), Some(49.0));
+    assert_eq!(
+        last["results"][0]["series"][0]["values"][0][1].as_f64(),
+        Some(49.0)
+    );
     assert!(wait_until(DELIVERY, || {
         let h = health_of(&proxy, "influxdb-1-1");
         h["active"] == true && h["backlog"] == false
