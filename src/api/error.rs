@@ -39,6 +39,14 @@ pub enum ApiError {
     /// No backend could answer.
     #[error("{0}")]
     Unavailable(String),
+    /// A backend refused the request; its status and message are relayed.
+    #[error("{message}")]
+    Backend {
+        /// The backend's HTTP status.
+        status: u16,
+        /// The backend's error message.
+        message: String,
+    },
 }
 
 impl From<wal::Error> for ApiError {
@@ -46,6 +54,20 @@ impl From<wal::Error> for ApiError {
         match e {
             wal::Error::Full { .. } => ApiError::QueueFull(e.to_string()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::query::Error> for ApiError {
+    fn from(e: crate::query::Error) -> ApiError {
+        use crate::query::Error as Q;
+        match e {
+            Q::Statement(s) => ApiError::BadRequest(s.to_string()),
+            Q::DatabaseNotFound => ApiError::DatabaseNotFound,
+            Q::DatabaseForbidden(db) => ApiError::DatabaseForbidden(db),
+            Q::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            Q::Backend { status, message } => ApiError::Backend { status, message },
+            Q::Queue(w) => ApiError::from(w),
         }
     }
 }
@@ -62,6 +84,9 @@ impl ResponseError for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Backend { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 pub mod error;
+mod query;
 mod write;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ping").to(admin::ping))
         .service(web::resource("/write").to(write::write))
+        .service(web::resource("/query").to(query::query))
         .service(web::resource("/health").to(admin::health))
         .service(web::resource("/replica").to(admin::replica))
         .default_service(web::to(not_found));
@@ -61,6 +63,15 @@ impl Params {
     /// Parses the query string of a request.
     pub fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
         Params::parse(req.query_string())
+    }
+
+    /// Builds parameters from decoded pairs (first occurrence wins).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+        let mut map = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            map.entry(k).or_insert(v);
+        }
+        Params(map)
     }
 
     /// Parses a URL-encoded string.
@@ -93,7 +104,16 @@ impl Params {
 /// A JSON success body, compact or indented by four spaces like the
 /// reference (`pretty=true`), ending with a newline.
 pub fn json_response(value: &serde_json::Value, pretty: bool) -> HttpResponse {
-    let mut body = if pretty {
+    let mut body = json_bytes(value, pretty);
+    body.push(b'\n');
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(body)
+}
+
+/// JSON text, compact or indented by four spaces (`pretty=true`).
+pub fn json_bytes(value: &serde_json::Value, pretty: bool) -> Vec<u8> {
+    if pretty {
         let mut out = Vec::new();
         let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
         let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
@@ -102,11 +122,7 @@ pub fn json_response(value: &serde_json::Value, pretty: bool) -> HttpResponse {
         out
     } else {
         serde_json::to_vec(value).unwrap_or_default()
-    };
-    body.push(b'\n');
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(body)
+    }
 }
 
 /// Checks that `db` is allowed by the configured `db_list`.

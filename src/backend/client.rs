@@ -139,13 +139,64 @@ impl Client {
 
     /// Runs one InfluxQL statement (`POST /query`) and returns the JSON body.
     pub async fn query(&self, db: &str, q: &str) -> Result<serde_json::Value, Error> {
-        let path = format!("/query?db={}&q={}", encode(db), encode(q));
+        self.query_json(&[("db", db), ("q", q)]).await
+    }
+
+    /// `POST /query` with the given parameters; the JSON answer.
+    pub async fn query_json(&self, params: &[(&str, &str)]) -> Result<serde_json::Value, Error> {
+        let path = format!("/query?{}", form(params));
         let resp = self.request(awc::http::Method::POST, &path).send().await;
         let body = self.finish(resp).await?;
         serde_json::from_slice(&body).map_err(|e| Error::Status {
             status: 200,
             message: format!("invalid JSON from backend: {e}"),
         })
+    }
+
+    /// Sends `/query` with the client's own parameters and `Accept`
+    /// headers and hands back the response unread, so a large answer can
+    /// be streamed to the client. Non-2xx answers are read and returned as
+    /// [`Error::Status`] (the caller may fail over).
+    pub async fn query_stream(
+        &self,
+        method: awc::http::Method,
+        params: &[(String, String)],
+        headers: &[(
+            awc::http::header::HeaderName,
+            awc::http::header::HeaderValue,
+        )],
+    ) -> Result<awc::ClientResponse, Error> {
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let path = format!("/query?{}", form(&pairs));
+        let mut req = self.request(method, &path);
+        for (name, value) in headers {
+            req = req.insert_header((name.clone(), value.clone()));
+        }
+        let resp = req.send().await;
+        let mut resp = resp.map_err(|e| self.send_error(e))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let body = resp
+            .body()
+            .limit(MAX_ERROR_BODY)
+            .await
+            .map_err(|e| Error::Transport(format!("reading response: {e}")))?;
+        Err(Error::Status {
+            status,
+            message: error_message(&body),
+        })
+    }
+
+    fn send_error(&self, e: awc::error::SendRequestError) -> Error {
+        match e {
+            awc::error::SendRequestError::Timeout => Error::Timeout(self.timeout),
+            other => Error::Transport(other.to_string()),
+        }
     }
 
     async fn finish(
@@ -157,10 +208,7 @@ impl Client {
             awc::error::SendRequestError,
         >,
     ) -> Result<Bytes, Error> {
-        let mut resp = resp.map_err(|e| match e {
-            awc::error::SendRequestError::Timeout => Error::Timeout(self.timeout),
-            other => Error::Transport(other.to_string()),
-        })?;
+        let mut resp = resp.map_err(|e| self.send_error(e))?;
         let status = resp.status().as_u16();
         let limit = if (200..300).contains(&status) {
             MAX_QUERY_BODY
@@ -192,6 +240,44 @@ pub fn error_message(body: &[u8]) -> String {
         Ok(e) => e.error,
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     }
+}
+
+/// `k=v&k=v`, URL-encoded.
+pub fn form(params: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (k, v) in params {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(&encode(k).to_string());
+        out.push('=');
+        out.push_str(&encode(v).to_string());
+    }
+    out
+}
+
+thread_local! {
+    /// Query clients of this worker thread, one per backend target: awc
+    /// clients are tied to their thread, and reusing one keeps its
+    /// connection pool warm.
+    static CLIENTS: std::cell::RefCell<std::collections::HashMap<usize, (Arc<Target>, Client)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The current thread's client for `target` (created on first use).
+pub fn cached(target: &Arc<Target>, timeout: Duration) -> Client {
+    let key = Arc::as_ptr(target) as usize;
+    CLIENTS.with(|c| {
+        let mut map = c.borrow_mut();
+        if let Some((t, client)) = map.get(&key) {
+            if Arc::ptr_eq(t, target) {
+                return client.clone();
+            }
+        }
+        let client = Client::new(target.clone(), timeout);
+        map.insert(key, (target.clone(), client.clone()));
+        client
+    })
 }
 
 /// URL query encoding of one value.

@@ -23,9 +23,9 @@
 //! so InfluxDB remains the judge of their validity.
 //!
 //! Invariants:
-//! * pure: no I/O, no allocation beyond the returned values, no global state;
+//! * pure: no I/O, no global state, no `unsafe`;
 //! * never panics, whatever the input (property-tested in `tests.rs`);
-//! * token boundaries match the InfluxQL scanner (see [`tokenizer`](self)
+//! * token boundaries match the InfluxQL scanner (see the `tokenizer`
 //!   module docs), so a statement is split exactly where InfluxDB would;
 //! * names are returned unquoted and unescaped; positions in
 //!   [`Error::Syntax`] are relative to the text passed to the function.
@@ -334,18 +334,19 @@ impl Statement {
 }
 
 fn collect_databases<'a>(stmt: &'a Statement, out: &mut Vec<&'a str>) {
-    let mut push = |out: &mut Vec<&'a str>, db: Option<&'a str>| {
-        if let Some(db) = db {
-            if !out.contains(&db) {
-                out.push(db);
-            }
-        }
-    };
-    push(out, stmt.database.as_deref());
+    push_unique(out, stmt.database.as_deref());
     for source in &stmt.sources {
         match source {
             Source::Subquery(sub) => collect_databases(sub, out),
-            other => push(out, other.database()),
+            other => push_unique(out, other.database()),
+        }
+    }
+}
+
+fn push_unique<'a>(out: &mut Vec<&'a str>, db: Option<&'a str>) {
+    if let Some(db) = db {
+        if !out.contains(&db) {
+            out.push(db);
         }
     }
 }

@@ -130,8 +130,8 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, Error> {
             i += rest.find('\n').unwrap_or(rest.len());
             continue;
         }
-        if rest.starts_with("/*") {
-            match rest[2..].find("*/") {
+        if let Some(comment) = rest.strip_prefix("/*") {
+            match comment.find("*/") {
                 Some(at) => i += 2 + at + 2,
                 None => return Err(syntax_error(src, i, "unterminated block comment")),
             }

@@ -1,0 +1,138 @@
+//! `GET|POST /query`: InfluxQL, answered as one InfluxDB would.
+
+use std::io::Write as _;
+
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use serde_json::Value;
+
+use super::{auth, ApiError, AppState, Params};
+use crate::query::{self, merge, Answer};
+
+/// Largest form body accepted for `POST /query`.
+const MAX_FORM_BYTES: usize = 16 << 20;
+
+/// The query handler.
+pub async fn query(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    if req.method() == Method::POST && is_form(&req) {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
+            if body.len() + chunk.len() > MAX_FORM_BYTES {
+                return Err(ApiError::TooLarge(format!(
+                    "query form too large: limit is {MAX_FORM_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid form body: {e}")))?;
+        // As in Go's FormValue, body values take precedence over the URL.
+        let mut merged = form;
+        merged.extend(pairs);
+        pairs = merged;
+    }
+    let params = Params::from_pairs(pairs.clone());
+    auth::check(&req, &params, &state.config)?;
+    let q = params.str("q").trim().to_string();
+    if q.is_empty() {
+        return Err(ApiError::BadRequest(
+            "missing required parameter \"q\"".into(),
+        ));
+    }
+    let request = query::Request {
+        q,
+        db: params.str("db").to_string(),
+        rp: params.str("rp").to_string(),
+        epoch: params.str("epoch").to_string(),
+        params: pairs
+            .into_iter()
+            .filter(|(k, _)| k != "u" && k != "p")
+            .collect(),
+        db_list: state.config.db_list.clone(),
+    };
+    let headers = forwarded_headers(&req);
+    let answer = query::execute(&state.cluster, &request, &headers).await?;
+    Ok(match answer {
+        Answer::Relay(relay) => relay_response(relay),
+        Answer::Json(body) => json_answer(&req, &params, body),
+    })
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// Content negotiation headers passed to the backend on relayed reads.
+fn forwarded_headers(req: &HttpRequest) -> query::Headers {
+    [header::ACCEPT, header::ACCEPT_ENCODING]
+        .into_iter()
+        .filter_map(|name| {
+            let value = req.headers().get(&name)?;
+            let name = awc::http::header::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+            let value = awc::http::header::HeaderValue::from_bytes(value.as_bytes()).ok()?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+fn relay_response(relay: query::Relay) -> HttpResponse {
+    let response = relay.response;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
+    let mut out = HttpResponse::build(status);
+    for name in ["content-type", "content-encoding", "request-id"] {
+        if let Some(v) = response.headers().get(name) {
+            out.insert_header((name, v.as_bytes()));
+        }
+    }
+    out.streaming(response)
+}
+
+fn wants(req: &HttpRequest, name: header::HeaderName, what: &str) -> bool {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(what))
+}
+
+/// Formats a proxy-built answer: JSON (pretty with `pretty=true`) or CSV,
+/// gzip-compressed when the client accepts it.
+fn json_answer(req: &HttpRequest, params: &Params, body: Value) -> HttpResponse {
+    let (content_type, mut bytes) = if wants(req, header::ACCEPT, "application/csv") {
+        let results = body
+            .get("results")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        ("text/csv", merge::to_csv(&results).into_bytes())
+    } else {
+        let mut v = super::json_bytes(&body, params.pretty());
+        v.push(b'\n');
+        ("application/json", v)
+    };
+    let mut out = HttpResponse::Ok();
+    out.insert_header((header::CONTENT_TYPE, content_type));
+    if wants(req, header::ACCEPT_ENCODING, "gzip") {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if enc.write_all(&bytes).is_ok() {
+            if let Ok(z) = enc.finish() {
+                bytes = z;
+                out.insert_header((header::CONTENT_ENCODING, "gzip"));
+            }
+        }
+    }
+    out.body(bytes)
+}

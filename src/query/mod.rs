@@ -1,0 +1,669 @@
+//! The query path: runs InfluxQL against the circles so that the client
+//! gets what one InfluxDB holding all the data would answer.
+//!
+//! Every statement is classified (`influxql`) and planned:
+//! - reads with a FROM clause go to the owner backends of one circle; when
+//!   the measurements (or a regex's matches) live on several backends, the
+//!   statement is split per backend (FROM rewritten) and the answers merged;
+//! - SHOW statements without FROM fan out to every backend of one circle
+//!   and are merged (`merge`), LIMIT/OFFSET applied after the merge;
+//! - DDL and deletes reach every backend that must see them: run at once
+//!   where the backend is healthy with an empty queue, otherwise queued in
+//!   its write-ahead queue so they apply in order with its pending writes.
+//!
+//! Read failover: circles whose involved backends are active, not draining
+//! a backlog and not write-only come first, in random order (spreading
+//! reads); then circles that are merely active (logged, their data may be
+//! stale). A circle that fails (transport error, 5xx) is skipped for the
+//! next. A single-statement read served by one backend is streamed through
+//! untouched (CSV, chunked and epoch handled by InfluxDB itself).
+
+pub mod merge;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::backend::client::{self, Client};
+use crate::circle::{BackendHandle, Circle};
+use crate::cluster::Cluster;
+use crate::influxql::{self, Kind, Source, Statement};
+use merge::Merge;
+
+/// Longest a backend may take to answer a query (the reference has none).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Why a query failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The query text cannot be run (syntax, forbidden or unsupported).
+    #[error(transparent)]
+    Statement(#[from] influxql::Error),
+    /// No database given where one is needed.
+    #[error("database not found")]
+    DatabaseNotFound,
+    /// A database outside `db_list`.
+    #[error("database forbidden: {0}")]
+    DatabaseForbidden(String),
+    /// No backend able to answer.
+    #[error("backends unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error status (relayed).
+    #[error("{message}")]
+    Backend {
+        /// Backend HTTP status.
+        status: u16,
+        /// Backend error message.
+        message: String,
+    },
+    /// Queuing a statement for a down backend failed.
+    #[error("cannot queue statement: {0}")]
+    Queue(#[from] crate::wal::Error),
+}
+
+/// A `/query` request, already authenticated.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The `q` parameter.
+    pub q: String,
+    /// The `db` parameter (may be empty).
+    pub db: String,
+    /// The `rp` parameter (may be empty).
+    pub rp: String,
+    /// The `epoch` parameter (may be empty).
+    pub epoch: String,
+    /// Every parameter except `u` and `p`, for streaming relays.
+    pub params: Vec<(String, String)>,
+    /// Databases the client may use (`db_list`; empty = all).
+    pub db_list: Vec<String>,
+}
+
+/// What to send back.
+#[derive(Debug)]
+pub enum Answer {
+    /// Relay this backend response as it is (single statement, one backend).
+    Relay(Relay),
+    /// A complete answer `{"results":[...]}` built by the proxy.
+    Json(Value),
+}
+
+/// A backend response to stream to the client.
+pub struct Relay {
+    /// The response, body unread.
+    pub response: awc::ClientResponse,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("status", &self.response.status())
+            .finish()
+    }
+}
+
+/// Headers forwarded on a relayed read (content negotiation).
+pub type Headers = Vec<(
+    awc::http::header::HeaderName,
+    awc::http::header::HeaderValue,
+)>;
+
+/// One classified statement with its resolved database.
+struct Planned<'q> {
+    text: &'q str,
+    stmt: Statement,
+    db: String,
+}
+
+/// Runs a query.
+pub async fn execute(cluster: &Cluster, req: &Request, headers: &Headers) -> Result<Answer, Error> {
+    let texts = influxql::split_statements(&req.q)?;
+    let mut planned = Vec::with_capacity(texts.len());
+    for text in texts {
+        let stmt = influxql::classify(text)?;
+        let db = resolve_db(&stmt, req)?;
+        planned.push(Planned { text, stmt, db });
+    }
+    if let [only] = planned.as_slice() {
+        if let Some(answer) = try_relay(cluster, req, only, headers).await? {
+            return Ok(Answer::Relay(answer));
+        }
+    }
+    let mut results = Vec::with_capacity(planned.len());
+    for (id, p) in planned.iter().enumerate() {
+        let result = match run(cluster, req, p).await {
+            Ok(r) => merge::with_statement_id(r, id),
+            Err(e @ (Error::Unavailable(_) | Error::Queue(_))) if planned.len() == 1 => {
+                return Err(e)
+            }
+            Err(e) => json!({ "statement_id": id, "error": e.to_string() }),
+        };
+        results.push(result);
+    }
+    Ok(Answer::Json(json!({ "results": results })))
+}
+
+/// The database a statement runs against, checked against `db_list`.
+fn resolve_db(stmt: &Statement, req: &Request) -> Result<String, Error> {
+    let allowed = |db: &str| req.db_list.is_empty() || req.db_list.iter().any(|d| d == db);
+    for db in stmt.databases() {
+        if !allowed(db) {
+            return Err(Error::DatabaseForbidden(db.to_string()));
+        }
+    }
+    let db = stmt.database.clone().unwrap_or_else(|| req.db.clone());
+    let needs_db = !matches!(stmt.kind, Kind::ShowDatabases | Kind::ShowStats);
+    if needs_db && db.is_empty() {
+        return Err(Error::DatabaseNotFound);
+    }
+    if needs_db && !allowed(&db) {
+        return Err(Error::DatabaseForbidden(db));
+    }
+    Ok(db)
+}
+
+fn client_for(handle: &BackendHandle) -> Client {
+    client::cached(&handle.backend.target, QUERY_TIMEOUT)
+}
+
+/// Whether a backend may serve reads without returning stale data.
+fn is_clean(h: &BackendHandle) -> bool {
+    let b = &h.backend;
+    b.status.is_active() && !b.status.is_rewriting() && b.queue.is_empty() && !b.info.write_only
+}
+
+/// Circles to try for a read that needs `needed(circle)` backends, best
+/// first: clean ones shuffled, then merely active ones in config order.
+fn circle_order(cluster: &Cluster, needed: impl Fn(&Circle) -> Vec<usize>) -> Vec<&Arc<Circle>> {
+    let mut clean = Vec::new();
+    let mut usable = Vec::new();
+    for c in &cluster.circles {
+        let idx = needed(c);
+        let handles = || idx.iter().filter_map(|&i| c.backends.get(i));
+        if handles().all(|h| is_clean(h)) {
+            clean.push(c);
+        } else if handles().all(|h| h.backend.status.is_active()) {
+            usable.push(c);
+        }
+    }
+    fastrand::shuffle(&mut clean);
+    if clean.is_empty() && !usable.is_empty() {
+        warn!(
+            circle = %usable[0].name,
+            "No circle is fully up to date; reading from one whose backends are still draining queued writes."
+        );
+    }
+    clean.extend(usable);
+    clean
+}
+
+/// Literal measurement sources of a statement (None when a regex needs
+/// resolving first).
+fn literal_measurements(stmt: &Statement) -> Option<Vec<&str>> {
+    let mut out = Vec::new();
+    for s in stmt.leaf_sources() {
+        match s {
+            Source::Measurement { name, .. } => out.push(name.as_str()),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn db_of<'a>(source: &'a Source, default: &'a str) -> &'a str {
+    source.database().unwrap_or(default)
+}
+
+/// Owner indices in `circle` of the given measurements of `db`.
+fn owners(cluster: &Cluster, circle: &Circle, db: &str, measurements: &[&str]) -> Vec<usize> {
+    let mut key = String::new();
+    let mut out: Vec<usize> = measurements
+        .iter()
+        .map(|m| {
+            cluster.shard_key.build_into(db, m, &mut key);
+            circle.owner_index(key.as_bytes())
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn is_read_with_sources(stmt: &Statement) -> bool {
+    !stmt.sources.is_empty()
+        && matches!(
+            stmt.kind,
+            Kind::Select
+                | Kind::ShowSeries
+                | Kind::ShowFieldKeys
+                | Kind::ShowTagKeys
+                | Kind::ShowTagValues
+                | Kind::ShowMeasurements
+                | Kind::ShowSeriesCardinality
+                | Kind::ShowTagKeyCardinality
+                | Kind::ShowTagValuesCardinality
+                | Kind::ShowFieldKeyCardinality
+        )
+}
+
+/// A single read whose literal measurements all live on one backend is
+/// streamed through from that backend, with failover across circles.
+async fn try_relay(
+    cluster: &Cluster,
+    req: &Request,
+    p: &Planned<'_>,
+    headers: &Headers,
+) -> Result<Option<Relay>, Error> {
+    if !is_read_with_sources(&p.stmt) {
+        return Ok(None);
+    }
+    let Some(names) = literal_measurements(&p.stmt) else {
+        return Ok(None);
+    };
+    let sources = p.stmt.leaf_sources();
+    let per_circle = |c: &Circle| -> Vec<usize> {
+        let mut all = Vec::new();
+        for (s, name) in sources.iter().zip(&names) {
+            all.extend(owners(cluster, c, db_of(s, &p.db), &[name]));
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    if cluster.circles.iter().any(|c| per_circle(c).len() != 1) {
+        return Ok(None);
+    }
+    let mut last = None;
+    for circle in circle_order(cluster, per_circle) {
+        let Some(&i) = per_circle(circle).first() else {
+            continue;
+        };
+        let Some(handle) = circle.backends.get(i) else {
+            continue;
+        };
+        let method = awc::http::Method::POST;
+        match client_for(handle)
+            .query_stream(method, &req.params, headers)
+            .await
+        {
+            Ok(response) => return Ok(Some(Relay { response })),
+            Err(e) if e.is_retryable() => {
+                warn!(backend = %handle.backend.info.name, error = %e, "Query failed; trying another circle.");
+                last = Some(e);
+            }
+            Err(client::Error::Status { status, message }) => {
+                return Err(Error::Backend { status, message })
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(unavailable(last))
+}
+
+fn unavailable(last: Option<client::Error>) -> Error {
+    Error::Unavailable(match last {
+        Some(e) => e.to_string(),
+        None => "no active backend holds this data".to_string(),
+    })
+}
+
+/// Runs one statement and returns its result object.
+async fn run(cluster: &Cluster, req: &Request, p: &Planned<'_>) -> Result<Value, Error> {
+    match p.stmt.kind {
+        Kind::CreateDatabase
+        | Kind::DropDatabase
+        | Kind::CreateRetentionPolicy
+        | Kind::AlterRetentionPolicy
+        | Kind::DropRetentionPolicy => {
+            let all: Vec<&Arc<BackendHandle>> = cluster.backends().collect();
+            apply_everywhere(cluster, &all, p).await
+        }
+        Kind::DeleteFrom | Kind::DropSeries | Kind::DropMeasurement => {
+            let targets = delete_targets(cluster, p);
+            apply_everywhere(cluster, &targets, p).await
+        }
+        _ if is_read_with_sources(&p.stmt) => read_with_sources(cluster, req, p).await,
+        kind => fan_out(cluster, req, p, merge_for(kind, p.stmt.exact)).await,
+    }
+}
+
+fn merge_for(kind: Kind, exact: bool) -> Merge {
+    match kind {
+        Kind::ShowMeasurements | Kind::ShowDatabases | Kind::ShowSeries => Merge::Values,
+        Kind::ShowRetentionPolicies => Merge::FirstSeen,
+        // Exact series cardinality is reported per measurement; estimates
+        // and measurement cardinality are one number per backend.
+        Kind::ShowSeriesCardinality if exact => Merge::Series,
+        Kind::ShowSeriesCardinality | Kind::ShowMeasurementCardinality => Merge::Sum,
+        Kind::ShowStats | Kind::Select => Merge::Concat,
+        _ => Merge::Series,
+    }
+}
+
+/// Backends that must see a delete: the owners of its literal measurements
+/// in every circle, or every backend (regex or no FROM).
+fn delete_targets<'c>(cluster: &'c Cluster, p: &Planned<'_>) -> Vec<&'c Arc<BackendHandle>> {
+    let names = match literal_measurements(&p.stmt) {
+        Some(n) if !n.is_empty() => n,
+        _ => return cluster.backends().collect(),
+    };
+    let mut out = Vec::new();
+    for circle in &cluster.circles {
+        for i in owners(cluster, circle, &p.db, &names) {
+            if let Some(h) = circle.backends.get(i) {
+                out.push(h);
+            }
+        }
+    }
+    out
+}
+
+/// Runs a DDL or delete on every target: at once where the backend is
+/// healthy with an empty queue, else queued behind its pending writes.
+async fn apply_everywhere(
+    cluster: &Cluster,
+    targets: &[&Arc<BackendHandle>],
+    p: &Planned<'_>,
+) -> Result<Value, Error> {
+    let runs = targets.iter().map(|h| async move {
+        if h.backend.status.is_active() && h.backend.queue.is_empty() {
+            let r = client_for(h)
+                .query_json(&[("db", &p.db), ("q", p.text)])
+                .await;
+            match r {
+                Ok(body) => return Ok(Some(first_result(&body))),
+                Err(e) if !e.is_retryable() => {
+                    return Ok(Some(json!({ "error": e.to_string() })))
+                }
+                Err(e) => {
+                    warn!(backend = %h.backend.info.name, error = %e, "Statement failed; queued for later.");
+                }
+            }
+        }
+        cluster
+            .queue_statement(h, &p.db, p.text)
+            .map(|()| {
+                info!(backend = %h.backend.info.name, db = %p.db, "Backend unavailable; statement queued in order with its writes.");
+                None
+            })
+    });
+    let outcomes = join_all(runs).await;
+    let mut first_ok = None;
+    for o in outcomes {
+        match o? {
+            Some(r) if r.get("error").is_some() => return Ok(r),
+            Some(r) => {
+                first_ok.get_or_insert(r);
+            }
+            None => {}
+        }
+    }
+    Ok(first_ok.unwrap_or_else(|| json!({})))
+}
+
+fn first_result(body: &Value) -> Value {
+    match merge::results_of(body) {
+        Ok(results) => results.first().cloned().unwrap_or_else(|| json!({})),
+        Err(e) => json!({ "error": e }),
+    }
+}
+
+/// Sends one statement to one backend and returns its first result.
+async fn ask(h: &BackendHandle, req: &Request, db: &str, q: &str) -> Result<Value, client::Error> {
+    let mut params = vec![("db", db), ("q", q)];
+    if !req.epoch.is_empty() {
+        params.push(("epoch", req.epoch.as_str()));
+    }
+    if !req.rp.is_empty() {
+        params.push(("rp", req.rp.as_str()));
+    }
+    match client_for(h).query_json(&params).await {
+        Ok(body) => Ok(first_result(&body)),
+        Err(client::Error::Status { status, message }) if status < 500 => {
+            Ok(json!({ "error": message, "status": status }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `q` on several backends of one circle at once; the results, or
+/// the first transport-level failure.
+async fn ask_all(
+    handles: &[&Arc<BackendHandle>],
+    req: &Request,
+    db: &str,
+    queries: &[String],
+) -> Result<Vec<Value>, client::Error> {
+    let answers = join_all(handles.iter().zip(queries).map(|(h, q)| ask(h, req, db, q))).await;
+    answers.into_iter().collect()
+}
+
+/// SHOW without FROM (and similar): every backend of one circle, merged.
+async fn fan_out(
+    cluster: &Cluster,
+    req: &Request,
+    p: &Planned<'_>,
+    how: Merge,
+) -> Result<Value, Error> {
+    let paged = matches!(
+        p.stmt.kind,
+        Kind::ShowMeasurements
+            | Kind::ShowSeries
+            | Kind::ShowFieldKeys
+            | Kind::ShowTagKeys
+            | Kind::ShowTagValues
+    );
+    let text = if paged {
+        influxql::without_limit_offset(p.text)
+    } else {
+        p.text.to_string()
+    };
+    let (limit, offset) = if paged {
+        (p.stmt.limit, p.stmt.offset)
+    } else {
+        (None, None)
+    };
+    let mut last = None;
+    for circle in circle_order(cluster, |c| (0..c.backends.len()).collect()) {
+        let handles: Vec<&Arc<BackendHandle>> = circle.backends.iter().collect();
+        let queries = vec![text.clone(); handles.len()];
+        match ask_all(&handles, req, &p.db, &queries).await {
+            Ok(results) => return Ok(merge::merge(&results, how, 0, limit, offset)),
+            Err(e) => {
+                warn!(circle = %circle.name, error = %e, "Fan-out failed; trying another circle.");
+                last = Some(e);
+            }
+        }
+    }
+    // No complete circle: the union of every active backend still answers
+    // (each measurement lives in every circle), rather than failing.
+    let active: Vec<&Arc<BackendHandle>> = cluster
+        .backends()
+        .filter(|h| h.backend.status.is_active())
+        .collect();
+    if active.is_empty() {
+        return Err(unavailable(last));
+    }
+    warn!(
+        backends = active.len(),
+        "No complete circle; merging the answers of every active backend."
+    );
+    let queries = vec![text; active.len()];
+    let answers = join_all(
+        active
+            .iter()
+            .zip(&queries)
+            .map(|(h, q)| ask(h, req, &p.db, q)),
+    )
+    .await;
+    let results: Vec<Value> = answers.into_iter().filter_map(Result::ok).collect();
+    if results.is_empty() {
+        return Err(unavailable(last));
+    }
+    Ok(merge::merge(&results, how, 0, limit, offset))
+}
+
+/// Measurements matching a regex source, from every backend of a circle.
+async fn resolve_regex(
+    circle: &Circle,
+    req: &Request,
+    db: &str,
+    pattern: &str,
+) -> Result<Vec<String>, client::Error> {
+    let q = format!(
+        "SHOW MEASUREMENTS WITH MEASUREMENT =~ /{}/",
+        pattern.replace('/', "\\/")
+    );
+    let handles: Vec<&Arc<BackendHandle>> = circle.backends.iter().collect();
+    let queries = vec![q; handles.len()];
+    let results = ask_all(&handles, req, db, &queries).await?;
+    let merged = merge::merge(&results, Merge::Values, 0, None, None);
+    Ok(merged["series"][0]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r[0].as_str().map(str::to_string))
+        .collect())
+}
+
+/// A measurement with where it is written: (db, rp, name).
+type Target = (String, Option<String>, String);
+
+/// Reads with FROM on one circle: resolve regexes, group by owner, run
+/// (splitting the FROM clause when several backends are involved), merge.
+async fn read_with_sources(
+    cluster: &Cluster,
+    req: &Request,
+    p: &Planned<'_>,
+) -> Result<Value, Error> {
+    let mut last = None;
+    for circle in circle_order(cluster, |c| (0..c.backends.len()).collect()) {
+        match read_on_circle(cluster, circle, req, p).await {
+            Ok(v) => return Ok(v),
+            Err(ReadError::Backend(e)) => {
+                warn!(circle = %circle.name, error = %e, "Read failed; trying another circle.");
+                last = Some(e);
+            }
+            Err(ReadError::Statement(e)) => return Err(e),
+        }
+    }
+    Err(unavailable(last))
+}
+
+enum ReadError {
+    Backend(client::Error),
+    Statement(Error),
+}
+
+async fn read_on_circle(
+    cluster: &Cluster,
+    circle: &Circle,
+    req: &Request,
+    p: &Planned<'_>,
+) -> Result<Value, ReadError> {
+    let mut targets: Vec<Target> = Vec::new();
+    for s in p.stmt.leaf_sources() {
+        match s {
+            Source::Measurement {
+                retention_policy,
+                name,
+                ..
+            } => targets.push((
+                db_of(s, &p.db).to_string(),
+                retention_policy.clone(),
+                name.clone(),
+            )),
+            Source::Regex {
+                retention_policy,
+                pattern,
+                ..
+            } => {
+                let db = db_of(s, &p.db).to_string();
+                let names = resolve_regex(circle, req, &db, pattern)
+                    .await
+                    .map_err(ReadError::Backend)?;
+                targets.extend(
+                    names
+                        .into_iter()
+                        .map(|n| (db.clone(), retention_policy.clone(), n)),
+                );
+            }
+            Source::Subquery(_) => {}
+        }
+    }
+    let how = merge_for(p.stmt.kind, p.stmt.exact);
+    if targets.is_empty() {
+        // A regex matching nothing: InfluxDB answers with no series.
+        return Ok(json!({}));
+    }
+    let mut groups: BTreeMap<usize, Vec<Target>> = BTreeMap::new();
+    let mut key = String::new();
+    for t in targets {
+        cluster.shard_key.build_into(&t.0, &t.2, &mut key);
+        groups
+            .entry(circle.owner_index(key.as_bytes()))
+            .or_default()
+            .push(t);
+    }
+    let has_regex = p
+        .stmt
+        .leaf_sources()
+        .iter()
+        .any(|s| matches!(s, Source::Regex { .. }));
+    let has_subquery = p
+        .stmt
+        .sources
+        .iter()
+        .any(|s| matches!(s, Source::Subquery(_)));
+    if groups.len() > 1 && has_subquery {
+        return Err(ReadError::Statement(Error::Statement(influxql::Error::Unsupported(
+            "a subquery over measurements stored on different backends cannot run through influx-proxy; query each measurement separately".into(),
+        ))));
+    }
+    let mut handles = Vec::new();
+    let mut queries = Vec::new();
+    for (i, group) in &groups {
+        let Some(h) = circle.backends.get(*i) else {
+            continue;
+        };
+        handles.push(h);
+        queries.push(if groups.len() == 1 && (!has_regex || has_subquery) {
+            p.text.to_string()
+        } else {
+            rewrite_sources(p, group)
+        });
+    }
+    let results = ask_all(&handles, req, &p.db, &queries)
+        .await
+        .map_err(ReadError::Backend)?;
+    Ok(merge::merge(&results, how, 0, None, None))
+}
+
+/// The statement with its FROM list replaced by `group`.
+fn rewrite_sources(p: &Planned<'_>, group: &[Target]) -> String {
+    let Some(span) = p.stmt.sources_span.clone() else {
+        return p.text.to_string();
+    };
+    let list: Vec<String> = group
+        .iter()
+        .map(|(db, rp, name)| {
+            let m = influxql::quote_ident(name);
+            match rp {
+                Some(rp) => format!(
+                    "{}.{}.{}",
+                    influxql::quote_ident(db),
+                    influxql::quote_ident(rp),
+                    m
+                ),
+                None => format!("{}..{}", influxql::quote_ident(db), m),
+            }
+        })
+        .collect();
+    let (Some(before), Some(after)) = (p.text.get(..span.start), p.text.get(span.end..)) else {
+        return p.text.to_string();
+    };
+    format!("{before}{}{after}", list.join(", "))
+}
