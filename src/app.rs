@@ -14,8 +14,15 @@ use crate::config::Config;
 use crate::runtime::signals::{Control, Signals};
 use crate::wal::{self, Wal};
 
-/// How long a client may take to send its request headers.
+/// How long a client may take to send its request headers: a stalled or
+/// slow client cannot hold a connection slot for longer.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing connection may linger.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent connections per worker thread (one worker per core); beyond
+/// it new connections wait in the listen backlog instead of exhausting
+/// file descriptors.
+const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
 
 /// Why the proxy could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +84,11 @@ async fn serve(config: Arc<Config>, wal: Arc<Wal>) -> Result<(), Error> {
         addr: config.listen_addr.clone(),
         reason,
     })?;
-    let server = HttpServer::new(move || {
+    let listen_error = |reason: String| Error::Listen {
+        addr: config.listen_addr.clone(),
+        reason,
+    };
+    let builder = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(api::default_headers())
@@ -86,14 +97,31 @@ async fn serve(config: Arc<Config>, wal: Arc<Wal>) -> Result<(), Error> {
     .disable_signals()
     .keep_alive(config.idle_timeout)
     .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-    .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
-    .bind(addr)
-    .map_err(|e| Error::Listen {
-        addr: config.listen_addr.clone(),
-        reason: e.to_string(),
-    })?
-    .run();
-    info!(addr = %addr, "HTTP service started.");
+    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    let builder = if config.https_enabled {
+        let tls13_only = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.min_version)
+            .is_some_and(|v| v >= crate::config::TlsVersion::Tls13);
+        let tls = crate::tls::server_config(
+            std::path::Path::new(&config.https_cert),
+            std::path::Path::new(&config.https_key),
+            tls13_only,
+        )
+        .map_err(listen_error)?;
+        builder
+            .bind_rustls_0_23(addr, tls)
+            .map_err(|e| listen_error(e.to_string()))?
+    } else {
+        builder
+            .bind(addr)
+            .map_err(|e| listen_error(e.to_string()))?
+    };
+    let server = builder.run();
+    info!(addr = %addr, https = config.https_enabled, "HTTP service started.");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let handle = server.handle();
     let control = actix_web::rt::spawn(control_loop(handle));

@@ -111,3 +111,38 @@ impl ServerCertVerifier for NoVerify {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// Server configuration for `https_enabled`: the PEM certificate chain and
+/// private key (the key may sit in the certificate file, as with the
+/// reference). `tls13_only` honours a `tls.min_version` of TLS 1.3.
+pub fn server_config(
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+    tls13_only: bool,
+) -> Result<rustls::ServerConfig, String> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let cert_pem = read(cert_path)?;
+    let key_pem = read(key_path)?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid certificate in {}: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate found in {}", cert_path.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| format!("invalid private key in {}: {e}", key_path.display()))?
+        .ok_or_else(|| format!("no private key found in {}", key_path.display()))?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not match: {e}"))
+}

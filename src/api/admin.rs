@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{auth, json_response, ApiError, AppState, Params};
 use crate::backend::msg;
+use crate::cipher;
 use crate::circle::{BackendHandle, Circle};
 use crate::ring::ShardKey;
 
@@ -159,6 +160,53 @@ fn first_column(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `/encrypt?msg=` (or `text=`): the reference cipher's form of a
+/// credential, for `auth_secure` configs. Plain text answer.
+pub async fn encrypt(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_request(&req)?;
+    auth::check(&req, &params, &state.config)?;
+    let text = params
+        .get("msg")
+        .or_else(|| params.get("text"))
+        .unwrap_or("");
+    Ok(plain(cipher::encrypt(text)))
+}
+
+/// `/decrypt?key=consistentcipher&msg=` (or `text=`). A wrong key is a 400;
+/// undecodable input answers the decoder's message, like the reference.
+pub async fn decrypt(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_request(&req)?;
+    auth::check(&req, &params, &state.config)?;
+    if params.str("key") != cipher::KEY {
+        return Err(ApiError::BadRequest("invalid key".into()));
+    }
+    let text = params
+        .get("msg")
+        .or_else(|| params.get("text"))
+        .unwrap_or("");
+    let out = match cipher::decrypt_bytes(text) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => e.to_string(),
+    };
+    Ok(plain(out))
+}
+
+fn plain(mut text: String) -> HttpResponse {
+    text.push('\n');
+    HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        ))
+        .body(text)
 }
 
 /// `/replica?db=&meas=` (or `mm=`): the owner backend in every circle.

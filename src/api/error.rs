@@ -39,6 +39,9 @@ pub enum ApiError {
     /// No backend could answer.
     #[error("{0}")]
     Unavailable(String),
+    /// The client was too slow sending its request.
+    #[error("{0}")]
+    Timeout(String),
     /// A backend refused the request; its status and message are relayed.
     #[error("{message}")]
     Backend {
@@ -84,6 +87,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Backend { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }

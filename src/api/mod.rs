@@ -39,6 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/query").to(query::query))
         .service(web::resource("/health").to(admin::health))
         .service(web::resource("/replica").to(admin::replica))
+        .service(web::resource("/encrypt").to(admin::encrypt))
+        .service(web::resource("/decrypt").to(admin::decrypt))
         .default_service(web::to(not_found));
 }
 

@@ -76,8 +76,22 @@ pub async fn write(
     Err(ApiError::LineProtocol(message))
 }
 
-/// Reads the body, refusing more than `limit` bytes.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<BytesMut, ApiError> {
+/// Longest time a client may take to send a write body: a client that
+/// trickles bytes cannot hold a worker and its memory forever.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reads the body, refusing more than `limit` bytes or a client slower than
+/// [`BODY_READ_TIMEOUT`].
+async fn read_body(payload: web::Payload, limit: usize) -> Result<BytesMut, ApiError> {
+    tokio::time::timeout(BODY_READ_TIMEOUT, read_body_unbounded_time(payload, limit))
+        .await
+        .map_err(|_| ApiError::Timeout("timeout reading the request body".into()))?
+}
+
+async fn read_body_unbounded_time(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;

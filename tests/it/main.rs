@@ -7,4 +7,5 @@ mod support;
 
 mod cli;
 mod query;
+mod security;
 mod write;
