@@ -170,13 +170,23 @@ fn encrypt_and_decrypt_match_the_reference_vectors() {
     assert_eq!(garbage.body, "illegal base64 data at input byte 0\n");
 }
 
+/// (what, url, body, headers, expected status, expected message part)
+type BadInput<'a> = (
+    &'a str,
+    String,
+    Vec<u8>,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
 #[test]
 fn bad_input_gets_the_right_status_and_the_proxy_keeps_serving() {
     let (servers, config) = two_by_two();
     let proxy = Proxy::start(with(config, json!({"max_line_bytes": 1_048_576})));
     let url = |qs: &str| format!("{}/write?{qs}", proxy.url);
     let gz = http::gzip(b"m v=1 1\nm v=2 2\n");
-    let cases: Vec<(&str, String, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<BadInput<'_>> = vec![
         (
             "truncated gzip",
             url("db=bad"),
