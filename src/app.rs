@@ -9,8 +9,11 @@ use actix_web::{web, App, HttpServer};
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
+use crate::circle::BackendHandle;
 use crate::cluster::{self, Cluster};
+use crate::config::diff::ConfigDiff;
 use crate::config::Config;
+use crate::runtime;
 use crate::runtime::signals::{Control, Signals};
 use crate::wal::{self, Wal};
 
@@ -56,7 +59,7 @@ pub enum Error {
 
 /// Runs the proxy until a shutdown signal; returns once everything is
 /// flushed and closed.
-pub fn run(config: Config) -> Result<(), Error> {
+pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
         path: config.data_dir.clone(),
@@ -64,7 +67,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     })?;
     let wal = Arc::new(Wal::open(&config.data_dir.join("wal"), config.wal_sync)?);
     let system = actix::System::new();
-    let result = system.block_on(serve(config, wal.clone()));
+    let result = system.block_on(serve(config, config_path, wal.clone()));
     if let Err(e) = wal.flush() {
         error!(error = %e, "Flushing the write-ahead queue at exit failed.");
     }
@@ -73,13 +76,13 @@ pub fn run(config: Config) -> Result<(), Error> {
     result
 }
 
-async fn serve(config: Arc<Config>, wal: Arc<Wal>) -> Result<(), Error> {
-    let cluster = Arc::new(Cluster::start(&config, wal)?);
+async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Result<(), Error> {
+    let cluster = Arc::new(Cluster::start(&config, wal.clone())?);
     log_startup(&config);
-    let state = web::Data::new(AppState {
-        config: config.clone(),
-        cluster: cluster.clone(),
-    });
+    warn_about_orphan_queues(&wal, &config);
+    let state = web::Data::new(AppState::new(config.clone(), cluster));
+    let state_for_reload = state.clone();
+    let cluster_at_exit = state.clone();
     let addr = config.socket_addr().map_err(|reason| Error::Listen {
         addr: config.listen_addr.clone(),
         reason,
@@ -124,16 +127,23 @@ async fn serve(config: Arc<Config>, wal: Arc<Wal>) -> Result<(), Error> {
     info!(addr = %addr, https = config.https_enabled, "HTTP service started.");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let handle = server.handle();
-    let control = actix_web::rt::spawn(control_loop(handle));
+    let reloader = Reloader {
+        path: config_path,
+        state: state_for_reload,
+        wal,
+        retired: Vec::new(),
+    };
+    let control = actix_web::rt::spawn(control_loop(handle, reloader));
     let result = server.await.map_err(Error::Server);
     control.abort();
-    cluster.stop();
+    cluster_at_exit.cluster().stop();
     result
 }
 
 /// Waits for signals: the first shutdown signal stops gracefully, a second
-/// one exits at once.
-async fn control_loop(server: actix_web::dev::ServerHandle) {
+/// one exits at once; SIGHUP reloads the config. Also retires removed
+/// backends once their queues are drained.
+async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reloader) {
     let mut signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
@@ -141,8 +151,16 @@ async fn control_loop(server: actix_web::dev::ServerHandle) {
             return;
         }
     };
+    let mut tick = tokio::time::interval(RETIRE_CHECK_INTERVAL);
     loop {
-        match signals.next().await {
+        let control = tokio::select! {
+            c = signals.next() => c,
+            _ = tick.tick() => {
+                reloader.retire_drained();
+                continue;
+            }
+        };
+        match control {
             Control::Shutdown(signal) => {
                 info!(
                     signal,
@@ -160,10 +178,132 @@ async fn control_loop(server: actix_web::dev::ServerHandle) {
                 return;
             }
             Control::Reload => {
-                warn!(
-                    signal = "SIGHUP",
-                    "Config reload is not supported yet; restart to apply changes."
-                );
+                let mut states = vec![sd_notify::NotifyState::Reloading];
+                if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+                    states.push(now);
+                }
+                let _ = sd_notify::notify(&states);
+                match reloader.reload() {
+                    Ok(summary) => info!(signal = "SIGHUP", changes = %summary, "Config reloaded."),
+                    Err(e) => {
+                        error!(signal = "SIGHUP", error = %e, "Config reload refused; the running config is unchanged.")
+                    }
+                }
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+        }
+    }
+}
+
+/// How often removed backends are checked for a drained queue.
+const RETIRE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Applies config reloads as a diff against the running state.
+struct Reloader {
+    path: PathBuf,
+    state: web::Data<AppState>,
+    wal: Arc<Wal>,
+    /// Backends removed from the config that still drain their queue.
+    retired: Vec<Arc<BackendHandle>>,
+}
+
+impl Reloader {
+    fn reload(&mut self) -> Result<String, String> {
+        let new = Config::load(&self.path).map_err(|e| e.to_string())?;
+        let old = self.state.config();
+        let diff = ConfigDiff::new(&old, &new);
+        if !diff.refused.is_empty() {
+            return Err(format!(
+                "{} cannot change without a restart; nothing was applied",
+                diff.refused.join(", ")
+            ));
+        }
+        if diff.is_empty() {
+            return Ok("none".into());
+        }
+        if diff.log_level {
+            runtime::logging::set_level(&new.log_level)?;
+        }
+        let mut changes: Vec<String> = diff.request.iter().map(|s| s.to_string()).collect();
+        let new = Arc::new(new);
+        if diff.topology || diff.delivery {
+            // A removed backend that comes back must stop draining before a
+            // new actor takes over its queue.
+            let names: Vec<&str> = new
+                .circles
+                .iter()
+                .flat_map(|c| c.backends.iter().map(|b| b.name.as_str()))
+                .collect();
+            self.retired.retain(|h| {
+                let back = names.contains(&h.backend.info.name.as_str());
+                if back {
+                    h.stop();
+                }
+                !back
+            });
+            let old_cluster = self.state.cluster();
+            let (cluster, unused) = Cluster::build(&new, self.wal.clone(), Some(&old_cluster))
+                .map_err(|e| e.to_string())?;
+            old_cluster.stop_supervisors();
+            self.state.replace(new, Arc::new(cluster));
+            for h in unused {
+                let points = h
+                    .backend
+                    .queue
+                    .stats
+                    .points
+                    .load(std::sync::atomic::Ordering::Acquire);
+                if h.backend.queue.is_empty() {
+                    info!(backend = %h.backend.info.name, "Backend removed.");
+                    h.stop();
+                } else {
+                    warn!(backend = %h.backend.info.name, points, "Backend removed; it keeps delivering its queued points before it stops.");
+                    self.retired.push(h);
+                }
+            }
+            changes.push(if diff.topology {
+                "circles".into()
+            } else {
+                "delivery settings".into()
+            });
+        } else {
+            self.state.replace(new, self.state.cluster());
+        }
+        if diff.log_level {
+            changes.push("log_level".into());
+        }
+        Ok(changes.join(", "))
+    }
+
+    fn retire_drained(&mut self) {
+        self.retired.retain(|h| {
+            if h.backend.queue.is_empty() {
+                info!(backend = %h.backend.info.name, "Removed backend drained its queue; stopped.");
+                h.stop();
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Queues of backends no longer in the config are kept, never dropped; say
+/// so, since nothing delivers them until the backend is configured again.
+fn warn_about_orphan_queues(wal: &Wal, config: &Config) {
+    let configured: Vec<&str> = config
+        .circles
+        .iter()
+        .flat_map(|c| c.backends.iter().map(|b| b.name.as_str()))
+        .collect();
+    let Ok(names) = wal.registered() else {
+        return;
+    };
+    for name in names.iter().filter(|n| !configured.contains(&n.as_str())) {
+        if let Ok(q) = wal.queue(name, u64::MAX) {
+            if !q.is_empty() {
+                warn!(backend = %name, points = q.stats.points.load(std::sync::atomic::Ordering::Relaxed),
+                    "Queue of a backend that is no longer configured is kept; add the backend back to deliver it.");
             }
         }
     }

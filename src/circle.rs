@@ -15,7 +15,10 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use tracing::error;
 
-use crate::backend::{msg, Backend, BackendActor, Settings};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backend::client::Target;
+use crate::backend::{msg, Backend, BackendActor, Info, Settings};
 use crate::ring::Ring;
 use crate::wal::Wal;
 
@@ -30,6 +33,7 @@ pub struct BackendHandle {
     arbiter: Arbiter,
     wal: Arc<Wal>,
     settings: Settings,
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for BackendHandle {
@@ -51,7 +55,14 @@ impl BackendHandle {
             arbiter,
             wal,
             settings,
+            stopped: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this running backend already is what the config asks for,
+    /// so a reload can keep it as it is.
+    pub fn is_same(&self, info: &Info, target: &Target, settings: &Settings) -> bool {
+        self.backend.info == *info && *self.backend.target == *target && self.settings == *settings
     }
 
     /// Wakes the actor after records were appended to its queue.
@@ -68,7 +79,7 @@ impl BackendHandle {
 
     /// Starts a fresh actor if the current one died. Returns true if it did.
     fn revive(&self) -> bool {
-        if self.addr.read().connected() {
+        if self.stopped.load(Ordering::Acquire) || self.addr.read().connected() {
             return false;
         }
         error!(backend = %self.backend.info.name, "Backend actor died; starting a new one.");
@@ -77,8 +88,9 @@ impl BackendHandle {
         true
     }
 
-    /// Stops the actor and its thread.
+    /// Stops the actor and its thread, for good.
     pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
         self.addr.read().do_send(msg::Stop);
         self.arbiter.stop();
     }
@@ -143,6 +155,19 @@ impl CircleSupervisor {
     }
 }
 
+/// Stop supervising (the circle was replaced by a reload).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct StopSupervising;
+
+impl Handler<StopSupervising> for CircleSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopSupervising, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 impl Actor for CircleSupervisor {
     type Context = Context<Self>;
 
@@ -158,7 +183,7 @@ impl Actor for CircleSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{client, Info};
+    use crate::backend::client;
 
     fn handle(dir: &std::path::Path) -> BackendHandle {
         let wal = Arc::new(Wal::open(dir, false).unwrap());

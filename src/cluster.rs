@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 
 use crate::backend::{client, Backend, Info, Settings};
-use crate::circle::{BackendHandle, Circle, CircleSupervisor};
+use crate::circle::{BackendHandle, Circle, CircleSupervisor, StopSupervising};
 use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
 use crate::ring::{Ring, ShardKey};
@@ -65,6 +65,18 @@ impl Cluster {
     /// Registers every backend's queue and starts the backend actors and
     /// circle supervisors. Must run inside an actix System.
     pub fn start(config: &Config, wal: Arc<Wal>) -> Result<Cluster, Error> {
+        Cluster::build(config, wal, None).map(|(cluster, _)| cluster)
+    }
+
+    /// Builds the cluster a config describes. With `previous` (a reload),
+    /// backends whose description and settings did not change keep their
+    /// running actor; the previous backends not reused are returned for the
+    /// caller to stop or drain.
+    pub fn build(
+        config: &Config,
+        wal: Arc<Wal>,
+        previous: Option<&Cluster>,
+    ) -> Result<(Cluster, Vec<Arc<BackendHandle>>), Error> {
         let settings = Settings {
             flush_size: config.flush_size.max(1) as u64,
             flush_time: config.flush_time,
@@ -72,13 +84,15 @@ impl Cluster {
             max_backoff: config.rewrite_interval,
             timeout: config.write_timeout,
         };
+        let mut unused: Vec<Arc<BackendHandle>> = previous
+            .map(|p| p.backends().cloned().collect())
+            .unwrap_or_default();
         let mut circles = Vec::with_capacity(config.circles.len());
         for (id, cc) in config.circles.iter().enumerate() {
             let mut keys = Vec::with_capacity(cc.backends.len());
             let mut backends = Vec::with_capacity(cc.backends.len());
             for (idx, bc) in cc.backends.iter().enumerate() {
                 keys.push(config.hash_key.node_key(idx, &bc.name, &bc.url));
-                let queue = wal.queue(&bc.name, config.wal_max_bytes)?;
                 let info = Info {
                     name: bc.name.clone(),
                     url: bc.url.trim_end_matches('/').to_string(),
@@ -90,12 +104,27 @@ impl Cluster {
                     credentials: bc.credentials(),
                     tls_skip_verify: bc.tls_skip_verify,
                 };
-                let backend = Arc::new(Backend::new(info, target, queue));
-                backends.push(Arc::new(BackendHandle::start(
-                    backend,
-                    wal.clone(),
-                    settings.clone(),
-                )));
+                let reused = unused
+                    .iter()
+                    .position(|h| h.is_same(&info, &target, &settings))
+                    .map(|i| unused.swap_remove(i));
+                let handle = match reused {
+                    Some(h) => h,
+                    None => {
+                        // A backend with this name may still run with its
+                        // old description: it must stop before a new actor
+                        // drains the same queue.
+                        if let Some(i) =
+                            unused.iter().position(|h| h.backend.info.name == info.name)
+                        {
+                            unused.swap_remove(i).stop();
+                        }
+                        let queue = wal.queue(&bc.name, config.wal_max_bytes)?;
+                        let backend = Arc::new(Backend::new(info, target, queue));
+                        Arc::new(BackendHandle::start(backend, wal.clone(), settings.clone()))
+                    }
+                };
+                backends.push(handle);
             }
             circles.push(Arc::new(Circle {
                 id,
@@ -108,13 +137,14 @@ impl Cluster {
             .iter()
             .map(|c| CircleSupervisor::new(c.clone()).start())
             .collect();
-        Ok(Cluster {
+        let cluster = Cluster {
             circles,
             shard_key: config.shard_key.clone(),
             max_line_bytes: config.max_line_bytes,
             wal,
             supervisors,
-        })
+        };
+        Ok((cluster, unused))
     }
 
     /// The write-ahead queue.
@@ -187,12 +217,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops supervising the circles (this cluster is being replaced).
+    pub fn stop_supervisors(&self) {
+        for s in &self.supervisors {
+            s.do_send(StopSupervising);
+        }
+    }
+
     /// Stops every actor (shutdown).
     pub fn stop(&self) {
-        for s in &self.supervisors {
-            // Supervisors have no cleanup; stopping their system is enough.
-            let _ = s;
-        }
+        self.stop_supervisors();
         for b in self.backends() {
             b.stop();
         }

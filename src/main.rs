@@ -32,7 +32,8 @@ fn main() -> ExitCode {
             }
         },
         cli::Command::Run { config } => {
-            let config = match Config::load(&config) {
+            let path = config;
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
                 }
             };
             runtime::logging::init(&config.log_level);
-            match app::run(config) {
+            match app::run(config, path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "influx-proxy failed.");

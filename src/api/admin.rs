@@ -33,11 +33,11 @@ pub async fn health(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config)?;
-    let shard_key = state.cluster.shard_key.clone();
+    auth::check(&req, &params, &state.config())?;
+    let cluster = state.cluster();
+    let shard_key = cluster.shard_key.clone();
     let circles = join_all(
-        state
-            .cluster
+        cluster
             .circles
             .iter()
             .map(|c| circle_health(c.clone(), shard_key.clone())),
@@ -169,7 +169,7 @@ pub async fn encrypt(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config)?;
+    auth::check(&req, &params, &state.config())?;
     let text = params
         .get("msg")
         .or_else(|| params.get("text"))
@@ -184,7 +184,7 @@ pub async fn decrypt(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config)?;
+    auth::check(&req, &params, &state.config())?;
     if params.str("key") != cipher::KEY {
         return Err(ApiError::BadRequest("invalid key".into()));
     }
@@ -215,7 +215,7 @@ pub async fn replica(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config)?;
+    auth::check(&req, &params, &state.config())?;
     let db = params.str("db");
     let mm = params
         .get("meas")
@@ -224,8 +224,8 @@ pub async fn replica(
     if db.is_empty() || mm.is_empty() {
         return Err(ApiError::BadRequest("invalid db or meas".into()));
     }
-    let owners: Vec<Value> = state
-        .cluster
+    let cluster = state.cluster();
+    let owners: Vec<Value> = cluster
         .owners(db, mm)
         .into_iter()
         .map(|(c, b)| {

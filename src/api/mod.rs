@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{middleware, web, HttpRequest, HttpResponse};
+use arc_swap::ArcSwap;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -23,13 +24,38 @@ pub use error::ApiError;
 /// Value of `X-Influxdb-Version` on every response.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Shared state of every handler.
+/// Shared state of every handler. Both parts are swapped whole by a
+/// config reload; a request keeps the snapshot it started with.
 #[derive(Debug)]
 pub struct AppState {
+    config: ArcSwap<Config>,
+    cluster: ArcSwap<Cluster>,
+}
+
+impl AppState {
+    /// State for a starting proxy.
+    pub fn new(config: Arc<Config>, cluster: Arc<Cluster>) -> AppState {
+        AppState {
+            config: ArcSwap::new(config),
+            cluster: ArcSwap::new(cluster),
+        }
+    }
+
     /// The running configuration.
-    pub config: Arc<Config>,
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
     /// Circles and the write path.
-    pub cluster: Arc<Cluster>,
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.load_full()
+    }
+
+    /// Installs a reloaded configuration and the cluster built from it.
+    pub fn replace(&self, config: Arc<Config>, cluster: Arc<Cluster>) {
+        self.cluster.store(cluster);
+        self.config.store(config);
+    }
 }
 
 /// Registers every route on an actix-web app.

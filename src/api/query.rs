@@ -43,7 +43,7 @@ pub async fn query(
         pairs = merged;
     }
     let params = Params::from_pairs(pairs.clone());
-    auth::check(&req, &params, &state.config)?;
+    auth::check(&req, &params, &state.config())?;
     let q = params.str("q").trim().to_string();
     if q.is_empty() {
         return Err(ApiError::BadRequest(
@@ -59,10 +59,10 @@ pub async fn query(
             .into_iter()
             .filter(|(k, _)| k != "u" && k != "p")
             .collect(),
-        db_list: state.config.db_list.clone(),
+        db_list: state.config().db_list.clone(),
     };
     let headers = forwarded_headers(&req);
-    let answer = query::execute(&state.cluster, &request, &headers).await?;
+    let answer = query::execute(&state.cluster(), &request, &headers).await?;
     Ok(match answer {
         Answer::Relay(relay) => relay_response(relay),
         Answer::Json(body) => json_answer(&req, &params, body),

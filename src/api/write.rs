@@ -25,7 +25,7 @@ pub async fn write(
         return Err(ApiError::MethodNotAllowed);
     }
     let params = Params::from_request(&req)?;
-    let config = state.config.clone();
+    let config = state.config();
     auth::check(&req, &params, &config)?;
     let precision = Precision::parse(params.str("precision")).map_err(ApiError::BadRequest)?;
     let db = params.str("db").to_string();
@@ -40,7 +40,7 @@ pub async fn write(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let cluster = state.cluster.clone();
+    let cluster = state.cluster();
     let max_decompressed = config.max_decompressed_bytes;
     let outcome = web::block(move || {
         let body = if gzipped {

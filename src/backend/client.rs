@@ -65,7 +65,7 @@ impl Error {
 }
 
 /// Connection settings of one backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// Base URL without trailing slash, e.g. `http://127.0.0.1:8086`.
     pub url: String,

@@ -42,7 +42,7 @@ const MAX_BATCH_BYTES: u64 = 64 << 20;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Static description of a backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
     /// Unique backend name (also its queue name).
     pub name: String,
@@ -55,7 +55,7 @@ pub struct Info {
 }
 
 /// Delivery tuning, from the config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Points per batch.
     pub flush_size: u64,

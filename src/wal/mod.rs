@@ -96,6 +96,14 @@ pub struct QueueStats {
     pub dead_records: AtomicU64,
     /// Points in dead letters.
     pub dead_points: AtomicU64,
+    /// The queue's byte bound (`wal_max_bytes`), shared by every handle so
+    /// a reload can change it in place.
+    pub max_bytes: AtomicU64,
+    /// Highest sequence number removed (acknowledged or dead-lettered).
+    /// Removal is serialised on it, so two readers of one queue (an actor
+    /// being replaced by a reload and its successor) never remove or count
+    /// a record twice.
+    removed_upto: Mutex<u64>,
 }
 
 /// Handle on one backend's queue. Cheap to clone.
@@ -103,7 +111,6 @@ pub struct QueueStats {
 pub struct Queue {
     id: u32,
     name: Arc<str>,
-    max_bytes: u64,
     /// Live counters.
     pub stats: Arc<QueueStats>,
 }
@@ -243,8 +250,8 @@ impl Wal {
     /// recovering its counters from disk.
     pub fn queue(&self, name: &str, max_bytes: u64) -> Result<Queue> {
         let mut queues = self.queues.lock();
-        if let Some(q) = queues.get_mut(name) {
-            q.max_bytes = max_bytes;
+        if let Some(q) = queues.get(name) {
+            q.stats.max_bytes.store(max_bytes, Ordering::Release);
             return Ok(q.clone());
         }
         let id = match self.db.get(record::meta_key(name))? {
@@ -263,11 +270,12 @@ impl Wal {
                 id
             }
         };
+        let stats = self.scan_stats(id)?;
+        stats.max_bytes.store(max_bytes, Ordering::Release);
         let q = Queue {
             id,
             name: Arc::from(name),
-            max_bytes,
-            stats: Arc::new(self.scan_stats(id)?),
+            stats: Arc::new(stats),
         };
         queues.insert(name.to_string(), q.clone());
         Ok(q)
@@ -341,11 +349,12 @@ impl Wal {
             .collect();
         for (a, v) in appends.iter().zip(&encoded) {
             let queued = a.queue.stats.bytes.load(Ordering::Acquire);
-            if queued + v.len() as u64 > a.queue.max_bytes {
+            let max = a.queue.stats.max_bytes.load(Ordering::Acquire);
+            if queued + v.len() as u64 > max {
                 return Err(Error::Full {
                     backend: a.queue.name.to_string(),
                     queued,
-                    max: a.queue.max_bytes,
+                    max,
                 });
             }
         }
@@ -432,6 +441,8 @@ impl Wal {
     /// Deletes delivered entries (a prefix of the queue, as returned by
     /// [`Wal::read`]) and updates the counters.
     pub fn ack(&self, queue: &Queue, entries: &[Entry]) -> Result<()> {
+        let mut removed = queue.stats.removed_upto.lock();
+        let entries = not_yet_removed(entries, *removed);
         let Some(last) = entries.last() else {
             return Ok(());
         };
@@ -442,6 +453,7 @@ impl Wal {
         );
         self.db.write_opt(batch, &self.write_options(false))?;
         self.subtract(queue, entries);
+        *removed = last.seq;
         Ok(())
     }
 
@@ -466,6 +478,8 @@ impl Wal {
         status: u16,
         error: &str,
     ) -> Result<()> {
+        let mut removed = queue.stats.removed_upto.lock();
+        let entries = not_yet_removed(entries, *removed);
         let Some(last) = entries.last() else {
             return Ok(());
         };
@@ -501,6 +515,7 @@ impl Wal {
             .stats
             .dead_points
             .fetch_add(dead_points, Ordering::AcqRel);
+        *removed = last.seq;
         Ok(())
     }
 
@@ -522,6 +537,12 @@ impl Wal {
         self.db.flush_wal(true)?;
         Ok(())
     }
+}
+
+/// The entries after the removal watermark (entries are in seq order).
+fn not_yet_removed(entries: &[Entry], removed_upto: u64) -> &[Entry] {
+    let start = entries.partition_point(|e| e.seq <= removed_upto);
+    &entries[start..]
 }
 
 /// Exclusive upper bound of one backend's keys under `prefix`.

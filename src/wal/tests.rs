@@ -233,6 +233,28 @@ fn concurrent_appends_are_never_skipped_by_a_reader() {
     assert!(q.is_empty());
 }
 
+#[test]
+fn two_readers_acknowledging_the_same_records_remove_and_count_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    for _ in 0..3 {
+        wal.append(&[Append {
+            queue: &q,
+            record: points("db", b"m f=1\n"),
+        }])
+        .unwrap();
+    }
+    let first = wal.read(&q, 0, 2, u64::MAX).unwrap();
+    let second = wal.read(&q, 0, 2, u64::MAX).unwrap();
+    wal.ack(&q, &first).unwrap();
+    wal.ack(&q, &second).unwrap();
+    wal.dead_letter(&q, &second, 400, "late").unwrap();
+    assert_eq!(q.stats.records.load(Ordering::Relaxed), 1);
+    assert_eq!(q.stats.points.load(Ordering::Relaxed), 1);
+    assert_eq!(q.stats.dead_records.load(Ordering::Relaxed), 0);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Append(u8),

@@ -8,4 +8,5 @@ mod support;
 mod cli;
 mod query;
 mod security;
+mod service;
 mod write;

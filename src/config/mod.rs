@@ -37,6 +37,8 @@
 //! `circles[1].backends[0].name: backend name duplicated (also circles[0].backends[1].name)`,
 //! and returns them together in [`Error::Invalid`]. The caller logs them one per line.
 
+pub mod diff;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -1434,7 +1436,7 @@ mod tests {
 
     #[test]
     fn packaged_readme_sample_loads_with_defaults() {
-        let cfg = load(include_str!("../packaging/proxy.json"));
+        let cfg = load(include_str!("../../packaging/proxy.json"));
         let names: Vec<Vec<(&str, &str)>> = cfg
             .circles
             .iter()
@@ -2219,7 +2221,7 @@ mod tests {
 
     #[test]
     fn validate_checks_a_hand_modified_config() {
-        let mut cfg = load(include_str!("../packaging/proxy.json"));
+        let mut cfg = load(include_str!("../../packaging/proxy.json"));
         assert!(cfg.validate().is_ok());
         cfg.circles[1].backends[1].name = "influxdb-1-1".into();
         cfg.circles[0].backends[1].url = "localhost".into();
@@ -2239,12 +2241,12 @@ mod tests {
 
     #[test]
     fn config_compares_equal_only_when_equal() {
-        let a = load(include_str!("../packaging/proxy.json"));
+        let a = load(include_str!("../../packaging/proxy.json"));
         let mut b = a.clone();
         assert_eq!(a, b);
         b.circles[0].backends[0].write_only = true;
         assert_ne!(a, b);
-        let c: Config = include_str!("../packaging/proxy.json").parse().unwrap();
+        let c: Config = include_str!("../../packaging/proxy.json").parse().unwrap();
         assert_eq!(a, c);
     }
 

@@ -1,0 +1,191 @@
+//! Micro-benchmarks of the write path's hot spots: line-protocol scanning, ring placement and
+//! the RocksDB write-ahead queue.
+//!
+//! `cargo bench --bench hot_paths` measures (about a minute in all); `cargo test --benches` runs
+//! every benchmark once as a smoke test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use influx_proxy::line_protocol::{lines, normalize_into, parse, Precision};
+use influx_proxy::ring::{HashKey, Ring, ShardKey, DEFAULT_REPLICAS};
+use influx_proxy::wal::{Append, Record, Wal};
+
+/// Lines per request body, as a telegraf flush or the load tool's default batch.
+const BATCH: usize = 5_000;
+
+/// A telegraf-like body: 10 measurements, 100 hosts, 4 fields, increasing timestamps in the
+/// unit of `precision`.
+fn body(precision: Precision) -> Vec<u8> {
+    let base_ns: i64 = 1_700_000_000_000_000_000;
+    let mut out = Vec::with_capacity(BATCH * 128);
+    for i in 0..BATCH {
+        let ts = (base_ns + i as i64 * 1_000_000_000) / precision.nanos();
+        let line = format!(
+            "m{},host=server{:03},region=eu-west-{} usage_user={}.{:02},usage_system={}i,\
+             usage_idle={}.5,running={}i {ts}\n",
+            i % 10,
+            (i / 10) % 100,
+            i % 3,
+            i % 97,
+            i % 100,
+            i % 13,
+            i % 89,
+            i % 7,
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+fn throughput(body: &[u8]) -> Throughput {
+    Throughput::ElementsAndBytes {
+        elements: BATCH as u64,
+        bytes: body.len() as u64,
+    }
+}
+
+fn line_protocol(c: &mut Criterion) {
+    let ns = body(Precision::Nanoseconds);
+    let secs = body(Precision::Seconds);
+    let mut g = c.benchmark_group("line_protocol");
+    g.throughput(throughput(&ns));
+    g.bench_function("lines", |b| b.iter(|| lines(black_box(&ns)).count()));
+    g.bench_function("lines+parse", |b| {
+        b.iter(|| lines(black_box(&ns)).filter(|l| parse(l).is_ok()).count())
+    });
+    let mut out = Vec::with_capacity(ns.len() + BATCH * 12);
+    let now = 1_800_000_000_000_000_000;
+    g.bench_function("lines+parse+normalize_into/ns", |b| {
+        b.iter(|| {
+            out.clear();
+            for l in lines(black_box(&ns)) {
+                let parsed = parse(l).unwrap();
+                normalize_into(l, &parsed, Precision::Nanoseconds, now, &mut out).unwrap();
+            }
+            out.len()
+        })
+    });
+    // Second precision: every timestamp is rewritten to nanoseconds.
+    g.throughput(throughput(&secs));
+    g.bench_function("lines+parse+normalize_into/s", |b| {
+        b.iter(|| {
+            out.clear();
+            for l in lines(black_box(&secs)) {
+                let parsed = parse(l).unwrap();
+                normalize_into(l, &parsed, Precision::Seconds, now, &mut out).unwrap();
+            }
+            out.len()
+        })
+    });
+    g.finish();
+}
+
+fn ring(c: &mut Criterion) {
+    let shard_key = ShardKey::default();
+    // 1,000 distinct measurements of one database, as in a large telegraf deployment.
+    let measurements: Vec<String> = (0..1_000).map(|i| format!("measurement_{i:04}")).collect();
+    let mut g = c.benchmark_group("ring");
+    g.throughput(Throughput::Elements(measurements.len() as u64));
+    for backends in [4usize, 20] {
+        let keys: Vec<String> = (0..backends)
+            .map(|i| HashKey::Idx.node_key(i, &format!("influxdb-{i}"), "http://127.0.0.1:8086"))
+            .collect();
+        let ring = Ring::new(&keys, DEFAULT_REPLICAS);
+        let mut key = String::new();
+        g.bench_with_input(
+            BenchmarkId::new("build_into+get", backends),
+            &ring,
+            |b, ring| {
+                b.iter(|| {
+                    let mut sum = 0usize;
+                    for mm in &measurements {
+                        shard_key.build_into(black_box("telegraf"), mm, &mut key);
+                        sum += ring.get(key.as_bytes());
+                    }
+                    sum
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn wal(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("bench", 1 << 40).unwrap();
+    let lines_ns = body(Precision::Nanoseconds);
+    let record = || Record::Points {
+        db: "telegraf",
+        rp: "",
+        points: BATCH as u32,
+        lines: &lines_ns,
+    };
+    // What the backend actor does: read from its cursor, deliver, ack.
+    let mut cursor = 0u64;
+    let drain = |cursor: &mut u64| loop {
+        let entries = wal.read(&q, *cursor, 10_000, 64 << 20).unwrap();
+        let Some(last) = entries.last() else {
+            break;
+        };
+        *cursor = last.seq;
+        wal.ack(&q, &entries).unwrap();
+    };
+
+    let mut g = c.benchmark_group("wal");
+    g.throughput(throughput(&lines_ns));
+    g.bench_function("append", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                let start = Instant::now();
+                wal.append(&[Append {
+                    queue: &q,
+                    record: record(),
+                }])
+                .unwrap();
+                total += start.elapsed();
+                // Keep the queue short, untimed, as a healthy backend would.
+                if i % 16 == 15 {
+                    drain(&mut cursor);
+                }
+            }
+            drain(&mut cursor);
+            total
+        })
+    });
+    g.bench_function("read+ack", |b| {
+        b.iter_batched(
+            || {
+                wal.append(&[Append {
+                    queue: &q,
+                    record: record(),
+                }])
+                .unwrap();
+            },
+            |()| {
+                let entries = wal.read(&q, cursor, 10_000, 64 << 20).unwrap();
+                assert_eq!(entries.len(), 1);
+                cursor = entries[0].seq;
+                wal.ack(&q, &entries).unwrap();
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+    assert!(q.is_empty());
+}
+
+criterion_group! {
+    name = hot_paths;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = line_protocol, ring, wal
+}
+criterion_main!(hot_paths);

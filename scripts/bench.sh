@@ -1,0 +1,633 @@
+#!/usr/bin/env bash
+# Throughput benchmarks of influx-proxy on this machine. Prints markdown tables and writes them
+# to docs/perf.md (with --quick: to $CARGO_TARGET_DIR/bench/perf-quick.md, leaving docs/ alone).
+#
+#   (a) proxy in front of 2 circles x 2 null sinks (`influx-proxy-bench sink`), plain and gzip;
+#   (b) one real influxd directly vs. through the proxy (one circle of that influxd), and the
+#       proxy in front of 2 x 2 real influxd;
+#   (c) one sink killed for OUTAGE_SECONDS while writing through the proxy: queue growth (from
+#       /health) and proxy RSS, sampled every few seconds, then the drain after it returns.
+#
+# Usage: scripts/bench.sh [--quick]
+# Environment: BENCH_SECONDS (10), OUTAGE_SECONDS (30), BENCH_CONCURRENCY (4), BENCH_BATCH (5000),
+#   BENCH_OUTAGE_RATE (points/s during (c), 100000), BENCH_SAMPLE_SECONDS (3), BENCH_OUTPUT (file),
+#   BENCH_KEEP=1 keeps the temp dir (configs, logs), CARGO_TARGET_DIR is honoured.
+# Needs: cargo, curl, influxd (Debian package influxdb) for (b).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h | --help)
+            sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "bench.sh: unknown argument $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+if [ "$QUICK" = 1 ]; then
+    BENCH_SECONDS=2
+    OUTAGE_SECONDS=4
+    SAMPLE_SECONDS=1
+    PRE_OUTAGE=1
+    POST_OUTAGE=1
+else
+    BENCH_SECONDS=${BENCH_SECONDS:-10}
+    OUTAGE_SECONDS=${OUTAGE_SECONDS:-30}
+    SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-3}
+    PRE_OUTAGE=3
+    POST_OUTAGE=5
+fi
+CONCURRENCY=${BENCH_CONCURRENCY:-4}
+BATCH=${BENCH_BATCH:-5000}
+OUTAGE_RATE=${BENCH_OUTAGE_RATE:-100000}
+DRAIN_TIMEOUT=180
+
+for tool in cargo curl; do
+    command -v "$tool" >/dev/null || {
+        echo "bench.sh: $tool not found" >&2
+        exit 1
+    }
+done
+HAVE_INFLUXD=1
+command -v influxd >/dev/null || HAVE_INFLUXD=0
+
+if command -v sccache >/dev/null && [ -z "${RUSTC_WRAPPER:-}" ]; then
+    export RUSTC_WRAPPER=sccache
+fi
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$QUICK" = 1 ]; then
+    OUTPUT=${BENCH_OUTPUT:-$TARGET_DIR/bench/perf-quick.md}
+else
+    OUTPUT=${BENCH_OUTPUT:-$ROOT/docs/perf.md}
+fi
+
+echo "== cargo build --release --bins" >&2
+cargo build --release --bins >&2
+PROXY_BIN=$TARGET_DIR/release/influx-proxy
+BENCH_BIN=$TARGET_DIR/release/influx-proxy-bench
+
+if awk '{exit !($1 > 1.0)}' /proc/loadavg; then
+    echo "bench.sh: warning: load average is $(cut -d' ' -f1 /proc/loadavg); other work skews the figures" >&2
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/influx-proxy-bench.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench.sh: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "-- $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+NEXT_PORT=$((20000 + RANDOM % 20000))
+# Sets PORT to a loopback port nobody listens on.
+alloc_port() {
+    while :; do
+        NEXT_PORT=$((NEXT_PORT + 1))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; then
+            PORT=$NEXT_PORT
+            return
+        fi
+    done
+}
+
+# wait_ping URL PID: until URL/ping answers 204 (20 s), failing when PID dies.
+wait_ping() {
+    local url=$1 pid=$2 i
+    for i in $(seq 1 200); do
+        if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/ping" 2>/dev/null)" = 204 ]; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || {
+            echo "bench.sh: process $pid for $url died" >&2
+            return 1
+        }
+        sleep 0.1
+    done
+    echo "bench.sh: $url did not answer /ping" >&2
+    return 1
+}
+
+# stop_pid PID: SIGKILL one process we started and reap it.
+stop_pid() {
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# start_sink PORT LOG: sets SINK_PID.
+start_sink() {
+    "$BENCH_BIN" sink --listen "127.0.0.1:$1" >>"$2" 2>&1 &
+    SINK_PID=$!
+    PIDS+=("$SINK_PID")
+    wait_ping "http://127.0.0.1:$1" "$SINK_PID"
+}
+
+# start_sinks N: sets SINK_PORTS and SINK_PIDS.
+start_sinks() {
+    SINK_PORTS=()
+    SINK_PIDS=()
+    local i
+    for i in $(seq 1 "$1"); do
+        alloc_port
+        start_sink "$PORT" "$WORK/sink-$PORT.log"
+        SINK_PORTS+=("$PORT")
+        SINK_PIDS+=("$SINK_PID")
+    done
+}
+
+# Points received by the sinks on PORTS... (GET /debug/sink).
+sink_points() {
+    local port total=0 n
+    for port in "$@"; do
+        n=$(curl -s "http://127.0.0.1:$port/debug/sink" | sed -n 's/.*"points":\([0-9]*\).*/\1/p')
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
+
+# start_influxd: sets INFLUXD_PORT (HTTP) and INFLUXD_PID; config as tests/it/support/influxd.rs.
+start_influxd() {
+    local rpc dir
+    alloc_port
+    INFLUXD_PORT=$PORT
+    alloc_port
+    rpc=$PORT
+    dir=$(mktemp -d "$WORK/influxd-$INFLUXD_PORT.XXXX")
+    cat >"$dir/influxd.conf" <<EOF
+reporting-disabled = true
+reporting-enabled = false
+bind-address = "127.0.0.1:$rpc"
+
+[meta]
+  dir = "$dir/meta"
+  logging-enabled = false
+
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  wal-fsync-delay = "0s"
+  query-log-enabled = false
+  trace-logging-enabled = false
+
+[coordinator]
+  log-queries-after = "0s"
+
+[retention]
+  enabled = true
+
+[monitor]
+  store-enabled = false
+
+[subscriber]
+  enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:$INFLUXD_PORT"
+  auth-enabled = false
+  log-enabled = false
+  pprof-enabled = false
+  https-enabled = false
+  unix-socket-enabled = false
+
+[logging]
+  suppress-logo = true
+  level = "warn"
+
+[ifql]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[[graphite]]
+  enabled = false
+
+[[collectd]]
+  enabled = false
+
+[[opentsdb]]
+  enabled = false
+
+[[udp]]
+  enabled = false
+EOF
+    influxd -config "$dir/influxd.conf" >"$dir/influxd.log" 2>&1 &
+    INFLUXD_PID=$!
+    PIDS+=("$INFLUXD_PID")
+    wait_ping "http://127.0.0.1:$INFLUXD_PORT" "$INFLUXD_PID"
+}
+
+# write_proxy_config FILE CIRCLES BACKENDS_PER_CIRCLE PORT...: one proxy.json (circle-major).
+write_proxy_config() {
+    local file=$1 circles=$2 per=$3 c b i=0 sep_c="" sep_b
+    shift 3
+    local ports=("$@")
+    local dir
+    dir=$(dirname "$file")
+    {
+        echo '{'
+        echo '  "circles": ['
+        for c in $(seq 1 "$circles"); do
+            printf '%s    {"name": "circle-%s", "backends": [\n' "$sep_c" "$c"
+            sep_b=""
+            for b in $(seq 1 "$per"); do
+                printf '%s      {"name": "backend-%s-%s", "url": "http://127.0.0.1:%s"}' \
+                    "$sep_b" "$c" "$b" "${ports[$i]}"
+                sep_b=$',\n'
+                i=$((i + 1))
+            done
+            printf '\n    ]}'
+            sep_c=$',\n'
+        done
+        echo
+        echo '  ],'
+        echo "  \"listen_addr\": \"127.0.0.1:$PROXY_PORT\","
+        echo "  \"data_dir\": \"$dir/data\","
+        echo "  \"mlog_dir\": \"$dir/log\","
+        echo '  "flush_size": 10000,'
+        echo '  "flush_time": 1,'
+        echo '  "wal_max_bytes": 8589934592,'
+        echo '  "log_level": "info"'
+        echo '}'
+    } >"$file"
+}
+
+# start_proxy CIRCLES PER PORT...: sets PROXY_PID, PROXY_URL, PROXY_DIR.
+start_proxy() {
+    alloc_port
+    PROXY_PORT=$PORT
+    PROXY_DIR=$(mktemp -d "$WORK/proxy-$PROXY_PORT.XXXX")
+    write_proxy_config "$PROXY_DIR/proxy.json" "$@"
+    "$PROXY_BIN" -config "$PROXY_DIR/proxy.json" >"$PROXY_DIR/proxy.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    PROXY_URL="http://127.0.0.1:$PROXY_PORT"
+    wait_ping "$PROXY_URL" "$PROXY_PID" || {
+        tail -20 "$PROXY_DIR/proxy.log" >&2
+        return 1
+    }
+}
+
+# Bytes queued over all backends of the proxy (sum of queue.bytes in /health).
+queue_bytes() {
+    curl -s --max-time 10 "$PROXY_URL/health" | grep -o '"bytes":[0-9]*' | cut -d: -f2 |
+        awk '{s += $1} END {print s + 0}'
+}
+
+# wait_drain: until the proxy's queues are empty; prints the seconds it took (or "timeout").
+wait_drain() {
+    local start now
+    start=$(date +%s.%N)
+    while :; do
+        if [ "$(queue_bytes)" = 0 ]; then
+            now=$(date +%s.%N)
+            awk -v a="$start" -v b="$now" 'BEGIN {printf "%.1f", b - a}'
+            return
+        fi
+        now=$(date +%s.%N)
+        if awk -v a="$start" -v b="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN {exit !(b - a > t)}'; then
+            echo timeout
+            return
+        fi
+        sleep 0.2
+    done
+}
+
+# CPU seconds (user + system) used so far by PID.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Resident memory of PID in MB.
+rss_mb() {
+    awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# Points stored in influxd at PORT, database DB (sum over measurements of COUNT(f0)).
+stored_points() {
+    curl -s --max-time 120 -G "http://127.0.0.1:$1/query" --data-urlencode "db=$2" \
+        --data-urlencode 'q=SELECT COUNT(f0) FROM /.*/' |
+        grep -o ',[0-9]*\]\]' | tr -dc '0-9\n' | awk '{s += $1} END {print s + 0}'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Load
+# ---------------------------------------------------------------------------------------------
+
+# jget JSON KEY: a numeric field of the load tool's JSON summary.
+jget() {
+    sed -n "s/.*\"$2\":\\([-0-9.e+]*\\).*/\\1/p" <<<"$1"
+}
+
+# run_load URL DB [EXTRA...]: runs the load tool for BENCH_SECONDS; sets LOAD_JSON and LOAD_CPU
+# (the load tool's own CPU time over the run, in cores).
+run_load() {
+    local url=$1 db=$2 times TIMEFORMAT='%U %S'
+    shift 2
+    times=$({ time "$BENCH_BIN" write --url "$url" --db "$db" --concurrency "$CONCURRENCY" \
+        --batch "$BATCH" --duration "${BENCH_SECONDS}s" --json "$@" \
+        >"$WORK/load.json" 2>>"$WORK/load.log"; } 2>&1) || {
+        echo "bench.sh: load against $url failed:" >&2
+        tail -15 "$WORK/load.log" >&2
+        return 1
+    }
+    LOAD_JSON=$(cat "$WORK/load.json")
+    LOAD_CPU=$(awk -v t="$times" -v s="$(jget "$LOAD_JSON" elapsed_s)" \
+        'BEGIN {split(t, a, " "); printf "%.2f", (a[1] + a[2]) / s}')
+}
+
+fmt_int() {
+    awk -v x="$1" 'BEGIN {
+        s = sprintf("%.0f", x); n = length(s); out = ""
+        for (i = 1; i <= n; i++) { out = out substr(s, i, 1); if ((n - i) % 3 == 0 && i < n) out = out "," }
+        print out
+    }'
+}
+fmt_1() { awk -v x="$1" 'BEGIN {printf "%.1f", x}'; }
+fmt_2() { awk -v x="$1" 'BEGIN {printf "%.2f", x}'; }
+errors_of() {
+    local e
+    e=$(jget "$1" error_total)
+    if [ "${e:-0}" = 0 ]; then echo 0; else grep -o '"errors":{[^}]*}' <<<"$1" | cut -d: -f2-; fi
+}
+
+export LC_ALL=C
+REPORT=$WORK/report.md
+: >"$REPORT"
+out() { echo "$*" >>"$REPORT"; }
+
+# ---------------------------------------------------------------------------------------------
+# Machine
+# ---------------------------------------------------------------------------------------------
+
+MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+MEM=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+INFLUXD_VERSION=$([ "$HAVE_INFLUXD" = 1 ] && influxd version 2>/dev/null | head -1 || echo "not installed")
+out "# influx-proxy performance"
+out
+out "Generated by \`scripts/bench.sh$([ "$QUICK" = 1 ] && echo " --quick")\` on $(date -u '+%Y-%m-%d %H:%M UTC'); do not edit by hand."
+out
+out "| machine | |"
+out "|---|---|"
+out "| CPUs (nproc) | $(nproc) |"
+out "| model | ${MODEL:-unknown} |"
+out "| memory | $MEM |"
+out "| kernel | $(uname -sr) |"
+out "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews every figure) |"
+out "| influxd | $INFLUXD_VERSION |"
+out "| proxy | $("$PROXY_BIN" -version 2>&1 | sed -n '1,2p' | tr -s ' ' | paste -sd ',' | sed 's/,/, /') |"
+out "| rustc | $(rustc --version) |"
+out
+out "Load: \`influx-proxy-bench write\`, $CONCURRENCY connections, $BATCH points per request," \
+    "10 measurements x 100 tag sets (1,000 series), 2 tags, 4 fields, ns timestamps," \
+    "${BENCH_SECONDS} s per run. The load tool, the proxy and its backends share the same" \
+    "$(nproc) CPUs, so every figure is a lower bound of what the proxy does on its own machine." \
+    "\"proxy CPU\" and \"load tool CPU\" are user+system CPU time divided by the run time (cores)."
+out
+
+# ---------------------------------------------------------------------------------------------
+# (a) proxy in front of 2 x 2 null sinks
+# ---------------------------------------------------------------------------------------------
+
+out "## (a) Proxy in front of 2 circles x 2 null sinks"
+out
+out "\"delivered\" compares the points the sinks received after the queues drained with" \
+    "acknowledged points x circles."
+out
+out "| setup | body | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | load tool CPU | drain s | delivered |"
+out "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|"
+
+log "(a) load tool straight into one sink (ceiling of the load tool)"
+for gz in "" "--gzip"; do
+    body=$([ -n "$gz" ] && echo gzip || echo plain)
+    start_sinks 1
+    run_load "http://127.0.0.1:${SINK_PORTS[0]}" bench $gz
+    got=$(sink_points "${SINK_PORTS[@]}")
+    acked=$(jget "$LOAD_JSON" points)
+    out "| load tool -> 1 sink (no proxy) | $body | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
+        "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
+        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | - | $LOAD_CPU | - |" \
+        "$([ "$got" = "$acked" ] && echo "ok ($got)" || echo "MISMATCH $got of $acked") |"
+    stop_pid "${SINK_PIDS[0]}"
+done
+
+for gz in "" "--gzip"; do
+    body=$([ -n "$gz" ] && echo gzip || echo plain)
+    log "(a) proxy -> 2x2 sinks $body"
+    start_sinks 4
+    start_proxy 2 2 "${SINK_PORTS[@]}"
+    cpu0=$(cpu_seconds "$PROXY_PID")
+    t0=$(date +%s.%N)
+    run_load "$PROXY_URL" bench $gz
+    t1=$(date +%s.%N)
+    cpu1=$(cpu_seconds "$PROXY_PID")
+    drain=$(wait_drain)
+    got=$(sink_points "${SINK_PORTS[@]}")
+    acked=$(jget "$LOAD_JSON" points)
+    cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
+    out "| proxy -> 2x2 sinks | $body | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
+        "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
+        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores | $LOAD_CPU | $drain |" \
+        "$([ "$got" = $((acked * 2)) ] && echo "ok ($got)" || echo "MISMATCH $got of $((acked * 2))") |"
+    stop_pid "$PROXY_PID"
+    for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
+done
+out
+
+# ---------------------------------------------------------------------------------------------
+# (b) real influxd
+# ---------------------------------------------------------------------------------------------
+
+out "## (b) Real influxd: direct vs. through the proxy"
+out
+if [ "$HAVE_INFLUXD" = 0 ]; then
+    out "influxd is not installed (Debian package \`influxdb\`); skipped."
+    log "(b) skipped: no influxd"
+else
+    out "The proxy acknowledges a write once it is in its write-ahead queue, before InfluxDB has it," \
+        "so \"acked points/s\" can exceed what InfluxDB absorbs. \"end-to-end points/s\" divides" \
+        "the acknowledged points by the run time plus the time the queues took to drain afterwards;" \
+        "\"stored\" is \`SELECT COUNT(f0)\` summed over all backends and measurements, divided by circles."
+    out
+    out "| setup | acked points/s | p50 ms | p99 ms | errors | proxy CPU | drain s | end-to-end points/s | stored |"
+    out "|---|---:|---:|---:|---|---:|---:|---:|---|"
+
+    # influx_row LABEL CIRCLES PROXY_PID|- PORTS...: runs the load against $TARGET_URL.
+    influx_row() {
+        local label=$1 circles=$2 ppid=$3 cpu0 cpu1 t0 t1 drain=0 cores=- stored=0 port e2e acked
+        shift 3
+        [ "$ppid" != - ] && cpu0=$(cpu_seconds "$ppid")
+        t0=$(date +%s.%N)
+        run_load "$TARGET_URL" bench --create-db
+        t1=$(date +%s.%N)
+        if [ "$ppid" != - ]; then
+            cpu1=$(cpu_seconds "$ppid")
+            cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
+            drain=$(wait_drain)
+        fi
+        acked=$(jget "$LOAD_JSON" points)
+        e2e=$(awk -v p="$acked" -v s="$t0" -v e="$t1" -v d="$drain" 'BEGIN {printf "%.0f", p / (e - s + d)}')
+        for port in "$@"; do
+            stored=$((stored + $(stored_points "$port" bench)))
+        done
+        stored=$((stored / circles))
+        out "| $label | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
+            "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores | $([ "$ppid" = - ] && echo - || echo "$drain") |" \
+            "$(fmt_int "$e2e") | $([ "$stored" = "$acked" ] && echo "ok ($stored)" || echo "MISMATCH $stored of $acked") |"
+        ROW_PPS=$(jget "$LOAD_JSON" points_per_sec)
+        ROW_P50=$(jget "$LOAD_JSON" p50)
+        ROW_P99=$(jget "$LOAD_JSON" p99)
+        ROW_E2E=$e2e
+    }
+
+    log "(b) load tool -> influxd"
+    start_influxd
+    TARGET_URL="http://127.0.0.1:$INFLUXD_PORT"
+    influx_row "load tool -> influxd" 1 - "$INFLUXD_PORT"
+    D_PPS=$ROW_PPS D_P50=$ROW_P50 D_P99=$ROW_P99
+    stop_pid "$INFLUXD_PID"
+
+    log "(b) proxy -> 1x1 influxd"
+    start_influxd
+    start_proxy 1 1 "$INFLUXD_PORT"
+    TARGET_URL=$PROXY_URL
+    influx_row "proxy -> 1 influxd" 1 "$PROXY_PID" "$INFLUXD_PORT"
+    P_PPS=$ROW_PPS P_P50=$ROW_P50 P_P99=$ROW_P99 P_E2E=$ROW_E2E
+    stop_pid "$PROXY_PID"
+    stop_pid "$INFLUXD_PID"
+
+    log "(b) proxy -> 2x2 influxd"
+    ports=()
+    pids=()
+    for i in 1 2 3 4; do
+        start_influxd
+        ports+=("$INFLUXD_PORT")
+        pids+=("$INFLUXD_PID")
+    done
+    start_proxy 2 2 "${ports[@]}"
+    TARGET_URL=$PROXY_URL
+    influx_row "proxy -> 2x2 influxd" 2 "$PROXY_PID" "${ports[@]}"
+    stop_pid "$PROXY_PID"
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    out
+    out "Proxy (one circle of that influxd) vs. influxd direct: acked points/s x$(awk -v a="$P_PPS" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')," \
+        "end-to-end points/s x$(awk -v a="$P_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')," \
+        "p50 latency x$(awk -v a="$P_P50" -v b="$D_P50" 'BEGIN {printf "%.2f", a / b}')," \
+        "p99 latency x$(awk -v a="$P_P99" -v b="$D_P99" 'BEGIN {printf "%.2f", a / b}')."
+fi
+out
+
+# ---------------------------------------------------------------------------------------------
+# (c) one backend down
+# ---------------------------------------------------------------------------------------------
+
+log "(c) outage of one sink for ${OUTAGE_SECONDS}s"
+start_sinks 4
+start_proxy 2 2 "${SINK_PORTS[@]}"
+VICTIM_PORT=${SINK_PORTS[0]}
+VICTIM_PID=${SINK_PIDS[0]}
+TOTAL=$((PRE_OUTAGE + OUTAGE_SECONDS + POST_OUTAGE))
+"$BENCH_BIN" write --url "$PROXY_URL" --db bench --concurrency "$CONCURRENCY" --batch "$BATCH" \
+    --rate "$OUTAGE_RATE" --duration "${TOTAL}s" --json >"$WORK/outage.json" 2>>"$WORK/load.log" &
+LOAD_PID=$!
+PIDS+=("$LOAD_PID")
+
+out "## (c) One of 4 sinks killed for ${OUTAGE_SECONDS} s while writing through the proxy"
+out
+out "Load: $(fmt_int "$OUTAGE_RATE") points/s (rate-limited) into a proxy with 2 circles x 2 sinks;" \
+    "backend-1-1 is SIGKILLed after ${PRE_OUTAGE} s and restarted on the same port" \
+    "${OUTAGE_SECONDS} s later. Queue = sum of \`queue.bytes\` over all backends in \`/health\`;" \
+    "RSS = \`VmRSS\` of the proxy."
+out
+out "| t s | phase | queue MB | proxy RSS MB |"
+out "|---:|---|---:|---:|"
+START=$(date +%s.%N)
+phase=before
+killed=0
+restarted=0
+next_sample=0
+while :; do
+    now=$(awk -v a="$START" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    if [ "$killed" = 0 ] && awk -v t="$now" -v p="$PRE_OUTAGE" 'BEGIN {exit !(t >= p)}'; then
+        VICTIM_BEFORE=$(sink_points "$VICTIM_PORT")
+        stop_pid "$VICTIM_PID"
+        killed=1
+        phase=outage
+        next_sample=0
+    fi
+    if [ "$killed" = 1 ] && [ "$restarted" = 0 ] &&
+        awk -v t="$now" -v p="$((PRE_OUTAGE + OUTAGE_SECONDS))" 'BEGIN {exit !(t >= p)}'; then
+        start_sink "$VICTIM_PORT" "$WORK/sink-$VICTIM_PORT.log"
+        SINK_PIDS[0]=$SINK_PID
+        restarted=1
+        phase=recovery
+        next_sample=0
+    fi
+    load_done=0
+    kill -0 "$LOAD_PID" 2>/dev/null || load_done=1
+    if awk -v t="$now" -v n="$next_sample" 'BEGIN {exit !(t >= n)}'; then
+        q=$(queue_bytes)
+        out "| $now | $phase | $(fmt_1 "$(awk -v b="$q" 'BEGIN {print b / 1e6}')") | $(rss_mb "$PROXY_PID") |"
+        next_sample=$(awk -v t="$now" -v s="$SAMPLE_SECONDS" 'BEGIN {print t + s}')
+        if [ "$load_done" = 1 ] && [ "$restarted" = 1 ] && [ "$q" = 0 ]; then
+            break
+        fi
+    fi
+    if [ "$load_done" = 1 ] && [ "$phase" != drain ] && [ "$restarted" = 1 ]; then
+        phase=drain
+        next_sample=0
+        LOAD_END=$now
+    fi
+    if awk -v t="$now" -v m="$((TOTAL + DRAIN_TIMEOUT))" 'BEGIN {exit !(t > m)}'; then
+        out "| $now | gave up waiting for the queue to drain | | |"
+        break
+    fi
+    sleep 0.2
+done
+wait "$LOAD_PID" || true
+OUTAGE_JSON=$(cat "$WORK/outage.json")
+acked=$(jget "$OUTAGE_JSON" points)
+got=$(($(sink_points "${SINK_PORTS[@]}") + ${VICTIM_BEFORE:-0}))
+out
+out "Acknowledged $(fmt_int "$acked") points ($(fmt_int "$(jget "$OUTAGE_JSON" points_per_sec)") points/s," \
+    "p50 $(fmt_2 "$(jget "$OUTAGE_JSON" p50)") ms, p99 $(fmt_2 "$(jget "$OUTAGE_JSON" p99)") ms," \
+    "max $(fmt_2 "$(jget "$OUTAGE_JSON" max)") ms, errors $(errors_of "$OUTAGE_JSON"))." \
+    "The queue was empty again $(awk -v a="${LOAD_END:-0}" -v b="$now" 'BEGIN {printf "%.1f", b - a}') s after the load stopped." \
+    "Sinks received $(fmt_int "$got") points of $(fmt_int $((acked * 2))) expected" \
+    "$([ "$got" -ge $((acked * 2)) ] && echo "(ok; more means batches in flight at the kill were delivered twice, at-least-once)" || echo "(MISMATCH)")."
+stop_pid "$PROXY_PID"
+
+out
+out "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+
+mkdir -p "$(dirname "$OUTPUT")"
+cp "$REPORT" "$OUTPUT"
+cat "$REPORT"
+echo >&2
+echo "bench.sh: wrote $OUTPUT" >&2
