@@ -48,6 +48,9 @@ fi
 CONCURRENCY=${BENCH_CONCURRENCY:-4}
 BATCH=${BENCH_BATCH:-5000}
 OUTAGE_RATE=${BENCH_OUTAGE_RATE:-100000}
+# gzip bodies are compressed before the timed run (--pool-mb): ~12 bytes a point, so 25 MB per
+# second covers 2 million points/s.
+POOL_MB=${BENCH_POOL_MB:-$((BENCH_SECONDS * 25))}
 DRAIN_TIMEOUT=180
 
 for tool in cargo curl; do
@@ -405,7 +408,8 @@ out "| proxy | $("$PROXY_BIN" -version 2>&1 | sed -n '1,2p' | tr -s ' ' | paste 
 out "| rustc | $(rustc --version) |"
 out
 out "Load: \`influx-proxy-bench write\`, $CONCURRENCY connections, $BATCH points per request," \
-    "10 measurements x 100 tag sets (1,000 series), 2 tags, 4 fields, ns timestamps," \
+    "10 measurements x 100 tag sets (1,000 series), 2 tags, 4 fields, ns timestamps;" \
+    "gzip bodies are compressed before the timed run (\`--pool-mb $POOL_MB\`);" \
     "${BENCH_SECONDS} s per run. The load tool, the proxy and its backends share the same" \
     "$(nproc) CPUs, so every figure is a lower bound of what the proxy does on its own machine." \
     "\"proxy CPU\" and \"load tool CPU\" are user+system CPU time divided by the run time (cores)."
@@ -424,10 +428,11 @@ out "| setup | body | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CP
 out "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|"
 
 log "(a) load tool straight into one sink (ceiling of the load tool)"
-for gz in "" "--gzip"; do
-    body=$([ -n "$gz" ] && echo gzip || echo plain)
+for body in plain gzip; do
+    extra=()
+    [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
     start_sinks 1
-    run_load "http://127.0.0.1:${SINK_PORTS[0]}" bench $gz
+    run_load "http://127.0.0.1:${SINK_PORTS[0]}" bench "${extra[@]}"
     got=$(sink_points "${SINK_PORTS[@]}")
     acked=$(jget "$LOAD_JSON" points)
     out "| load tool -> 1 sink (no proxy) | $body | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
@@ -437,14 +442,15 @@ for gz in "" "--gzip"; do
     stop_pid "${SINK_PIDS[0]}"
 done
 
-for gz in "" "--gzip"; do
-    body=$([ -n "$gz" ] && echo gzip || echo plain)
+for body in plain gzip; do
+    extra=()
+    [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
     log "(a) proxy -> 2x2 sinks $body"
     start_sinks 4
     start_proxy 2 2 "${SINK_PORTS[@]}"
     cpu0=$(cpu_seconds "$PROXY_PID")
     t0=$(date +%s.%N)
-    run_load "$PROXY_URL" bench $gz
+    run_load "$PROXY_URL" bench "${extra[@]}"
     t1=$(date +%s.%N)
     cpu1=$(cpu_seconds "$PROXY_PID")
     drain=$(wait_drain)

@@ -254,10 +254,11 @@ main() {
     say "building: cargo build --release${RUSTC_WRAPPER:+ (RUSTC_WRAPPER=$RUSTC_WRAPPER)}"
     cargo build --release
 
-    say "running: target/release/influx-proxy -config $CONFIG (in $ROOT, listening on :7076)"
+    local bin="${CARGO_TARGET_DIR:-target}/release/influx-proxy"
+    say "running: $bin -config $CONFIG (in $ROOT, listening on :7076)"
     say "try: curl -i http://127.0.0.1:7076/ping; stop the InfluxDB servers later with: $0 stop"
     trap - EXIT INT TERM
-    exec target/release/influx-proxy -config "$CONFIG"
+    exec "$bin" -config "$CONFIG"
 }
 
 main "$@"

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor as _;
 use actix_web::{web, App, HttpServer};
 use tracing::{error, info, warn};
 
@@ -80,7 +81,9 @@ async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Resu
     let cluster = Arc::new(Cluster::start(&config, wal.clone())?);
     log_startup(&config);
     warn_about_orphan_queues(&wal, &config);
-    let state = web::Data::new(AppState::new(config.clone(), cluster));
+    let migration = Arc::new(crate::migrate::Shared::default());
+    let migrator = crate::migrate::Migrator::new(migration.clone()).start();
+    let state = web::Data::new(AppState::new(config.clone(), cluster, migration, migrator));
     let state_for_reload = state.clone();
     let cluster_at_exit = state.clone();
     let addr = config.socket_addr().map_err(|reason| Error::Listen {
@@ -95,6 +98,7 @@ async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Resu
         App::new()
             .app_data(state.clone())
             .wrap(api::default_headers())
+            .wrap(api::RequestMetrics)
             .configure(api::configure)
     })
     .disable_signals()

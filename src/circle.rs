@@ -121,6 +121,9 @@ pub struct Circle {
     pub ring: Ring,
     /// Backends in config order.
     pub backends: Vec<Arc<BackendHandle>>,
+    /// A migration job writes into this circle: reads avoid it (its data is
+    /// incomplete) while writes keep flowing. Survives config reloads.
+    pub migrating: Arc<AtomicBool>,
 }
 
 impl Circle {
@@ -134,6 +137,11 @@ impl Circle {
         let i = self.owner_index(shard_key);
         // The ring only returns indices of backends it was built from.
         &self.backends[i.min(self.backends.len().saturating_sub(1))]
+    }
+
+    /// Whether a migration currently targets this circle.
+    pub fn is_migrating(&self) -> bool {
+        self.migrating.load(Ordering::Acquire)
     }
 
     /// All backends of the circle are active.

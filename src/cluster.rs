@@ -126,11 +126,16 @@ impl Cluster {
                 };
                 backends.push(handle);
             }
+            let migrating = previous
+                .and_then(|p| p.circles.get(id))
+                .map(|c| c.migrating.clone())
+                .unwrap_or_default();
             circles.push(Arc::new(Circle {
                 id,
                 name: cc.name.clone(),
                 ring: Ring::new(&keys, config.vnode_size),
                 backends,
+                migrating,
             }));
         }
         let supervisors = circles

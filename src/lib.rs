@@ -12,6 +12,7 @@
 //! - Pure modules, no I/O: [`ring`] (Go-compatible placement),
 //!   [`line_protocol`] (scan and stamp lines), [`config`], [`cipher`].
 //! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
+//! - [`metrics`]: Prometheus registry and text format (used by any layer).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
@@ -26,6 +27,8 @@ pub mod cluster;
 pub mod config;
 pub mod influxql;
 pub mod line_protocol;
+pub mod metrics;
+pub mod migrate;
 pub mod query;
 pub mod ring;
 pub mod runtime;

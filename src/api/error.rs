@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The client was too slow sending its request.
     #[error("{0}")]
     Timeout(String),
+    /// The request conflicts with one in progress (e.g. a CPU profile).
+    #[error("{0}")]
+    Conflict(String),
     /// A backend refused the request; its status and message are relayed.
     #[error("{message}")]
     Backend {
@@ -88,6 +91,7 @@ impl ResponseError for ApiError {
             ApiError::QueueFull(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Backend { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }

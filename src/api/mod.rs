@@ -7,6 +7,9 @@
 mod admin;
 mod auth;
 pub mod error;
+mod metrics;
+mod migrate;
+mod pprof;
 mod query;
 mod write;
 
@@ -20,6 +23,7 @@ use arc_swap::ArcSwap;
 use crate::cluster::Cluster;
 use crate::config::Config;
 pub use error::ApiError;
+pub use metrics::RequestMetrics;
 
 /// Value of `X-Influxdb-Version` on every response.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -30,15 +34,34 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct AppState {
     config: ArcSwap<Config>,
     cluster: ArcSwap<Cluster>,
+    migration: Arc<crate::migrate::Shared>,
+    migrator: actix::Addr<crate::migrate::Migrator>,
 }
 
 impl AppState {
     /// State for a starting proxy.
-    pub fn new(config: Arc<Config>, cluster: Arc<Cluster>) -> AppState {
+    pub fn new(
+        config: Arc<Config>,
+        cluster: Arc<Cluster>,
+        migration: Arc<crate::migrate::Shared>,
+        migrator: actix::Addr<crate::migrate::Migrator>,
+    ) -> AppState {
         AppState {
             config: ArcSwap::new(config),
             cluster: ArcSwap::new(cluster),
+            migration,
+            migrator,
         }
+    }
+
+    /// Migration flags and progress.
+    pub fn migration(&self) -> &crate::migrate::Shared {
+        &self.migration
+    }
+
+    /// The migration actor.
+    pub fn migrator(&self) -> &actix::Addr<crate::migrate::Migrator> {
+        &self.migrator
     }
 
     /// The running configuration.
@@ -67,6 +90,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/replica").to(admin::replica))
         .service(web::resource("/encrypt").to(admin::encrypt))
         .service(web::resource("/decrypt").to(admin::decrypt))
+        .service(web::resource("/metrics").to(metrics::metrics))
+        .service(web::resource("/debug/pprof/profile").to(pprof::profile))
+        .service(web::resource(["/migrate/state", "/transfer/state"]).to(migrate::state))
+        .service(web::resource(["/migrate/stats", "/transfer/stats"]).to(migrate::stats))
+        .service(web::resource("/rebalance").to(migrate::rebalance))
+        .service(web::resource("/recovery").to(migrate::recovery))
+        .service(web::resource("/resync").to(migrate::resync))
+        .service(web::resource(["/clear", "/cleanup"]).to(migrate::clear))
         .default_service(web::to(not_found));
 }
 

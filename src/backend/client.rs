@@ -192,6 +192,17 @@ impl Client {
         })
     }
 
+    /// `POST path?params` with no body (proxy-to-proxy state changes).
+    pub async fn post_form(&self, path: &str, params: &[(String, String)]) -> Result<Bytes, Error> {
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let path = format!("{path}?{}", form(&pairs));
+        let resp = self.request(awc::http::Method::POST, &path).send().await;
+        self.finish(resp).await
+    }
+
     fn send_error(&self, e: awc::error::SendRequestError) -> Error {
         match e {
             awc::error::SendRequestError::Timeout => Error::Timeout(self.timeout),

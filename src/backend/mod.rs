@@ -28,11 +28,12 @@ pub mod msg;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
+use crate::metrics::Histogram;
 use crate::wal::{self, Entry, Record, Wal};
 use client::Client;
 
@@ -79,8 +80,13 @@ pub struct Status {
     pub delivered_points: AtomicU64,
     /// Failed delivery attempts since start.
     pub failed_attempts: AtomicU64,
+    /// Points in failed delivery attempts since start (a point retried
+    /// twice counts twice).
+    pub failed_points: AtomicU64,
     /// Active/inactive transitions since start.
     pub state_changes: AtomicU64,
+    /// Duration of each successful write request to the backend.
+    pub write_latency: Histogram,
 }
 
 impl Status {
@@ -93,7 +99,9 @@ impl Status {
             notified: AtomicBool::new(false),
             delivered_points: AtomicU64::new(0),
             failed_attempts: AtomicU64::new(0),
+            failed_points: AtomicU64::new(0),
             state_changes: AtomicU64::new(0),
+            write_latency: Histogram::latency(),
         }
     }
 
@@ -270,6 +278,7 @@ impl BackendActor {
         self.state = State::Sending;
         let client = self.client();
         let fut = async move {
+            let started = Instant::now();
             let result = match &batch {
                 Batch::Points { db, rp, body, .. } => {
                     let r = client.write_gzip(db, rp, body.clone()).await;
@@ -286,11 +295,13 @@ impl BackendActor {
                 }
                 Batch::Statement { db, query } => client.query(db, query).await.map(|_| ()),
             };
-            (batch, result)
+            (batch, result, started.elapsed())
         };
         ctx.spawn(
             fut.into_actor(self)
-                .map(move |(batch, result), act, ctx| act.delivered(entries, batch, result, ctx)),
+                .map(move |(batch, result, took), act, ctx| {
+                    act.delivered(entries, batch, result, took, ctx)
+                }),
         );
     }
 
@@ -359,6 +370,7 @@ impl BackendActor {
         entries: Vec<Entry>,
         batch: Batch,
         result: Result<(), client::Error>,
+        took: Duration,
         ctx: &mut Context<Self>,
     ) {
         self.state = State::Idle;
@@ -378,6 +390,9 @@ impl BackendActor {
                 }
                 let st = &self.backend.status;
                 st.delivered_points.fetch_add(points, Ordering::Relaxed);
+                if matches!(batch, Batch::Points { .. }) {
+                    st.write_latency.observe_duration(took);
+                }
                 debug!(backend = %self.name(), db = %db, points, "Batch delivered.");
                 self.set_active(true, None);
                 self.backoff = INITIAL_BACKOFF;
@@ -391,6 +406,10 @@ impl BackendActor {
                     .status
                     .failed_attempts
                     .fetch_add(1, Ordering::Relaxed);
+                self.backend
+                    .status
+                    .failed_points
+                    .fetch_add(points, Ordering::Relaxed);
                 self.backend.status.rewriting.store(true, Ordering::Release);
                 self.set_active(false, Some(&e));
                 debug!(backend = %self.name(), db = %db, points, error = %e, "Delivery failed; kept in queue.");

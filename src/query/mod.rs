@@ -176,14 +176,15 @@ fn is_clean(h: &BackendHandle) -> bool {
 }
 
 /// Circles to try for a read that needs `needed(circle)` backends, best
-/// first: clean ones shuffled, then merely active ones in config order.
+/// first: clean ones (not migrating, backends up to date) shuffled, then
+/// merely active ones in config order.
 fn circle_order(cluster: &Cluster, needed: impl Fn(&Circle) -> Vec<usize>) -> Vec<&Arc<Circle>> {
     let mut clean = Vec::new();
     let mut usable = Vec::new();
     for c in &cluster.circles {
         let idx = needed(c);
         let handles = || idx.iter().filter_map(|&i| c.backends.get(i));
-        if handles().all(|h| is_clean(h)) {
+        if !c.is_migrating() && handles().all(|h| is_clean(h)) {
             clean.push(c);
         } else if handles().all(|h| h.backend.status.is_active()) {
             usable.push(c);

@@ -44,14 +44,23 @@
 //! At open, every registered backend's queue is scanned once to rebuild its
 //! counters (records, bytes, points) and the next sequence number. RocksDB
 //! itself replays its log and tolerates a torn tail.
+//!
+//! # Age of the oldest record
+//! Records carry no append time on disk. [`QueueStats::oldest_age`] comes
+//! from an in-memory index: appends are grouped per second of append time
+//! (a count per second, so its size grows with the outage length, not with
+//! the number of records) and removals take from the oldest group, as the
+//! queue is FIFO. It is exact to within a second for records appended by
+//! this process; records recovered at open count as appended at open, so
+//! after a restart the age is "at least since the process started".
 
 pub mod record;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
@@ -104,6 +113,56 @@ pub struct QueueStats {
     /// being replaced by a reload and its successor) never remove or count
     /// a record twice.
     removed_upto: Mutex<u64>,
+    /// Pending records per second of append time, oldest first; see the
+    /// module doc (*Age of the oldest record*).
+    ages: Mutex<VecDeque<AgeGroup>>,
+}
+
+/// Records appended within [`AGE_GRANULARITY`] of `since`.
+#[derive(Debug)]
+struct AgeGroup {
+    since: Instant,
+    records: u64,
+}
+
+/// Width of the append-time groups behind [`QueueStats::oldest_age`].
+const AGE_GRANULARITY: Duration = Duration::from_secs(1);
+
+impl QueueStats {
+    /// How long the oldest pending record has waited (zero when the queue
+    /// is empty); see the module doc for its precision.
+    pub fn oldest_age(&self) -> Duration {
+        if self.records.load(Ordering::Acquire) == 0 {
+            return Duration::ZERO;
+        }
+        self.ages
+            .lock()
+            .front()
+            .map_or(Duration::ZERO, |g| g.since.elapsed())
+    }
+
+    fn note_appended(&self, at: Instant, records: u64) {
+        let mut ages = self.ages.lock();
+        match ages.back_mut() {
+            Some(g) if at.saturating_duration_since(g.since) < AGE_GRANULARITY => {
+                g.records += records;
+            }
+            _ => ages.push_back(AgeGroup { since: at, records }),
+        }
+    }
+
+    fn note_removed(&self, mut records: u64) {
+        let mut ages = self.ages.lock();
+        while records > 0 {
+            let Some(g) = ages.front_mut() else { break };
+            let take = records.min(g.records);
+            g.records -= take;
+            records -= take;
+            if g.records == 0 {
+                ages.pop_front();
+            }
+        }
+    }
 }
 
 /// Handle on one backend's queue. Cheap to clone.
@@ -313,6 +372,10 @@ impl Wal {
                 .map_or(0, |r| r.points());
             stats.dead_points.fetch_add(points, Ordering::Relaxed);
         })?;
+        let records = stats.records.load(Ordering::Relaxed);
+        if records > 0 {
+            stats.note_appended(Instant::now(), records);
+        }
         Ok(stats)
     }
 
@@ -373,11 +436,13 @@ impl Wal {
         if result.is_ok() {
             // Counters move before the seq becomes visible, so a reader
             // never acknowledges more than the counters hold.
+            let now = Instant::now();
             for (a, v) in appends.iter().zip(&encoded) {
                 let st = &a.queue.stats;
                 st.bytes.fetch_add(v.len() as u64, Ordering::AcqRel);
                 st.points.fetch_add(a.record.points(), Ordering::AcqRel);
                 st.records.fetch_add(1, Ordering::AcqRel);
+                st.note_appended(now, 1);
             }
         }
         self.seq.lock().in_flight.remove(&seq);
@@ -467,6 +532,7 @@ impl Wal {
         st.bytes.fetch_sub(bytes, Ordering::AcqRel);
         st.points.fetch_sub(points, Ordering::AcqRel);
         st.records.fetch_sub(entries.len() as u64, Ordering::AcqRel);
+        st.note_removed(entries.len() as u64);
     }
 
     /// Moves entries (a prefix of the queue) to the dead-letter space in one

@@ -320,3 +320,75 @@ proptest! {
         prop_assert_eq!(all.len(), model.len());
     }
 }
+
+#[test]
+fn oldest_age_follows_the_oldest_pending_append_group() {
+    let stats = QueueStats::default();
+    assert_eq!(stats.oldest_age(), Duration::ZERO);
+    let t0 = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
+    stats.note_appended(t0, 2);
+    stats.note_appended(t0 + Duration::from_millis(500), 1);
+    stats.note_appended(t0 + Duration::from_millis(4000), 1);
+    stats.records.store(4, Ordering::Relaxed);
+    let age = stats.oldest_age();
+    assert!(
+        age >= Duration::from_secs(10) && age < Duration::from_secs(11),
+        "{age:?}"
+    );
+    // The first group (3 records within one second) goes first.
+    stats.note_removed(2);
+    stats.records.store(2, Ordering::Relaxed);
+    assert!(stats.oldest_age() >= Duration::from_secs(10));
+    stats.note_removed(1);
+    stats.records.store(1, Ordering::Relaxed);
+    let age = stats.oldest_age();
+    assert!(
+        age >= Duration::from_secs(6) && age < Duration::from_secs(7),
+        "{age:?}"
+    );
+    stats.note_removed(1);
+    stats.records.store(0, Ordering::Relaxed);
+    assert_eq!(stats.oldest_age(), Duration::ZERO);
+    assert!(stats.ages.lock().is_empty());
+}
+
+#[test]
+fn oldest_age_tracks_appends_acks_dead_letters_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), false).unwrap();
+        let q = wal.queue("a", 1 << 20).unwrap();
+        for _ in 0..3 {
+            wal.append(&[Append {
+                queue: &q,
+                record: points("db", b"m f=1\n"),
+            }])
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(q.stats.oldest_age() >= Duration::from_millis(20));
+        let first = wal.read(&q, 0, 1, u64::MAX).unwrap();
+        wal.dead_letter(&q, &first, 400, "bad").unwrap();
+        let all = wal.read(&q, 0, 100, u64::MAX).unwrap();
+        wal.ack(&q, &all[..1]).unwrap();
+        assert!(q.stats.oldest_age() > Duration::ZERO);
+        assert_eq!(
+            q.stats.ages.lock().iter().map(|g| g.records).sum::<u64>(),
+            1
+        );
+        // Leave one record for the reopen.
+    }
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    assert_eq!(q.stats.records.load(Ordering::Relaxed), 1);
+    // Recovered records count as appended at open.
+    assert!(q.stats.oldest_age() < Duration::from_secs(5));
+    assert_eq!(
+        q.stats.ages.lock().iter().map(|g| g.records).sum::<u64>(),
+        1
+    );
+    let rest = wal.read(&q, 0, 100, u64::MAX).unwrap();
+    wal.ack(&q, &rest).unwrap();
+    assert_eq!(q.stats.oldest_age(), Duration::ZERO);
+    assert!(q.stats.ages.lock().is_empty());
+}

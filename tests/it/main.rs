@@ -6,6 +6,8 @@
 mod support;
 
 mod cli;
+mod metrics;
+mod migrate;
 mod query;
 mod security;
 mod service;

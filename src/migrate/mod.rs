@@ -1,0 +1,763 @@
+//! The migration actor: rebalance, recovery, resync and clear.
+//!
+//! Operators change circles online. A job walks the measurements of its
+//! source backends and copies each one (every retention policy) to the
+//! backend that owns it under the current ring, through the destination's
+//! write-ahead queue ([`copy`]): nothing is lost if a destination goes down
+//! mid-copy, and writes keep flowing with the current ring meanwhile.
+//!
+//! - rebalance (`circle_id`, `operation=add|rm`): after the circle's backend
+//!   list changed, move every misplaced measurement of the circle (and of
+//!   the removed backends, given in the body) to its owner;
+//! - recovery (`from_circle_id`, `to_circle_id`, `backend_urls`): rebuild
+//!   backends of one circle from another circle;
+//! - resync (`seconds`...): copy every circle into every other circle;
+//! - clear (`circle_id`): drop measurements from backends that do not own
+//!   them (queued, so they apply after any pending writes).
+//!
+//! One job runs at a time per circle (resync: at a time per proxy); a circle
+//! that receives data is flagged *migrating* and reads avoid it. The flag is
+//! also sent to every proxy of `ha_addrs`. Progress is kept per source
+//! backend (`/migrate/stats`) and logged to `<mlog_dir>/<operation>.log`.
+
+pub mod copy;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::stream::{self, StreamExt as _};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use crate::backend::client::{self, Client, Target};
+use crate::circle::BackendHandle;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::influxql::quote_ident;
+use crate::query::QUERY_TIMEOUT;
+
+/// Rows per chunk read from a source when the request does not say.
+pub const DEFAULT_BATCH: usize = 20_000;
+/// Timeout of state broadcasts to the other proxies.
+const BROADCAST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The four operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Move misplaced measurements inside a circle.
+    Rebalance,
+    /// Copy one circle into another.
+    Recovery,
+    /// Copy every circle into every other.
+    Resync,
+    /// Drop misplaced measurements.
+    Clear,
+}
+
+impl Kind {
+    /// Parses `type=` of `/migrate/stats` (also the 2.5.12 `cleanup`).
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "rebalance" => Some(Kind::Rebalance),
+            "recovery" => Some(Kind::Recovery),
+            "resync" => Some(Kind::Resync),
+            "clear" | "cleanup" => Some(Kind::Clear),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name (log file name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Rebalance => "rebalance",
+            Kind::Recovery => "recovery",
+            Kind::Resync => "resync",
+            Kind::Clear => "clear",
+        }
+    }
+}
+
+/// Progress counters of one source backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Databases to walk.
+    pub database_total: u64,
+    /// Databases walked.
+    pub database_done: u64,
+    /// Measurements to walk.
+    pub measurement_total: u64,
+    /// Measurements walked.
+    pub measurement_done: u64,
+    /// Measurements copied (or dropped, for clear).
+    pub migrate_count: u64,
+    /// Measurements already where they belong.
+    pub inplace_count: u64,
+    /// Points copied.
+    pub points: u64,
+}
+
+/// A backend to read from that may not be part of the running config
+/// (`rebalance?operation=rm` names the removed backends in its body).
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Backend name.
+    pub name: String,
+    /// Connection settings.
+    pub target: Arc<Target>,
+}
+
+/// What a job does.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// See [`Kind::Rebalance`]; `removed` are extra sources.
+    Rebalance {
+        /// Circle to rebalance.
+        circle: usize,
+        /// Backends removed from the circle (operation=rm).
+        removed: Vec<Source>,
+    },
+    /// See [`Kind::Recovery`].
+    Recovery {
+        /// Circle to read from.
+        from: usize,
+        /// Circle to rebuild.
+        to: usize,
+        /// Only these destination URLs (empty = every backend of `to`).
+        urls: Vec<String>,
+    },
+    /// See [`Kind::Resync`].
+    Resync,
+    /// See [`Kind::Clear`].
+    Clear {
+        /// Circle to clear.
+        circle: usize,
+    },
+}
+
+impl Operation {
+    /// The operation's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Operation::Rebalance { .. } => Kind::Rebalance,
+            Operation::Recovery { .. } => Kind::Recovery,
+            Operation::Resync => Kind::Resync,
+            Operation::Clear { .. } => Kind::Clear,
+        }
+    }
+
+    /// Circles marked migrating while the job runs (reads avoid them).
+    fn target_circles(&self) -> Vec<usize> {
+        match self {
+            Operation::Rebalance { circle, .. } | Operation::Clear { circle } => vec![*circle],
+            Operation::Recovery { to, .. } => vec![*to],
+            Operation::Resync => Vec::new(),
+        }
+    }
+
+    /// Circles the job must have to itself.
+    fn busy_circles(&self, circles: usize) -> Vec<usize> {
+        match self {
+            Operation::Recovery { from, to, .. } => vec![*from, *to],
+            Operation::Resync => (0..circles).collect(),
+            other => other.target_circles(),
+        }
+    }
+}
+
+/// A job request.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Start {
+    /// The operation.
+    pub op: Operation,
+    /// Databases to walk (empty = all but `_internal`).
+    pub dbs: Vec<String>,
+    /// Measurements copied concurrently.
+    pub workers: usize,
+    /// Rows per chunk.
+    pub batch: usize,
+    /// Only data at or after this unix time (seconds); 0 = all.
+    pub since: i64,
+    /// Proxies to tell about migrating flags (may include this one).
+    pub ha_addrs: Vec<String>,
+    /// The cluster to work on (the current one).
+    pub cluster: Arc<Cluster>,
+    /// The running config (credentials, scheme, mlog_dir).
+    pub config: Arc<Config>,
+}
+
+/// State shared with the HTTP layer.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// A resync runs (or an operator said so).
+    pub resyncing: AtomicBool,
+    busy: Mutex<HashSet<usize>>,
+    stats: Mutex<HashMap<(usize, Kind), BTreeMap<String, Stats>>>,
+}
+
+impl Shared {
+    /// Progress of the last job of `kind` involving `circle`, by source URL.
+    pub fn stats(&self, circle: usize, kind: Kind) -> BTreeMap<String, Stats> {
+        self.stats
+            .lock()
+            .get(&(circle, kind))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn update(&self, circle: usize, kind: Kind, url: &str, f: impl FnOnce(&mut Stats)) {
+        let mut all = self.stats.lock();
+        f(all
+            .entry((circle, kind))
+            .or_default()
+            .entry(url.to_string())
+            .or_default());
+    }
+
+    fn reset(&self, circle: usize, kind: Kind, urls: &[String]) {
+        let mut all = self.stats.lock();
+        let m = all.entry((circle, kind)).or_default();
+        m.clear();
+        for u in urls {
+            m.insert(u.clone(), Stats::default());
+        }
+    }
+}
+
+/// The migration actor.
+#[derive(Debug)]
+pub struct Migrator {
+    shared: Arc<Shared>,
+}
+
+impl Migrator {
+    /// An idle migrator.
+    pub fn new(shared: Arc<Shared>) -> Migrator {
+        Migrator { shared }
+    }
+}
+
+impl Actor for Migrator {
+    type Context = Context<Self>;
+}
+
+impl Handler<Start> for Migrator {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, job: Start, ctx: &mut Context<Self>) -> Self::Result {
+        let circles = job.cluster.circles.len();
+        if self.shared.resyncing.load(Ordering::Acquire) {
+            return Err("proxy is resyncing".into());
+        }
+        let wanted = job.op.busy_circles(circles);
+        {
+            let mut busy = self.shared.busy.lock();
+            if let Some(c) = wanted.iter().find(|c| busy.contains(c)) {
+                return Err(format!("circle {c} is migrating"));
+            }
+            busy.extend(wanted.iter().copied());
+        }
+        // Flags go up before the answer, so a client that polls the state
+        // right after "accepted" sees the job.
+        for &c in &job.op.target_circles() {
+            set_migrating(&job.cluster, c, true);
+        }
+        if job.op.kind() == Kind::Resync {
+            self.shared.resyncing.store(true, Ordering::Release);
+        }
+        let shared = self.shared.clone();
+        ctx.spawn(
+            async move {
+                run_job(&shared, &job).await;
+                let mut busy = shared.busy.lock();
+                for c in job.op.busy_circles(circles) {
+                    busy.remove(&c);
+                }
+            }
+            .into_actor(self),
+        );
+        Ok(())
+    }
+}
+
+/// Appends progress lines to `<mlog_dir>/<operation>.log`.
+struct MigrationLog {
+    file: Option<std::fs::File>,
+}
+
+impl MigrationLog {
+    fn open(config: &Config, kind: Kind) -> MigrationLog {
+        let path = config.mlog_dir.join(format!("{}.log", kind.name()));
+        let file = std::fs::create_dir_all(&config.mlog_dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            })
+            .map_err(
+                |e| warn!(error = %e, path = %path.display(), "Cannot open the migration log."),
+            )
+            .ok();
+        MigrationLog { file }
+    }
+
+    fn line(&mut self, text: &str) {
+        if let Some(f) = &mut self.file {
+            let now = chrono_like_now();
+            let _ = writeln!(f, "{now} {text}");
+        }
+    }
+}
+
+/// Seconds since the epoch with milliseconds, for log lines.
+fn chrono_like_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+async fn run_job(shared: &Shared, job: &Start) {
+    let kind = job.op.kind();
+    let targets = job.op.target_circles();
+    let mut log = MigrationLog::open(&job.config, kind);
+    broadcast(job, &targets, true).await;
+    let started = Instant::now();
+    info!(operation = kind.name(), "Migration started.");
+    log.line(&format!("{} start: {:?}", kind.name(), job.op));
+    let points = match &job.op {
+        Operation::Clear { circle } => clear(shared, job, *circle, &mut log).await,
+        _ => copy_all(shared, job, &mut log).await,
+    };
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    info!(
+        operation = kind.name(),
+        points,
+        elapsed_s = secs,
+        points_per_s = (points as f64 / secs) as u64,
+        "Migration done."
+    );
+    log.line(&format!(
+        "{} done: points={points} elapsed_s={secs:.3} points_per_s={:.0}",
+        kind.name(),
+        points as f64 / secs
+    ));
+    for &c in &targets {
+        set_migrating(&job.cluster, c, false);
+    }
+    if kind == Kind::Resync {
+        shared.resyncing.store(false, Ordering::Release);
+    }
+    broadcast(job, &targets, false).await;
+}
+
+fn set_migrating(cluster: &Cluster, circle: usize, on: bool) {
+    if let Some(c) = cluster.circles.get(circle) {
+        c.migrating.store(on, Ordering::Release);
+    }
+}
+
+/// Tells the other proxies (`ha_addrs`) about the migrating flags, with this
+/// proxy's credentials and scheme.
+async fn broadcast(job: &Start, circles: &[usize], on: bool) {
+    if job.ha_addrs.is_empty() {
+        return;
+    }
+    let scheme = if job.config.https_enabled {
+        "https"
+    } else {
+        "http"
+    };
+    let credentials = proxy_credentials(&job.config);
+    for addr in &job.ha_addrs {
+        let target = Arc::new(Target {
+            url: format!("{scheme}://{addr}"),
+            credentials: credentials.clone(),
+            tls_skip_verify: false,
+        });
+        let c = Client::new(target, BROADCAST_TIMEOUT);
+        let mut params: Vec<(String, String)> = Vec::new();
+        if job.op.kind() == Kind::Resync {
+            params.push(("resyncing".into(), on.to_string()));
+        }
+        for &circle in circles {
+            params.push(("circle_id".into(), circle.to_string()));
+            params.push(("migrating".into(), on.to_string()));
+        }
+        if let Err(e) = c.post_form("/migrate/state", &params).await {
+            warn!(addr = %addr, error = %e, "Telling another proxy about the migration failed.");
+        }
+    }
+}
+
+/// The proxy's own plaintext credentials (decrypted under `auth_secure`).
+fn proxy_credentials(config: &Config) -> Option<(String, String)> {
+    if !config.auth_enabled() {
+        return None;
+    }
+    let (u, p) = (config.username.expose(), config.password.expose());
+    if config.auth_secure {
+        let d = |s: &str| crate::cipher::decrypt(s).unwrap_or_default();
+        Some((d(u), d(p)))
+    } else {
+        Some((u.to_string(), p.to_string()))
+    }
+}
+
+/// One source backend of a job, and where its measurements go.
+struct Plan {
+    /// Circle whose stats this source reports under.
+    circle: usize,
+    source: Source,
+    /// Destination circles; the owner in each is the destination.
+    dest_circles: Vec<usize>,
+    /// Only destinations with these URLs (recovery).
+    dest_urls: Vec<String>,
+}
+
+fn source_of(h: &BackendHandle) -> Source {
+    Source {
+        name: h.backend.info.name.clone(),
+        target: h.backend.target.clone(),
+    }
+}
+
+fn plans(job: &Start) -> Vec<Plan> {
+    let cluster = &job.cluster;
+    let mut out = Vec::new();
+    match &job.op {
+        Operation::Rebalance { circle, removed } => {
+            if let Some(c) = cluster.circles.get(*circle) {
+                for s in c
+                    .backends
+                    .iter()
+                    .map(|h| source_of(h))
+                    .chain(removed.iter().cloned())
+                {
+                    out.push(Plan {
+                        circle: *circle,
+                        source: s,
+                        dest_circles: vec![*circle],
+                        dest_urls: Vec::new(),
+                    });
+                }
+            }
+        }
+        Operation::Recovery { from, to, urls } => {
+            if let Some(c) = cluster.circles.get(*from) {
+                for h in &c.backends {
+                    out.push(Plan {
+                        circle: *to,
+                        source: source_of(h),
+                        dest_circles: vec![*to],
+                        dest_urls: urls.clone(),
+                    });
+                }
+            }
+        }
+        Operation::Resync => {
+            for c in &cluster.circles {
+                let others: Vec<usize> =
+                    (0..cluster.circles.len()).filter(|&o| o != c.id).collect();
+                for h in &c.backends {
+                    out.push(Plan {
+                        circle: c.id,
+                        source: source_of(h),
+                        dest_circles: others.clone(),
+                        dest_urls: Vec::new(),
+                    });
+                }
+            }
+        }
+        Operation::Clear { .. } => {}
+    }
+    out
+}
+
+/// Databases of a backend (all but `_internal`, or the requested ones).
+async fn databases(client: &Client, wanted: &[String]) -> Result<Vec<String>, client::Error> {
+    let v = client.query_json(&[("q", "SHOW DATABASES")]).await?;
+    Ok(first_column(&v)
+        .into_iter()
+        .filter(|d| d != "_internal" && (wanted.is_empty() || wanted.contains(d)))
+        .collect())
+}
+
+fn first_column(v: &Value) -> Vec<String> {
+    v.pointer("/results/0/series/0/values")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+/// Retention policies of a database: (name, duration, shard duration, default).
+async fn retention_policies(
+    client: &Client,
+    db: &str,
+) -> Result<Vec<(String, String, String, bool)>, client::Error> {
+    let q = format!("SHOW RETENTION POLICIES ON {}", quote_ident(db));
+    let v = client.query_json(&[("q", &q)]).await?;
+    Ok(v.pointer("/results/0/series/0/values")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let r = r.as_array()?;
+            Some((
+                r.first()?.as_str()?.to_string(),
+                r.get(1)?.as_str()?.to_string(),
+                r.get(2)?.as_str()?.to_string(),
+                r.get(4).and_then(Value::as_bool).unwrap_or(false),
+            ))
+        })
+        .collect())
+}
+
+struct CopyTask {
+    plan_circle: usize,
+    source_url: String,
+    client: Client,
+    db: String,
+    measurement: String,
+    rps: Arc<Vec<(String, String, String, bool)>>,
+    dests: Vec<Arc<BackendHandle>>,
+}
+
+/// Runs every copy of a rebalance, recovery or resync; returns points copied.
+async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
+    let kind = job.op.kind();
+    let plans = plans(job);
+    let mut urls: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for p in &plans {
+        urls.entry(p.circle)
+            .or_default()
+            .push(p.source.target.url.clone());
+    }
+    for (c, u) in &urls {
+        shared.reset(*c, kind, u);
+    }
+    let mut tasks = Vec::new();
+    let mut prepared: HashSet<(String, String)> = HashSet::new();
+    for plan in &plans {
+        let client = client::cached(&plan.source.target, QUERY_TIMEOUT);
+        let url = plan.source.target.url.clone();
+        let dbs = match databases(&client, &job.dbs).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(backend = %plan.source.name, error = %e, "Source backend unavailable; skipped.");
+                log.line(&format!("skip source {} ({url}): {e}", plan.source.name));
+                continue;
+            }
+        };
+        shared.update(plan.circle, kind, &url, |s| {
+            s.database_total += dbs.len() as u64
+        });
+        for db in dbs {
+            let rps = match retention_policies(&client, &db).await {
+                Ok(r) => Arc::new(r),
+                Err(e) => {
+                    warn!(backend = %plan.source.name, db = %db, error = %e, "Listing retention policies failed; database skipped.");
+                    continue;
+                }
+            };
+            let ms = match client
+                .query_json(&[("db", &db), ("q", "SHOW MEASUREMENTS")])
+                .await
+            {
+                Ok(v) => first_column(&v),
+                Err(e) => {
+                    warn!(backend = %plan.source.name, db = %db, error = %e, "Listing measurements failed; database skipped.");
+                    continue;
+                }
+            };
+            shared.update(plan.circle, kind, &url, |s| {
+                s.measurement_total += ms.len() as u64
+            });
+            for mm in ms {
+                let dests = destinations(&job.cluster, plan, &db, &mm);
+                if dests.is_empty() {
+                    shared.update(plan.circle, kind, &url, |s| {
+                        s.inplace_count += 1;
+                        s.measurement_done += 1;
+                    });
+                    continue;
+                }
+                for d in &dests {
+                    if prepared.insert((d.backend.info.name.clone(), db.clone())) {
+                        prepare(&job.cluster, d, &db, &rps);
+                    }
+                }
+                tasks.push(CopyTask {
+                    plan_circle: plan.circle,
+                    source_url: url.clone(),
+                    client: client.clone(),
+                    db: db.clone(),
+                    measurement: mm,
+                    rps: rps.clone(),
+                    dests,
+                });
+            }
+            shared.update(plan.circle, kind, &url, |s| s.database_done += 1);
+        }
+    }
+    let workers = job.workers.max(1);
+    let results: Vec<(String, u64)> = stream::iter(tasks)
+        .map(|t| async move {
+            let started = Instant::now();
+            let mut copied = 0u64;
+            for (rp, ..) in t.rps.iter() {
+                let cj = copy::Job {
+                    db: t.db.clone(),
+                    rp: rp.clone(),
+                    measurement: t.measurement.clone(),
+                    since: job.since,
+                    batch: job.batch,
+                };
+                match copy::copy_measurement(&job.cluster, &t.client, &t.dests, &cj).await {
+                    Ok(n) => copied += n,
+                    Err(e) => {
+                        error!(db = %t.db, rp = %rp, measurement = %t.measurement, error = %e, "Copying a measurement failed.");
+                    }
+                }
+            }
+            shared.update(t.plan_circle, kind, &t.source_url, |s| {
+                s.migrate_count += 1;
+                s.measurement_done += 1;
+                s.points += copied;
+            });
+            let dsts: Vec<&str> = t.dests.iter().map(|d| d.backend.info.url.as_str()).collect();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            (
+                format!(
+                    "copied src={} dst={dsts:?} db={} mm={} points={copied} elapsed_s={secs:.3} points_per_s={:.0}",
+                    t.source_url, t.db, t.measurement, copied as f64 / secs
+                ),
+                copied,
+            )
+        })
+        .buffer_unordered(workers)
+        .collect()
+        .await;
+    let mut total = 0;
+    for (line, n) in results {
+        log.line(&line);
+        total += n;
+    }
+    total
+}
+
+/// Where a measurement of a source must be copied (empty: in place).
+fn destinations(cluster: &Cluster, plan: &Plan, db: &str, mm: &str) -> Vec<Arc<BackendHandle>> {
+    let key = cluster.shard_key.build(db, mm);
+    plan.dest_circles
+        .iter()
+        .filter_map(|&c| cluster.circles.get(c))
+        .map(|c| c.owner(key.as_bytes()).clone())
+        .filter(|owner| owner.backend.target.url != plan.source.target.url)
+        .filter(|owner| {
+            plan.dest_urls.is_empty() || plan.dest_urls.contains(&owner.backend.info.url)
+        })
+        .collect()
+}
+
+/// Queues the database and its retention policies on a destination ahead
+/// of the copied points (idempotent statements; errors such as "already
+/// exists with different settings" are harmless).
+fn prepare(
+    cluster: &Cluster,
+    dest: &BackendHandle,
+    db: &str,
+    rps: &[(String, String, String, bool)],
+) {
+    let mut statements = vec![format!("CREATE DATABASE {}", quote_ident(db))];
+    for (name, duration, shard, default) in rps {
+        let mut q = format!(
+            "CREATE RETENTION POLICY {} ON {} DURATION {} REPLICATION 1",
+            quote_ident(name),
+            quote_ident(db),
+            if duration == "0s" { "INF" } else { duration }
+        );
+        if !shard.is_empty() && shard != "0s" {
+            q.push_str(&format!(" SHARD DURATION {shard}"));
+        }
+        if *default {
+            q.push_str(" DEFAULT");
+        }
+        statements.push(q);
+    }
+    for q in statements {
+        if let Err(e) = cluster.queue_statement(dest, db, &q) {
+            warn!(backend = %dest.backend.info.name, db = %db, error = %e, "Queueing database preparation failed.");
+        }
+    }
+}
+
+/// Drops misplaced measurements from every backend of a circle.
+async fn clear(shared: &Shared, job: &Start, circle: usize, log: &mut MigrationLog) -> u64 {
+    let Some(c) = job.cluster.circles.get(circle) else {
+        return 0;
+    };
+    let urls: Vec<String> = c
+        .backends
+        .iter()
+        .map(|h| h.backend.info.url.clone())
+        .collect();
+    shared.reset(circle, Kind::Clear, &urls);
+    for (idx, h) in c.backends.iter().enumerate() {
+        let client = client::cached(&h.backend.target, QUERY_TIMEOUT);
+        let url = h.backend.info.url.clone();
+        let dbs = match databases(&client, &job.dbs).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(backend = %h.backend.info.name, error = %e, "Backend unavailable; not cleared.");
+                continue;
+            }
+        };
+        shared.update(circle, Kind::Clear, &url, |s| {
+            s.database_total += dbs.len() as u64
+        });
+        for db in dbs {
+            let ms = match client
+                .query_json(&[("db", &db), ("q", "SHOW MEASUREMENTS")])
+                .await
+            {
+                Ok(v) => first_column(&v),
+                Err(_) => continue,
+            };
+            shared.update(circle, Kind::Clear, &url, |s| {
+                s.measurement_total += ms.len() as u64
+            });
+            for mm in ms {
+                let key = job.cluster.shard_key.build(&db, &mm);
+                let misplaced = c.owner_index(key.as_bytes()) != idx;
+                if misplaced {
+                    let q = format!("DROP MEASUREMENT {}", quote_ident(&mm));
+                    match job.cluster.queue_statement(h, &db, &q) {
+                        Ok(()) => log.line(&format!("clear backend={url} db={db} mm={mm}")),
+                        Err(e) => {
+                            warn!(backend = %h.backend.info.name, error = %e, "Queueing DROP MEASUREMENT failed.")
+                        }
+                    }
+                }
+                shared.update(circle, Kind::Clear, &url, |s| {
+                    s.measurement_done += 1;
+                    if misplaced {
+                        s.migrate_count += 1;
+                    } else {
+                        s.inplace_count += 1;
+                    }
+                });
+            }
+            shared.update(circle, Kind::Clear, &url, |s| s.database_done += 1);
+        }
+    }
+    0
+}
