@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the write path's hot spots: line-protocol scanning, ring placement and
-//! the RocksDB write-ahead queue.
+//! Micro-benchmarks of the write path's hot spots: line-protocol scanning, ring placement, the
+//! RocksDB write-ahead queue and the per-request metrics.
 //!
 //! `cargo bench --bench hot_paths` measures (about a minute in all); `cargo test --benches` runs
 //! every benchmark once as a smoke test.
@@ -180,12 +180,41 @@ fn wal(c: &mut Criterion) {
     assert!(q.is_empty());
 }
 
+/// What the request middleware adds per request: a counter and a histogram found by label
+/// values and updated (see `src/api/metrics.rs`).
+fn metrics(c: &mut Criterion) {
+    let r = influx_proxy::metrics::Registry::new();
+    let requests = r.counter("bench_requests_total", "Requests.", &["path", "status"]);
+    let duration = r.histogram(
+        "bench_request_duration_seconds",
+        "Latency.",
+        &["path"],
+        influx_proxy::metrics::LATENCY_BUCKETS,
+    );
+    for path in [
+        "/ping", "/write", "/query", "/health", "/replica", "/metrics",
+    ] {
+        for status in ["200", "204", "400", "404", "500"] {
+            requests.with(&[path, status]).inc();
+        }
+    }
+    c.bench_function("metrics/request", |b| {
+        let started = Instant::now();
+        b.iter(|| {
+            duration
+                .with(black_box(&["/write"]))
+                .observe_duration(started.elapsed());
+            requests.with(black_box(&["/write", "204"])).inc();
+        })
+    });
+}
+
 criterion_group! {
     name = hot_paths;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = line_protocol, ring, wal
+    targets = line_protocol, ring, wal, metrics
 }
 criterion_main!(hot_paths);

@@ -481,13 +481,14 @@ pub struct Family<M> {
     help: String,
     label_names: Box<[String]>,
     bounds: Arc<[f64]>,
-    /// Keyed by the length-prefixed concatenation of the label values.
-    series: RwLock<HashMap<String, Series<M>>>,
+    /// Keyed by the concatenation of the label values, each prefixed by
+    /// its length (so no two label sets share a key).
+    series: RwLock<HashMap<Box<[u8]>, Series<M>>>,
 }
 
 thread_local! {
     /// Reused buffer for series keys, so a lookup does not allocate.
-    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<M: Metric> Family<M> {
@@ -513,12 +514,12 @@ impl<M: Metric> Family<M> {
         KEY.with(|key| {
             let mut key = key.borrow_mut();
             self.key_into(&mut key, values);
-            if let Some(s) = self.series.read().get(key.as_str()) {
+            if let Some(s) = self.series.read().get(key.as_slice()) {
                 return s.metric.clone();
             }
             let mut series = self.series.write();
             series
-                .entry(key.clone())
+                .entry(key.as_slice().into())
                 .or_insert_with(|| Series {
                     values: (0..self.label_names.len())
                         .map(|i| values.get(i).copied().unwrap_or("").to_string())
@@ -535,7 +536,7 @@ impl<M: Metric> Family<M> {
         KEY.with(|key| {
             let mut key = key.borrow_mut();
             self.key_into(&mut key, values);
-            self.series.write().remove(key.as_str());
+            self.series.write().remove(key.as_slice());
         });
     }
 
@@ -544,12 +545,12 @@ impl<M: Metric> Family<M> {
         self.series.write().clear();
     }
 
-    fn key_into(&self, key: &mut String, values: &[&str]) {
+    fn key_into(&self, key: &mut Vec<u8>, values: &[&str]) {
         key.clear();
         for i in 0..self.label_names.len() {
             let v = values.get(i).copied().unwrap_or("");
-            let _ = write!(key, "{}:", v.len());
-            key.push_str(v);
+            key.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            key.extend_from_slice(v.as_bytes());
         }
     }
 

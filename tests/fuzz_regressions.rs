@@ -368,9 +368,14 @@ pub fn check_merge(data: &[u8]) {
     }
 }
 
-/// A cardinality sum is the exact total of the first cells (no silent wrap-around).
+/// A cardinality sum is the exact total of the first cells; a total too large for i64 must
+/// not come back wrapped around (with the wrong sign).
 fn check_sum(results: &[Value], merged: &Value) {
-    let cells = results
+    let Some(got) = merged.get("series").map(|s| &s[0]["values"][0][0]) else {
+        return;
+    };
+    // At most one i64 per input byte: an i128 cannot overflow here.
+    let exact: i128 = results
         .iter()
         .flat_map(|r| {
             r.get("series")
@@ -384,15 +389,18 @@ fn check_sum(results: &[Value], merged: &Value) {
                 .into_iter()
                 .flatten()
         })
-        .filter_map(|row| row.get(0).and_then(Value::as_i64));
-    let mut total = Some(0i64);
-    for cell in cells {
-        total = total.and_then(|t| t.checked_add(cell));
-    }
-    let got = &merged["series"][0]["values"][0][0];
-    if let Some(total) = total {
-        if merged.get("series").is_some() {
-            assert_eq!(got.as_i64(), Some(total), "wrong cardinality sum");
+        .filter_map(|row| row.get(0).and_then(Value::as_i64))
+        .map(i128::from)
+        .sum();
+    match i64::try_from(exact) {
+        Ok(total) => assert_eq!(got.as_i64(), Some(total), "wrong cardinality sum"),
+        Err(_) => {
+            if let Some(got) = got.as_f64() {
+                assert!(
+                    got.is_sign_negative() == (exact < 0),
+                    "cardinality sum wrapped around: {got} for an exact total of {exact}"
+                );
+            }
         }
     }
 }
@@ -406,8 +414,11 @@ mod replay {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::path::PathBuf;
 
-    /// Runs `check` on every file of `tests/fuzz_regressions/<target>/` and fails with the
-    /// names of all the files whose check panicked.
+    /// Runs `check` on every file of `tests/fuzz_regressions/<target>/`.
+    ///
+    /// Files named `open-*` reproduce a bug in `src/` that is reported but not fixed yet: their
+    /// check must still fail, so the suite stays green meanwhile and says when the fix lands
+    /// (then rename the file `crash-*`, which must pass like the `seed-*` files).
     fn replay(target: &str, check: fn(&[u8])) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fuzz_regressions")
@@ -423,15 +434,24 @@ mod replay {
             "{}: expected regression inputs",
             dir.display()
         );
-        let failed: Vec<String> = files
-            .iter()
-            .filter(|path| {
-                let data = std::fs::read(path).unwrap();
-                catch_unwind(AssertUnwindSafe(|| check(&data))).is_err()
-            })
-            .map(|path| path.display().to_string())
-            .collect();
-        assert!(failed.is_empty(), "{target} checks failed on {failed:#?}");
+        let mut wrong = Vec::new();
+        for path in &files {
+            let data = std::fs::read(path).unwrap();
+            let failed = catch_unwind(AssertUnwindSafe(|| check(&data))).is_err();
+            let open = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("open-"));
+            match (open, failed) {
+                (false, true) => wrong.push(format!("{}: check failed", path.display())),
+                (true, false) => wrong.push(format!(
+                    "{}: passes now; rename it from open-* to crash-*",
+                    path.display()
+                )),
+                _ => {}
+            }
+        }
+        assert!(wrong.is_empty(), "{target}: {wrong:#?}");
     }
 
     #[test]

@@ -6,4 +6,6 @@
 #[path = "../../tests/fuzz_regressions.rs"]
 mod checks;
 
-pub use checks::{check_cipher, check_influxql, check_line_protocol, check_merge, check_wal_record};
+pub use checks::{
+    check_cipher, check_influxql, check_line_protocol, check_merge, check_wal_record,
+};

@@ -152,13 +152,14 @@ fn run(
         }
         Format::Flamegraph => {
             let mut svg = Vec::new();
-            let drawn = report.flamegraph(&mut svg);
-            // With no samples (an idle proxy) inferno still writes an SVG
-            // that says so, then reports an error: serve that SVG.
-            if report.data.is_empty() && !svg.is_empty() {
+            if report.data.is_empty() {
+                // No samples (an idle proxy): pprof-rs writes nothing, while
+                // inferno draws an SVG saying so (and returns an error).
+                let mut options = pprof::flamegraph::Options::default();
+                let _ = pprof::flamegraph::from_lines(&mut options, std::iter::empty(), &mut svg);
                 return Ok(svg);
             }
-            drawn.map_err(|e| e.to_string())?;
+            report.flamegraph(&mut svg).map_err(|e| e.to_string())?;
             Ok(svg)
         }
     }

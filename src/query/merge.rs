@@ -299,7 +299,8 @@ fn sum(series: &[&Value]) -> Vec<Value> {
         .iter()
         .flat_map(|s| rows(s))
         .filter_map(|r| r.get(0).and_then(Value::as_i64))
-        .sum();
+        // Counts from a hostile or broken backend must not overflow.
+        .fold(0i64, i64::saturating_add);
     vec![with_rows(template, vec![json!([total])])]
 }
 
