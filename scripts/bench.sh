@@ -11,7 +11,8 @@
 # Usage: scripts/bench.sh [--quick]
 # Environment: BENCH_SECONDS (10), OUTAGE_SECONDS (30), BENCH_CONCURRENCY (4), BENCH_BATCH (5000),
 #   BENCH_OUTAGE_RATE (points/s during (c), 100000), BENCH_SAMPLE_SECONDS (3), BENCH_OUTPUT (file),
-#   BENCH_KEEP=1 keeps the temp dir (configs, logs), CARGO_TARGET_DIR is honoured.
+#   BENCH_POOL_MB (gzip bodies compressed before a run, 25 x BENCH_SECONDS), BENCH_KEEP=1 keeps
+#   the temp dir (configs, logs); CARGO_TARGET_DIR is honoured. --quick: 2 s runs, 4 s outage.
 # Needs: cargo, curl, influxd (Debian package influxdb) for (b).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         -h | --help)
-            sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -349,20 +350,17 @@ jget() {
 }
 
 # run_load URL DB [EXTRA...]: runs the load tool for BENCH_SECONDS; sets LOAD_JSON and LOAD_CPU
-# (the load tool's own CPU time over the run, in cores).
+# (the load tool's own CPU during the timed run, in cores).
 run_load() {
-    local url=$1 db=$2 times TIMEFORMAT='%U %S'
+    local url=$1 db=$2
     shift 2
-    times=$({ time "$BENCH_BIN" write --url "$url" --db "$db" --concurrency "$CONCURRENCY" \
-        --batch "$BATCH" --duration "${BENCH_SECONDS}s" --json "$@" \
-        >"$WORK/load.json" 2>>"$WORK/load.log"; } 2>&1) || {
+    LOAD_JSON=$("$BENCH_BIN" write --url "$url" --db "$db" --concurrency "$CONCURRENCY" \
+        --batch "$BATCH" --duration "${BENCH_SECONDS}s" --json "$@" 2>>"$WORK/load.log") || {
         echo "bench.sh: load against $url failed:" >&2
         tail -15 "$WORK/load.log" >&2
         return 1
     }
-    LOAD_JSON=$(cat "$WORK/load.json")
-    LOAD_CPU=$(awk -v t="$times" -v s="$(jget "$LOAD_JSON" elapsed_s)" \
-        'BEGIN {split(t, a, " "); printf "%.2f", (a[1] + a[2]) / s}')
+    LOAD_CPU=$(fmt_2 "$(jget "$LOAD_JSON" cpu_cores)")
 }
 
 fmt_int() {
@@ -412,7 +410,9 @@ out "Load: \`influx-proxy-bench write\`, $CONCURRENCY connections, $BATCH points
     "gzip bodies are compressed before the timed run (\`--pool-mb $POOL_MB\`);" \
     "${BENCH_SECONDS} s per run. The load tool, the proxy and its backends share the same" \
     "$(nproc) CPUs, so every figure is a lower bound of what the proxy does on its own machine." \
-    "\"proxy CPU\" and \"load tool CPU\" are user+system CPU time divided by the run time (cores)."
+    "\"proxy CPU\" and \"load tool CPU\" are user+system CPU time divided by the run time (cores);" \
+    "\"proxy CPU µs/point\" (CPU time per acknowledged point, delivery to the backends during the run" \
+    "included) depends least on what else runs on the machine."
 out
 
 # ---------------------------------------------------------------------------------------------
@@ -424,8 +424,8 @@ out
 out "\"delivered\" compares the points the sinks received after the queues drained with" \
     "acknowledged points x circles."
 out
-out "| setup | body | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | load tool CPU | drain s | delivered |"
-out "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|"
+out "| setup | body | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | proxy CPU µs/point | load tool CPU | drain s | delivered |"
+out "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
 
 log "(a) load tool straight into one sink (ceiling of the load tool)"
 for body in plain gzip; do
@@ -437,7 +437,7 @@ for body in plain gzip; do
     acked=$(jget "$LOAD_JSON" points)
     out "| load tool -> 1 sink (no proxy) | $body | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
         "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
-        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | - | $LOAD_CPU | - |" \
+        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | - | - | $LOAD_CPU | - |" \
         "$([ "$got" = "$acked" ] && echo "ok ($got)" || echo "MISMATCH $got of $acked") |"
     stop_pid "${SINK_PIDS[0]}"
 done
@@ -459,7 +459,9 @@ for body in plain gzip; do
     cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
     out "| proxy -> 2x2 sinks | $body | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
         "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
-        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores | $LOAD_CPU | $drain |" \
+        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores |" \
+        "$(awk -v c="$cores" -v p="$(jget "$LOAD_JSON" points_per_sec)" 'BEGIN {printf "%.2f", c * 1e6 / p}') |" \
+        "$LOAD_CPU | $drain |" \
         "$([ "$got" = $((acked * 2)) ] && echo "ok ($got)" || echo "MISMATCH $got of $((acked * 2))") |"
     stop_pid "$PROXY_PID"
     for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done

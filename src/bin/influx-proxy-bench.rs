@@ -1044,6 +1044,8 @@ struct Summary {
     elapsed: Duration,
     stats: WorkerStats,
     sorted_latencies: Vec<u64>,
+    /// CPU the load tool itself used during the timed run (pre-generation excluded), in cores.
+    cpu_cores: Option<f64>,
 }
 
 impl Summary {
@@ -1092,6 +1094,7 @@ impl Summary {
             },
             "errors": s.errors,
             "error_total": self.error_total(),
+            "cpu_cores": self.cpu_cores.map(round3),
         })
     }
 
@@ -1138,6 +1141,9 @@ impl Summary {
             self.latency_ms(99.0),
             self.max_ms()
         );
+        if let Some(cores) = self.cpu_cores {
+            let _ = writeln!(t, "  CPU:       {cores:.2} cores used by this load tool");
+        }
         if s.errors.is_empty() {
             let _ = writeln!(t, "  errors:    none");
         } else {
@@ -1148,6 +1154,23 @@ impl Summary {
         }
         t
     }
+}
+
+/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux; the unit is
+/// USER_HZ, 100 on every Linux architecture the proxy targets). `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_stat_cpu_seconds(&stat)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in seconds.
+fn parse_stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) is parenthesised and may contain spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let mut fields = rest.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn round3(x: f64) -> f64 {
@@ -1193,6 +1216,7 @@ fn run_write(o: WriteOpts) -> Result<ExitCode, String> {
         .collect::<Result<_, _>>()?;
     ctx.ready.wait();
     let start = Instant::now();
+    let cpu_start = process_cpu_seconds();
     let mut stats = WorkerStats::default();
     for h in handles {
         let s = h
@@ -1201,12 +1225,17 @@ fn run_write(o: WriteOpts) -> Result<ExitCode, String> {
         stats.merge(s);
     }
     let elapsed = start.elapsed();
+    let cpu_cores = match (cpu_start, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) / elapsed.as_secs_f64().max(1e-9)),
+        _ => None,
+    };
     let mut sorted_latencies = std::mem::take(&mut stats.latencies_ns);
     sorted_latencies.sort_unstable();
     let summary = Summary {
         elapsed,
         stats,
         sorted_latencies,
+        cpu_cores,
     };
     if o.json {
         eprint!("{}", summary.text(&o));
@@ -1548,6 +1577,14 @@ mod tests {
         for help in ["", "--help", "-h", "write --help", "sink -h"] {
             assert_eq!(parse_args(&args(help)).unwrap(), Command::Help, "{help:?}");
         }
+    }
+
+    #[test]
+    fn reads_cpu_time_from_proc_stat() {
+        let line = "1234 (my (odd) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0";
+        assert_eq!(parse_stat_cpu_seconds(line), Some(3.25));
+        assert_eq!(parse_stat_cpu_seconds("garbage"), None);
+        assert!(process_cpu_seconds().is_some());
     }
 
     #[test]
