@@ -295,12 +295,15 @@ fn sum(series: &[&Value]) -> Vec<Value> {
     let Some(template) = series.first() else {
         return Vec::new();
     };
-    let total: i64 = series
+    // Summed wide, then clamped: counts from a hostile or broken backend
+    // must not overflow, and a representable total stays exact.
+    let wide: i128 = series
         .iter()
         .flat_map(|s| rows(s))
         .filter_map(|r| r.get(0).and_then(Value::as_i64))
-        // Counts from a hostile or broken backend must not overflow.
-        .fold(0i64, i64::saturating_add);
+        .map(i128::from)
+        .sum();
+    let total = i64::try_from(wide).unwrap_or(if wide < 0 { i64::MIN } else { i64::MAX });
     vec![with_rows(template, vec![json!([total])])]
 }
 
