@@ -143,12 +143,21 @@ stop_pid() {
     wait "$1" 2>/dev/null || true
 }
 
-# start_sink PORT LOG: sets SINK_PID.
+# start_sink PORT LOG: sets SINK_PID. Retries a few times: a sink restarted
+# on the same port right after a SIGKILL can find the port briefly taken.
 start_sink() {
-    "$BENCH_BIN" sink --listen "127.0.0.1:$1" >>"$2" 2>&1 &
-    SINK_PID=$!
-    PIDS+=("$SINK_PID")
-    wait_ping "http://127.0.0.1:$1" "$SINK_PID"
+    local attempt
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        "$BENCH_BIN" sink --listen "127.0.0.1:$1" >>"$2" 2>&1 &
+        SINK_PID=$!
+        PIDS+=("$SINK_PID")
+        if wait_ping "http://127.0.0.1:$1" "$SINK_PID" 2>>"$2"; then
+            return 0
+        fi
+        echo "bench.sh: sink on port $1 did not start (attempt $attempt), retrying" >&2
+        sleep 0.5
+    done
+    return 1
 }
 
 # start_sinks N: sets SINK_PORTS and SINK_PIDS.
