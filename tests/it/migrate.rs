@@ -39,6 +39,17 @@ fn week_dataset() -> String {
         .collect()
 }
 
+/// Waits until both copies (one per circle) of the autogen data set arrived.
+fn wait_loaded(all: &[&Influxd]) {
+    let loaded = wait_until(LONG, || {
+        (0..MEASUREMENTS).all(|m| {
+            let mm = format!("mm{m}");
+            all.iter().map(|s| s.count(DB, &mm)).sum::<u64>() == 50
+        })
+    });
+    assert!(loaded, "the data set never arrived");
+}
+
 fn post(proxy: &Proxy, path: &str, body: &str) -> http::Resp {
     http::post(
         &format!("{}{path}", proxy.url),
@@ -172,11 +183,7 @@ fn rebalance_after_adding_a_backend_then_clear_leaves_every_measurement_on_its_o
     let mut proxy = Proxy::start(config.clone());
     setup_data(&proxy);
     let all: Vec<&Influxd> = servers.iter().collect();
-    assert!(wait_until(LONG, || (0..MEASUREMENTS).all(|m| all
-        .iter()
-        .map(|s| s.count(DB, &format!("mm{m}")))
-        .sum::<u64>()
-        == 50)));
+    wait_loaded(&all);
 
     config["circles"][0]["backends"]
         .as_array_mut()
@@ -220,11 +227,7 @@ fn rebalance_after_removing_a_backend_moves_its_measurements() {
     let mut proxy = Proxy::start(config.clone());
     setup_data(&proxy);
     let all: Vec<&Influxd> = servers.iter().collect();
-    assert!(wait_until(LONG, || (0..MEASUREMENTS).all(|m| all
-        .iter()
-        .map(|s| s.count(DB, &format!("mm{m}")))
-        .sum::<u64>()
-        == 50)));
+    wait_loaded(&all);
     let removed = config["circles"][0]["backends"][1].clone();
     let mut smaller = config.clone();
     smaller["circles"][0]["backends"]
@@ -259,11 +262,7 @@ fn recovery_rebuilds_a_wiped_backend_from_the_other_circle() {
     let proxy = Proxy::start(config);
     setup_data(&proxy);
     let all: Vec<&Influxd> = servers.iter().collect();
-    assert!(wait_until(LONG, || (0..MEASUREMENTS).all(|m| all
-        .iter()
-        .map(|s| s.count(DB, &format!("mm{m}")))
-        .sum::<u64>()
-        == 50)));
+    wait_loaded(&all);
     servers[3].drop_db(DB);
     let r = post(
         &proxy,
@@ -294,11 +293,7 @@ fn resync_repairs_an_outage_that_bypassed_the_proxy() {
     let proxy = Proxy::start(config);
     setup_data(&proxy);
     let all: Vec<&Influxd> = servers.iter().collect();
-    assert!(wait_until(LONG, || (0..MEASUREMENTS).all(|m| all
-        .iter()
-        .map(|s| s.count(DB, &format!("mm{m}")))
-        .sum::<u64>()
-        == 50)));
+    wait_loaded(&all);
     // Points written straight into circle 1 owners only.
     for m in 0..MEASUREMENTS {
         let mm = format!("mm{m}");
