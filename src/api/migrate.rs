@@ -268,12 +268,14 @@ async fn start(state: &AppState, op: Operation, c: Common) -> Result<HttpRespons
         .body(text + "\n"))
 }
 
-fn post_only(req: &HttpRequest) -> Result<(), ApiError> {
-    if req.method() == Method::POST {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed)
+/// The prologue of every job endpoint: POST only, parameters, auth.
+fn job_request(req: &HttpRequest, state: &AppState) -> Result<Params, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
     }
+    let params = Params::from_request(req)?;
+    auth::check(req, &params, &state.config())?;
+    Ok(params)
 }
 
 #[derive(serde::Deserialize)]
@@ -300,9 +302,7 @@ pub async fn rebalance(
     mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    post_only(&req)?;
-    let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config())?;
+    let params = job_request(&req, &state)?;
     let circle = circle_id(&params, "circle_id", state.cluster().circles.len())?;
     let removed = match params.str("operation") {
         "add" => Vec::new(),
@@ -352,9 +352,7 @@ pub async fn recovery(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    post_only(&req)?;
-    let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config())?;
+    let params = job_request(&req, &state)?;
     let n = state.cluster().circles.len();
     let from = circle_id(&params, "from_circle_id", n)?;
     let to = circle_id(&params, "to_circle_id", n)?;
@@ -376,18 +374,14 @@ pub async fn resync(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    post_only(&req)?;
-    let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config())?;
+    let params = job_request(&req, &state)?;
     let c = common(&params)?;
     start(&state, Operation::Resync, c).await
 }
 
 /// `POST /clear?circle_id=` (and `/cleanup`).
 pub async fn clear(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    post_only(&req)?;
-    let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config())?;
+    let params = job_request(&req, &state)?;
     let circle = circle_id(&params, "circle_id", state.cluster().circles.len())?;
     let c = common(&params)?;
     start(&state, Operation::Clear { circle }, c).await
