@@ -2,15 +2,18 @@
 # Throughput benchmarks of influx-proxy on this machine. Prints markdown tables and writes them
 # to docs/perf.md (with --quick: to $CARGO_TARGET_DIR/bench/perf-quick.md, leaving docs/ alone).
 #
-#   (a) proxy in front of 2 circles x 2 null sinks (`influx-proxy-bench sink`), plain and gzip;
+#   (a) proxy in front of 2 circles x 2 null sinks (`influx-proxy-bench sink`): plain and gzip
+#       request bodies, with and without gzip towards the backends (`write_gzip`);
 #   (b) one real influxd directly vs. through the proxy (one circle of that influxd), and the
 #       proxy in front of 2 x 2 real influxd;
-#   (c) one sink killed for OUTAGE_SECONDS while writing through the proxy: queue growth (from
+#   (c) added latency: one connection at a fixed rate, direct vs. through the proxy;
+#   (d) one sink killed for OUTAGE_SECONDS while writing through the proxy: queue growth (from
 #       /health) and proxy RSS, sampled every few seconds, then the drain after it returns.
 #
 # Usage: scripts/bench.sh [--quick]
-# Environment: BENCH_SECONDS (10), OUTAGE_SECONDS (30), BENCH_CONCURRENCY (4), BENCH_BATCH (5000),
-#   BENCH_OUTAGE_RATE (points/s during (c), 100000), BENCH_SAMPLE_SECONDS (3), BENCH_OUTPUT (file),
+# Environment: BENCH_SECONDS (10), OUTAGE_SECONDS (600), BENCH_CONCURRENCY (4), BENCH_BATCH (5000),
+#   BENCH_OUTAGE_RATE (points/s during (d), 100000), BENCH_LATENCY_RATE (points/s during (c),
+#   100000), BENCH_SAMPLE_SECONDS (OUTAGE_SECONDS / 20, at least 3), BENCH_OUTPUT (file),
 #   BENCH_POOL_MB (gzip bodies compressed before a run, 25 x BENCH_SECONDS), BENCH_KEEP=1 keeps
 #   the temp dir (configs, logs); CARGO_TARGET_DIR is honoured. --quick: 2 s runs, 4 s outage.
 # Needs: cargo, curl, influxd (Debian package influxdb) for (b).
@@ -23,7 +26,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         -h | --help)
-            sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -37,18 +40,21 @@ if [ "$QUICK" = 1 ]; then
     BENCH_SECONDS=2
     OUTAGE_SECONDS=4
     SAMPLE_SECONDS=1
+    DRAIN_SAMPLE_SECONDS=1
     PRE_OUTAGE=1
     POST_OUTAGE=1
 else
     BENCH_SECONDS=${BENCH_SECONDS:-10}
-    OUTAGE_SECONDS=${OUTAGE_SECONDS:-30}
-    SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-3}
+    OUTAGE_SECONDS=${OUTAGE_SECONDS:-600}
+    SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-$((OUTAGE_SECONDS / 20 > 3 ? OUTAGE_SECONDS / 20 : 3))}
     PRE_OUTAGE=3
+    DRAIN_SAMPLE_SECONDS=2
     POST_OUTAGE=5
 fi
 CONCURRENCY=${BENCH_CONCURRENCY:-4}
 BATCH=${BENCH_BATCH:-5000}
 OUTAGE_RATE=${BENCH_OUTAGE_RATE:-100000}
+LATENCY_RATE=${BENCH_LATENCY_RATE:-100000}
 # gzip bodies are compressed before the timed run (--pool-mb): ~12 bytes a point, so 25 MB per
 # second covers 2 million points/s.
 POOL_MB=${BENCH_POOL_MB:-$((BENCH_SECONDS * 25))}
@@ -256,7 +262,8 @@ EOF
     wait_ping "http://127.0.0.1:$INFLUXD_PORT" "$INFLUXD_PID"
 }
 
-# write_proxy_config FILE CIRCLES BACKENDS_PER_CIRCLE PORT...: one proxy.json (circle-major).
+# write_proxy_config FILE CIRCLES BACKENDS_PER_CIRCLE PORT...: one proxy.json (circle-major);
+# PROXY_EXTRA (e.g. '"write_gzip": false,') is added to the top-level settings.
 write_proxy_config() {
     local file=$1 circles=$2 per=$3 c b i=0 sep_c="" sep_b
     shift 3
@@ -286,6 +293,7 @@ write_proxy_config() {
         echo '  "flush_size": 10000,'
         echo '  "flush_time": 1,'
         echo '  "wal_max_bytes": 8589934592,'
+        [ -n "${PROXY_EXTRA:-}" ] && echo "  $PROXY_EXTRA"
         echo '  "log_level": "info"'
         echo '}'
     } >"$file"
@@ -430,11 +438,12 @@ out
 
 out "## (a) Proxy in front of 2 circles x 2 null sinks"
 out
-out "\"delivered\" compares the points the sinks received after the queues drained with" \
-    "acknowledged points x circles."
+out "\"body\" is how the load tool sends, \"to backends\" how the proxy delivers (\`write_gzip\`," \
+    "default gzip). \"delivered\" compares the points the sinks received after the queues drained" \
+    "with acknowledged points x circles."
 out
-out "| setup | body | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | proxy CPU µs/point | load tool CPU | drain s | delivered |"
-out "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+out "| setup | body | to backends | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | proxy CPU µs/point | load tool CPU | drain s | delivered |"
+out "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
 
 log "(a) load tool straight into one sink (ceiling of the load tool)"
 for body in plain gzip; do
@@ -444,19 +453,22 @@ for body in plain gzip; do
     run_load "http://127.0.0.1:${SINK_PORTS[0]}" bench "${extra[@]}"
     got=$(sink_points "${SINK_PORTS[@]}")
     acked=$(jget "$LOAD_JSON" points)
-    out "| load tool -> 1 sink (no proxy) | $body | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
+    out "| load tool -> 1 sink (no proxy) | $body | - | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
         "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
         "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | - | - | $LOAD_CPU | - |" \
         "$([ "$got" = "$acked" ] && echo "ok ($got)" || echo "MISMATCH $got of $acked") |"
     stop_pid "${SINK_PIDS[0]}"
 done
 
-for body in plain gzip; do
+for setting in "plain gzip" "plain plain" "gzip gzip" "gzip plain"; do
+    read -r body to_backends <<<"$setting"
     extra=()
     [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
-    log "(a) proxy -> 2x2 sinks $body"
+    log "(a) proxy -> 2x2 sinks, $body body, $to_backends to backends"
     start_sinks 4
+    PROXY_EXTRA=$([ "$to_backends" = plain ] && echo '"write_gzip": false,' || true)
     start_proxy 2 2 "${SINK_PORTS[@]}"
+    PROXY_EXTRA=
     cpu0=$(cpu_seconds "$PROXY_PID")
     t0=$(date +%s.%N)
     run_load "$PROXY_URL" bench "${extra[@]}"
@@ -466,7 +478,7 @@ for body in plain gzip; do
     got=$(sink_points "${SINK_PORTS[@]}")
     acked=$(jget "$LOAD_JSON" points)
     cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
-    out "| proxy -> 2x2 sinks | $body | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
+    out "| proxy -> 2x2 sinks | $body | $to_backends | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
         "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
         "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores |" \
         "$(awk -v c="$cores" -v p="$(jget "$LOAD_JSON" points_per_sec)" 'BEGIN {printf "%.2f", c * 1e6 / p}') |" \
@@ -539,6 +551,17 @@ else
     stop_pid "$PROXY_PID"
     stop_pid "$INFLUXD_PID"
 
+    log "(b) proxy -> 1x1 influxd, write_gzip false"
+    start_influxd
+    PROXY_EXTRA='"write_gzip": false,'
+    start_proxy 1 1 "$INFLUXD_PORT"
+    PROXY_EXTRA=
+    TARGET_URL=$PROXY_URL
+    influx_row "proxy -> 1 influxd, \`write_gzip: false\`" 1 "$PROXY_PID" "$INFLUXD_PORT"
+    P2_E2E=$ROW_E2E
+    stop_pid "$PROXY_PID"
+    stop_pid "$INFLUXD_PID"
+
     log "(b) proxy -> 2x2 influxd"
     ports=()
     pids=()
@@ -554,17 +577,73 @@ else
     for pid in "${pids[@]}"; do stop_pid "$pid"; done
     out
     out "Proxy (one circle of that influxd) vs. influxd direct: acked points/s x$(awk -v a="$P_PPS" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')," \
-        "end-to-end points/s x$(awk -v a="$P_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')," \
+        "end-to-end points/s x$(awk -v a="$P_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')" \
+        "(x$(awk -v a="$P2_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') without gzip towards influxd)," \
         "p50 latency x$(awk -v a="$P_P50" -v b="$D_P50" 'BEGIN {printf "%.2f", a / b}')," \
         "p99 latency x$(awk -v a="$P_P99" -v b="$D_P99" 'BEGIN {printf "%.2f", a / b}')."
 fi
 out
 
 # ---------------------------------------------------------------------------------------------
-# (c) one backend down
+# (c) added latency
 # ---------------------------------------------------------------------------------------------
 
-log "(c) outage of one sink for ${OUTAGE_SECONDS}s"
+out "## (c) Added latency per $BATCH-point request"
+out
+out "One connection at $(fmt_int "$LATENCY_RATE") points/s (rate-limited, so neither side is saturated)," \
+    "${BENCH_SECONDS} s. The proxy answers once the request is in its write-ahead queue for every" \
+    "circle, so its latency is parsing, routing and the queue append; against real influxd it" \
+    "does not include InfluxDB's own write time. \"added\" = through the proxy minus direct."
+out
+out "| target | direct p50 ms | direct p99 ms | proxy p50 ms | proxy p99 ms | added p50 ms | added p99 ms |"
+out "|---|---:|---:|---:|---:|---:|---:|"
+
+# latency_load URL: one connection at LATENCY_RATE; sets LAT_P50 and LAT_P99.
+latency_load() {
+    local json
+    json=$("$BENCH_BIN" write --url "$1" --db bench --concurrency 1 --batch "$BATCH" \
+        --rate "$LATENCY_RATE" --duration "${BENCH_SECONDS}s" --create-db --json 2>>"$WORK/load.log")
+    LAT_P50=$(jget "$json" p50)
+    LAT_P99=$(jget "$json" p99)
+}
+
+# latency_row LABEL: prints the row from DIRECT_* and LAT_*.
+latency_row() {
+    out "| $1 | $(fmt_2 "$DIRECT_P50") | $(fmt_2 "$DIRECT_P99") | $(fmt_2 "$LAT_P50") | $(fmt_2 "$LAT_P99") |" \
+        "$(awk -v a="$LAT_P50" -v b="$DIRECT_P50" 'BEGIN {printf "%.2f", a - b}') |" \
+        "$(awk -v a="$LAT_P99" -v b="$DIRECT_P99" 'BEGIN {printf "%.2f", a - b}') |"
+}
+
+log "(c) latency: sink direct vs. proxy -> 2x2 sinks"
+start_sinks 4
+latency_load "http://127.0.0.1:${SINK_PORTS[0]}"
+DIRECT_P50=$LAT_P50 DIRECT_P99=$LAT_P99
+start_proxy 2 2 "${SINK_PORTS[@]}"
+latency_load "$PROXY_URL"
+latency_row "null sink / proxy -> 2x2 null sinks"
+stop_pid "$PROXY_PID"
+for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
+
+if [ "$HAVE_INFLUXD" = 1 ]; then
+    log "(c) latency: influxd direct vs. proxy -> 1 influxd"
+    start_influxd
+    latency_load "http://127.0.0.1:$INFLUXD_PORT"
+    DIRECT_P50=$LAT_P50 DIRECT_P99=$LAT_P99
+    stop_pid "$INFLUXD_PID"
+    start_influxd
+    start_proxy 1 1 "$INFLUXD_PORT"
+    latency_load "$PROXY_URL"
+    latency_row "influxd / proxy -> 1 influxd"
+    stop_pid "$PROXY_PID"
+    stop_pid "$INFLUXD_PID"
+fi
+out
+
+# ---------------------------------------------------------------------------------------------
+# (d) one backend down
+# ---------------------------------------------------------------------------------------------
+
+log "(d) outage of one sink for ${OUTAGE_SECONDS}s"
 start_sinks 4
 start_proxy 2 2 "${SINK_PORTS[@]}"
 VICTIM_PORT=${SINK_PORTS[0]}
@@ -575,7 +654,7 @@ TOTAL=$((PRE_OUTAGE + OUTAGE_SECONDS + POST_OUTAGE))
 LOAD_PID=$!
 PIDS+=("$LOAD_PID")
 
-out "## (c) One of 4 sinks killed for ${OUTAGE_SECONDS} s while writing through the proxy"
+out "## (d) One of 4 sinks killed for ${OUTAGE_SECONDS} s while writing through the proxy"
 out
 out "Load: $(fmt_int "$OUTAGE_RATE") points/s (rate-limited) into a proxy with 2 circles x 2 sinks;" \
     "backend-1-1 is SIGKILLed after ${PRE_OUTAGE} s and restarted on the same port" \
@@ -610,8 +689,12 @@ while :; do
     kill -0 "$LOAD_PID" 2>/dev/null || load_done=1
     if awk -v t="$now" -v n="$next_sample" 'BEGIN {exit !(t >= n)}'; then
         q=$(queue_bytes)
-        out "| $now | $phase | $(fmt_1 "$(awk -v b="$q" 'BEGIN {print b / 1e6}')") | $(rss_mb "$PROXY_PID") |"
-        next_sample=$(awk -v t="$now" -v s="$SAMPLE_SECONDS" 'BEGIN {print t + s}')
+        rss=$(rss_mb "$PROXY_PID")
+        out "| $now | $phase | $(fmt_1 "$(awk -v b="$q" 'BEGIN {print b / 1e6}')") | $rss |"
+        echo "$now $phase $q $rss" >>"$WORK/outage-samples.txt"
+        # Long outages are sampled sparsely; the drain afterwards closely.
+        step=$([ "$phase" = outage ] && echo "$SAMPLE_SECONDS" || echo "$DRAIN_SAMPLE_SECONDS")
+        next_sample=$(awk -v t="$now" -v s="$step" 'BEGIN {print t + s}')
         if [ "$load_done" = 1 ] && [ "$restarted" = 1 ] && [ "$q" = 0 ]; then
             break
         fi
@@ -639,6 +722,18 @@ out "Acknowledged $(fmt_int "$acked") points ($(fmt_int "$(jget "$OUTAGE_JSON" p
     "Sinks received $(fmt_int "$got") points of $(fmt_int $((acked * 2))) expected" \
     "$([ "$got" -ge $((acked * 2)) ] && echo "(ok; more means batches in flight at the kill were delivered twice, at-least-once)" || echo "(MISMATCH)")."
 stop_pid "$PROXY_PID"
+# Flat memory: compare the first and the last third of the outage samples.
+out
+out "$(awk -v secs="$OUTAGE_SECONDS" '$2 == "outage" {n++; t[n] = $1; q[n] = $3; r[n] = $4}
+    END {
+        if (n < 3) { print "Too few outage samples for a memory summary."; exit }
+        min = r[1]; max = r[1]
+        for (i = 1; i <= n; i++) { if (r[i] < min) min = r[i]; if (r[i] > max) max = r[i] }
+        k = int(n / 3); a = 0; b = 0
+        for (i = 1; i <= k; i++) { a += r[i]; b += r[n - k + i] }
+        printf "Proxy RSS over the %d s outage (%d samples): min %d MB, max %d MB; mean %.0f MB in the first third (queue %.0f MB at its end) vs. %.0f MB in the last third (queue %.0f MB at its end).", \
+            secs, n, min, max, a / k, q[k] / 1e6, b / k, q[n] / 1e6
+    }' "$WORK/outage-samples.txt")"
 
 out
 out "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

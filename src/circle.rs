@@ -209,6 +209,8 @@ mod tests {
         };
         let settings = Settings {
             flush_size: 10,
+            concurrency: 1,
+            gzip: true,
             flush_time: Duration::from_millis(10),
             check_interval: Duration::from_secs(60),
             max_backoff: Duration::from_secs(1),

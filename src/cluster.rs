@@ -79,6 +79,10 @@ impl Cluster {
     ) -> Result<(Cluster, Vec<Arc<BackendHandle>>), Error> {
         let settings = Settings {
             flush_size: config.flush_size.max(1) as u64,
+            concurrency: config
+                .write_concurrency
+                .clamp(1, crate::config::MAX_WRITE_CONCURRENCY),
+            gzip: config.write_gzip,
             flush_time: config.flush_time,
             check_interval: config.check_interval,
             max_backoff: config.rewrite_interval,

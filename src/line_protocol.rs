@@ -143,6 +143,20 @@ impl<'a> Iterator for Lines<'a> {
 
 impl FusedIterator for Lines<'_> {}
 
+/// The series key of a valid line: measurement and tag set, up to the first unescaped space.
+/// Delivery uses it to spread a batch over concurrent requests without reordering any series.
+pub fn series_key(line: &[u8]) -> &[u8] {
+    let mut from = 0;
+    while let Some(k) = memchr(b' ', &line[from..]) {
+        let at = from + k;
+        if !escaped(line, at) {
+            return &line[..at];
+        }
+        from = at + 1;
+    }
+    line
+}
+
 /// Bytes trimmed from the start of a line: ASCII whitespace plus NUL, which InfluxDB also skips.
 fn is_leading_trim(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0)
@@ -1402,6 +1416,15 @@ mod tests {
         assert_eq!(collect_lines("a v=1\r\nb v=2\r\n"), ["a v=1", "b v=2"]);
         assert_eq!(collect_lines("  a v=1  \n\tb v=2"), ["a v=1", "b v=2"]);
         assert_eq!(collect_lines("\0a v=1\n"), ["a v=1"]);
+    }
+
+    #[test]
+    fn series_key_ends_at_first_unescaped_space() {
+        assert_eq!(series_key(b"cpu,host=a v=1 1"), b"cpu,host=a");
+        assert_eq!(series_key(b"cpu v=1"), b"cpu");
+        assert_eq!(series_key(b"my\\ cpu,h=a\\ b v=1"), b"my\\ cpu,h=a\\ b");
+        assert_eq!(series_key(b"cpu,h=x v=\"a b\""), b"cpu,h=x");
+        assert_eq!(series_key(b"nospace"), b"nospace");
     }
 
     #[test]

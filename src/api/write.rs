@@ -4,6 +4,7 @@
 //! target backend. Bad lines are named in a 400 `partial write` answer
 //! while the good lines beside them are kept, as InfluxDB itself does.
 
+use std::borrow::Cow;
 use std::io::Read as _;
 
 use actix_web::http::{header, Method};
@@ -34,7 +35,13 @@ pub async fn write(
     }
     check_db_allowed(&config, &db)?;
     let rp = params.str("rp").to_string();
-    let raw = read_body(payload, config.max_body_bytes).await?;
+    let size_hint = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let raw = read_body(payload, config.max_body_bytes, size_hint).await?;
     let gzipped = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -43,10 +50,11 @@ pub async fn write(
     let cluster = state.cluster();
     let max_decompressed = config.max_decompressed_bytes;
     let outcome = web::block(move || {
-        let body = if gzipped {
-            gunzip(&raw, max_decompressed)?
+        // A plain body is parsed where it was read: no copy.
+        let body: Cow<'_, [u8]> = if gzipped {
+            Cow::Owned(gunzip(&raw, max_decompressed)?)
         } else {
-            raw.to_vec()
+            Cow::Borrowed(&raw)
         };
         let request = WriteRequest {
             db: &db,
@@ -81,9 +89,15 @@ pub async fn write(
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Reads the body, refusing more than `limit` bytes or a client slower than
-/// [`BODY_READ_TIMEOUT`].
-async fn read_body(payload: web::Payload, limit: usize) -> Result<BytesMut, ApiError> {
-    tokio::time::timeout(BODY_READ_TIMEOUT, read_body_unbounded_time(payload, limit))
+/// [`BODY_READ_TIMEOUT`]. `size_hint` (the `Content-Length`, 0 if unknown)
+/// sizes the buffer once instead of growing it by doubling.
+async fn read_body(
+    payload: web::Payload,
+    limit: usize,
+    size_hint: usize,
+) -> Result<BytesMut, ApiError> {
+    let read = read_body_unbounded_time(payload, limit, size_hint.min(limit));
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
         .await
         .map_err(|_| ApiError::Timeout("timeout reading the request body".into()))?
 }
@@ -91,8 +105,9 @@ async fn read_body(payload: web::Payload, limit: usize) -> Result<BytesMut, ApiE
 async fn read_body_unbounded_time(
     mut payload: web::Payload,
     limit: usize,
+    capacity: usize,
 ) -> Result<BytesMut, ApiError> {
-    let mut body = BytesMut::new();
+    let mut body = BytesMut::with_capacity(capacity);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
         if body.len() + chunk.len() > limit {

@@ -125,15 +125,17 @@ impl Client {
         self.finish(resp).await.map(|_| ())
     }
 
-    /// `POST /write` of an already gzip-compressed body in ns precision.
-    pub async fn write_gzip(&self, db: &str, rp: &str, body: Bytes) -> Result<(), Error> {
+    /// `POST /write` of line protocol in ns precision; `gzip` says the body
+    /// is already gzip-compressed.
+    pub async fn write(&self, db: &str, rp: &str, body: Bytes, gzip: bool) -> Result<(), Error> {
         let path = format!("/write?db={}&rp={}&precision=ns", encode(db), encode(rp));
-        let resp = self
+        let mut req = self
             .request(awc::http::Method::POST, &path)
-            .insert_header(("Content-Encoding", "gzip"))
-            .insert_header(("Content-Type", "text/plain; charset=utf-8"))
-            .send_body(body)
-            .await;
+            .insert_header(("Content-Type", "text/plain; charset=utf-8"));
+        if gzip {
+            req = req.insert_header(("Content-Encoding", "gzip"));
+        }
+        let resp = req.send_body(body).await;
         self.finish(resp).await.map(|_| ())
     }
 

@@ -2,27 +2,33 @@
 //!
 //! # Delivery
 //! Records are read in queue order and grouped into batches of one
-//! (db, rp) of at most `flush_size` points. A batch is sent when the queue
-//! holds `flush_size` points, or `flush_time` after data first arrived, or
-//! at once while a backlog drains. One batch is in flight at a time, which
-//! keeps delivery in order.
+//! (db, rp) of at most `flush_size` x `write_concurrency` points. A batch is
+//! sent when the queue holds `flush_size` points, or `flush_time` after data
+//! first arrived, or at once while a backlog drains. A batch is split by
+//! series into up to `write_concurrency` requests sent together (see
+//! [`batch`] for why that keeps every series in order), and one batch is in
+//! flight at a time.
 //!
 //! # Outcomes
+//! Every request of a batch decides its outcome together:
 //! - 2xx: the records are deleted from the queue.
 //! - retryable failure (connect, timeout, 5xx, 401/403/408/429): the backend
 //!   is marked inactive and the batch is retried with exponential backoff
 //!   (capped at `rewrite_interval`); a successful health check retries at
-//!   once.
+//!   once. The whole batch is retried: points that did arrive are sent
+//!   again, which InfluxDB stores as the same points.
 //! - 404 `database not found`: the database is created on the backend and
 //!   the batch retried (a fresh backend in a circle lacks databases).
-//! - any other 4xx: InfluxDB refuses the data itself; the records move to the
-//!   dead-letter space, are counted and logged, and delivery goes on.
+//! - any other 4xx: InfluxDB refuses the data itself; the batch's records
+//!   move to the dead-letter space, are counted and logged, and delivery
+//!   goes on.
 //!
 //! # Supervision
 //! The actor keeps no state that is not in the queue: on restart it starts
 //! again from the head of the queue. Circles restart actors that died
 //! (see `circle`).
 
+pub mod batch;
 pub mod client;
 pub mod msg;
 
@@ -31,10 +37,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::future::join_all;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Histogram;
 use crate::wal::{self, Entry, Record, Wal};
+use batch::Body;
 use client::Client;
 
 /// Largest batch body read from the queue in one go.
@@ -58,8 +66,12 @@ pub struct Info {
 /// Delivery tuning, from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Points per batch.
+    /// Points per batch (per request when a backlog drains).
     pub flush_size: u64,
+    /// Most requests of one batch sent at once (`write_concurrency`).
+    pub concurrency: usize,
+    /// gzip the bodies sent to the backend (`write_gzip`).
+    pub gzip: bool,
     /// Longest wait before a partial batch is sent.
     pub flush_time: Duration,
     /// Health check period.
@@ -193,12 +205,64 @@ enum Batch {
         db: String,
         rp: String,
         points: u64,
-        body: bytes::Bytes,
+        bodies: Vec<Body>,
     },
     Statement {
         db: String,
         query: String,
     },
+}
+
+/// The answer to one request of a batch.
+struct Sent {
+    points: u64,
+    result: Result<(), client::Error>,
+    took: Duration,
+}
+
+/// What the answers to a batch's requests mean for its records.
+enum Verdict {
+    Delivered,
+    /// At least one request failed in a way worth retrying.
+    Retry(client::Error),
+    /// InfluxDB refused (part of) the data for good.
+    Refused(client::Error),
+}
+
+impl Verdict {
+    /// Retrying wins over refusing: a batch is dead-lettered only when
+    /// every request was answered and one was refused.
+    fn of(sent: Vec<Sent>) -> Verdict {
+        let mut refused = None;
+        for s in sent {
+            match s.result {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => return Verdict::Retry(e),
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        refused.map_or(Verdict::Delivered, Verdict::Refused)
+    }
+}
+
+/// Sends one body, creating the database first when the backend lacks it.
+async fn write_body(client: &Client, db: &str, rp: &str, body: &Body, gzip: bool) -> Sent {
+    let started = Instant::now();
+    let result = match client.write(db, rp, body.data.clone(), gzip).await {
+        Err(e) if e.is_database_not_found() => {
+            let q = format!("CREATE DATABASE \"{}\"", db.replace('"', "\\\""));
+            match client.query("", &q).await {
+                Ok(_) => client.write(db, rp, body.data.clone(), gzip).await,
+                Err(create) => Err(create),
+            }
+        }
+        other => other,
+    };
+    Sent {
+        points: body.points,
+        result,
+        took: started.elapsed(),
+    }
 }
 
 impl BackendActor {
@@ -255,10 +319,14 @@ impl BackendActor {
 
     /// Reads the next batch and sends it.
     fn send(&mut self, ctx: &mut Context<Self>) {
+        let max_points = self
+            .settings
+            .flush_size
+            .saturating_mul(self.settings.concurrency.max(1) as u64);
         let entries = match self.wal.read(
             &self.backend.queue,
             self.cursor,
-            self.settings.flush_size,
+            max_points,
             MAX_BATCH_BYTES,
         ) {
             Ok(e) => e,
@@ -277,31 +345,27 @@ impl BackendActor {
         };
         self.state = State::Sending;
         let client = self.client();
+        let gzip = self.settings.gzip;
         let fut = async move {
-            let started = Instant::now();
-            let result = match &batch {
-                Batch::Points { db, rp, body, .. } => {
-                    let r = client.write_gzip(db, rp, body.clone()).await;
-                    match r {
-                        Err(e) if e.is_database_not_found() => {
-                            let q = format!("CREATE DATABASE \"{}\"", db.replace('"', "\\\""));
-                            match client.query("", &q).await {
-                                Ok(_) => client.write_gzip(db, rp, body.clone()).await,
-                                Err(create) => Err(create),
-                            }
-                        }
-                        other => other,
-                    }
+            let sent = match &batch {
+                Batch::Points { db, rp, bodies, .. } => {
+                    join_all(bodies.iter().map(|b| write_body(&client, db, rp, b, gzip))).await
                 }
-                Batch::Statement { db, query } => client.query(db, query).await.map(|_| ()),
+                Batch::Statement { db, query } => {
+                    let started = Instant::now();
+                    let result = client.query(db, query).await.map(|_| ());
+                    vec![Sent {
+                        points: 0,
+                        result,
+                        took: started.elapsed(),
+                    }]
+                }
             };
-            (batch, result, started.elapsed())
+            (batch, sent)
         };
         ctx.spawn(
             fut.into_actor(self)
-                .map(move |(batch, result, took), act, ctx| {
-                    act.delivered(entries, batch, result, took, ctx)
-                }),
+                .map(move |(batch, sent), act, ctx| act.delivered(entries, batch, sent, ctx)),
         );
     }
 
@@ -351,26 +415,30 @@ impl BackendActor {
                         _ => break,
                     }
                 }
-                let body = client::gzip(&parts);
+                let bodies = batch::bodies(
+                    &parts,
+                    points,
+                    self.settings.concurrency,
+                    self.settings.gzip,
+                );
                 entries.truncate(keep);
                 Batch::Points {
                     db,
                     rp,
                     points,
-                    body,
+                    bodies,
                 }
             }
         };
         Some((entries, batch))
     }
 
-    /// Handles the outcome of one request.
+    /// Handles the answers to one batch's requests.
     fn delivered(
         &mut self,
         entries: Vec<Entry>,
         batch: Batch,
-        result: Result<(), client::Error>,
-        took: Duration,
+        sent: Vec<Sent>,
         ctx: &mut Context<Self>,
     ) {
         self.state = State::Idle;
@@ -378,8 +446,9 @@ impl BackendActor {
             Batch::Points { db, points, .. } => (db.as_str(), *points),
             Batch::Statement { db, .. } => (db.as_str(), 0),
         };
-        match result {
-            Ok(()) => {
+        self.count_requests(&batch, &sent);
+        match Verdict::of(sent) {
+            Verdict::Delivered => {
                 if let Err(e) = self.wal.ack(&self.backend.queue, &entries) {
                     error!(backend = %self.name(), error = %e, "Acknowledging delivered records failed; they will be sent again.");
                     self.retry_later(ctx);
@@ -390,9 +459,6 @@ impl BackendActor {
                 }
                 let st = &self.backend.status;
                 st.delivered_points.fetch_add(points, Ordering::Relaxed);
-                if matches!(batch, Batch::Points { .. }) {
-                    st.write_latency.observe_duration(took);
-                }
                 debug!(backend = %self.name(), db = %db, points, "Batch delivered.");
                 self.set_active(true, None);
                 self.backoff = INITIAL_BACKOFF;
@@ -401,21 +467,13 @@ impl BackendActor {
                 }
                 self.pump(ctx);
             }
-            Err(e) if e.is_retryable() => {
-                self.backend
-                    .status
-                    .failed_attempts
-                    .fetch_add(1, Ordering::Relaxed);
-                self.backend
-                    .status
-                    .failed_points
-                    .fetch_add(points, Ordering::Relaxed);
+            Verdict::Retry(e) => {
                 self.backend.status.rewriting.store(true, Ordering::Release);
                 self.set_active(false, Some(&e));
                 debug!(backend = %self.name(), db = %db, points, error = %e, "Delivery failed; kept in queue.");
                 self.retry_later(ctx);
             }
-            Err(e) => {
+            Verdict::Refused(e) => {
                 let status = e.status().unwrap_or(0);
                 let message = e.to_string();
                 match self
@@ -434,6 +492,25 @@ impl BackendActor {
                         self.retry_later(ctx);
                     }
                 }
+            }
+        }
+    }
+
+    /// Per-request counters: latency of answered writes, failed attempts
+    /// and the points in them.
+    fn count_requests(&self, batch: &Batch, sent: &[Sent]) {
+        let st = &self.backend.status;
+        for s in sent {
+            match &s.result {
+                Ok(()) if matches!(batch, Batch::Points { .. }) => {
+                    st.write_latency.observe_duration(s.took);
+                }
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => {
+                    st.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    st.failed_points.fetch_add(s.points, Ordering::Relaxed);
+                }
+                Err(_) => {}
             }
         }
     }
@@ -531,5 +608,47 @@ impl Handler<msg::Stop> for BackendActor {
 
     fn handle(&mut self, _: msg::Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(result: Result<(), client::Error>) -> Sent {
+        Sent {
+            points: 1,
+            result,
+            took: Duration::ZERO,
+        }
+    }
+
+    fn status(code: u16) -> client::Error {
+        client::Error::Status {
+            status: code,
+            message: format!("status {code}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_delivered_only_when_every_request_was() {
+        assert!(matches!(
+            Verdict::of(vec![sent(Ok(())), sent(Ok(()))]),
+            Verdict::Delivered
+        ));
+        assert!(matches!(
+            Verdict::of(vec![sent(Ok(())), sent(Err(status(503)))]),
+            Verdict::Retry(_)
+        ));
+        assert!(matches!(
+            Verdict::of(vec![sent(Err(status(400))), sent(Ok(()))]),
+            Verdict::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn retrying_wins_over_refusing() {
+        let v = Verdict::of(vec![sent(Err(status(400))), sent(Err(status(500)))]);
+        assert!(matches!(v, Verdict::Retry(e) if e.status() == Some(500)));
     }
 }

@@ -73,6 +73,8 @@ impl ConfigDiff {
             || old.check_interval != new.check_interval
             || old.rewrite_interval != new.rewrite_interval
             || old.write_timeout != new.write_timeout
+            || old.write_concurrency != new.write_concurrency
+            || old.write_gzip != new.write_gzip
             || old.wal_max_bytes != new.wal_max_bytes;
         d.log_level = old.log_level != new.log_level;
         d

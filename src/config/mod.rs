@@ -65,6 +65,10 @@ pub const DEFAULT_SHARD_KEY: &str = "%db,%mm";
 pub const DEFAULT_VNODE_SIZE: usize = 256;
 /// Default of [`Config::flush_size`].
 pub const DEFAULT_FLUSH_SIZE: usize = 10_000;
+/// Default of [`Config::write_concurrency`].
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 4;
+/// Largest [`Config::write_concurrency`] used; larger values are capped.
+pub const MAX_WRITE_CONCURRENCY: usize = 64;
 /// Default of [`Config::conn_pool_size`].
 pub const DEFAULT_CONN_POOL_SIZE: usize = 20;
 /// Default of [`Config::rewrite_threads`].
@@ -408,6 +412,13 @@ pub struct Config {
     /// Fsync the write-ahead queue for every accepted write batch before answering; otherwise
     /// it is synced periodically. Default: `false`.
     pub wal_sync: bool,
+    /// Write requests of one batch sent to a backend at once, the batch split by series so
+    /// that no series is reordered (`src/backend/batch.rs`); `1` sends one request at a time.
+    /// At most 64. Default: `4`.
+    pub write_concurrency: usize,
+    /// gzip the batches sent to backends, as the Go proxy always does. Turning it off saves
+    /// proxy and InfluxDB CPU where they share a host or a fast link. Default: `true`.
+    pub write_gzip: bool,
     /// Per-backend cap on bytes held in the write-ahead queue (accepted, not yet delivered).
     /// Default: `1073741824` (1 GiB). Minimum: `4096`.
     pub wal_max_bytes: u64,
@@ -1260,6 +1271,8 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
         migrate_cpus: f.count(cx, "migrate_cpus", DEFAULT_MIGRATE_CPUS),
         migrate_batch: f.count(cx, "migrate_batch", DEFAULT_MIGRATE_BATCH),
         wal_sync: f.boolean(cx, "wal_sync").unwrap_or(false),
+        write_concurrency: f.count(cx, "write_concurrency", DEFAULT_WRITE_CONCURRENCY),
+        write_gzip: f.boolean(cx, "write_gzip").unwrap_or(true),
         wal_max_bytes: f.positive(cx, "wal_max_bytes", DEFAULT_WAL_MAX_BYTES),
         dead_letter_max_bytes: f.positive(
             cx,
@@ -1505,6 +1518,7 @@ mod tests {
         assert_eq!(cfg.migrate_cpus, 1);
         assert_eq!(cfg.migrate_batch, 25_000);
         assert!(!cfg.wal_sync);
+        assert_eq!((cfg.write_concurrency, cfg.write_gzip), (4, true));
         assert_eq!(cfg.wal_max_bytes, 1_073_741_824);
         assert_eq!(cfg.dead_letter_max_bytes, 1_073_741_824);
         assert_eq!(cfg.log_level, "info");
@@ -1540,6 +1554,7 @@ mod tests {
                "ping_auth_enabled": true, "pprof_enabled": true, "write_tracing": true,
                "query_tracing": true, "ha_addrs": ["p1:7076", "p2:7076"], "migrate_cpus": 4,
                "migrate_batch": 1000, "wal_sync": true, "wal_max_bytes": 8192,
+               "write_concurrency": 2, "write_gzip": false,
                "dead_letter_max_bytes": 4096, "log_level": "debug,influx_proxy=trace",
                "max_body_bytes": 10, "max_decompressed_bytes": 20, "max_line_bytes": 30,
                "shutdown_timeout": 5"#,
@@ -1574,6 +1589,7 @@ mod tests {
         assert_eq!(cfg.ha_addrs, ["p1:7076", "p2:7076"]);
         assert_eq!((cfg.migrate_cpus, cfg.migrate_batch), (4, 1000));
         assert!(cfg.wal_sync);
+        assert_eq!((cfg.write_concurrency, cfg.write_gzip), (2, false));
         assert_eq!((cfg.wal_max_bytes, cfg.dead_letter_max_bytes), (8192, 4096));
         assert_eq!(cfg.log_level, "debug,influx_proxy=trace");
         assert_eq!(

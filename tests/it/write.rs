@@ -302,6 +302,59 @@ fn a_stopped_backend_queues_writes_and_gets_them_all_in_order_after_restart() {
     }));
 }
 
+/// Count of write requests the proxy sent to `backend` (from `/metrics`).
+fn write_requests(proxy: &Proxy, backend: &str) -> u64 {
+    let text = http::get(&format!("{}/metrics", proxy.url)).body;
+    let prefix = "influx_proxy_backend_write_duration_seconds_count{";
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(&format!("backend=\"{backend}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_backlog_drains_in_concurrent_requests_without_reordering_any_series() {
+    let (mut servers, proxy) = cluster(json!({ "write_concurrency": 4 }));
+    let db = unique_db("lanes");
+    let mm = measurement_owned_by(&proxy, &db, "influxdb-1-1");
+    servers[0].stop();
+    // 6 versions of 1,999 series at one timestamp: a backlog of 11,994
+    // points that drains as one batch split over 4 requests. InfluxDB keeps
+    // the last write of a (series, time), so any series whose versions were
+    // spread over concurrent requests would likely end below version 5.
+    // An odd series count, so a split by position would scatter versions.
+    const SERIES: usize = 1_999;
+    for version in 0..6 {
+        let body: String = (0..SERIES)
+            .map(|s| format!("{mm},s=s{s} v={version} 1000\n"))
+            .collect();
+        let resp = http::write(&proxy.url, &db, body);
+        assert_eq!(resp.status, 204, "{}", resp.body);
+    }
+    assert!(wait_until(Duration::from_secs(15), || {
+        health_of(&proxy, "influxdb-1-1")["backlog"] == true
+    }));
+    let before = write_requests(&proxy, "influxdb-1-1");
+    servers[0].start();
+    let s1 = &servers[0];
+    assert!(wait_until(DELIVERY, || s1.count(&db, &mm) == SERIES as u64));
+    assert!(wait_until(DELIVERY, || {
+        health_of(&proxy, "influxdb-1-1")["backlog"] == false
+    }));
+    let r = s1.query(&db, &format!("SELECT min(v), max(v) FROM \"{mm}\""));
+    let row = &r["results"][0]["series"][0]["values"][0];
+    assert_eq!(
+        (row[1].as_f64(), row[2].as_f64()),
+        (Some(5.0), Some(5.0)),
+        "{r}"
+    );
+    let requests = write_requests(&proxy, "influxdb-1-1") - before;
+    assert!(
+        requests >= 4,
+        "11,994 points went out in {requests} requests"
+    );
+}
+
 #[test]
 fn kill_9_of_the_proxy_with_a_backlog_loses_nothing() {
     let (mut servers, mut proxy) = cluster(json!({}));
