@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use influx_proxy::{app, cli, config::Config, runtime};
 
+/// jemalloc keeps freed pages for reuse where glibc handed each large write
+/// buffer and each RocksDB memtable fresh pages (see `Cargo.toml`).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
         Ok(c) => c,
