@@ -16,6 +16,11 @@
 //!
 //! Statements (DDL, `DELETE`, `DROP`) are batches of their own, so they stay
 //! barriers between the writes before and after them.
+//!
+//! What is no longer ordered: lines of *different* series in one batch. If
+//! two of them give one field different types, which one InfluxDB accepts
+//! depends on which request it handles first (with one request it was the
+//! earlier line); the refused request's records go to the dead letters.
 
 use bytes::Bytes;
 
