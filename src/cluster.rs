@@ -13,11 +13,12 @@ use actix::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::backend::{client, Backend, Info, Settings};
+use crate::buffers;
 use crate::circle::{BackendHandle, Circle, CircleSupervisor, StopSupervising};
 use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
 use crate::ring::{Ring, ShardKey};
-use crate::wal::{self, Append, Record, Wal};
+use crate::wal::{self, Append, Encoded, PointsBuilder, Record, Wal};
 
 /// Errors while starting the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +179,7 @@ impl Cluster {
 
     /// Routes, stamps and queues the points of one write request.
     pub fn write(&self, req: &WriteRequest<'_>) -> Result<WriteOutcome, wal::Error> {
-        let (router, outcome) = self.route_lines(req, now_ns());
+        let (mut router, outcome) = self.route_lines(req, now_ns());
         if outcome.points > 0 {
             router.commit(req.db, req.rp)?;
         }
@@ -189,7 +190,7 @@ impl Cluster {
     /// points without a timestamp.
     fn route_lines(&self, req: &WriteRequest<'_>, now_ns: i64) -> (Router<'_>, WriteOutcome) {
         let body = req.body;
-        let mut router = Router::new(self, body.len());
+        let mut router = Router::new(self, req);
         let mut outcome = WriteOutcome::default();
         let mut line_buf = Vec::with_capacity(256);
         for line in line_protocol::lines(body) {
@@ -250,14 +251,14 @@ impl Cluster {
     }
 }
 
-/// Per-request routing buffers: one line buffer per backend of the cluster.
+/// Per-request routing buffers: one queue record per backend of the
+/// cluster, built in place from reused buffers.
 struct Router<'c> {
     cluster: &'c Cluster,
     /// Flat index of the first backend of each circle.
     offsets: Vec<usize>,
-    /// Lines per flat backend index.
-    bufs: Vec<Vec<u8>>,
-    counts: Vec<u32>,
+    /// The record of each flat backend index.
+    records: Vec<PointsBuilder>,
     key: String,
     /// Owners (flat indices, one per circle) of each measurement seen in
     /// this request: bodies interleave a few measurements line by line, and
@@ -266,27 +267,25 @@ struct Router<'c> {
 }
 
 impl<'c> Router<'c> {
-    /// A router for a body of `body_len` bytes.
-    fn new(cluster: &'c Cluster, body_len: usize) -> Router<'c> {
+    /// A router for the lines of `req`.
+    fn new(cluster: &'c Cluster, req: &WriteRequest<'_>) -> Router<'c> {
         let mut offsets = Vec::with_capacity(cluster.circles.len());
-        let mut bufs = Vec::new();
+        let mut records = Vec::new();
         for c in &cluster.circles {
-            offsets.push(bufs.len());
+            offsets.push(records.len());
             // Sized for an even spread over the circle's backends (plus
             // room for appended timestamps) so buffers rarely regrow.
-            let share = body_len / c.backends.len().max(1);
-            bufs.extend(
-                c.backends
-                    .iter()
-                    .map(|_| Vec::with_capacity(share + share / 4)),
+            let share = req.body.len() / c.backends.len().max(1);
+            records.extend(
+                c.backends.iter().map(|_| {
+                    PointsBuilder::reusing(buffers::take(share + share / 4), req.db, req.rp)
+                }),
             );
         }
-        let total = bufs.len();
         Router {
             cluster,
             offsets,
-            bufs,
-            counts: vec![0; total],
+            records,
             key: String::new(),
             owners: FxHashMap::default(),
         }
@@ -309,37 +308,40 @@ impl<'c> Router<'c> {
         }
         if let Some(owners) = self.owners.get(measurement) {
             for &i in owners.iter() {
-                self.bufs[i].extend_from_slice(line);
-                self.counts[i] += 1;
+                self.records[i].push_line(line);
             }
         }
     }
 
-    /// Appends every non-empty buffer atomically and wakes the backends.
-    fn commit(self, db: &str, rp: &str) -> Result<(), wal::Error> {
-        let handles: Vec<&Arc<BackendHandle>> = self.cluster.backends().collect();
-        let mut appends = Vec::new();
+    /// Appends every non-empty record atomically and wakes the backends.
+    fn commit(&mut self, db: &str, rp: &str) -> Result<(), wal::Error> {
+        let mut values = Vec::new();
         let mut targets = Vec::new();
-        for (i, handle) in handles.iter().enumerate() {
-            if self.counts[i] == 0 {
+        for (record, handle) in self.records.iter_mut().zip(self.cluster.backends()) {
+            if record.points() == 0 {
                 continue;
             }
-            appends.push(Append {
+            let points = u64::from(record.points());
+            values.push(Encoded {
                 queue: &handle.backend.queue,
-                record: Record::Points {
-                    db,
-                    rp,
-                    points: self.counts[i],
-                    lines: &self.bufs[i],
-                },
+                value: record.finish(db, rp),
+                points,
             });
-            targets.push(*handle);
+            targets.push(handle);
         }
-        self.cluster.wal.append(&appends)?;
+        self.cluster.wal.append_encoded(&values)?;
         for t in targets {
             t.notify();
         }
         Ok(())
+    }
+}
+
+impl Drop for Router<'_> {
+    fn drop(&mut self) {
+        for record in self.records.drain(..) {
+            buffers::give(record.into_vec());
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - Pure modules, no I/O: [`ring`] (Go-compatible placement),
 //!   [`line_protocol`] (scan and stamp lines), [`config`], [`cipher`].
 //! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
+//! - [`buffers`]: per-thread reuse of the write path's large buffers.
 //! - [`metrics`]: Prometheus registry and text format (used by any layer).
 
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod app;
 pub mod backend;
+pub mod buffers;
 pub mod cipher;
 pub mod circle;
 pub mod cli;

@@ -4,15 +4,14 @@
 //! target backend. Bad lines are named in a 400 `partial write` answer
 //! while the good lines beside them are kept, as InfluxDB itself does.
 
-use std::borrow::Cow;
 use std::io::Read as _;
 
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::BytesMut;
 use futures_util::StreamExt as _;
 
 use super::{auth, check_db_allowed, ApiError, AppState, Params};
+use crate::buffers;
 use crate::cluster::WriteRequest;
 use crate::line_protocol::Precision;
 
@@ -54,18 +53,23 @@ pub async fn write(
     let max_decompressed = config.max_decompressed_bytes;
     let work = move || -> Result<_, ApiError> {
         // A plain body is parsed where it was read: no copy.
-        let body: Cow<'_, [u8]> = if gzipped {
-            Cow::Owned(gunzip(&raw, max_decompressed)?)
+        let inflated = if gzipped {
+            Some(gunzip(&raw, max_decompressed)?)
         } else {
-            Cow::Borrowed(&raw)
+            None
         };
         let request = WriteRequest {
             db: &db,
             rp: &rp,
             precision,
-            body: &body,
+            body: inflated.as_deref().unwrap_or(&raw),
         };
-        cluster.write(&request).map_err(ApiError::from)
+        let outcome = cluster.write(&request).map_err(ApiError::from);
+        buffers::give(raw);
+        if let Some(inflated) = inflated {
+            buffers::give(inflated);
+        }
+        outcome
     };
     let outcome = if inline {
         work()?
@@ -111,7 +115,7 @@ async fn read_body(
     payload: web::Payload,
     limit: usize,
     size_hint: usize,
-) -> Result<BytesMut, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let read = read_body_unbounded_time(payload, limit, size_hint.min(limit));
     tokio::time::timeout(BODY_READ_TIMEOUT, read)
         .await
@@ -122,8 +126,8 @@ async fn read_body_unbounded_time(
     mut payload: web::Payload,
     limit: usize,
     capacity: usize,
-) -> Result<BytesMut, ApiError> {
-    let mut body = BytesMut::with_capacity(capacity);
+) -> Result<Vec<u8>, ApiError> {
+    let mut body = buffers::take(capacity);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
         if body.len() + chunk.len() > limit {
@@ -139,7 +143,7 @@ async fn read_body_unbounded_time(
 /// Decompresses a gzip body, refusing more than `limit` output bytes so a
 /// small "gzip bomb" cannot exhaust memory.
 pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+    let mut out = buffers::take(raw.len().saturating_mul(4).min(limit));
     let decoder = flate2::read::MultiGzDecoder::new(raw);
     let read = decoder
         .take(limit as u64 + 1)

@@ -65,7 +65,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
-pub use record::{DeadLetter, Record};
+pub use record::{DeadLetter, PointsBuilder, Record};
 use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX};
 
 /// Errors of the write-ahead queue.
@@ -231,6 +231,17 @@ pub struct Append<'a> {
     pub queue: &'a Queue,
     /// The record.
     pub record: Record<'a>,
+}
+
+/// One already-encoded value for one queue (see [`Wal::append_encoded`]).
+#[derive(Debug)]
+pub struct Encoded<'a> {
+    /// Target queue.
+    pub queue: &'a Queue,
+    /// The queue value, as [`record::encode_record`] would make it.
+    pub value: &'a [u8],
+    /// Points the value carries.
+    pub points: u64,
 }
 
 impl Wal {
@@ -410,12 +421,27 @@ impl Wal {
             .iter()
             .map(|a| record::encode_record(&a.record))
             .collect();
-        for (a, v) in appends.iter().zip(&encoded) {
-            let queued = a.queue.stats.bytes.load(Ordering::Acquire);
-            let max = a.queue.stats.max_bytes.load(Ordering::Acquire);
-            if queued + v.len() as u64 > max {
+        let values: Vec<Encoded<'_>> = appends
+            .iter()
+            .zip(&encoded)
+            .map(|(a, v)| Encoded {
+                queue: a.queue,
+                value: v,
+                points: a.record.points(),
+            })
+            .collect();
+        self.append_encoded(&values)
+    }
+
+    /// [`Wal::append`] for values already encoded (by a
+    /// [`PointsBuilder`]): the write path builds its records in place.
+    pub fn append_encoded(&self, values: &[Encoded<'_>]) -> Result<u64> {
+        for v in values {
+            let queued = v.queue.stats.bytes.load(Ordering::Acquire);
+            let max = v.queue.stats.max_bytes.load(Ordering::Acquire);
+            if queued + v.value.len() as u64 > max {
                 return Err(Error::Full {
-                    backend: a.queue.name.to_string(),
+                    backend: v.queue.name.to_string(),
                     queued,
                     max,
                 });
@@ -428,19 +454,20 @@ impl Wal {
             s.in_flight.insert(seq);
             seq
         };
-        let mut batch = WriteBatch::default();
-        for (a, v) in appends.iter().zip(&encoded) {
-            batch.put(record::key(QUEUE_PREFIX, a.queue.id, seq), v);
+        let bytes: usize = values.iter().map(|v| v.value.len() + 32).sum();
+        let mut batch = WriteBatch::with_capacity_bytes(bytes + 64);
+        for v in values {
+            batch.put(record::key(QUEUE_PREFIX, v.queue.id, seq), v.value);
         }
         let result = self.db.write_opt(batch, &self.write_options(self.sync));
         if result.is_ok() {
             // Counters move before the seq becomes visible, so a reader
             // never acknowledges more than the counters hold.
             let now = Instant::now();
-            for (a, v) in appends.iter().zip(&encoded) {
-                let st = &a.queue.stats;
-                st.bytes.fetch_add(v.len() as u64, Ordering::AcqRel);
-                st.points.fetch_add(a.record.points(), Ordering::AcqRel);
+            for v in values {
+                let st = &v.queue.stats;
+                st.bytes.fetch_add(v.value.len() as u64, Ordering::AcqRel);
+                st.points.fetch_add(v.points, Ordering::AcqRel);
                 st.records.fetch_add(1, Ordering::AcqRel);
                 st.note_appended(now, 1);
             }

@@ -128,6 +128,84 @@ pub fn encode_record(record: &Record<'_>) -> Vec<u8> {
     out
 }
 
+/// A points record assembled in place, so the finished queue value needs no
+/// copy of its lines: they are appended after room left for the header,
+/// and [`PointsBuilder::finish`] writes the header right in front of them.
+/// The value is byte for byte what [`encode_record`] makes of the same
+/// [`Record::Points`]; for a 5,000-line request this saves one copy and one
+/// fresh allocation per backend (the page faults of which cost more than
+/// the copy on the VMs we measured).
+#[derive(Debug)]
+pub struct PointsBuilder {
+    bytes: Vec<u8>,
+    /// Bytes reserved in front of the lines for the header.
+    room: usize,
+    points: u32,
+}
+
+/// Longest bincode varint of a `u32` and of a `u64`/`usize`.
+const VARINT_U32_MAX: usize = 5;
+const VARINT_U64_MAX: usize = 9;
+
+impl PointsBuilder {
+    /// A builder for a record of `db` and `rp` that reuses `buf` (its
+    /// contents are discarded, its capacity kept).
+    pub fn reusing(mut buf: Vec<u8>, db: &str, rp: &str) -> PointsBuilder {
+        // version, variant, db, rp, points, lines length
+        let room = 1
+            + VARINT_U32_MAX
+            + VARINT_U64_MAX
+            + db.len()
+            + VARINT_U64_MAX
+            + rp.len()
+            + VARINT_U32_MAX
+            + VARINT_U64_MAX;
+        buf.clear();
+        buf.resize(room, 0);
+        PointsBuilder {
+            bytes: buf,
+            room,
+            points: 0,
+        }
+    }
+
+    /// Appends one line, which must end in `\n`.
+    pub fn push_line(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.points = self.points.saturating_add(1);
+    }
+
+    /// Number of lines pushed.
+    pub fn points(&self) -> u32 {
+        self.points
+    }
+
+    /// Writes the header for `db` and `rp` (the ones given to
+    /// [`PointsBuilder::reusing`]) and returns the finished value.
+    pub fn finish(&mut self, db: &str, rp: &str) -> &[u8] {
+        let lines = (self.bytes.len() - self.room) as u64;
+        let mut header = Vec::with_capacity(self.room);
+        // Field by field as `#[derive(Encode)]` writes `Record::Points`:
+        // variant index, then the fields in declaration order.
+        encode_versioned(&(0u32, db, rp, self.points, lines), &mut header);
+        if header.len() > self.room {
+            // Unreachable with the room computed from the varint maxima;
+            // stay correct (one copy) rather than panic.
+            self.bytes.splice(..self.room, header.iter().copied());
+            self.room = header.len();
+            return &self.bytes;
+        }
+        let start = self.room - header.len();
+        self.bytes[start..self.room].copy_from_slice(&header);
+        &self.bytes[start..]
+    }
+
+    /// The buffer, for reuse.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 /// Decodes a queue value.
 pub fn decode_record(value: &[u8]) -> Result<Record<'_>, DecodeError> {
     decode_versioned(value)
@@ -197,6 +275,34 @@ mod tests {
         expected.extend_from_slice(b"m f=1 1\n");
         assert_eq!(bytes, expected);
         assert_eq!(decode_record(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn points_builder_matches_the_derived_encoding() {
+        let line = b"cpu,host=a value=1 1\n";
+        for (db, rp, lines) in [
+            ("db", "", 0usize),
+            ("db", "", 1),
+            ("telegraf", "autogen", 11),
+            ("d", "rp", 12),
+            ("d", "", 3_000),
+            ("d", "", 400_000),
+        ] {
+            let mut body = Vec::new();
+            let mut b = PointsBuilder::reusing(b"stale contents".to_vec(), db, rp);
+            for _ in 0..lines {
+                b.push_line(line);
+                body.extend_from_slice(line);
+            }
+            let expected = encode_record(&Record::Points {
+                db,
+                rp,
+                points: lines as u32,
+                lines: &body,
+            });
+            assert_eq!(b.finish(db, rp), &expected[..], "{db}/{rp} x{lines}");
+            assert_eq!(b.points(), lines as u32);
+        }
     }
 
     #[test]
