@@ -580,6 +580,17 @@ fn scan_tag_value(buf: &[u8], i: usize) -> Result<(bool, usize), Reason> {
     }
 }
 
+/// The bytes [`scan_fields`] acts on outside a string; everything else is skipped in runs.
+const FIELD_SET_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    stop[b'\\' as usize] = true;
+    stop[b'"' as usize] = true;
+    stop[b'=' as usize] = true;
+    stop[b',' as usize] = true;
+    stop[b' ' as usize] = true;
+    stop
+};
+
 /// Scans the field set that follows the key ending at `from` and returns where it starts and
 /// ends (a space or the end of the line). This follows InfluxDB's `scanFields` step by step,
 /// including its `=`/`,` counting that decides when a quote opens a string.
@@ -603,6 +614,14 @@ fn scan_fields(buf: &[u8], from: usize) -> Result<(usize, usize), Reason> {
             } else {
                 i += if i + 1 < buf.len() { 2 } else { 1 };
             }
+            continue;
+        }
+        if !FIELD_SET_STOP[usize::from(b)] {
+            // Keys and the unquoted parts in between: skip the whole run at once.
+            i += buf[i..]
+                .iter()
+                .position(|&b| FIELD_SET_STOP[usize::from(b)])
+                .unwrap_or(buf.len() - i);
             continue;
         }
         match b {
@@ -819,23 +838,36 @@ fn scan_boolean(buf: &[u8], start: usize) -> Result<usize, Reason> {
 }
 
 /// Scans the optional timestamp after the field set ending at `from`. Returns the value and its
-/// byte range (empty when absent).
+/// byte range (empty when absent). One pass: the digits are accumulated while they are found
+/// (scanning and then parsing them was a tenth of [`parse`]).
 fn scan_time(buf: &[u8], from: usize) -> Result<(Option<i64>, (usize, usize)), Reason> {
     let start = skip_whitespace(buf, from);
-    let mut i = start;
-    while let Some(&b) = buf.get(i) {
-        match b {
-            b' ' | b'\n' => break,
-            b'-' if i == start => {}
-            b'0'..=b'9' => {}
-            _ => return Err(Reason::BadTimestamp),
+    let negative = buf.get(start) == Some(&b'-');
+    let digits_start = start + usize::from(negative);
+    let mut i = digits_start;
+    let mut fast: u64 = 0;
+    while let Some(&d) = buf.get(i) {
+        if !d.is_ascii_digit() {
+            break;
         }
+        fast = fast.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
         i += 1;
+    }
+    if !matches!(buf.get(i), None | Some(b' ' | b'\n')) {
+        return Err(Reason::BadTimestamp);
     }
     if i == start {
         return Ok((None, (start, start)));
     }
-    let value = parse_timestamp(&buf[start..i]).ok_or(Reason::BadTimestamp)?;
+    let value = match i - digits_start {
+        0 => None,
+        // Up to 19 digits fit a u64 (nanosecond timestamps of today have 19).
+        1..=19 if negative => 0i64.checked_sub_unsigned(fast),
+        1..=19 => i64::try_from(fast).ok(),
+        // Only leading zeros can make more digits fit.
+        _ => parse_timestamp(&buf[start..i]),
+    }
+    .ok_or(Reason::BadTimestamp)?;
     if buf[i..].iter().any(|&b| b != b' ') {
         return Err(Reason::InvalidPoint);
     }
@@ -912,6 +944,11 @@ fn check_influx_split(buf: &[u8], start: usize) -> Result<(), Reason> {
             if i + 1 == buf.len() {
                 // It would escape the newline that ends the line.
                 return Err(Reason::UnbalancedQuotes);
+            }
+            if buf[i + 1] == b'\n' && !quoted {
+                // InfluxDB would read on past this newline, but [`lines`] splits a body here:
+                // accepting it would forward a line that no longer splits the same way.
+                return Err(Reason::LineBreakOutsideString);
             }
             i += 2;
             continue;
@@ -1394,6 +1431,36 @@ mod tests {
             normalized("cpu v=1 -9223372036854775806", Precision::Nanoseconds, 0).unwrap(),
             "cpu v=1 -9223372036854775806\n"
         );
+    }
+
+    #[test]
+    fn timestamps_parse_at_every_digit_count_and_at_the_i64_limits() {
+        let ts = |line: &str| parse(line.as_bytes()).map(|l| l.timestamp);
+        assert_eq!(ts("m v=1 -9223372036854775808").unwrap(), Some(i64::MIN));
+        assert_eq!(ts("m v=1 9223372036854775807").unwrap(), Some(i64::MAX));
+        assert!(ts("m v=1 9223372036854775808").is_err());
+        assert!(ts("m v=1 -9223372036854775809").is_err());
+        assert!(ts("m v=1 99999999999999999999").is_err());
+        assert_eq!(ts("m v=1 00000000000000000001").unwrap(), Some(1));
+        assert_eq!(ts("m v=1 -0000000000000000000042").unwrap(), Some(-42));
+        let mut digits = String::new();
+        for n in 1..=19 {
+            digits.push(char::from(b'0' + (n % 10) as u8));
+            let expected: i64 = digits.parse().unwrap();
+            assert_eq!(ts(&format!("m v=1 {digits}")).unwrap(), Some(expected));
+            assert_eq!(ts(&format!("m v=1 -{digits}  ")).unwrap(), Some(-expected));
+        }
+        for bad in [
+            "m v=1 -",
+            "m v=1 1-2",
+            "m v=1 --1",
+            "m v=1 12x",
+            "m v=1 1\t",
+        ] {
+            assert!(ts(bad).is_err(), "{bad}");
+        }
+        assert!(ts("m v=1 12 3").is_err());
+        assert_eq!(ts("m v=1 ").unwrap(), None);
     }
 
     #[test]
