@@ -20,6 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=scripts/influxd-template.sh
+. "$ROOT/scripts/influxd-template.sh"
 
 QUICK=0
 for arg in "$@"; do
@@ -197,65 +199,7 @@ start_influxd() {
     alloc_port
     rpc=$PORT
     dir=$(mktemp -d "$WORK/influxd-$INFLUXD_PORT.XXXX")
-    cat >"$dir/influxd.conf" <<EOF
-reporting-disabled = true
-reporting-enabled = false
-bind-address = "127.0.0.1:$rpc"
-
-[meta]
-  dir = "$dir/meta"
-  logging-enabled = false
-
-[data]
-  dir = "$dir/data"
-  wal-dir = "$dir/wal"
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-  trace-logging-enabled = false
-
-[coordinator]
-  log-queries-after = "0s"
-
-[retention]
-  enabled = true
-
-[monitor]
-  store-enabled = false
-
-[subscriber]
-  enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:$INFLUXD_PORT"
-  auth-enabled = false
-  log-enabled = false
-  pprof-enabled = false
-  https-enabled = false
-  unix-socket-enabled = false
-
-[logging]
-  suppress-logo = true
-  level = "warn"
-
-[ifql]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[[graphite]]
-  enabled = false
-
-[[collectd]]
-  enabled = false
-
-[[opentsdb]]
-  enabled = false
-
-[[udp]]
-  enabled = false
-EOF
+    fill_influxd_template "$dir" "$INFLUXD_PORT" "$rpc" warn >"$dir/influxd.conf"
     influxd -config "$dir/influxd.conf" >"$dir/influxd.log" 2>&1 &
     INFLUXD_PID=$!
     PIDS+=("$INFLUXD_PID")

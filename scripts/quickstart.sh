@@ -20,6 +20,8 @@ set -euo pipefail
 
 QUICKSTART_DIR="${QUICKSTART_DIR:-/tmp/influx-proxy-quickstart}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/influxd-template.sh
+. "$ROOT/scripts/influxd-template.sh"
 CONFIG="packaging/proxy.json"
 NAMES=(influxdb-1-1 influxdb-1-2 influxdb-2-1 influxdb-2-2)
 HTTP_PORTS=(8086 8087 8088 8089)
@@ -131,62 +133,7 @@ install_missing_packages() {
 
 write_influxd_config() {
     local dir="$1" port="$2" rpc_port="$3"
-    # Debian's influxd reads `reporting-enabled`, upstream `reporting-disabled`; unknown keys
-    # are ignored, so both are set.
-    cat >"$dir/influxd.conf" <<EOF
-reporting-disabled = true
-reporting-enabled = false
-bind-address = "127.0.0.1:$rpc_port"
-
-[meta]
-  dir = "$dir/meta"
-  logging-enabled = false
-
-[data]
-  dir = "$dir/data"
-  wal-dir = "$dir/wal"
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-  trace-logging-enabled = false
-
-[coordinator]
-  log-queries-after = "0s"
-
-[monitor]
-  store-enabled = false
-
-[subscriber]
-  enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:$port"
-  auth-enabled = false
-  log-enabled = false
-  pprof-enabled = false
-  unix-socket-enabled = false
-
-[logging]
-  suppress-logo = true
-
-[ifql]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[[graphite]]
-  enabled = false
-
-[[collectd]]
-  enabled = false
-
-[[opentsdb]]
-  enabled = false
-
-[[udp]]
-  enabled = false
-EOF
+    fill_influxd_template "$dir" "$port" "$rpc_port" info >"$dir/influxd.conf"
 }
 
 start_influxd() {

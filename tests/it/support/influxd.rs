@@ -344,71 +344,13 @@ fn influxd_binary() -> PathBuf {
     })
 }
 
-/// The config file. Keys are the ones `influxd config` prints for 1.6.7; unknown keys are
-/// ignored by influxd, so both spellings of the reporting switch are set: upstream reads
-/// `reporting-disabled`, Debian's build reads `reporting-enabled` instead.
+/// The config file, from the template the scripts share (its header says why each key is set).
 fn config(dir: &Path, port: u16, rpc_port: u16) -> String {
-    let dir = dir.display();
-    format!(
-        r#"reporting-disabled = true
-reporting-enabled = false
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{dir}/meta"
-  logging-enabled = false
-
-[data]
-  dir = "{dir}/data"
-  wal-dir = "{dir}/wal"
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-  trace-logging-enabled = false
-
-[coordinator]
-  log-queries-after = "0s"
-
-[retention]
-  enabled = true
-
-[monitor]
-  store-enabled = false
-
-[subscriber]
-  enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{port}"
-  auth-enabled = false
-  log-enabled = false
-  pprof-enabled = false
-  https-enabled = false
-  unix-socket-enabled = false
-
-[logging]
-  suppress-logo = true
-  level = "info"
-
-[ifql]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[[graphite]]
-  enabled = false
-
-[[collectd]]
-  enabled = false
-
-[[opentsdb]]
-  enabled = false
-
-[[udp]]
-  enabled = false
-"#
-    )
+    include_str!("../../../scripts/influxd.conf.template")
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@RPC_PORT@", &rpc_port.to_string())
+        .replace("@PORT@", &port.to_string())
+        .replace("@LOG_LEVEL@", "info")
 }
 
 /// Starts `influxd -config <config_path>` and waits until *this* process answers `/ping`.
