@@ -181,14 +181,18 @@ impl Cluster {
     pub fn write(&self, req: &WriteRequest<'_>) -> Result<WriteOutcome, wal::Error> {
         let (mut router, outcome) = self.route_lines(req, now_ns());
         if outcome.points > 0 {
-            router.commit(req.db, req.rp)?;
+            router.commit()?;
         }
         Ok(outcome)
     }
 
     /// Parses, stamps and routes the lines of a body; `now_ns` stamps
     /// points without a timestamp.
-    fn route_lines(&self, req: &WriteRequest<'_>, now_ns: i64) -> (Router<'_>, WriteOutcome) {
+    fn route_lines<'r>(
+        &self,
+        req: &WriteRequest<'r>,
+        now_ns: i64,
+    ) -> (Router<'_, 'r>, WriteOutcome) {
         let body = req.body;
         let mut router = Router::new(self, req);
         let mut outcome = WriteOutcome::default();
@@ -253,12 +257,12 @@ impl Cluster {
 
 /// Per-request routing buffers: one queue record per backend of the
 /// cluster, built in place from reused buffers.
-struct Router<'c> {
+struct Router<'c, 'r> {
     cluster: &'c Cluster,
     /// Flat index of the first backend of each circle.
     offsets: Vec<usize>,
     /// The record of each flat backend index.
-    records: Vec<PointsBuilder>,
+    records: Vec<PointsBuilder<'r>>,
     key: String,
     /// Owners (flat indices, one per circle) of each measurement seen in
     /// this request: bodies interleave a few measurements line by line, and
@@ -266,9 +270,9 @@ struct Router<'c> {
     owners: FxHashMap<String, Box<[usize]>>,
 }
 
-impl<'c> Router<'c> {
+impl<'c, 'r> Router<'c, 'r> {
     /// A router for the lines of `req`.
-    fn new(cluster: &'c Cluster, req: &WriteRequest<'_>) -> Router<'c> {
+    fn new(cluster: &'c Cluster, req: &WriteRequest<'r>) -> Router<'c, 'r> {
         let mut offsets = Vec::with_capacity(cluster.circles.len());
         let mut records = Vec::new();
         for c in &cluster.circles {
@@ -314,7 +318,7 @@ impl<'c> Router<'c> {
     }
 
     /// Appends every non-empty record atomically and wakes the backends.
-    fn commit(&mut self, db: &str, rp: &str) -> Result<(), wal::Error> {
+    fn commit(&mut self) -> Result<(), wal::Error> {
         let mut values = Vec::new();
         let mut targets = Vec::new();
         for (record, handle) in self.records.iter_mut().zip(self.cluster.backends()) {
@@ -324,7 +328,7 @@ impl<'c> Router<'c> {
             let points = u64::from(record.points());
             values.push(Encoded {
                 queue: &handle.backend.queue,
-                value: record.finish(db, rp),
+                value: record.finish(),
                 points,
             });
             targets.push(handle);
@@ -337,7 +341,7 @@ impl<'c> Router<'c> {
     }
 }
 
-impl Drop for Router<'_> {
+impl Drop for Router<'_, '_> {
     fn drop(&mut self) {
         for record in self.records.drain(..) {
             buffers::give(record.into_vec());

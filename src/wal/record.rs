@@ -136,10 +136,10 @@ pub fn encode_record(record: &Record<'_>) -> Vec<u8> {
 /// fresh allocation per backend (the page faults of which cost more than
 /// the copy on the VMs we measured).
 #[derive(Debug)]
-pub struct PointsBuilder {
+pub struct PointsBuilder<'a> {
     bytes: Vec<u8>,
-    /// Bytes reserved in front of the lines for the header.
-    room: usize,
+    db: &'a str,
+    rp: &'a str,
     points: u32,
 }
 
@@ -147,24 +147,28 @@ pub struct PointsBuilder {
 const VARINT_U32_MAX: usize = 5;
 const VARINT_U64_MAX: usize = 9;
 
-impl PointsBuilder {
+/// Bytes reserved in front of the lines: the longest header a record of
+/// `db` and `rp` can have (version, variant, db, rp, points, lines length).
+fn header_room(db: &str, rp: &str) -> usize {
+    1 + VARINT_U32_MAX
+        + VARINT_U64_MAX
+        + db.len()
+        + VARINT_U64_MAX
+        + rp.len()
+        + VARINT_U32_MAX
+        + VARINT_U64_MAX
+}
+
+impl<'a> PointsBuilder<'a> {
     /// A builder for a record of `db` and `rp` that reuses `buf` (its
     /// contents are discarded, its capacity kept).
-    pub fn reusing(mut buf: Vec<u8>, db: &str, rp: &str) -> PointsBuilder {
-        // version, variant, db, rp, points, lines length
-        let room = 1
-            + VARINT_U32_MAX
-            + VARINT_U64_MAX
-            + db.len()
-            + VARINT_U64_MAX
-            + rp.len()
-            + VARINT_U32_MAX
-            + VARINT_U64_MAX;
+    pub fn reusing(mut buf: Vec<u8>, db: &'a str, rp: &'a str) -> PointsBuilder<'a> {
         buf.clear();
-        buf.resize(room, 0);
+        buf.resize(header_room(db, rp), 0);
         PointsBuilder {
             bytes: buf,
-            room,
+            db,
+            rp,
             points: 0,
         }
     }
@@ -180,23 +184,22 @@ impl PointsBuilder {
         self.points
     }
 
-    /// Writes the header for `db` and `rp` (the ones given to
-    /// [`PointsBuilder::reusing`]) and returns the finished value.
-    pub fn finish(&mut self, db: &str, rp: &str) -> &[u8] {
-        let lines = (self.bytes.len() - self.room) as u64;
-        let mut header = Vec::with_capacity(self.room);
+    /// Writes the header in front of the lines and returns the finished
+    /// value.
+    pub fn finish(&mut self) -> &[u8] {
+        let room = header_room(self.db, self.rp);
+        let lines = (self.bytes.len() - room) as u64;
+        let mut header = Vec::with_capacity(room);
         // Field by field as `#[derive(Encode)]` writes `Record::Points`:
         // variant index, then the fields in declaration order.
-        encode_versioned(&(0u32, db, rp, self.points, lines), &mut header);
-        if header.len() > self.room {
-            // Unreachable with the room computed from the varint maxima;
-            // stay correct (one copy) rather than panic.
-            self.bytes.splice(..self.room, header.iter().copied());
-            self.room = header.len();
+        encode_versioned(&(0u32, self.db, self.rp, self.points, lines), &mut header);
+        let Some(start) = room.checked_sub(header.len()) else {
+            // Unreachable: the room is computed from the varint maxima.
+            // Stay correct (one copy) rather than panic.
+            self.bytes.splice(..room, header);
             return &self.bytes;
-        }
-        let start = self.room - header.len();
-        self.bytes[start..self.room].copy_from_slice(&header);
+        };
+        self.bytes[start..room].copy_from_slice(&header);
         &self.bytes[start..]
     }
 
@@ -300,7 +303,7 @@ mod tests {
                 points: lines as u32,
                 lines: &body,
             });
-            assert_eq!(b.finish(db, rp), &expected[..], "{db}/{rp} x{lines}");
+            assert_eq!(b.finish(), &expected[..], "{db}/{rp} x{lines}");
             assert_eq!(b.points(), lines as u32);
         }
     }
