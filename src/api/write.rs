@@ -12,7 +12,7 @@ use futures_util::StreamExt as _;
 
 use super::{auth, check_db_allowed, ApiError, AppState, Params};
 use crate::buffers;
-use crate::cluster::WriteRequest;
+use crate::cluster::{Wakeups, WriteRequest};
 use crate::line_protocol::Precision;
 
 /// The write handler.
@@ -71,13 +71,14 @@ pub async fn write(
         }
         outcome
     };
-    let outcome = if inline {
+    let mut outcome = if inline {
         work()?
     } else {
         web::block(work)
             .await
             .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))??
     };
+    wake_after_answer(std::mem::take(&mut outcome.wakeups));
     if outcome.errors.is_empty() {
         return Ok(HttpResponse::NoContent().finish());
     }
@@ -94,6 +95,15 @@ pub async fn write(
         detail
     };
     Err(ApiError::LineProtocol(message))
+}
+
+/// Wakes the backends once this worker has answered (see [`Wakeups`] for
+/// why): a task spawned here runs only after the connection's task yields,
+/// by which time the dispatcher has written the response.
+fn wake_after_answer(wakeups: Wakeups) {
+    if !wakeups.is_empty() {
+        actix_web::rt::spawn(async move { drop(wakeups) });
+    }
 }
 
 /// Bodies up to this size (after gzip) are parsed and queued on the HTTP
