@@ -59,16 +59,11 @@ pub struct WriteOutcome {
 /// thread woken from the HTTP worker was often started on the worker's own
 /// CPU and preempted it to gzip its batch before the worker had answered
 /// (waking 4 backends took 0.1 ms at p50 but 2.1 ms at p90 and 3.1 ms at
-/// p99 of a 5,000-line write to 2 circles, `docs/perf.md` (c)).
+/// p99 of a 5,000-line write to 2 circles, `docs/profile.md`).
 #[derive(Debug, Default)]
 pub struct Wakeups(Vec<Arc<BackendHandle>>);
 
 impl Wakeups {
-    /// Number of backends to wake.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// True when no backend needs waking.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
