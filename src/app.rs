@@ -67,6 +67,9 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
         source,
     })?;
     let wal = Arc::new(Wal::open(&config.data_dir.join("wal"), config.wal_sync)?);
+    if let Err(e) = crate::wal::spawn_unsharer(&wal) {
+        error!(error = %e, "Starting the queue's unsharing thread failed; lines of late records stay shared.");
+    }
     let system = actix::System::new();
     let result = system.block_on(serve(config, config_path, wal.clone()));
     if let Err(e) = wal.flush() {

@@ -369,23 +369,32 @@ impl BackendActor {
         );
     }
 
+    /// Moves the first entry, which cannot be delivered, to the dead
+    /// letters and cuts a batch from the rest.
+    fn dead_letter_first(
+        &mut self,
+        mut entries: Vec<Entry>,
+        error: &str,
+    ) -> Option<(Vec<Entry>, Batch)> {
+        let bad: Vec<Entry> = entries.drain(..1).collect();
+        error!(backend = %self.name(), seq = bad[0].seq, error, "Undecodable queue record moved to dead letters.");
+        if let Err(e) = self.wal.dead_letter(&self.backend.queue, &bad, 0, error) {
+            error!(backend = %self.name(), error = %e, "Moving a record to dead letters failed.");
+            return None;
+        }
+        self.cursor = bad[0].seq;
+        self.take_batch(entries)
+    }
+
     /// Cuts the longest prefix of `entries` that forms one request. Records
     /// that cannot be decoded are dead-lettered on the spot.
     fn take_batch(&mut self, mut entries: Vec<Entry>) -> Option<(Vec<Entry>, Batch)> {
         let first = entries.first()?;
         let batch = match first.record() {
-            Err(e) => {
-                let bad: Vec<Entry> = entries.drain(..1).collect();
-                error!(backend = %self.name(), seq = bad[0].seq, error = %e, "Undecodable queue record moved to dead letters.");
-                if let Err(e) = self
-                    .wal
-                    .dead_letter(&self.backend.queue, &bad, 0, &e.to_string())
-                {
-                    error!(backend = %self.name(), error = %e, "Moving a record to dead letters failed.");
-                    return None;
-                }
-                self.cursor = bad[0].seq;
-                return self.take_batch(entries);
+            Err(e) => return self.dead_letter_first(entries, &e.to_string()),
+            // `Wal::read` left it unresolved: its shared lines are gone.
+            Ok(Record::Shared { .. }) => {
+                return self.dead_letter_first(entries, "shared record whose lines are missing")
             }
             Ok(Record::Statement { db, query }) => {
                 let b = Batch::Statement {

@@ -15,16 +15,34 @@
 //! 'm' "backend/" <name>                       backend id, u32 BE (assigned once, never reused)
 //! 'q' <backend id u32 BE> <seq u64 BE>        0x01 | bincode(Record)       queued work
 //! 'd' <backend id u32 BE> <seq u64 BE>        0x01 | bincode(DeadLetter)   refused by the backend (4xx)
+//! 's' 0u32 <seq u64 BE>                       0x01 | lines                 lines shared by the records of append seq
 //! ```
 //!
 //! `Record` is `Points { db, rp, points, lines }` (line protocol, ns
-//! precision) or `Statement { db, query }`; see [`record`]. Keys are
-//! big-endian so RocksDB iterates each backend's queue in FIFO order.
+//! precision), `Statement { db, query }`, or `Shared { db, rp, points,
+//! lines, sharers, spans }`: points whose lines are the `spans` of the `'s'`
+//! value of the same seq; see [`record`]. Keys are big-endian so RocksDB
+//! iterates each backend's queue in FIFO order.
+//!
+//! # Shared lines
+//! A write to N circles gives every line to N backends. The write path
+//! stores the request's lines once (`'s'`) and one small `Shared` record per
+//! backend naming its spans, instead of N copies: half the bytes for 2
+//! circles, the append being half of a write's latency
+//! (`docs/profile.md`). [`Wal::read`] resolves a shared record into the
+//! `Points` record it stands for, so delivery and dead letters only ever
+//! see `Points`, and a queue's byte counter counts that `Points` length.
+//! The `'s'` value is deleted in the batch that removes its last record.
+//! Records of an append that some backends have delivered and others have
+//! not for [`UNSHARE_AFTER`] are rewritten as standalone `Points` and the
+//! `'s'` value deleted ([`Wal::unshare_older_than`]), so a backend that is
+//! down keeps only its own share of the lines on disk. The references are
+//! held in memory and rebuilt from the queues at open.
 //!
 //! # Invariants
-//! - One `/write` request is one RocksDB write batch holding one record per
-//!   target backend, all with the same sequence number: it is in every
-//!   queue or in none.
+//! - One `/write` request is one RocksDB write batch holding its shared
+//!   lines and one record per target backend, all with the same sequence
+//!   number: it is in every queue or in none.
 //! - Sequence numbers are global and increase; a reader never sees a
 //!   sequence number while a smaller one is still being written (the
 //!   *visible* watermark below), so draining cannot skip a record that
@@ -33,6 +51,9 @@
 //!   bound of any target fails as a whole with [`Error::Full`].
 //! - Records leave the queue only by [`Wal::ack`] (delivered) or
 //!   [`Wal::dead_letter`] (moved, atomically, to the dead-letter space).
+//! - An `'s'` value exists exactly as long as a `Shared` record of its seq
+//!   does; reads take a snapshot, so unsharing is seen whole or not at
+//!   all.
 //!
 //! # Durability
 //! Every append goes to RocksDB's own write-ahead log before it returns, so
@@ -56,7 +77,7 @@
 
 pub mod record;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,7 +87,7 @@ use parking_lot::Mutex;
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
 pub use record::{DeadLetter, PointsBuilder, Record};
-use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX};
+use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX, SHARED_PREFIX};
 
 /// Errors of the write-ahead queue.
 #[derive(Debug, thiserror::Error)]
@@ -191,15 +212,42 @@ impl Queue {
 pub struct Entry {
     /// Global sequence number.
     pub seq: u64,
-    /// Raw value (version byte + bincode); decode with [`Entry::record`].
+    /// The value (version byte + bincode); decode with [`Entry::record`].
+    /// A [`Record::Shared`] is read back resolved into the
+    /// [`Record::Points`] it stands for.
     pub value: Box<[u8]>,
+    /// What the record counts for in the queue's byte counter.
+    bytes: u64,
+    /// Stored as a [`Record::Shared`]: removing it releases its lines.
+    shared: bool,
 }
 
 impl Entry {
-    /// Decodes the record, borrowing from the stored value.
+    /// Decodes the record, borrowing from the value. It is a
+    /// [`Record::Shared`] only when its shared lines could not be read.
     pub fn record(&self) -> Result<Record<'_>, record::DecodeError> {
         record::decode_record(&self.value)
     }
+}
+
+/// The queues still holding a [`Record::Shared`] of one append.
+#[derive(Debug)]
+struct SharedRefs {
+    /// Ids of the queues whose record of this append is still queued.
+    queues: Vec<u32>,
+    /// When the append was made (or recovered at open).
+    since: Instant,
+    /// Already a candidate for unsharing (in `partly_removed`).
+    listed: bool,
+}
+
+/// Which appends' lines are shared by which queues.
+#[derive(Debug, Default)]
+struct SharedIndex {
+    refs: BTreeMap<u64, SharedRefs>,
+    /// Appends some of whose records were removed while others wait, in
+    /// about seq order: the candidates for [`Wal::unshare_older_than`].
+    partly_removed: VecDeque<u64>,
 }
 
 /// Sequence allocation state; see the *visible* watermark in the module doc.
@@ -214,6 +262,14 @@ pub struct Wal {
     db: DB,
     sync: bool,
     seq: Mutex<Sequencer>,
+    /// Appends whose shared lines are still referenced, by seq. Removing
+    /// queue records and unsharing hold this lock across their RocksDB
+    /// write, so a shared value is deleted exactly when its last
+    /// reference goes.
+    shared: Mutex<SharedIndex>,
+    /// References made by appends since `shared` was last locked: an
+    /// append never waits for an unsharing in progress.
+    shared_new: Mutex<Vec<(u64, SharedRefs)>>,
     queues: Mutex<HashMap<String, Queue>>,
     next_id: Mutex<u32>,
 }
@@ -242,6 +298,9 @@ pub struct Encoded<'a> {
     pub value: &'a [u8],
     /// Points the value carries.
     pub points: u64,
+    /// What it counts for in the queue's byte bound
+    /// ([`Record::accounted_len`]).
+    pub bytes: u64,
 }
 
 impl Wal {
@@ -263,11 +322,61 @@ impl Wal {
                 next: 1,
                 in_flight: BTreeSet::new(),
             }),
+            shared: Mutex::new(SharedIndex::default()),
+            shared_new: Mutex::new(Vec::new()),
             queues: Mutex::new(HashMap::new()),
             next_id: Mutex::new(0),
         };
         wal.recover_ids()?;
+        wal.recover_shared()?;
         Ok(wal)
+    }
+
+    /// Rebuilds the references to shared lines from every queue (configured
+    /// or not) and deletes shared values nothing references any more.
+    fn recover_shared(&self) -> Result<()> {
+        let now = Instant::now();
+        let mut shared = self.shared_index();
+        let mut sharers = HashMap::new();
+        for id in 0..self.next_id_value() {
+            self.for_each(QUEUE_PREFIX, id, |seq, v| {
+                if let Ok(Record::Shared { sharers: n, .. }) = record::decode_record(v) {
+                    sharers.insert(seq, n as usize);
+                    shared
+                        .refs
+                        .entry(seq)
+                        .or_insert_with(|| SharedRefs {
+                            queues: Vec::new(),
+                            since: now,
+                            listed: false,
+                        })
+                        .queues
+                        .push(id);
+                }
+            })?;
+        }
+        let SharedIndex {
+            refs,
+            partly_removed,
+        } = &mut *shared;
+        for (seq, r) in refs.iter_mut() {
+            if r.queues.len() < sharers.get(seq).copied().unwrap_or(0) {
+                r.listed = true;
+                partly_removed.push_back(*seq);
+            }
+        }
+        let mut batch = WriteBatch::default();
+        let mut orphans = 0usize;
+        self.for_each(SHARED_PREFIX, 0, |seq, _| {
+            if !refs.contains_key(&seq) {
+                batch.delete(record::shared_key(seq));
+                orphans += 1;
+            }
+        })?;
+        if orphans > 0 {
+            self.db.write_opt(batch, &self.write_options(false))?;
+        }
+        Ok(())
     }
 
     /// Reads the id registrations and the highest sequence number in use.
@@ -287,7 +396,7 @@ impl Wal {
             max_id = Some(max_id.map_or(id, |m| m.max(id)));
         }
         *self.next_id.lock() = max_id.map_or(0, |m| m + 1);
-        let mut max_seq = 0u64;
+        let mut max_seq = self.last_seq(SHARED_PREFIX, 0)?.unwrap_or(0);
         for prefix in [QUEUE_PREFIX, DEAD_PREFIX] {
             // The last key of each prefix holds the highest seq of that
             // backend; scanning every backend's tail is cheap.
@@ -371,8 +480,10 @@ impl Wal {
         let stats = QueueStats::default();
         self.for_each(QUEUE_PREFIX, id, |_, v| {
             stats.records.fetch_add(1, Ordering::Relaxed);
-            stats.bytes.fetch_add(v.len() as u64, Ordering::Relaxed);
-            let points = record::decode_record(v).map_or(0, |r| r.points());
+            let (bytes, points) = record::decode_record(v).map_or((v.len() as u64, 0), |r| {
+                (r.accounted_len(v.len()), r.points())
+            });
+            stats.bytes.fetch_add(bytes, Ordering::Relaxed);
             stats.points.fetch_add(points, Ordering::Relaxed);
         })?;
         self.for_each(DEAD_PREFIX, id, |_, v| {
@@ -428,18 +539,22 @@ impl Wal {
                 queue: a.queue,
                 value: v,
                 points: a.record.points(),
+                bytes: a.record.accounted_len(v.len()),
             })
             .collect();
-        self.append_encoded(&values)
+        self.append_encoded(&values, None)
     }
 
     /// [`Wal::append`] for values already encoded (by a
     /// [`PointsBuilder`]): the write path builds its records in place.
-    pub fn append_encoded(&self, values: &[Encoded<'_>]) -> Result<u64> {
+    /// `shared` is the value (see [`record::SHARED_VALUE_HEADER`]) holding
+    /// the lines of the [`Record::Shared`] values among them; it is stored
+    /// once, in the same atomic batch.
+    pub fn append_encoded(&self, values: &[Encoded<'_>], shared: Option<&[u8]>) -> Result<u64> {
         for v in values {
             let queued = v.queue.stats.bytes.load(Ordering::Acquire);
             let max = v.queue.stats.max_bytes.load(Ordering::Acquire);
-            if queued + v.value.len() as u64 > max {
+            if queued + v.bytes > max {
                 return Err(Error::Full {
                     backend: v.queue.name.to_string(),
                     queued,
@@ -454,19 +569,34 @@ impl Wal {
             s.in_flight.insert(seq);
             seq
         };
-        let bytes: usize = values.iter().map(|v| v.value.len() + 32).sum();
+        let bytes: usize = values.iter().map(|v| v.value.len() + 32).sum::<usize>()
+            + shared.map_or(0, |s| s.len() + 32);
         let mut batch = WriteBatch::with_capacity_bytes(bytes + 64);
+        if let Some(lines) = shared {
+            batch.put(record::shared_key(seq), lines);
+        }
         for v in values {
             batch.put(record::key(QUEUE_PREFIX, v.queue.id, seq), v.value);
         }
         let result = self.db.write_opt(batch, &self.write_options(self.sync));
         if result.is_ok() {
-            // Counters move before the seq becomes visible, so a reader
-            // never acknowledges more than the counters hold.
+            // Counters and references move before the seq becomes
+            // visible, so a reader never acknowledges more than they hold.
             let now = Instant::now();
+            if shared.is_some() {
+                let queues = values.iter().map(|v| v.queue.id).collect();
+                self.shared_new.lock().push((
+                    seq,
+                    SharedRefs {
+                        queues,
+                        since: now,
+                        listed: false,
+                    },
+                ));
+            }
             for v in values {
                 let st = &v.queue.stats;
-                st.bytes.fetch_add(v.value.len() as u64, Ordering::AcqRel);
+                st.bytes.fetch_add(v.bytes, Ordering::AcqRel);
                 st.points.fetch_add(v.points, Ordering::AcqRel);
                 st.records.fetch_add(1, Ordering::AcqRel);
                 st.note_appended(now, 1);
@@ -498,13 +628,23 @@ impl Wal {
         if visible <= after {
             return Ok(Vec::new());
         }
+        // One snapshot for the records and their shared lines: unsharing
+        // (which rewrites a record and deletes its shared lines) is seen
+        // either entirely or not at all.
+        let snapshot = self.db.snapshot();
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(record::key(QUEUE_PREFIX, queue.id, after + 1).to_vec());
         ro.set_iterate_upper_bound(
             record::key(QUEUE_PREFIX, queue.id, visible.saturating_add(1)).to_vec(),
         );
-        let mut it = self.db.raw_iterator_opt(ro);
+        let mut it = snapshot.raw_iterator_opt(ro);
         it.seek_to_first();
+        // Shared lines are read through an iterator: its values point into
+        // the memtable, where a get would copy the whole append's lines.
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(record::shared_key(after + 1).to_vec());
+        ro.set_iterate_upper_bound(upper_bound(SHARED_PREFIX, 0).to_vec());
+        let mut shared = snapshot.raw_iterator_opt(ro);
         let (mut points, mut bytes) = (0u64, 0u64);
         let mut out = Vec::new();
         while it.valid() {
@@ -514,16 +654,30 @@ impl Wal {
             let Some((_, _, seq)) = record::parse_key(k) else {
                 break;
             };
-            let p = record::decode_record(v).map_or(0, |r| r.points());
-            if !out.is_empty() && (points + p > max_points || bytes + v.len() as u64 > max_bytes) {
+            let decoded = record::decode_record(v).ok();
+            let (p, b) = decoded.map_or((0, v.len() as u64), |r| {
+                (r.points(), r.accounted_len(v.len()))
+            });
+            if !out.is_empty() && (points + p > max_points || bytes + b > max_bytes) {
                 break;
             }
             points += p;
-            bytes += v.len() as u64;
-            out.push(Entry {
-                seq,
-                value: v.into(),
-            });
+            bytes += b;
+            let entry = match decoded {
+                Some(r @ Record::Shared { .. }) => Entry {
+                    seq,
+                    value: resolve(&mut shared, queue, seq, &r, v),
+                    bytes: b,
+                    shared: true,
+                },
+                _ => Entry {
+                    seq,
+                    value: v.into(),
+                    bytes: b,
+                    shared: false,
+                },
+            };
+            out.push(entry);
             it.next();
         }
         it.status()?;
@@ -543,15 +697,116 @@ impl Wal {
             record::key(QUEUE_PREFIX, queue.id, 0),
             record::key(QUEUE_PREFIX, queue.id, last.seq + 1),
         );
-        self.db.write_opt(batch, &self.write_options(false))?;
+        self.write_releasing(batch, queue, entries, false)?;
         self.subtract(queue, entries);
         *removed = last.seq;
         Ok(())
     }
 
+    /// Writes `batch` (which removes `entries` from `queue`), deleting in
+    /// the same batch the shared lines whose last reference they were.
+    fn write_releasing(
+        &self,
+        mut batch: WriteBatch,
+        queue: &Queue,
+        entries: &[Entry],
+        sync: bool,
+    ) -> Result<()> {
+        let mut shared = self.shared_index();
+        let mut released = Vec::new();
+        for e in entries.iter().filter(|e| e.shared) {
+            let Some(refs) = shared.refs.get(&e.seq) else {
+                continue; // unshared meanwhile: the record stands alone now
+            };
+            if refs.queues.iter().all(|&q| q == queue.id) {
+                batch.delete(record::shared_key(e.seq));
+                released.push(e.seq);
+            }
+        }
+        self.db.write_opt(batch, &self.write_options(sync))?;
+        let SharedIndex {
+            refs,
+            partly_removed,
+        } = &mut *shared;
+        for e in entries.iter().filter(|e| e.shared) {
+            if let Some(r) = refs.get_mut(&e.seq) {
+                r.queues.retain(|&q| q != queue.id);
+                if !r.listed && !r.queues.is_empty() {
+                    r.listed = true;
+                    partly_removed.push_back(e.seq);
+                }
+            }
+        }
+        for seq in released {
+            refs.remove(&seq);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the records that still refer to shared lines older than
+    /// `age`, once some other record of the same append was removed, as
+    /// standalone [`Record::Points`] and deletes the shared lines; at most
+    /// `limit` appends per call. A backend that is down would otherwise
+    /// keep every line of every write alive, not only its own share.
+    /// Returns how many appends were unshared.
+    pub fn unshare_older_than(&self, age: Duration, limit: usize) -> Result<usize> {
+        let mut done = 0;
+        while done < limit {
+            // Locked per append, so acknowledgements never wait long.
+            let mut shared = self.shared_index();
+            let Some(&seq) = shared.partly_removed.front() else {
+                break;
+            };
+            let Some(refs) = shared.refs.get(&seq) else {
+                shared.partly_removed.pop_front(); // gone meanwhile
+                continue;
+            };
+            if refs.since.elapsed() < age {
+                break;
+            }
+            let queues = refs.queues.clone();
+            shared.partly_removed.pop_front();
+            let mut batch = WriteBatch::default();
+            if let Some(lines) = self.db.get_pinned(record::shared_key(seq))? {
+                let lines = record::shared_lines(&lines).unwrap_or_default();
+                for id in queues {
+                    let key = record::key(QUEUE_PREFIX, id, seq);
+                    let Some(stored) = self.db.get_pinned(key)? else {
+                        continue;
+                    };
+                    // A record that does not resolve stays as it is, to be
+                    // dead-lettered as unreadable when its turn comes.
+                    if let Ok(value) = record::decode_record(&stored)
+                        .and_then(|r| record::resolve_shared(&r, lines))
+                    {
+                        batch.put(key, value);
+                    }
+                }
+            }
+            batch.delete(record::shared_key(seq));
+            self.db.write_opt(batch, &self.write_options(self.sync))?;
+            shared.refs.remove(&seq);
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// The shared-lines index, with the references of recent appends
+    /// merged in.
+    fn shared_index(&self) -> parking_lot::MutexGuard<'_, SharedIndex> {
+        let mut shared = self.shared.lock();
+        shared.refs.extend(self.shared_new.lock().drain(..));
+        shared
+    }
+
+    /// Number of appends whose lines are stored shared.
+    pub fn shared_appends(&self) -> usize {
+        self.shared_index().refs.len()
+    }
+
     fn subtract(&self, queue: &Queue, entries: &[Entry]) {
         let st = &queue.stats;
-        let bytes: u64 = entries.iter().map(|e| e.value.len() as u64).sum();
+        let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
         let points: u64 = entries
             .iter()
             .map(|e| e.record().map_or(0, |r| r.points()))
@@ -598,7 +853,7 @@ impl Wal {
             record::key(QUEUE_PREFIX, queue.id, 0),
             record::key(QUEUE_PREFIX, queue.id, last.seq + 1),
         );
-        self.db.write_opt(batch, &self.write_options(self.sync))?;
+        self.write_releasing(batch, queue, entries, self.sync)?;
         self.subtract(queue, entries);
         queue
             .stats
@@ -630,6 +885,61 @@ impl Wal {
         self.db.flush_wal(true)?;
         Ok(())
     }
+}
+
+/// The [`Record::Points`] value a shared record stands for, or the record
+/// itself (which the backend then dead-letters) when its lines cannot be
+/// read. `shared` iterates the shared lines of the same snapshot.
+fn resolve(
+    shared: &mut rocksdb::DBRawIterator<'_>,
+    queue: &Queue,
+    seq: u64,
+    r: &Record<'_>,
+    stored: &[u8],
+) -> Box<[u8]> {
+    let key = record::shared_key(seq);
+    shared.seek(key);
+    let resolved = match (shared.key(), shared.value()) {
+        (Some(k), Some(v)) if k == key => record::shared_lines(v)
+            .and_then(|lines| record::resolve_shared(r, lines))
+            .map_err(|e| e.to_string()),
+        _ => Err(shared
+            .status()
+            .err()
+            .map_or_else(|| "shared lines missing".to_string(), |e| e.to_string())),
+    };
+    match resolved {
+        Ok(value) => value.into(),
+        Err(error) => {
+            tracing::error!(backend = %queue.name, seq, %error, "Shared queue record unreadable.");
+            stored.into()
+        }
+    }
+}
+
+/// How long the lines of an append stay shared once some of its records
+/// were delivered: long enough for healthy backends to catch up (they
+/// deliver within `flush_time`), short enough that a backend that is down
+/// does not keep the other backends' lines on disk.
+pub const UNSHARE_AFTER: Duration = Duration::from_secs(10);
+
+/// Starts the thread that unshares the lines of appends some backends
+/// are late for ([`Wal::unshare_older_than`]). It ends once the queue is
+/// dropped.
+pub fn spawn_unsharer(wal: &Arc<Wal>) -> std::io::Result<()> {
+    let wal = Arc::downgrade(wal);
+    std::thread::Builder::new()
+        .name("wal-unshare".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some(wal) = wal.upgrade() else { break };
+            match wal.unshare_older_than(UNSHARE_AFTER, 1_000) {
+                Ok(0) => {}
+                Ok(appends) => tracing::debug!(appends, "Unshared the lines of late records."),
+                Err(error) => tracing::error!(%error, "Unsharing queued lines failed."),
+            }
+        })
+        .map(drop)
 }
 
 /// The entries after the removal watermark (entries are in seq order).

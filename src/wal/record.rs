@@ -20,6 +20,9 @@ pub const QUEUE_PREFIX: u8 = b'q';
 pub const DEAD_PREFIX: u8 = b'd';
 /// Key prefix of backend registrations: `m | "backend/" | name` -> id (u32 BE).
 pub const META_PREFIX: u8 = b'm';
+/// Key prefix of the lines one append shares among its queues:
+/// `s | 0 (u32) | seq (u64 BE)`, the seq of the append.
+pub const SHARED_PREFIX: u8 = b's';
 
 /// Length of a queue or dead-letter key.
 pub const KEY_LEN: usize = 13;
@@ -50,16 +53,71 @@ pub enum Record<'a> {
         /// The statement text.
         query: &'a str,
     },
+    /// Points whose lines are stored once for every queue of the append, in
+    /// the shared value under [`shared_key`] of the record's seq: a write
+    /// to N circles stores its lines once instead of N times. Reading
+    /// resolves it into the [`Record::Points`] it stands for.
+    Shared {
+        /// Target database.
+        db: &'a str,
+        /// Target retention policy; empty means the database default.
+        rp: &'a str,
+        /// Number of lines the spans cover.
+        points: u32,
+        /// Total length of the lines the spans cover.
+        lines: u64,
+        /// How many records of the append share the lines (so recovery
+        /// knows whether some were already delivered).
+        sharers: u32,
+        /// The record's lines in the shared value, in order: LEB128 pairs
+        /// (gap since the end of the previous span, length); see
+        /// [`encode_spans`].
+        spans: &'a [u8],
+    },
 }
 
 impl Record<'_> {
     /// Number of points the record carries (statements count as zero).
     pub fn points(&self) -> u64 {
         match self {
-            Record::Points { points, .. } => u64::from(*points),
+            Record::Points { points, .. } | Record::Shared { points, .. } => u64::from(*points),
             Record::Statement { .. } => 0,
         }
     }
+
+    /// Bytes the record counts for in its queue's byte bound: its value's
+    /// length, and for a shared record the length of the
+    /// [`Record::Points`] value it stands for, so resolving or unsharing
+    /// it never changes a queue's counters.
+    pub fn accounted_len(&self, stored_len: usize) -> u64 {
+        match self {
+            Record::Shared {
+                db,
+                rp,
+                points,
+                lines,
+                ..
+            } => points_header_len(db, rp, *points, *lines) + lines,
+            _ => stored_len as u64,
+        }
+    }
+}
+
+/// Bytes of a `u64` as a bincode (standard config) varint.
+fn varint_len(v: u64) -> u64 {
+    match v {
+        0..=250 => 1,
+        251..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// Length of a [`Record::Points`] value up to its lines: version, variant,
+/// db, rp, points and the lines' length.
+fn points_header_len(db: &str, rp: &str, points: u32, lines: u64) -> u64 {
+    let string = |s: &str| varint_len(s.len() as u64) + s.len() as u64;
+    1 + 1 + string(db) + string(rp) + varint_len(u64::from(points)) + varint_len(lines)
 }
 
 /// A record the backend refused for good (4xx), kept for inspection and replay.
@@ -122,6 +180,7 @@ pub fn encode_record(record: &Record<'_>) -> Vec<u8> {
     let payload = match record {
         Record::Points { lines, .. } => lines.len(),
         Record::Statement { query, .. } => query.len(),
+        Record::Shared { spans, .. } => spans.len(),
     };
     let mut out = Vec::with_capacity(payload + 64);
     encode_versioned(record, &mut out);
@@ -207,6 +266,105 @@ impl<'a> PointsBuilder<'a> {
     pub fn into_vec(self) -> Vec<u8> {
         self.bytes
     }
+}
+
+/// Appends `spans` (in order, non-overlapping, byte ranges of the shared
+/// lines) in the [`Record::Shared`] encoding.
+pub fn encode_spans(spans: &[(u64, u64)], out: &mut Vec<u8>) {
+    let mut end = 0u64;
+    for &(start, len) in spans {
+        push_leb128(out, start.saturating_sub(end));
+        push_leb128(out, len);
+        end = start.saturating_add(len);
+    }
+}
+
+fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_leb128(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The value stored under [`shared_key`]: the version byte, then the
+/// lines. The write path builds it in place: it starts a buffer with
+/// [`SHARED_VALUE_HEADER`] and appends lines after it.
+pub const SHARED_VALUE_HEADER: [u8; 1] = [FORMAT_VERSION];
+
+/// The lines of a shared value.
+pub fn shared_lines(value: &[u8]) -> Result<&[u8], DecodeError> {
+    let (&version, lines) = value.split_first().ok_or(DecodeError::Empty)?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    Ok(lines)
+}
+
+/// Resolves a [`Record::Shared`] against the shared lines of its append
+/// into the [`Record::Points`] value it stands for (byte for byte what
+/// [`encode_record`] makes of it). Other records are returned unchanged.
+pub fn resolve_shared(record: &Record<'_>, shared: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let Record::Shared {
+        db,
+        rp,
+        points,
+        lines,
+        spans,
+        ..
+    } = *record
+    else {
+        return Ok(encode_record(record));
+    };
+    let corrupt = |what: &str| DecodeError::Corrupt(format!("shared record: {what}"));
+    let total = usize::try_from(lines)
+        .ok()
+        .filter(|&n| n <= shared.len())
+        .ok_or_else(|| corrupt("longer than the shared lines"))?;
+    // Exact, so the caller's `into_boxed_slice` does not reallocate.
+    let header = points_header_len(db, rp, points, lines) as usize;
+    let mut out = Vec::with_capacity(header + total);
+    encode_versioned(&(0u32, db, rp, points, lines), &mut out);
+    let (mut at, mut end) = (0usize, 0usize);
+    while at < spans.len() {
+        let (Some(gap), Some(len)) = (read_leb128(spans, &mut at), read_leb128(spans, &mut at))
+        else {
+            return Err(corrupt("bad span"));
+        };
+        let span = |v: u64| usize::try_from(v).map_err(|_| corrupt("bad span"));
+        let start = end
+            .checked_add(span(gap)?)
+            .ok_or_else(|| corrupt("bad span"))?;
+        end = start
+            .checked_add(span(len)?)
+            .ok_or_else(|| corrupt("bad span"))?;
+        let part = shared
+            .get(start..end)
+            .ok_or_else(|| corrupt("span out of bounds"))?;
+        out.extend_from_slice(part);
+    }
+    if out.len() != header + total {
+        return Err(corrupt("spans do not add up to the recorded length"));
+    }
+    Ok(out)
+}
+
+/// Key of the lines shared by the records of the append `seq`.
+pub fn shared_key(seq: u64) -> [u8; KEY_LEN] {
+    key(SHARED_PREFIX, 0, seq)
 }
 
 /// Decodes a queue value.
@@ -306,6 +464,93 @@ mod tests {
             assert_eq!(b.finish(), &expected[..], "{db}/{rp} x{lines}");
             assert_eq!(b.points(), lines as u32);
         }
+    }
+
+    #[test]
+    fn shared_record_resolves_to_the_points_record_it_stands_for() {
+        let shared = b"a f=1 1\nb f=1 1\na f=2 2\n";
+        let mut spans = Vec::new();
+        encode_spans(&[(0, 8), (16, 8)], &mut spans);
+        assert_eq!(spans, [0, 8, 8, 8]);
+        let r = Record::Shared {
+            db: "db",
+            rp: "rp",
+            points: 2,
+            lines: 16,
+            sharers: 2,
+            spans: &spans,
+        };
+        let expected = encode_record(&Record::Points {
+            db: "db",
+            rp: "rp",
+            points: 2,
+            lines: b"a f=1 1\na f=2 2\n",
+        });
+        let resolved = resolve_shared(&r, shared).unwrap();
+        assert_eq!(resolved, expected);
+        assert_eq!(resolved.capacity(), resolved.len());
+        assert_eq!(r.accounted_len(999), expected.len() as u64);
+        let bytes = encode_record(&r);
+        assert_eq!(decode_record(&bytes).unwrap(), r);
+        assert_eq!(r.points(), 2);
+    }
+
+    #[test]
+    fn accounted_len_matches_the_points_encoding_across_varint_sizes() {
+        for (db, points, lines) in [
+            ("d", 1u32, 250usize),
+            ("d", 250, 251),
+            ("db".repeat(200).as_str(), 251, 65_535),
+            ("d", 65_536, 65_536),
+        ] {
+            let body = vec![b'x'; lines];
+            let points_value = encode_record(&Record::Points {
+                db,
+                rp: "",
+                points,
+                lines: &body,
+            });
+            let shared = Record::Shared {
+                db,
+                rp: "",
+                points,
+                lines: lines as u64,
+                sharers: 1,
+                spans: &[],
+            };
+            assert_eq!(shared.accounted_len(0), points_value.len() as u64);
+        }
+    }
+
+    #[test]
+    fn bad_spans_are_errors_not_panics() {
+        let shared = b"m f=1 1\n";
+        let record = |spans: &'static [u8], lines: u64| Record::Shared {
+            db: "d",
+            rp: "",
+            points: 1,
+            lines,
+            sharers: 1,
+            spans,
+        };
+        for (spans, lines) in [
+            (&[0u8, 9][..], 9),      // past the end
+            (&[0, 4][..], 8),        // shorter than recorded
+            (&[0, 0x80][..], 8),     // truncated varint
+            (&[0xff; 12][..], 8),    // overlong varint
+            (&[0, 8][..], u64::MAX), // absurd length
+        ] {
+            assert!(
+                resolve_shared(&record(spans, lines), shared).is_err(),
+                "{spans:?} {lines}"
+            );
+        }
+        assert!(resolve_shared(&record(&[0, 8], 8), shared).is_ok());
+        assert!(shared_lines(b"").is_err());
+        assert!(matches!(
+            shared_lines(b"\x09abc"),
+            Err(DecodeError::Version(9))
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ fn lines_of(e: &Entry) -> Vec<u8> {
     match e.record().unwrap() {
         Record::Points { lines, .. } => lines.to_vec(),
         Record::Statement { query, .. } => query.as_bytes().to_vec(),
+        Record::Shared { .. } => panic!("shared record left unresolved"),
     }
 }
 
@@ -391,4 +392,188 @@ fn oldest_age_tracks_appends_acks_dead_letters_and_reopen() {
     wal.ack(&q, &rest).unwrap();
     assert_eq!(q.stats.oldest_age(), Duration::ZERO);
     assert!(q.stats.ages.lock().is_empty());
+}
+
+/// Appends `lines` once, shared by one record per `(queue, spans)`.
+fn append_shared(wal: &Wal, lines: &[u8], targets: &[(&Queue, &[(u64, u64)])]) -> u64 {
+    let mut value = record::SHARED_VALUE_HEADER.to_vec();
+    value.extend_from_slice(lines);
+    let encoded: Vec<(Vec<u8>, u64, u64)> = targets
+        .iter()
+        .map(|(_, spans)| {
+            let mut packed = Vec::new();
+            record::encode_spans(spans, &mut packed);
+            let covered: Vec<u8> = spans
+                .iter()
+                .flat_map(|&(s, l)| lines[s as usize..(s + l) as usize].to_vec())
+                .collect();
+            let r = Record::Shared {
+                db: "db",
+                rp: "",
+                points: covered.iter().filter(|&&b| b == b'\n').count() as u32,
+                lines: covered.len() as u64,
+                sharers: targets.len() as u32,
+                spans: &packed,
+            };
+            let v = record::encode_record(&r);
+            let bytes = r.accounted_len(v.len());
+            (v, r.points(), bytes)
+        })
+        .collect();
+    let values: Vec<Encoded<'_>> = targets
+        .iter()
+        .zip(&encoded)
+        .map(|((q, _), (value, points, bytes))| Encoded {
+            queue: q,
+            value,
+            points: *points,
+            bytes: *bytes,
+        })
+        .collect();
+    wal.append_encoded(&values, Some(&value)).unwrap()
+}
+
+const SHARED_LINES: &[u8] = b"a f=1 1\nb f=1 1\na f=2 2\nb f=2 2\n";
+/// Lines 1 and 3 of [`SHARED_LINES`], and lines 2 and 4.
+const SPANS_A: &[(u64, u64)] = &[(0, 8), (16, 8)];
+const SPANS_B: &[(u64, u64)] = &[(8, 8), (24, 8)];
+
+fn shared_value_exists(wal: &Wal, seq: u64) -> bool {
+    wal.db.get(record::shared_key(seq)).unwrap().is_some()
+}
+
+#[test]
+fn shared_lines_read_back_as_points_and_go_with_their_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let (a, b, c) = (
+        wal.queue("a", 1 << 20).unwrap(),
+        wal.queue("b", 1 << 20).unwrap(),
+        wal.queue("c", 1 << 20).unwrap(),
+    );
+    let seq = append_shared(
+        &wal,
+        SHARED_LINES,
+        &[(&a, SPANS_A), (&b, SPANS_B), (&c, &[(0, 32)])],
+    );
+    let expected_bytes = record::encode_record(&points("db", b"a f=1 1\na f=2 2\n")).len();
+    assert_eq!(a.stats.bytes.load(Ordering::Relaxed), expected_bytes as u64);
+    assert_eq!(a.stats.points.load(Ordering::Relaxed), 2);
+    let read_a = wal.read(&a, 0, 100, u64::MAX).unwrap();
+    assert_eq!(lines_of(&read_a[0]), b"a f=1 1\na f=2 2\n");
+    let read_b = wal.read(&b, 0, 100, u64::MAX).unwrap();
+    assert_eq!(lines_of(&read_b[0]), b"b f=1 1\nb f=2 2\n");
+    let read_c = wal.read(&c, 0, 100, u64::MAX).unwrap();
+    assert_eq!(lines_of(&read_c[0]), SHARED_LINES);
+    wal.ack(&a, &read_a).unwrap();
+    wal.dead_letter(&b, &read_b, 400, "refused").unwrap();
+    assert!(
+        shared_value_exists(&wal, seq),
+        "c still refers to the lines"
+    );
+    wal.ack(&c, &read_c).unwrap();
+    assert!(!shared_value_exists(&wal, seq));
+    assert_eq!(wal.shared_appends(), 0);
+    for q in [&a, &b, &c] {
+        assert_eq!(q.stats.bytes.load(Ordering::Relaxed), 0, "{}", q.name());
+    }
+    // The dead letter holds the points themselves, not a reference.
+    let mut dead = Vec::new();
+    wal.dead_letters(&b, |_, d| dead.push(d.value.to_vec()))
+        .unwrap();
+    match record::decode_record(&dead[0]).unwrap() {
+        Record::Points { lines, .. } => assert_eq!(lines, b"b f=1 1\nb f=2 2\n"),
+        other => panic!("dead letter holds {other:?}"),
+    }
+}
+
+#[test]
+fn late_records_are_unshared_once_others_were_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let (a, b) = (
+        wal.queue("a", 1 << 20).unwrap(),
+        wal.queue("b", 1 << 20).unwrap(),
+    );
+    let seq = append_shared(&wal, SHARED_LINES, &[(&a, SPANS_A), (&b, SPANS_B)]);
+    assert_eq!(
+        wal.unshare_older_than(Duration::ZERO, 10).unwrap(),
+        0,
+        "nothing delivered yet: both records still share the lines"
+    );
+    let read_a = wal.read(&a, 0, 100, u64::MAX).unwrap();
+    // b read its record before the unsharing and acknowledges it after.
+    let early_b = wal.read(&b, 0, 100, u64::MAX).unwrap();
+    wal.ack(&a, &read_a).unwrap();
+    let bytes_b = b.stats.bytes.load(Ordering::Relaxed);
+    assert_eq!(
+        wal.unshare_older_than(Duration::from_secs(3600), 10)
+            .unwrap(),
+        0,
+        "too recent"
+    );
+    assert_eq!(wal.unshare_older_than(Duration::ZERO, 10).unwrap(), 1);
+    assert!(!shared_value_exists(&wal, seq));
+    let stored = wal
+        .db
+        .get(record::key(QUEUE_PREFIX, b.id, seq))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        record::decode_record(&stored).unwrap(),
+        Record::Points { .. }
+    ));
+    assert_eq!(b.stats.bytes.load(Ordering::Relaxed), bytes_b);
+    let read_b = wal.read(&b, 0, 100, u64::MAX).unwrap();
+    assert_eq!(lines_of(&read_b[0]), b"b f=1 1\nb f=2 2\n");
+    assert_eq!(read_b[0].value, early_b[0].value);
+    wal.ack(&b, &early_b).unwrap();
+    assert!(b.is_empty());
+    assert_eq!(b.stats.bytes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn shared_references_are_rebuilt_at_open_and_orphans_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seq, orphan);
+    {
+        let wal = Wal::open(dir.path(), false).unwrap();
+        let (a, b) = (
+            wal.queue("a", 1 << 20).unwrap(),
+            wal.queue("b", 1 << 20).unwrap(),
+        );
+        seq = append_shared(&wal, SHARED_LINES, &[(&a, SPANS_A), (&b, SPANS_B)]);
+        orphan = seq + 100;
+        wal.db
+            .put(record::shared_key(orphan), b"\x01x f=1\n")
+            .unwrap();
+        let read_a = wal.read(&a, 0, 100, u64::MAX).unwrap();
+        wal.ack(&a, &read_a).unwrap();
+    }
+    let wal = Wal::open(dir.path(), false).unwrap();
+    assert!(!shared_value_exists(&wal, orphan));
+    assert!(shared_value_exists(&wal, seq));
+    assert_eq!(wal.shared_appends(), 1);
+    let next = wal.append(&[]).unwrap();
+    assert!(next > orphan, "sequence numbers never go back");
+    // a was delivered before the restart: b's record is a candidate.
+    assert_eq!(wal.unshare_older_than(Duration::ZERO, 10).unwrap(), 1);
+    let b = wal.queue("b", 1 << 20).unwrap();
+    let read_b = wal.read(&b, 0, 100, u64::MAX).unwrap();
+    assert_eq!(lines_of(&read_b[0]), b"b f=1 1\nb f=2 2\n");
+}
+
+#[test]
+fn a_record_whose_shared_lines_are_missing_is_read_unresolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let a = wal.queue("a", 1 << 20).unwrap();
+    let seq = append_shared(&wal, SHARED_LINES, &[(&a, SPANS_A)]);
+    wal.db.delete(record::shared_key(seq)).unwrap();
+    let read = wal.read(&a, 0, 100, u64::MAX).unwrap();
+    assert!(matches!(read[0].record(), Ok(Record::Shared { .. })));
+    wal.dead_letter(&a, &read, 0, "shared record whose lines are missing")
+        .unwrap();
+    assert!(a.is_empty());
+    assert_eq!(a.stats.bytes.load(Ordering::Relaxed), 0);
 }
