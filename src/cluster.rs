@@ -364,26 +364,29 @@ impl<'c, 'r> Router<'c, 'r> {
     /// Gives the normalised line at `start..` of the shared lines to its
     /// owner in every circle.
     fn route(&mut self, db: &str, measurement: &str, start: usize) {
-        if !self.owners.contains_key(measurement) {
-            self.cluster
-                .shard_key
-                .build_into(db, measurement, &mut self.key);
-            let owners = self
-                .cluster
-                .circles
-                .iter()
-                .enumerate()
-                .map(|(c, circle)| self.offsets[c] + circle.owner_index(self.key.as_bytes()))
-                .collect();
-            self.owners.insert(measurement.to_owned(), owners);
-        }
         let header = record::SHARED_VALUE_HEADER.len();
         let (offset, len) = ((start - header) as u64, (self.lines.len() - start) as u64);
+        // One lookup for a measurement already seen (the common case).
         if let Some(owners) = self.owners.get(measurement) {
             for &i in owners.iter() {
                 self.targets[i].push(offset, len);
             }
+            return;
         }
+        self.cluster
+            .shard_key
+            .build_into(db, measurement, &mut self.key);
+        let owners: Box<[usize]> = self
+            .cluster
+            .circles
+            .iter()
+            .enumerate()
+            .map(|(c, circle)| self.offsets[c] + circle.owner_index(self.key.as_bytes()))
+            .collect();
+        for &i in owners.iter() {
+            self.targets[i].push(offset, len);
+        }
+        self.owners.insert(measurement.to_owned(), owners);
     }
 
     /// Appends the shared lines and one record per receiving backend
