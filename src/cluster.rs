@@ -18,7 +18,7 @@ use crate::circle::{BackendHandle, Circle, CircleSupervisor, StopSupervising};
 use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
 use crate::ring::{Ring, ShardKey};
-use crate::wal::{self, record, Append, Encoded, Record, Wal};
+use crate::wal::{self, record, Append, Encoded, Record, Wal, WriteLines};
 
 /// Errors while starting the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +244,7 @@ impl Cluster {
                 &parsed,
                 req.precision,
                 now_ns,
-                &mut router.lines,
+                router.lines.buffer(),
             ) {
                 router.lines.truncate(start);
                 outcome.errors.push(e);
@@ -299,8 +299,8 @@ struct Router<'c, 'r> {
     rp: &'r str,
     /// Flat index of the first backend of each circle.
     offsets: Vec<usize>,
-    /// The shared value: [`record::SHARED_VALUE_HEADER`], then the lines.
-    lines: Vec<u8>,
+    /// The normalised lines of the request.
+    lines: WriteLines<'r>,
     /// What each flat backend index receives.
     targets: Vec<Target>,
     key: String,
@@ -347,8 +347,8 @@ impl<'c, 'r> Router<'c, 'r> {
             }));
         }
         // Room for appended timestamps, so the buffer rarely regrows.
-        let mut lines = buffers::take(req.body.len() + req.body.len() / 4 + 1);
-        lines.extend_from_slice(&record::SHARED_VALUE_HEADER);
+        let buf = buffers::take(req.body.len() + req.body.len() / 4 + 64);
+        let lines = WriteLines::reusing(buf, req.db, req.rp);
         Router {
             cluster,
             db: req.db,
@@ -364,8 +364,7 @@ impl<'c, 'r> Router<'c, 'r> {
     /// Gives the normalised line at `start..` of the shared lines to its
     /// owner in every circle.
     fn route(&mut self, db: &str, measurement: &str, start: usize) {
-        let header = record::SHARED_VALUE_HEADER.len();
-        let (offset, len) = ((start - header) as u64, (self.lines.len() - start) as u64);
+        let (offset, len) = (start as u64, (self.lines.len() - start) as u64);
         // One lookup for a measurement already seen (the common case).
         if let Some(owners) = self.owners.get(measurement) {
             for &i in owners.iter() {
@@ -390,8 +389,28 @@ impl<'c, 'r> Router<'c, 'r> {
     }
 
     /// Appends the shared lines and one record per receiving backend
-    /// atomically; returns the backends to wake.
+    /// atomically; returns the backends to wake. Lines that all go to one
+    /// backend (one circle of one backend, or one measurement) need no
+    /// sharing: they become that backend's `Points` record in place.
     fn commit(&mut self) -> Result<Wakeups, wal::Error> {
+        let mut receivers = self.targets.iter().zip(self.cluster.backends());
+        let mut receivers = receivers.by_ref().filter(|(t, _)| t.points > 0);
+        if let (Some((target, handle)), None) = (receivers.next(), receivers.next()) {
+            if target.bytes == self.lines.len() as u64 {
+                let points = target.points;
+                let value = self.lines.points_value(points);
+                self.cluster.wal.append_encoded(
+                    &[Encoded {
+                        queue: &handle.backend.queue,
+                        value,
+                        points: u64::from(points),
+                        bytes: value.len() as u64,
+                    }],
+                    None,
+                )?;
+                return Ok(Wakeups(vec![Arc::clone(handle)]));
+            }
+        }
         let mut encoded = Vec::new();
         let mut spans = Vec::new();
         let sharers = self.targets.iter().filter(|t| t.points > 0).count() as u32;
@@ -424,7 +443,7 @@ impl<'c, 'r> Router<'c, 'r> {
             .collect();
         self.cluster
             .wal
-            .append_encoded(&values, Some(&self.lines))?;
+            .append_encoded(&values, Some(self.lines.shared_value()))?;
         Ok(Wakeups(
             encoded.into_iter().map(|(h, ..)| Arc::clone(h)).collect(),
         ))
@@ -433,7 +452,8 @@ impl<'c, 'r> Router<'c, 'r> {
 
 impl Drop for Router<'_, '_> {
     fn drop(&mut self) {
-        buffers::give(std::mem::take(&mut self.lines));
+        let lines = std::mem::replace(&mut self.lines, WriteLines::reusing(Vec::new(), "", ""));
+        buffers::give(lines.into_vec());
     }
 }
 
@@ -442,4 +462,86 @@ fn now_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_nanos() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `body` to a cluster of `circles` (backends that never answer,
+    /// so the records stay queued); returns the lines each backend's queue
+    /// holds, in config order, and how many appends share their lines.
+    async fn queued_after_write(circles: &str, body: &[u8]) -> (Vec<Vec<u8>>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_str(&format!(r#"{{"circles": {circles}}}"#)).unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let cluster = Cluster::start(&config, wal.clone()).unwrap();
+        let request = WriteRequest {
+            db: "db",
+            rp: "",
+            precision: Precision::Nanoseconds,
+            body,
+        };
+        let outcome = cluster.write(&request).unwrap();
+        assert!(outcome.errors.is_empty());
+        let queued = cluster
+            .backends()
+            .map(|b| {
+                let entries = wal.read(&b.backend.queue, 0, u64::MAX, u64::MAX).unwrap();
+                let lines: Vec<Vec<u8>> = entries
+                    .iter()
+                    .map(|e| match e.record().unwrap() {
+                        Record::Points { lines, .. } => lines.to_vec(),
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                lines.concat()
+            })
+            .collect();
+        cluster.stop();
+        (queued, wal.shared_appends())
+    }
+
+    const BODY: &[u8] = b"cpu f=1 1\nmem f=1 1\ncpu f=2 2\nmem f=2 2\n";
+
+    /// The lines of [`BODY`] whose measurement is in `queued`, in body order.
+    fn body_lines_like(queued: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8(queued.to_vec()).unwrap();
+        let measurements: Vec<&str> = text.lines().map(|l| &l[..3]).collect();
+        BODY.split_inclusive(|&b| b == b'\n')
+            .filter(|l| measurements.iter().any(|m| l.starts_with(m.as_bytes())))
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    #[actix_rt::test]
+    async fn two_circles_share_one_copy_of_the_lines() {
+        let (queued, shared) = queued_after_write(
+            r#"[{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]},
+                {"name": "c2", "backends": [{"name": "b", "url": "http://127.0.0.1:1"},
+                                            {"name": "c", "url": "http://127.0.0.1:1"}]}]"#,
+            BODY,
+        )
+        .await;
+        assert_eq!(shared, 1);
+        assert_eq!(queued[0], BODY);
+        // Circle 2 splits the measurements between its backends, each in
+        // body order.
+        assert_eq!(queued[1].len() + queued[2].len(), BODY.len());
+        for lines in &queued[1..] {
+            assert_eq!(lines, &body_lines_like(lines));
+        }
+    }
+
+    #[actix_rt::test]
+    async fn lines_for_one_backend_are_stored_as_its_own_record() {
+        let (queued, shared) = queued_after_write(
+            r#"[{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]}]"#,
+            BODY,
+        )
+        .await;
+        assert_eq!(shared, 0);
+        assert_eq!(queued, vec![BODY.to_vec()]);
+    }
 }

@@ -29,7 +29,8 @@
 //! stores the request's lines once (`'s'`) and one small `Shared` record per
 //! backend naming its spans, instead of N copies: half the bytes for 2
 //! circles, the append being half of a write's latency
-//! (`docs/profile.md`). [`Wal::read`] resolves a shared record into the
+//! (`docs/profile.md`). Lines that all go to one backend are stored as its
+//! `Points` record instead. [`Wal::read`] resolves a shared record into the
 //! `Points` record it stands for, so delivery and dead letters only ever
 //! see `Points`, and a queue's byte counter counts that `Points` length.
 //! The `'s'` value is deleted in the batch that removes its last record.
@@ -86,7 +87,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
-pub use record::{DeadLetter, PointsBuilder, Record};
+pub use record::{DeadLetter, Record, WriteLines};
 use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX, SHARED_PREFIX};
 
 /// Errors of the write-ahead queue.
@@ -545,9 +546,9 @@ impl Wal {
         self.append_encoded(&values, None)
     }
 
-    /// [`Wal::append`] for values already encoded (by a
-    /// [`PointsBuilder`]): the write path builds its records in place.
-    /// `shared` is the value (see [`record::SHARED_VALUE_HEADER`]) holding
+    /// [`Wal::append`] for values already encoded: the write path builds
+    /// its records in place ([`WriteLines`]). `shared` is the value
+    /// ([`WriteLines::shared_value`]) holding
     /// the lines of the [`Record::Shared`] values among them; it is stored
     /// once, in the same atomic batch.
     pub fn append_encoded(&self, values: &[Encoded<'_>], shared: Option<&[u8]>) -> Result<u64> {

@@ -187,19 +187,18 @@ pub fn encode_record(record: &Record<'_>) -> Vec<u8> {
     out
 }
 
-/// A points record assembled in place, so the finished queue value needs no
-/// copy of its lines: they are appended after room left for the header,
-/// and [`PointsBuilder::finish`] writes the header right in front of them.
-/// The value is byte for byte what [`encode_record`] makes of the same
-/// [`Record::Points`]; for a 5,000-line request this saves one copy and one
-/// fresh allocation per backend (the page faults of which cost more than
-/// the copy on the VMs we measured).
+/// The lines of one write, laid out so that they can be stored without a
+/// copy either as the shared value of the append ([`WriteLines::shared_value`])
+/// or, when one record takes them all, as that record's [`Record::Points`]
+/// value ([`WriteLines::points_value`]): they are appended after room left
+/// for the longest header, which is written right in front of them. For a
+/// 5,000-line request this saves a copy and a fresh allocation, whose page
+/// faults cost more than the copy on the VMs we measured.
 #[derive(Debug)]
-pub struct PointsBuilder<'a> {
+pub struct WriteLines<'a> {
     bytes: Vec<u8>,
     db: &'a str,
     rp: &'a str,
-    points: u32,
 }
 
 /// Longest bincode varint of a `u32` and of a `u64`/`usize`.
@@ -218,40 +217,64 @@ fn header_room(db: &str, rp: &str) -> usize {
         + VARINT_U64_MAX
 }
 
-impl<'a> PointsBuilder<'a> {
-    /// A builder for a record of `db` and `rp` that reuses `buf` (its
-    /// contents are discarded, its capacity kept).
-    pub fn reusing(mut buf: Vec<u8>, db: &'a str, rp: &'a str) -> PointsBuilder<'a> {
+impl<'a> WriteLines<'a> {
+    /// Lines of a write to `db` and `rp` in `buf` (its contents are
+    /// discarded, its capacity kept).
+    pub fn reusing(mut buf: Vec<u8>, db: &'a str, rp: &'a str) -> WriteLines<'a> {
         buf.clear();
         buf.resize(header_room(db, rp), 0);
-        PointsBuilder {
-            bytes: buf,
-            db,
-            rp,
-            points: 0,
-        }
+        WriteLines { bytes: buf, db, rp }
+    }
+
+    fn room(&self) -> usize {
+        header_room(self.db, self.rp)
+    }
+
+    /// The buffer to append `\n`-terminated lines to. Offsets into the
+    /// lines are `buffer().len() - start()` style: see [`WriteLines::len`].
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Bytes of lines so far; a line appended now starts at this offset.
+    pub fn len(&self) -> usize {
+        self.bytes.len() - self.room()
+    }
+
+    /// True when no line was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the first `len` bytes of lines (drops a line that failed
+    /// half way).
+    pub fn truncate(&mut self, len: usize) {
+        self.bytes.truncate(self.room() + len);
     }
 
     /// Appends one line, which must end in `\n`.
     pub fn push_line(&mut self, line: &[u8]) {
         self.bytes.extend_from_slice(line);
-        self.points = self.points.saturating_add(1);
     }
 
-    /// Number of lines pushed.
-    pub fn points(&self) -> u32 {
-        self.points
+    /// The value stored under [`shared_key`]: the version byte, then the
+    /// lines (what [`shared_lines`] reads back).
+    pub fn shared_value(&mut self) -> &[u8] {
+        let room = self.room();
+        let start = room - SHARED_VALUE_HEADER.len();
+        self.bytes[start..room].copy_from_slice(&SHARED_VALUE_HEADER);
+        &self.bytes[start..]
     }
 
-    /// Writes the header in front of the lines and returns the finished
-    /// value.
-    pub fn finish(&mut self) -> &[u8] {
-        let room = header_room(self.db, self.rp);
+    /// The [`Record::Points`] value of all the lines, `points` of them:
+    /// byte for byte what [`encode_record`] makes of it.
+    pub fn points_value(&mut self, points: u32) -> &[u8] {
+        let room = self.room();
         let lines = (self.bytes.len() - room) as u64;
         let mut header = Vec::with_capacity(room);
         // Field by field as `#[derive(Encode)]` writes `Record::Points`:
         // variant index, then the fields in declaration order.
-        encode_versioned(&(0u32, self.db, self.rp, self.points, lines), &mut header);
+        encode_versioned(&(0u32, self.db, self.rp, points, lines), &mut header);
         let Some(start) = room.checked_sub(header.len()) else {
             // Unreachable: the room is computed from the varint maxima.
             // Stay correct (one copy) rather than panic.
@@ -300,9 +323,8 @@ fn read_leb128(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// The value stored under [`shared_key`]: the version byte, then the
-/// lines. The write path builds it in place: it starts a buffer with
-/// [`SHARED_VALUE_HEADER`] and appends lines after it.
+/// The first byte of the value stored under [`shared_key`]; the lines
+/// follow (see [`WriteLines::shared_value`]).
 pub const SHARED_VALUE_HEADER: [u8; 1] = [FORMAT_VERSION];
 
 /// The lines of a shared value.
@@ -439,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn points_builder_matches_the_derived_encoding() {
+    fn write_lines_make_the_derived_points_encoding_and_the_shared_value() {
         let line = b"cpu,host=a value=1 1\n";
         for (db, rp, lines) in [
             ("db", "", 0usize),
@@ -450,20 +472,30 @@ mod tests {
             ("d", "", 400_000),
         ] {
             let mut body = Vec::new();
-            let mut b = PointsBuilder::reusing(b"stale contents".to_vec(), db, rp);
+            let mut w = WriteLines::reusing(b"stale contents".to_vec(), db, rp);
             for _ in 0..lines {
-                b.push_line(line);
+                w.push_line(line);
                 body.extend_from_slice(line);
             }
+            assert_eq!(w.len(), body.len());
             let expected = encode_record(&Record::Points {
                 db,
                 rp,
                 points: lines as u32,
                 lines: &body,
             });
-            assert_eq!(b.finish(), &expected[..], "{db}/{rp} x{lines}");
-            assert_eq!(b.points(), lines as u32);
+            assert_eq!(shared_lines(w.shared_value()).unwrap(), &body[..]);
+            assert_eq!(
+                w.points_value(lines as u32),
+                &expected[..],
+                "{db}/{rp} x{lines}"
+            );
         }
+        let mut w = WriteLines::reusing(Vec::new(), "d", "");
+        w.push_line(b"a f=1 1\n");
+        w.push_line(b"bad");
+        w.truncate(8);
+        assert_eq!(shared_lines(w.shared_value()).unwrap(), b"a f=1 1\n");
     }
 
     #[test]
