@@ -460,7 +460,8 @@ else
         shift 3
         [ "$ppid" != - ] && cpu0=$(cpu_seconds "$ppid")
         t0=$(date +%s.%N)
-        run_load "$TARGET_URL" bench --create-db ${ROW_RATE:+--rate "$ROW_RATE"}
+        run_load "$TARGET_URL" bench --create-db ${ROW_RATE:+--rate "$ROW_RATE"} \
+            ${ROW_POINTS:+--points "$ROW_POINTS"}
         t1=$(date +%s.%N)
         if [ "$ppid" != - ]; then
             cpu1=$(cpu_seconds "$ppid")
@@ -480,13 +481,14 @@ else
         ROW_P50=$(jget "$LOAD_JSON" p50)
         ROW_P99=$(jget "$LOAD_JSON" p99)
         ROW_E2E=$e2e
+        ROW_ACKED=$acked
     }
 
     log "(b) load tool -> influxd"
     start_influxd
     TARGET_URL="http://127.0.0.1:$INFLUXD_PORT"
     influx_row "load tool -> influxd" 1 - "$INFLUXD_PORT"
-    D_PPS=$ROW_PPS D_P50=$ROW_P50 D_P99=$ROW_P99
+    D_PPS=$ROW_PPS D_P50=$ROW_P50 D_P99=$ROW_P99 D_POINTS=$ROW_ACKED
     stop_pid "$INFLUXD_PID"
 
     log "(b) proxy -> 1x1 influxd"
@@ -526,6 +528,21 @@ else
     stop_pid "$PROXY_PID"
     stop_pid "$INFLUXD_PID"
 
+    # The same work both ways: the points the direct run stored, sent flat out through the
+    # proxy and timed until influxd has them all.
+    log "(b) proxy -> 1x1 influxd, the direct run's point count"
+    start_influxd
+    start_proxy 1 1 "$INFLUXD_PORT"
+    TARGET_URL=$PROXY_URL
+    ROW_POINTS=$D_POINTS
+    ROW_SECONDS=$((BENCH_SECONDS * 6))
+    influx_row "proxy -> 1 influxd, the direct run's $(fmt_int "$D_POINTS") points flat out" 1 "$PROXY_PID" "$INFLUXD_PORT"
+    ROW_POINTS=
+    ROW_SECONDS=
+    P4_E2E=$ROW_E2E
+    stop_pid "$PROXY_PID"
+    stop_pid "$INFLUXD_PID"
+
     log "(b) proxy -> 2x2 influxd"
     ports=()
     pids=()
@@ -543,7 +560,8 @@ else
     out "Proxy (one circle of that influxd) vs. influxd direct: acked points/s x$(awk -v a="$P_PPS" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')," \
         "end-to-end points/s x$(awk -v a="$P_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')" \
         "(x$(awk -v a="$P2_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') without gzip towards influxd;" \
-        "x$(awk -v a="$P3_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') with the load limited to the direct rate)," \
+        "x$(awk -v a="$P3_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') with the load limited to the direct rate;" \
+        "x$(awk -v a="$P4_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') for the direct run's point count sent flat out, the same work both ways)," \
         "p50 latency x$(awk -v a="$P_P50" -v b="$D_P50" 'BEGIN {printf "%.2f", a / b}')," \
         "p99 latency x$(awk -v a="$P_P99" -v b="$D_P99" 'BEGIN {printf "%.2f", a / b}')."
 fi

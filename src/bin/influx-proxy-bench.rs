@@ -61,6 +61,8 @@ WRITE OPTIONS:
     --gzip                  send gzip-compressed bodies (compressed by the worker per request)
     --rate N                points/s over all workers, 0 = unlimited          [default: 0]
     --duration D            how long to send, e.g. 10s, 500ms, 2m             [default: 10s]
+    --points N              stop once N points were sent (whole batches), 0 = no limit;
+                            --duration still bounds the run                  [default: 0]
     --precision P           n, ns, u, us, ms, s, m or h    [default: n]
     --pool-mb N             pre-generate about N MB of request bodies (all workers together)
                             before the timed run and send them first, then go on generating on
@@ -113,6 +115,8 @@ struct WriteOpts {
     /// Points per second over all workers; 0 means unlimited.
     rate: u64,
     duration: Duration,
+    /// Points to send in all before stopping (whole batches); 0 = until `duration`.
+    points: u64,
     precision: String,
     timeout: Duration,
     create_db: bool,
@@ -141,6 +145,7 @@ impl Default for WriteOpts {
             gzip: false,
             rate: 0,
             duration: Duration::from_secs(10),
+            points: 0,
             precision: "n".to_owned(),
             timeout: Duration::from_secs(30),
             create_db: false,
@@ -370,6 +375,7 @@ fn parse_write(args: Vec<(String, Option<String>)>) -> Result<WriteOpts, String>
                 "--fields" => o.fields = parse_usize(flag, v, 1)?,
                 "--rate" => o.rate = parse_usize(flag, v, 0)? as u64,
                 "--duration" => o.duration = parse_duration(v)?,
+                "--points" => o.points = parse_usize(flag, v, 0)? as u64,
                 "--timeout" => o.timeout = parse_duration(v)?,
                 "--pool-mb" => o.pool_mb = parse_usize(flag, v, 0)?,
                 "--precision" => {
@@ -940,6 +946,17 @@ impl Bodies {
     }
 }
 
+/// Batches worker `id` may send under `--points` (`None`: no limit): the whole
+/// batches covering the points, spread over the workers.
+fn batch_budget(o: &WriteOpts, id: usize) -> Option<u64> {
+    if o.points == 0 {
+        return None;
+    }
+    let batches = o.points.div_ceil(o.batch.max(1) as u64);
+    let workers = o.concurrency.max(1) as u64;
+    Some(batches / workers + u64::from((id as u64) < batches % workers))
+}
+
 fn worker(ctx: &RunCtx, id: usize) -> WorkerStats {
     let o = &ctx.opts;
     let mut stats = WorkerStats {
@@ -955,6 +972,7 @@ fn worker(ctx: &RunCtx, id: usize) -> WorkerStats {
     let interval = (o.rate > 0)
         .then(|| Duration::from_secs_f64(o.batch as f64 * o.concurrency as f64 / o.rate as f64));
     let mut sent_batches: u32 = 0;
+    let budget = batch_budget(o, id);
     ctx.ready.wait();
     let start = Instant::now();
     let deadline = start + o.duration;
@@ -971,7 +989,7 @@ fn worker(ctx: &RunCtx, id: usize) -> WorkerStats {
                 thread::sleep(due - now);
             }
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || budget.is_some_and(|b| u64::from(sent_batches) >= b) {
             break;
         }
         let (body, raw_len) = bodies.next();
@@ -1588,6 +1606,14 @@ mod tests {
     }
 
     #[test]
+    fn points_are_spread_over_the_workers_in_whole_batches() {
+        let o = write_opts("write --points 23000 --batch 5000 --concurrency 4");
+        let budgets: Vec<u64> = (0..4).map(|id| batch_budget(&o, id).unwrap()).collect();
+        assert_eq!(budgets, vec![2, 1, 1, 1]);
+        assert_eq!(batch_budget(&write_opts("write"), 0), None);
+    }
+
+    #[test]
     fn parses_durations() {
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
@@ -1783,6 +1809,23 @@ mod tests {
         assert!(s.ok_points >= 50);
         assert_eq!(s.ok_points, stats.points.load(Ordering::Relaxed));
 
+        // `--points` stops worker 0 of 2 after its share: 3 batches of 50 in
+        // all, 2 of them its own, long before the duration ends.
+        let limited = RunCtx {
+            opts: write_opts(&format!(
+                "write --url http://127.0.0.1:{} --concurrency 2 --batch 50 --duration 60s \
+                 --points 120",
+                addr.port()
+            )),
+            ready: Barrier::new(1),
+            ..ctx
+        };
+        let before = stats.points.load(Ordering::Relaxed);
+        let l = worker(&limited, 0);
+        assert!(l.errors.is_empty(), "{:?}", l.first_error);
+        assert_eq!(l.ok_points, 100);
+        assert_eq!(stats.points.load(Ordering::Relaxed) - before, 100);
+
         // Chunked upload, ping and query by hand on one keep-alive connection.
         let mut c = Conn::open(&addr, Duration::from_secs(5)).unwrap();
         let mut line = String::new();
@@ -1803,6 +1846,6 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.body, br#"{"results":[{"statement_id":0}]}"#);
-        assert_eq!(stats.points.load(Ordering::Relaxed), s.ok_points + 2);
+        assert_eq!(stats.points.load(Ordering::Relaxed), s.ok_points + 100 + 2);
     }
 }
