@@ -119,7 +119,11 @@ log() { echo "-- $*" >&2; }
 # Processes
 # ---------------------------------------------------------------------------------------------
 
-NEXT_PORT=$((20000 + RANDOM % 20000))
+# Ports below the kernel's ephemeral range: a port in it can be the local end of some
+# connection, which nobody listens on yet a server cannot bind (a CI run lost its sink so).
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "${EPHEMERAL_LOW:-0}" -gt 12000 ] 2>/dev/null || EPHEMERAL_LOW=32768
+NEXT_PORT=$((10000 + RANDOM % (EPHEMERAL_LOW - 12000)))
 # Sets PORT to a loopback port nobody listens on.
 alloc_port() {
     while :; do

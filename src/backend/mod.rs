@@ -164,6 +164,24 @@ impl Backend {
     }
 }
 
+/// How long a partial batch still waits before it is sent (`None`: send
+/// now). `flush_time` counts from the oldest pending record's arrival
+/// (`waited`), not from now: the tail of a drained backlog, or a record that
+/// arrived while a batch was in flight, has waited long enough already (a
+/// fresh `flush_time` there added up to a second to the time a backlog
+/// takes to reach InfluxDB).
+fn flush_delay(
+    pending: u64,
+    rewriting: bool,
+    waited: Duration,
+    settings: &Settings,
+) -> Option<Duration> {
+    if pending >= settings.flush_size || rewriting || waited >= settings.flush_time {
+        return None;
+    }
+    Some(settings.flush_time - waited)
+}
+
 /// Where the delivery loop stands.
 #[derive(Debug)]
 enum State {
@@ -304,14 +322,21 @@ impl BackendActor {
             }
             State::Idle if records == 0 => {}
             State::Idle => {
-                if pending >= self.settings.flush_size || self.backend.status.is_rewriting() {
-                    self.send(ctx);
-                } else {
-                    let handle = ctx.run_later(self.settings.flush_time, |act, ctx| {
-                        act.state = State::Idle;
-                        act.send(ctx);
-                    });
-                    self.state = State::Waiting(handle);
+                let delay = flush_delay(
+                    pending,
+                    self.backend.status.is_rewriting(),
+                    self.backend.queue.stats.oldest_age(),
+                    &self.settings,
+                );
+                match delay {
+                    None => self.send(ctx),
+                    Some(delay) => {
+                        let handle = ctx.run_later(delay, |act, ctx| {
+                            act.state = State::Idle;
+                            act.send(ctx);
+                        });
+                        self.state = State::Waiting(handle);
+                    }
                 }
             }
         }
@@ -659,5 +684,41 @@ mod tests {
     fn retrying_wins_over_refusing() {
         let v = Verdict::of(vec![sent(Err(status(400))), sent(Err(status(500)))]);
         assert!(matches!(v, Verdict::Retry(e) if e.status() == Some(500)));
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            flush_size: 100,
+            concurrency: 1,
+            gzip: false,
+            flush_time: Duration::from_secs(1),
+            check_interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_partial_batch_waits_out_flush_time_from_its_oldest_record() {
+        let s = settings();
+        let ms = Duration::from_millis;
+        assert_eq!(flush_delay(10, false, ms(0), &s), Some(ms(1000)));
+        assert_eq!(flush_delay(10, false, ms(300), &s), Some(ms(700)));
+        assert_eq!(
+            flush_delay(10, false, ms(1000), &s),
+            None,
+            "waited long enough"
+        );
+        assert_eq!(
+            flush_delay(10, false, ms(9000), &s),
+            None,
+            "tail of a backlog"
+        );
+        assert_eq!(flush_delay(100, false, ms(0), &s), None, "a full batch");
+        assert_eq!(
+            flush_delay(1, true, ms(0), &s),
+            None,
+            "a backend being rewritten"
+        );
     }
 }
