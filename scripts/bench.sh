@@ -495,57 +495,48 @@ else
     D_PPS=$ROW_PPS D_P50=$ROW_P50 D_P99=$ROW_P99 D_POINTS=$ROW_ACKED
     stop_pid "$INFLUXD_PID"
 
+    # proxy_1x1_row LABEL: a fresh influxd behind a fresh 1x1 proxy; PROXY_EXTRA, ROW_RATE,
+    # ROW_POINTS and ROW_SECONDS apply as set by the caller. Sets ROW_* like influx_row.
+    proxy_1x1_row() {
+        start_influxd
+        start_proxy 1 1 "$INFLUXD_PORT"
+        TARGET_URL=$PROXY_URL
+        influx_row "$1" 1 "$PROXY_PID" "$INFLUXD_PORT"
+        stop_pid "$PROXY_PID"
+        stop_pid "$INFLUXD_PID"
+    }
+
     log "(b) proxy -> 1x1 influxd"
-    start_influxd
-    start_proxy 1 1 "$INFLUXD_PORT"
-    TARGET_URL=$PROXY_URL
-    influx_row "proxy -> 1 influxd" 1 "$PROXY_PID" "$INFLUXD_PORT"
+    proxy_1x1_row "proxy -> 1 influxd"
     P_PPS=$ROW_PPS P_P50=$ROW_P50 P_P99=$ROW_P99 P_E2E=$ROW_E2E
-    stop_pid "$PROXY_PID"
-    stop_pid "$INFLUXD_PID"
 
     log "(b) proxy -> 1x1 influxd, write_gzip false"
-    start_influxd
     PROXY_EXTRA='"write_gzip": false,'
-    start_proxy 1 1 "$INFLUXD_PORT"
+    proxy_1x1_row "proxy -> 1 influxd, \`write_gzip: false\`"
     PROXY_EXTRA=
-    TARGET_URL=$PROXY_URL
-    influx_row "proxy -> 1 influxd, \`write_gzip: false\`" 1 "$PROXY_PID" "$INFLUXD_PORT"
     P2_E2E=$ROW_E2E
-    stop_pid "$PROXY_PID"
-    stop_pid "$INFLUXD_PID"
 
     # The unlimited rows above let the proxy accept several times what influxd takes and then
     # drain it into an ever larger database; at influxd's own rate both sides store about as
     # much data, which is what "overhead" means to an operator sizing a deployment.
     log "(b) proxy -> 1x1 influxd at the direct rate"
-    start_influxd
-    start_proxy 1 1 "$INFLUXD_PORT"
-    TARGET_URL=$PROXY_URL
     ROW_RATE=$(awk -v r="$D_PPS" 'BEGIN {printf "%.0f", r}')
     # Longer, so the last partial batch's flush_time (1 s) weighs little.
     ROW_SECONDS=$((BENCH_SECONDS * 3))
-    influx_row "proxy -> 1 influxd, load limited to the direct rate ($(fmt_int "$ROW_RATE") points/s)" 1 "$PROXY_PID" "$INFLUXD_PORT"
+    proxy_1x1_row "proxy -> 1 influxd, load limited to the direct rate ($(fmt_int "$ROW_RATE") points/s)"
     ROW_RATE=
     ROW_SECONDS=
     P3_E2E=$ROW_E2E
-    stop_pid "$PROXY_PID"
-    stop_pid "$INFLUXD_PID"
 
     # The same work both ways: the points the direct run stored, sent flat out through the
     # proxy and timed until influxd has them all.
     log "(b) proxy -> 1x1 influxd, the direct run's point count"
-    start_influxd
-    start_proxy 1 1 "$INFLUXD_PORT"
-    TARGET_URL=$PROXY_URL
     ROW_POINTS=$D_POINTS
     ROW_SECONDS=$((BENCH_SECONDS * 6))
-    influx_row "proxy -> 1 influxd, the direct run's $(fmt_int "$D_POINTS") points flat out" 1 "$PROXY_PID" "$INFLUXD_PORT"
+    proxy_1x1_row "proxy -> 1 influxd, the direct run's $(fmt_int "$D_POINTS") points flat out"
     ROW_POINTS=
     ROW_SECONDS=
     P4_E2E=$ROW_E2E
-    stop_pid "$PROXY_PID"
-    stop_pid "$INFLUXD_PID"
 
     log "(b) proxy -> 2x2 influxd"
     ports=()

@@ -113,6 +113,13 @@ fn varint_len(v: u64) -> u64 {
     }
 }
 
+/// Appends a [`Record::Points`] value up to its lines (`lines` bytes of
+/// them follow): field by field as `#[derive(Encode)]` writes it, variant
+/// index first. [`points_header_len`] is its length.
+fn encode_points_header(db: &str, rp: &str, points: u32, lines: u64, out: &mut Vec<u8>) {
+    encode_versioned(&(0u32, db, rp, points, lines), out);
+}
+
 /// Length of a [`Record::Points`] value up to its lines: version, variant,
 /// db, rp, points and the lines' length.
 fn points_header_len(db: &str, rp: &str, points: u32, lines: u64) -> u64 {
@@ -272,9 +279,7 @@ impl<'a> WriteLines<'a> {
         let room = self.room();
         let lines = (self.bytes.len() - room) as u64;
         let mut header = Vec::with_capacity(room);
-        // Field by field as `#[derive(Encode)]` writes `Record::Points`:
-        // variant index, then the fields in declaration order.
-        encode_versioned(&(0u32, self.db, self.rp, points, lines), &mut header);
+        encode_points_header(self.db, self.rp, points, lines, &mut header);
         let Some(start) = room.checked_sub(header.len()) else {
             // Unreachable: the room is computed from the varint maxima.
             // Stay correct (one copy) rather than panic.
@@ -359,7 +364,7 @@ pub fn resolve_shared(record: &Record<'_>, shared: &[u8]) -> Result<Vec<u8>, Dec
     // Exact, so the caller's `into_boxed_slice` does not reallocate.
     let header = points_header_len(db, rp, points, lines) as usize;
     let mut out = Vec::with_capacity(header + total);
-    encode_versioned(&(0u32, db, rp, points, lines), &mut out);
+    encode_points_header(db, rp, points, lines, &mut out);
     let (mut at, mut end) = (0usize, 0usize);
     while at < spans.len() {
         let (Some(gap), Some(len)) = (read_leb128(spans, &mut at), read_leb128(spans, &mut at))
