@@ -46,6 +46,8 @@ use std::iter::FusedIterator;
 
 use memchr::{memchr, memchr2, memchr3, memchr3_iter};
 
+mod plain;
+
 /// Longest measurement-plus-tags key InfluxDB accepts (`models.MaxKeyLength`).
 const MAX_KEY_LENGTH: usize = 65535;
 
@@ -422,6 +424,14 @@ pub fn parse(line: &[u8]) -> Result<Line<'_>, LineError> {
 }
 
 fn scan_line(buf: &[u8]) -> Result<Line<'_>, Reason> {
+    match plain::scan(buf) {
+        Some(line) => Ok(line),
+        None => scan_full(buf),
+    }
+}
+
+/// The full scanner: every line [`plain::scan`] leaves, with InfluxDB's verdict on each.
+fn scan_full(buf: &[u8]) -> Result<Line<'_>, Reason> {
     // Most lines have no quote, backslash or newline: one pass over the line then spares the
     // field-set, split-replay and measurement-unescaping passes that only such bytes need.
     let plain = memchr3(b'"', b'\\', b'\n', buf).is_none();
