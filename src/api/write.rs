@@ -97,14 +97,27 @@ pub async fn write(
     Err(ApiError::LineProtocol(message))
 }
 
-/// Wakes the backends once this worker has answered (see [`Wakeups`] for
-/// why): a task spawned here runs only after the connection's task yields,
-/// by which time the dispatcher has written the response.
+/// Wakes the backends [`WAKE_DELAY`] after this worker has answered (see
+/// [`Wakeups`] for why): a task spawned here runs only after the
+/// connection's task yields, by which time the dispatcher has written the
+/// response.
 fn wake_after_answer(wakeups: Wakeups) {
     if !wakeups.is_empty() {
-        actix_web::rt::spawn(async move { drop(wakeups) });
+        actix_web::rt::spawn(async move {
+            actix_web::rt::time::sleep(WAKE_DELAY).await;
+            drop(wakeups);
+        });
     }
 }
+
+/// How long the wake-ups wait after the answer. Written is not received:
+/// the client still needs a CPU to read the answer, and 4 delivery threads
+/// woken at once (each reading and gzipping a batch for ~1 ms) took both
+/// cores of the bench VM first. In `scripts/bench.sh` (c) 8 of the 15
+/// slowest of 1,200 requests spent 1.5-2.9 ms between the handler's end and
+/// the client's receipt, against 57 µs at p50. Delivery batches for
+/// `flush_time` (default 1 s) anyway, so a millisecond costs it nothing.
+const WAKE_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Bodies up to this size (after gzip) are parsed and queued on the HTTP
 /// worker itself (~2.5 ms of CPU for 1 MB of line protocol): a hand-off to
