@@ -158,7 +158,12 @@ impl Bitmaps {
         while i < to {
             let (word, offset) = (i / 64, i % 64);
             let span = (to - i).min(64 - offset);
-            let mut others = !self.digit.get(word)? >> offset;
+            // Out of range cannot happen (`to` <= length <= MAX_LEN); if it did, it must not
+            // read as "all digits".
+            let Some(&digits) = self.digit.get(word) else {
+                return Some(i);
+            };
+            let mut others = !digits >> offset;
             if span < 64 {
                 others &= (1u64 << span) - 1;
             }
