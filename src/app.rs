@@ -89,6 +89,41 @@ async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Resu
     let state = web::Data::new(AppState::new(config.clone(), cluster, migration, migrator));
     let state_for_reload = state.clone();
     let cluster_at_exit = state.clone();
+    let server = match start_http(&config, state) {
+        Ok(server) => server,
+        Err(e) => {
+            // The actors started above have not been polled yet; dropped with the runtime, an
+            // actor's first poll would set up its timers with no reactor left and panic. Let
+            // them start and stop while the runtime still runs.
+            cluster_at_exit.cluster().stop();
+            actix_web::rt::time::sleep(ACTORS_SETTLE).await;
+            return Err(e);
+        }
+    };
+    info!(addr = %config.listen_addr, https = config.https_enabled, "HTTP service started.");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let handle = server.handle();
+    let reloader = Reloader {
+        path: config_path,
+        state: state_for_reload,
+        wal,
+        retired: Vec::new(),
+    };
+    let control = actix_web::rt::spawn(control_loop(handle, reloader));
+    let result = server.await.map_err(Error::Server);
+    control.abort();
+    cluster_at_exit.cluster().stop();
+    result
+}
+
+/// How long a failed start lets the actors it spawned run before returning.
+const ACTORS_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Binds the HTTP (or HTTPS) listener and starts the server on it.
+fn start_http(
+    config: &Config,
+    state: web::Data<AppState>,
+) -> Result<actix_web::dev::Server, Error> {
     let addr = config.socket_addr().map_err(|reason| Error::Listen {
         addr: config.listen_addr.clone(),
         reason,
@@ -130,21 +165,7 @@ async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Resu
             .bind(addr)
             .map_err(|e| listen_error(e.to_string()))?
     };
-    let server = builder.run();
-    info!(addr = %addr, https = config.https_enabled, "HTTP service started.");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let handle = server.handle();
-    let reloader = Reloader {
-        path: config_path,
-        state: state_for_reload,
-        wal,
-        retired: Vec::new(),
-    };
-    let control = actix_web::rt::spawn(control_loop(handle, reloader));
-    let result = server.await.map_err(Error::Server);
-    control.abort();
-    cluster_at_exit.cluster().stop();
-    result
+    Ok(builder.run())
 }
 
 /// Waits for signals: the first shutdown signal stops gracefully, a second

@@ -63,3 +63,32 @@ fn a_bad_config_refuses_to_start_with_a_clear_message() {
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("circles"), "{out}");
 }
+
+#[test]
+fn a_port_in_use_refuses_to_start_with_a_clear_message_and_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cfg = dir.path().join("proxy.json");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"circles":[{{"name":"c","backends":[{{"name":"a","url":"http://127.0.0.1:1"}}]}}],
+               "listen_addr":"127.0.0.1:{port}","data_dir":{data:?}}}"#,
+            data = data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (status, out) = Proxy::run_to_exit(
+        &["-config", cfg.to_str().unwrap()],
+        dir.path(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{out}"
+    );
+    assert!(!out.contains("panicked"), "{out}");
+}
