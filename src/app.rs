@@ -72,12 +72,47 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
     }
     let system = actix::System::new();
     let result = system.block_on(serve(config, config_path, wal.clone()));
+    // Its tasks (the control loop, the supervisors) hold the queue too.
+    drop(system);
     if let Err(e) = wal.flush() {
         error!(error = %e, "Flushing the write-ahead queue at exit failed.");
     }
-    drop(wal);
+    close_wal(wal);
     info!("Stopped.");
     result
+}
+
+/// Longest wait at exit for the other holders of the queue (backend actors
+/// on their stopping arbiters, the unsharing thread) to let go of it.
+const WAL_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Closes the queue on this thread once nothing else holds it. Whoever
+/// drops the last reference closes RocksDB; if that were a backend's
+/// arbiter thread still stopping while `main` returns, RocksDB would be
+/// closing while the process runs its exit handlers (one CI run's SIGTERM
+/// test ended in SIGABRT).
+fn close_wal(mut wal: Arc<Wal>) {
+    let started = std::time::Instant::now();
+    loop {
+        match Arc::try_unwrap(wal) {
+            Ok(last) => {
+                drop(last);
+                tracing::debug!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "Queue closed."
+                );
+                return;
+            }
+            Err(shared) if started.elapsed() < WAL_CLOSE_WAIT => {
+                wal = shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => {
+                warn!(waited = ?WAL_CLOSE_WAIT, "The write-ahead queue is still in use at exit; leaving it to the process exit.");
+                return;
+            }
+        }
+    }
 }
 
 async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Result<(), Error> {
@@ -117,7 +152,7 @@ async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Resu
 }
 
 /// How long a failed start lets the actors it spawned run before returning.
-const ACTORS_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+const ACTORS_SETTLE: Duration = Duration::from_millis(50);
 
 /// Binds the HTTP (or HTTPS) listener and starts the server on it.
 fn start_http(

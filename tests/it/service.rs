@@ -142,10 +142,14 @@ fn sighup_applies_db_list_and_a_new_backend_under_load_without_losing_writes() {
 
 #[test]
 fn sigterm_exits_zero_promptly() {
-    let (_servers, config) = two_by_two();
+    let (_servers, mut config) = two_by_two();
+    config["log_level"] = json!("debug");
     let mut proxy = Proxy::start(config);
     let started = std::time::Instant::now();
     let status = proxy.terminate();
-    assert!(status.success(), "{status:?}");
+    let log = proxy.log();
+    assert!(status.success(), "{status:?}; log:\n{log}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // The queue is closed by main before the process exits, not left to exit handlers.
+    assert!(log.contains("Queue closed."), "{log}");
 }
