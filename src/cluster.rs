@@ -452,8 +452,7 @@ impl<'c, 'r> Router<'c, 'r> {
 
 impl Drop for Router<'_, '_> {
     fn drop(&mut self) {
-        let lines = std::mem::replace(&mut self.lines, WriteLines::reusing(Vec::new(), "", ""));
-        buffers::give(lines.into_vec());
+        buffers::give(self.lines.take_buffer());
     }
 }
 

@@ -259,11 +259,6 @@ impl<'a> WriteLines<'a> {
         self.bytes.truncate(self.room() + len);
     }
 
-    /// Appends one line, which must end in `\n`.
-    pub fn push_line(&mut self, line: &[u8]) {
-        self.bytes.extend_from_slice(line);
-    }
-
     /// The value stored under [`shared_key`]: the version byte, then the
     /// lines (what [`shared_lines`] reads back).
     pub fn shared_value(&mut self) -> &[u8] {
@@ -290,9 +285,10 @@ impl<'a> WriteLines<'a> {
         &self.bytes[start..]
     }
 
-    /// The buffer, for reuse.
-    pub fn into_vec(self) -> Vec<u8> {
-        self.bytes
+    /// Takes the buffer out, for reuse; nothing may be read or appended
+    /// afterwards. (In place, so that a holder's `Drop` needs no stand-in.)
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
     }
 }
 
@@ -479,7 +475,7 @@ mod tests {
             let mut body = Vec::new();
             let mut w = WriteLines::reusing(b"stale contents".to_vec(), db, rp);
             for _ in 0..lines {
-                w.push_line(line);
+                w.buffer().extend_from_slice(line);
                 body.extend_from_slice(line);
             }
             assert_eq!(w.len(), body.len());
@@ -497,8 +493,8 @@ mod tests {
             );
         }
         let mut w = WriteLines::reusing(Vec::new(), "d", "");
-        w.push_line(b"a f=1 1\n");
-        w.push_line(b"bad");
+        w.buffer().extend_from_slice(b"a f=1 1\n");
+        w.buffer().extend_from_slice(b"bad");
         w.truncate(8);
         assert_eq!(shared_lines(w.shared_value()).unwrap(), b"a f=1 1\n");
     }

@@ -8,6 +8,22 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_influx-proxy")
 }
 
+/// Writes `config` to `proxy.json` in `dir` and runs the binary with `flag` and that file;
+/// returns its exit status and output.
+fn run_with_config(
+    dir: &std::path::Path,
+    flag: &str,
+    config: &str,
+) -> (std::process::ExitStatus, String) {
+    let path = dir.join("proxy.json");
+    std::fs::write(&path, config).unwrap();
+    Proxy::run_to_exit(
+        &[flag, path.to_str().unwrap()],
+        dir,
+        Duration::from_secs(10),
+    )
+}
+
 #[test]
 fn version_prints_version_and_commit() {
     for flag in ["-version", "--version"] {
@@ -33,16 +49,10 @@ fn check_config_accepts_the_packaged_config_and_names_every_problem() {
     );
     assert!(status.success(), "{out}");
 
-    let bad = dir.path().join("bad.json");
-    std::fs::write(
-        &bad,
-        r#"{"circles":[{"name":"c","backends":[{"name":"a","url":"http://127.0.0.1:1"},{"name":"a","url":""}]}],"hash_key":"nope"}"#,
-    )
-    .unwrap();
-    let (status, out) = Proxy::run_to_exit(
-        &["-check-config", bad.to_str().unwrap()],
+    let (status, out) = run_with_config(
         dir.path(),
-        Duration::from_secs(10),
+        "-check-config",
+        r#"{"circles":[{"name":"c","backends":[{"name":"a","url":"http://127.0.0.1:1"},{"name":"a","url":""}]}],"hash_key":"nope"}"#,
     );
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("circles[0].backends[1].name"), "{out}");
@@ -53,13 +63,7 @@ fn check_config_accepts_the_packaged_config_and_names_every_problem() {
 #[test]
 fn a_bad_config_refuses_to_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("proxy.json");
-    std::fs::write(&cfg, r#"{"circles":[]}"#).unwrap();
-    let (status, out) = Proxy::run_to_exit(
-        &["-config", cfg.to_str().unwrap()],
-        dir.path(),
-        Duration::from_secs(10),
-    );
+    let (status, out) = run_with_config(dir.path(), "-config", r#"{"circles":[]}"#);
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("circles"), "{out}");
 }
@@ -69,22 +73,13 @@ fn a_port_in_use_refuses_to_start_with_a_clear_message_and_no_panic() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let cfg = dir.path().join("proxy.json");
     let data = dir.path().join("data");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"{{"circles":[{{"name":"c","backends":[{{"name":"a","url":"http://127.0.0.1:1"}}]}}],
-               "listen_addr":"127.0.0.1:{port}","data_dir":{data:?}}}"#,
-            data = data.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let (status, out) = Proxy::run_to_exit(
-        &["-config", cfg.to_str().unwrap()],
-        dir.path(),
-        Duration::from_secs(20),
+    let config = format!(
+        r#"{{"circles":[{{"name":"c","backends":[{{"name":"a","url":"http://127.0.0.1:1"}}]}}],
+           "listen_addr":"127.0.0.1:{port}","data_dir":{data:?}}}"#,
+        data = data.to_str().unwrap()
     );
+    let (status, out) = run_with_config(dir.path(), "-config", &config);
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(
         out.contains(&format!("cannot listen on 127.0.0.1:{port}")),
