@@ -6,6 +6,7 @@
 //! from there. Lines that fail to parse are reported back individually and
 //! never stop the good lines beside them.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -158,6 +159,18 @@ impl Cluster {
                         Arc::new(BackendHandle::start(backend, wal.clone(), settings.clone()))
                     }
                 };
+                // Bounds apply to reused backends too (a reload may change
+                // them without touching anything else).
+                let stats = &handle.backend.queue.stats;
+                stats
+                    .max_bytes
+                    .store(config.wal_max_bytes, Ordering::Release);
+                stats
+                    .dead_max_bytes
+                    .store(config.dead_letter_max_bytes, Ordering::Release);
+                if let Err(e) = wal.trim_dead_letters(&handle.backend.queue) {
+                    tracing::error!(backend = %bc.name, error = %e, "Trimming dead letters failed.");
+                }
                 backends.push(handle);
             }
             let migrating = previous

@@ -27,6 +27,7 @@ pub mod circle;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod dead_letters;
 pub mod influxql;
 pub mod line_protocol;
 pub mod metrics;

@@ -199,6 +199,30 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         Kind::Counter,
         |b| b.queue.stats.dead_points.load(Ordering::Relaxed),
     );
+    per_backend(
+        enc,
+        cluster,
+        "influx_proxy_backend_dead_letter_bytes",
+        "Bytes the dead-letter store of the backend holds (bounded by dead_letter_max_bytes).",
+        Kind::Gauge,
+        |b| b.queue.stats.dead_bytes.load(Ordering::Relaxed),
+    );
+    per_backend(
+        enc,
+        cluster,
+        "influx_proxy_backend_dead_letter_dropped_records_total",
+        "Dead letters dropped, oldest first, to stay within dead_letter_max_bytes.",
+        Kind::Counter,
+        |b| b.queue.stats.dead_dropped_records.load(Ordering::Relaxed),
+    );
+    per_backend(
+        enc,
+        cluster,
+        "influx_proxy_backend_dead_letter_dropped_points_total",
+        "Points in dead letters dropped to stay within dead_letter_max_bytes.",
+        Kind::Counter,
+        |b| b.queue.stats.dead_dropped_points.load(Ordering::Relaxed),
+    );
     let name = "influx_proxy_backend_write_duration_seconds";
     enc.header(
         name,

@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod dead_letters;
 pub mod error;
 mod metrics;
 mod migrate;
@@ -91,6 +92,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/encrypt").to(admin::encrypt))
         .service(web::resource("/decrypt").to(admin::decrypt))
         .service(web::resource("/metrics").to(metrics::metrics))
+        .service(web::resource("/dead_letters").to(dead_letters::list))
+        .service(web::resource("/dead_letters/export").to(dead_letters::export))
+        .service(web::resource("/dead_letters/replay").to(dead_letters::replay))
+        .service(web::resource("/dead_letters/purge").to(dead_letters::purge))
         .service(web::resource("/debug/pprof/profile").to(pprof::profile))
         .service(web::resource(["/migrate/state", "/transfer/state"]).to(migrate::state))
         .service(web::resource(["/migrate/stats", "/transfer/stats"]).to(migrate::stats))

@@ -36,6 +36,8 @@ pub const MIN_LANE_POINTS: u64 = 1_000;
 pub struct Body {
     /// Points (lines) in `data`.
     pub points: u64,
+    /// Lane of the body's lines (see [`in_lane`]); 0 for an unsplit batch.
+    pub lane: usize,
     /// Line protocol, gzip-compressed when the batch was built with gzip.
     pub data: Bytes,
 }
@@ -57,17 +59,27 @@ pub fn bodies(parts: &[&[u8]], points: u64, max_lanes: usize, gzip: bool) -> Vec
     if lanes == 1 {
         return vec![Body {
             points,
+            lane: 0,
             data: encode(parts, gzip),
         }];
     }
     split(parts, lanes)
         .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(lines, n)| Body {
+        .enumerate()
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(lane, (lines, n))| Body {
             points: n,
+            lane,
             data: encode(&[&lines], gzip),
         })
         .collect()
+}
+
+/// Whether `line` went to body `lane` of a batch of `points` points cut
+/// by [`bodies`] with `max_lanes`: finds a refused body's lines again.
+pub fn in_lane(line: &[u8], points: u64, max_lanes: usize, lane: usize) -> bool {
+    let lanes = lane_count(points, max_lanes);
+    lanes == 1 || lane_of(line_protocol::series_key(line), lanes) == lane
 }
 
 /// Distributes lines over `lanes` buffers by series; returns each buffer
@@ -214,6 +226,27 @@ mod tests {
             let text = plain(b);
             assert_eq!(text.matches("\"a\nb c\"").count() as u64, b.points);
         }
+    }
+
+    #[test]
+    fn in_lane_finds_each_bodys_lines_again() {
+        let (recs, n) = records(50, 100);
+        let parts: Vec<&[u8]> = recs.iter().map(Vec::as_slice).collect();
+        for body in bodies(&parts, n, 4, false) {
+            let mut again = Vec::new();
+            for part in &parts {
+                for line in line_protocol::lines(part) {
+                    if in_lane(line, n, 4, body.lane) {
+                        again.extend_from_slice(line);
+                        again.push(b'\n');
+                    }
+                }
+            }
+            assert_eq!(plain(&body), String::from_utf8(again).unwrap());
+        }
+        let small: [&[u8]; 1] = [b"a v=1 1\n"];
+        assert!(in_lane(b"a v=1 1", 1, 4, 0));
+        assert_eq!(bodies(&small, 1, 4, false)[0].lane, 0);
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //!   again, which InfluxDB stores as the same points.
 //! - 404 `database not found`: the database is created on the backend and
 //!   the batch retried (a fresh backend in a circle lacks databases).
-//! - any other 4xx: InfluxDB refuses the data itself; the batch's records
-//!   move to the dead-letter space, are counted and logged, and delivery
-//!   goes on.
+//! - any other 4xx: InfluxDB refuses (some of) the data itself. The
+//!   refused bodies are bisected ([`isolate`]) until the lines InfluxDB
+//!   refuses on their own are found; everything else is delivered, only
+//!   those lines move to the dead-letter space (counted and logged), and
+//!   delivery goes on. A refused statement is dead-lettered as it is.
 //!
 //! # Supervision
 //! The actor keeps no state that is not in the queue: on restart it starts
@@ -30,6 +32,7 @@
 
 pub mod batch;
 pub mod client;
+pub mod isolate;
 pub mod msg;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +46,7 @@ use tracing::{debug, error, info, warn};
 use crate::metrics::Histogram;
 use crate::wal::{self, Entry, Record, Wal};
 use batch::Body;
+use bytes::Bytes;
 use client::Client;
 
 /// Largest batch body read from the queue in one go.
@@ -243,8 +247,9 @@ enum Verdict {
     Delivered,
     /// At least one request failed in a way worth retrying.
     Retry(client::Error),
-    /// InfluxDB refused (part of) the data for good.
-    Refused(client::Error),
+    /// InfluxDB refused (part of) the data for good: the first refusal and
+    /// the positions (in the batch's requests) of the refused requests.
+    Refused(client::Error, Vec<usize>),
 }
 
 impl Verdict {
@@ -252,14 +257,18 @@ impl Verdict {
     /// every request was answered and one was refused.
     fn of(sent: Vec<Sent>) -> Verdict {
         let mut refused = None;
-        for s in sent {
+        let mut which = Vec::new();
+        for (i, s) in sent.into_iter().enumerate() {
             match s.result {
                 Ok(()) => {}
                 Err(e) if e.is_retryable() => return Verdict::Retry(e),
-                Err(e) => refused = refused.or(Some(e)),
+                Err(e) => {
+                    which.push(i);
+                    refused = refused.or(Some(e));
+                }
             }
         }
-        refused.map_or(Verdict::Delivered, Verdict::Refused)
+        refused.map_or(Verdict::Delivered, |e| Verdict::Refused(e, which))
     }
 }
 
@@ -281,6 +290,53 @@ async fn write_body(client: &Client, db: &str, rp: &str, body: &Body, gzip: bool
         result,
         took: started.elapsed(),
     }
+}
+
+/// A dead letter to be: the refused lines of one queued record.
+struct Letter {
+    seq: u64,
+    status: u16,
+    error: String,
+    /// An encoded [`Record::Points`] of the refused lines.
+    value: Vec<u8>,
+}
+
+/// Groups refused lines by the record they came from, one dead letter per
+/// record; a record whose lines were refused for different reasons keeps
+/// each distinct reason.
+fn dead_letters(
+    entries: &[Entry],
+    db: &str,
+    rp: &str,
+    refused: &[isolate::Refusal],
+) -> Vec<Letter> {
+    refused
+        .chunk_by(|a, b| a.line.origin == b.line.origin)
+        .filter_map(|group| {
+            let entry = entries.get(group[0].line.origin)?;
+            let mut lines = Vec::new();
+            let mut errors: Vec<&str> = Vec::new();
+            for r in group {
+                lines.extend_from_slice(&r.line.text);
+                lines.push(b'\n');
+                if !errors.contains(&r.error.as_str()) {
+                    errors.push(&r.error);
+                }
+            }
+            let record = Record::Points {
+                db,
+                rp,
+                points: u32::try_from(group.len()).unwrap_or(u32::MAX),
+                lines: &lines,
+            };
+            Some(Letter {
+                seq: entry.seq,
+                status: group[0].status,
+                error: errors.join("; "),
+                value: wal::record::encode_record(&record),
+            })
+        })
+        .collect()
 }
 
 impl BackendActor {
@@ -477,9 +533,10 @@ impl BackendActor {
     ) {
         self.state = State::Idle;
         let (db, points) = match &batch {
-            Batch::Points { db, points, .. } => (db.as_str(), *points),
-            Batch::Statement { db, .. } => (db.as_str(), 0),
+            Batch::Points { db, points, .. } => (db.clone(), *points),
+            Batch::Statement { db, .. } => (db.clone(), 0),
         };
+        let db = db.as_str();
         self.count_requests(&batch, &sent);
         match Verdict::of(sent) {
             Verdict::Delivered => {
@@ -501,33 +558,152 @@ impl BackendActor {
                 }
                 self.pump(ctx);
             }
-            Verdict::Retry(e) => {
-                self.backend.status.rewriting.store(true, Ordering::Release);
-                self.set_active(false, Some(&e));
-                debug!(backend = %self.name(), db = %db, points, error = %e, "Delivery failed; kept in queue.");
+            Verdict::Retry(e) => self.failed(&e, db, points, ctx),
+            Verdict::Refused(e, which) => match batch {
+                Batch::Points { db, rp, bodies, .. } => {
+                    let lanes: Vec<usize> = which
+                        .iter()
+                        .filter_map(|&i| bodies.get(i))
+                        .map(|b| b.lane)
+                        .collect();
+                    self.isolate(entries, db, rp, points, &lanes, e, ctx);
+                }
+                Batch::Statement { .. } => self.refused_whole(&entries, &e, ctx),
+            },
+        }
+    }
+
+    /// Retries a batch that failed in a way worth retrying, later.
+    fn failed(&mut self, e: &client::Error, db: &str, points: u64, ctx: &mut Context<Self>) {
+        self.backend.status.rewriting.store(true, Ordering::Release);
+        self.set_active(false, Some(e));
+        debug!(backend = %self.name(), db = %db, points, error = %e, "Delivery failed; kept in queue.");
+        self.retry_later(ctx);
+    }
+
+    /// Moves a refused batch to the dead letters as it is (a statement: it
+    /// has no lines to tell apart).
+    fn refused_whole(&mut self, entries: &[Entry], e: &client::Error, ctx: &mut Context<Self>) {
+        let status = e.status().unwrap_or(0);
+        let message = e.to_string();
+        match self
+            .wal
+            .dead_letter(&self.backend.queue, entries, status, &message)
+        {
+            Ok(()) => {
+                if let Some(last) = entries.last() {
+                    self.cursor = last.seq;
+                }
+                error!(backend = %self.name(), status, error = %message, "Backend refused a statement; moved to dead letters.");
+                self.pump(ctx);
+            }
+            Err(werr) => {
+                error!(backend = %self.name(), error = %werr, "Moving refused data to dead letters failed.");
                 self.retry_later(ctx);
             }
-            Verdict::Refused(e) => {
-                let status = e.status().unwrap_or(0);
-                let message = e.to_string();
-                match self
-                    .wal
-                    .dead_letter(&self.backend.queue, &entries, status, &message)
-                {
-                    Ok(()) => {
-                        if let Some(last) = entries.last() {
-                            self.cursor = last.seq;
-                        }
-                        error!(backend = %self.name(), db = %db, points, status, error = %message, "Backend refused data; moved to dead letters.");
-                        self.pump(ctx);
-                    }
-                    Err(werr) => {
-                        error!(backend = %self.name(), error = %werr, "Moving refused data to dead letters failed.");
-                        self.retry_later(ctx);
-                    }
-                }
-            }
         }
+    }
+
+    /// Bisects the refused requests of a batch (the requests at `lanes`)
+    /// until only lines refused on their own are left; see [`isolate`].
+    #[allow(clippy::too_many_arguments)]
+    fn isolate(
+        &mut self,
+        entries: Vec<Entry>,
+        db: String,
+        rp: String,
+        points: u64,
+        lanes: &[usize],
+        first: client::Error,
+        ctx: &mut Context<Self>,
+    ) {
+        let parts: Vec<&[u8]> = entries
+            .iter()
+            .map(|e| match e.record() {
+                Ok(Record::Points { lines, .. }) => lines,
+                _ => &[][..],
+            })
+            .collect();
+        let concurrency = self.settings.concurrency;
+        let suspects = isolate::lines_of(&parts, |line| {
+            lanes
+                .iter()
+                .any(|&lane| batch::in_lane(line, points, concurrency, lane))
+        });
+        warn!(backend = %self.name(), db = %db, points, suspects = suspects.len(), error = %first,
+            "Backend refused a batch; sending its lines in smaller parts to find the refused ones.");
+        self.state = State::Sending;
+        let client = self.client();
+        let fut = async move {
+            let send = |body: Bytes, n: u64| {
+                let (client, db, rp) = (client.clone(), db.clone(), rp.clone());
+                async move {
+                    let b = Body {
+                        points: n,
+                        lane: 0,
+                        data: body,
+                    };
+                    write_body(&client, &db, &rp, &b, false).await.result
+                }
+            };
+            let outcome = isolate::isolate(suspects, first, send).await;
+            (db, rp, outcome)
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |(db, rp, outcome), act, ctx| {
+                    act.settled(&entries, &db, &rp, points, outcome, ctx)
+                }),
+        );
+    }
+
+    /// Applies the end of a search: delivered but for the refused lines,
+    /// which become dead letters of the records they came from.
+    fn settled(
+        &mut self,
+        entries: &[Entry],
+        db: &str,
+        rp: &str,
+        points: u64,
+        outcome: isolate::Outcome,
+        ctx: &mut Context<Self>,
+    ) {
+        self.state = State::Idle;
+        let (refused, requests) = match outcome {
+            isolate::Outcome::Retry(e) => return self.failed(&e, db, points, ctx),
+            isolate::Outcome::Settled { refused, requests } => (refused, requests),
+        };
+        let letters = dead_letters(entries, db, rp, &refused);
+        let dead: Vec<wal::Refused<'_>> = letters
+            .iter()
+            .map(|l| wal::Refused {
+                seq: l.seq,
+                status: l.status,
+                error: &l.error,
+                value: &l.value,
+            })
+            .collect();
+        if let Err(e) = self.wal.settle(&self.backend.queue, entries, &dead) {
+            error!(backend = %self.name(), error = %e, "Settling a refused batch failed; it will be sent again.");
+            self.retry_later(ctx);
+            return;
+        }
+        if let Some(last) = entries.last() {
+            self.cursor = last.seq;
+        }
+        let bad = refused.len() as u64;
+        let st = &self.backend.status;
+        st.delivered_points
+            .fetch_add(points.saturating_sub(bad), Ordering::Relaxed);
+        if let Some(r) = refused.first() {
+            error!(backend = %self.name(), db = %db, points = bad, delivered = points.saturating_sub(bad),
+                requests, status = r.status, error = %r.error, "Backend refused lines; moved to dead letters, the rest of the batch delivered.");
+        } else {
+            info!(backend = %self.name(), db = %db, points, requests, "Refused batch delivered in parts; no line was refused on its own.");
+        }
+        self.set_active(true, None);
+        self.backoff = INITIAL_BACKOFF;
+        self.pump(ctx);
     }
 
     /// Per-request counters: latency of answered writes, failed attempts
@@ -676,7 +852,7 @@ mod tests {
         ));
         assert!(matches!(
             Verdict::of(vec![sent(Err(status(400))), sent(Ok(()))]),
-            Verdict::Refused(_)
+            Verdict::Refused(_, ref w) if w == &[0]
         ));
     }
 
@@ -684,6 +860,53 @@ mod tests {
     fn retrying_wins_over_refusing() {
         let v = Verdict::of(vec![sent(Err(status(400))), sent(Err(status(500)))]);
         assert!(matches!(v, Verdict::Retry(e) if e.status() == Some(500)));
+    }
+
+    #[test]
+    fn refused_lines_become_one_dead_letter_per_record_they_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), false).unwrap();
+        let q = wal.queue("b", 1 << 20).unwrap();
+        for lines in [&b"a v=1 1\nb v=2 2\n"[..], b"c v=3 3\n", b"d v=4 4\n"] {
+            let record = Record::Points {
+                db: "db",
+                rp: "rp",
+                points: 1,
+                lines,
+            };
+            wal.append(&[wal::Append { queue: &q, record }]).unwrap();
+        }
+        let entries = wal.read(&q, 0, u64::MAX, u64::MAX).unwrap();
+        let refusal = |origin: usize, text: &'static [u8], error: &str| isolate::Refusal {
+            line: isolate::Line {
+                origin,
+                text: Bytes::from_static(text),
+            },
+            status: 400,
+            error: error.to_string(),
+        };
+        let refused = [
+            refusal(0, b"a v=1 1", "conflict"),
+            refusal(0, b"b v=2 2", "beyond retention"),
+            refusal(2, b"d v=4 4", "conflict"),
+        ];
+        let letters = dead_letters(&entries, "db", "rp", &refused);
+        assert_eq!(letters.len(), 2);
+        assert_eq!(
+            (letters[0].seq, letters[1].seq),
+            (entries[0].seq, entries[2].seq)
+        );
+        assert_eq!(letters[0].error, "conflict; beyond retention");
+        let first = wal::record::decode_record(&letters[0].value).unwrap();
+        assert_eq!(
+            first,
+            Record::Points {
+                db: "db",
+                rp: "rp",
+                points: 2,
+                lines: b"a v=1 1\nb v=2 2\n"
+            }
+        );
     }
 
     fn settings() -> Settings {

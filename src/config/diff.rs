@@ -75,7 +75,8 @@ impl ConfigDiff {
             || old.write_timeout != new.write_timeout
             || old.write_concurrency != new.write_concurrency
             || old.write_gzip != new.write_gzip
-            || old.wal_max_bytes != new.wal_max_bytes;
+            || old.wal_max_bytes != new.wal_max_bytes
+            || old.dead_letter_max_bytes != new.dead_letter_max_bytes;
         d.log_level = old.log_level != new.log_level;
         d
     }

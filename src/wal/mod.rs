@@ -50,8 +50,9 @@
 //!   commits late.
 //! - Each queue is bounded by `max_bytes`; an append that would exceed the
 //!   bound of any target fails as a whole with [`Error::Full`].
-//! - Records leave the queue only by [`Wal::ack`] (delivered) or
-//!   [`Wal::dead_letter`] (moved, atomically, to the dead-letter space).
+//! - Records leave the queue only by [`Wal::ack`] (delivered),
+//!   [`Wal::dead_letter`] (moved, atomically, to the dead-letter space) or
+//!   [`Wal::settle`] (delivered, but for the lines kept as dead letters).
 //! - An `'s'` value exists exactly as long as a `Shared` record of its seq
 //!   does; reads take a snapshot, so unsharing is seen whole or not at
 //!   all.
@@ -127,6 +128,18 @@ pub struct QueueStats {
     pub dead_records: AtomicU64,
     /// Points in dead letters.
     pub dead_points: AtomicU64,
+    /// Bytes of stored dead letters.
+    pub dead_bytes: AtomicU64,
+    /// Bound on `dead_bytes` (`dead_letter_max_bytes`); the oldest dead
+    /// letters are dropped beyond it. 0: no bound.
+    pub dead_max_bytes: AtomicU64,
+    /// Dead letters dropped to respect `dead_max_bytes`, since start.
+    pub dead_dropped_records: AtomicU64,
+    /// Points in them.
+    pub dead_dropped_points: AtomicU64,
+    /// Serialises changes to the dead letters, so counters match what is
+    /// stored when delivery, trimming, replay and purge meet.
+    dead_lock: Mutex<()>,
     /// The queue's byte bound (`wal_max_bytes`), shared by every handle so
     /// a reload can change it in place.
     pub max_bytes: AtomicU64,
@@ -229,6 +242,21 @@ impl Entry {
     pub fn record(&self) -> Result<Record<'_>, record::DecodeError> {
         record::decode_record(&self.value)
     }
+}
+
+/// Lines of one queued record that its backend refused, to be kept as a
+/// dead letter (see [`Wal::settle`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    /// Seq of the record the lines came from (the dead letter's key).
+    pub seq: u64,
+    /// HTTP status of the refusal, 0 when the record was unreadable.
+    pub status: u16,
+    /// The backend's error message.
+    pub error: &'a str,
+    /// An encoded record (a [`Record::Points`] of the refused lines, or
+    /// the queued value itself).
+    pub value: &'a [u8],
 }
 
 /// The queues still holding a [`Record::Shared`] of one append.
@@ -489,11 +517,12 @@ impl Wal {
         })?;
         self.for_each(DEAD_PREFIX, id, |_, v| {
             stats.dead_records.fetch_add(1, Ordering::Relaxed);
-            let points = record::decode_dead_letter(v)
-                .ok()
-                .and_then(|d| record::decode_record(d.value).ok())
-                .map_or(0, |r| r.points());
-            stats.dead_points.fetch_add(points, Ordering::Relaxed);
+            stats
+                .dead_bytes
+                .fetch_add(v.len() as u64, Ordering::Relaxed);
+            stats
+                .dead_points
+                .fetch_add(dead_letter_points(v), Ordering::Relaxed);
         })?;
         let records = stats.records.load(Ordering::Relaxed);
         if records > 0 {
@@ -503,15 +532,31 @@ impl Wal {
     }
 
     fn for_each(&self, prefix: u8, id: u32, mut f: impl FnMut(u64, &[u8])) -> Result<()> {
+        self.for_each_until(prefix, id, 0, |seq, v| {
+            f(seq, v);
+            true
+        })
+    }
+
+    /// [`Wal::for_each`] that stops after the first call returning false.
+    fn for_each_until(
+        &self,
+        prefix: u8,
+        id: u32,
+        from: u64,
+        mut f: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<()> {
         let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(record::key(prefix, id, 0).to_vec());
+        ro.set_iterate_lower_bound(record::key(prefix, id, from).to_vec());
         ro.set_iterate_upper_bound(upper_bound(prefix, id).to_vec());
         let mut it = self.db.raw_iterator_opt(ro);
         it.seek_to_first();
         while it.valid() {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
                 if let Some((_, _, seq)) = record::parse_key(k) {
-                    f(seq, v);
+                    if !f(seq, v) {
+                        break;
+                    }
                 }
             }
             it.next();
@@ -552,6 +597,17 @@ impl Wal {
     /// the lines of the [`Record::Shared`] values among them; it is stored
     /// once, in the same atomic batch.
     pub fn append_encoded(&self, values: &[Encoded<'_>], shared: Option<&[u8]>) -> Result<u64> {
+        self.append_removing(values, shared, None)
+    }
+
+    /// [`Wal::append_encoded`] that also deletes key `remove` in the same
+    /// atomic batch (a dead letter being queued again).
+    fn append_removing(
+        &self,
+        values: &[Encoded<'_>],
+        shared: Option<&[u8]>,
+        remove: Option<&[u8]>,
+    ) -> Result<u64> {
         for v in values {
             let queued = v.queue.stats.bytes.load(Ordering::Acquire);
             let max = v.queue.stats.max_bytes.load(Ordering::Acquire);
@@ -578,6 +634,9 @@ impl Wal {
         }
         for v in values {
             batch.put(record::key(QUEUE_PREFIX, v.queue.id, seq), v.value);
+        }
+        if let Some(key) = remove {
+            batch.delete(key);
         }
         let result = self.db.write_opt(batch, &self.write_options(self.sync));
         if result.is_ok() {
@@ -688,20 +747,108 @@ impl Wal {
     /// Deletes delivered entries (a prefix of the queue, as returned by
     /// [`Wal::read`]) and updates the counters.
     pub fn ack(&self, queue: &Queue, entries: &[Entry]) -> Result<()> {
+        self.remove(queue, entries, &[], false)
+    }
+
+    /// Removes `entries` (a prefix of the queue) and stores `dead` beside
+    /// them in the dead-letter space, in one atomic batch: a refused batch
+    /// whose good lines were delivered keeps only the lines the backend
+    /// refused on their own. A dead letter's `seq` must be one of
+    /// `entries`' (the record its lines came from).
+    pub fn settle(&self, queue: &Queue, entries: &[Entry], dead: &[Refused<'_>]) -> Result<()> {
+        self.remove(queue, entries, dead, self.sync)
+    }
+
+    /// Removes `entries` and stores `dead` in one write batch; counters
+    /// follow. Removal is serialised on the queue's `removed_upto`, so an
+    /// entry already removed (by a replaced actor) is neither removed nor
+    /// dead-lettered twice.
+    fn remove(
+        &self,
+        queue: &Queue,
+        entries: &[Entry],
+        dead: &[Refused<'_>],
+        sync: bool,
+    ) -> Result<()> {
         let mut removed = queue.stats.removed_upto.lock();
         let entries = not_yet_removed(entries, *removed);
         let Some(last) = entries.last() else {
             return Ok(());
         };
+        let first = entries[0].seq;
+        let dead_lock = (!dead.is_empty()).then(|| queue.stats.dead_lock.lock());
+        let at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let mut batch = WriteBatch::default();
+        let (mut dead_records, mut dead_points, mut dead_bytes) = (0u64, 0u64, 0u64);
+        for d in dead.iter().filter(|d| (first..=last.seq).contains(&d.seq)) {
+            dead_records += 1;
+            dead_points += record::decode_record(d.value).map_or(0, |r| r.points());
+            let letter = record::encode_dead_letter(&DeadLetter {
+                status: d.status,
+                error: d.error,
+                at_unix_ms,
+                value: d.value,
+            });
+            dead_bytes += letter.len() as u64;
+            batch.put(record::key(DEAD_PREFIX, queue.id, d.seq), letter);
+        }
         batch.delete_range(
             record::key(QUEUE_PREFIX, queue.id, 0),
             record::key(QUEUE_PREFIX, queue.id, last.seq + 1),
         );
-        self.write_releasing(batch, queue, entries, false)?;
+        self.write_releasing(batch, queue, entries, sync)?;
         self.subtract(queue, entries);
+        let st = &queue.stats;
+        st.dead_records.fetch_add(dead_records, Ordering::AcqRel);
+        st.dead_points.fetch_add(dead_points, Ordering::AcqRel);
+        st.dead_bytes.fetch_add(dead_bytes, Ordering::AcqRel);
         *removed = last.seq;
+        drop(dead_lock);
+        drop(removed);
+        if dead_records > 0 {
+            self.trim_dead_letters(queue)?;
+        }
         Ok(())
+    }
+
+    /// Drops the oldest dead letters of `queue` until they fit in its
+    /// `dead_max_bytes`; returns how many records and points were dropped.
+    pub fn trim_dead_letters(&self, queue: &Queue) -> Result<(u64, u64)> {
+        let st = &queue.stats;
+        let max = st.dead_max_bytes.load(Ordering::Acquire);
+        let over = st.dead_bytes.load(Ordering::Acquire).saturating_sub(max);
+        if max == 0 || over == 0 {
+            return Ok((0, 0));
+        }
+        let _dead = st.dead_lock.lock();
+        let mut batch = WriteBatch::default();
+        let (mut records, mut points, mut bytes) = (0u64, 0u64, 0u64);
+        let mut last = None;
+        self.for_each_until(DEAD_PREFIX, queue.id, 0, |seq, v| {
+            records += 1;
+            bytes += v.len() as u64;
+            points += dead_letter_points(v);
+            last = Some(seq);
+            bytes < over
+        })?;
+        let Some(last) = last else {
+            return Ok((0, 0));
+        };
+        batch.delete_range(
+            record::key(DEAD_PREFIX, queue.id, 0),
+            record::key(DEAD_PREFIX, queue.id, last + 1),
+        );
+        self.db.write_opt(batch, &self.write_options(false))?;
+        st.dead_records.fetch_sub(records, Ordering::AcqRel);
+        st.dead_points.fetch_sub(points, Ordering::AcqRel);
+        st.dead_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        st.dead_dropped_records.fetch_add(records, Ordering::AcqRel);
+        st.dead_dropped_points.fetch_add(points, Ordering::AcqRel);
+        tracing::warn!(backend = %queue.name, records, points, bytes, max_bytes = max,
+            "Oldest dead letters dropped to stay within dead_letter_max_bytes.");
+        Ok((records, points))
     }
 
     /// Writes `batch` (which removes `entries` from `queue`), deleting in
@@ -827,45 +974,47 @@ impl Wal {
         status: u16,
         error: &str,
     ) -> Result<()> {
-        let mut removed = queue.stats.removed_upto.lock();
-        let entries = not_yet_removed(entries, *removed);
-        let Some(last) = entries.last() else {
-            return Ok(());
-        };
-        let at_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let mut batch = WriteBatch::default();
-        let mut dead_points = 0;
-        for e in entries {
-            dead_points += e.record().map_or(0, |r| r.points());
-            let dead = DeadLetter {
+        let dead: Vec<Refused<'_>> = entries
+            .iter()
+            .map(|e| Refused {
+                seq: e.seq,
                 status,
                 error,
-                at_unix_ms,
                 value: &e.value,
-            };
-            batch.put(
-                record::key(DEAD_PREFIX, queue.id, e.seq),
-                record::encode_dead_letter(&dead),
-            );
-        }
-        batch.delete_range(
-            record::key(QUEUE_PREFIX, queue.id, 0),
-            record::key(QUEUE_PREFIX, queue.id, last.seq + 1),
-        );
-        self.write_releasing(batch, queue, entries, self.sync)?;
-        self.subtract(queue, entries);
-        queue
-            .stats
-            .dead_records
-            .fetch_add(entries.len() as u64, Ordering::AcqRel);
-        queue
-            .stats
-            .dead_points
-            .fetch_add(dead_points, Ordering::AcqRel);
-        *removed = last.seq;
-        Ok(())
+            })
+            .collect();
+        self.remove(queue, entries, &dead, self.sync)
+    }
+
+    /// Calls `f(seq, dead letter)` for the dead letters of a backend with
+    /// seq >= `from`, oldest first, until `f` returns false: a reader that
+    /// pages through them (export) holds one page at a time.
+    pub fn dead_letters_from(
+        &self,
+        queue: &Queue,
+        from: u64,
+        mut f: impl FnMut(u64, DeadLetter<'_>) -> bool,
+    ) -> Result<()> {
+        self.for_each_until(
+            DEAD_PREFIX,
+            queue.id,
+            from,
+            |seq, v| match record::decode_dead_letter(v) {
+                Ok(d) => f(seq, d),
+                Err(e) => {
+                    let error = e.to_string();
+                    f(
+                        seq,
+                        DeadLetter {
+                            status: 0,
+                            error: &error,
+                            at_unix_ms: 0,
+                            value: &[],
+                        },
+                    )
+                }
+            },
+        )
     }
 
     /// Calls `f(seq, dead letter)` for each dead letter of a backend.
@@ -879,6 +1028,66 @@ impl Wal {
                 f(seq, d);
             }
         })
+    }
+
+    /// Moves up to `limit` of `queue`'s dead letters, oldest first, back
+    /// into its queue (each in one atomic batch: queued again under a new
+    /// seq, or still a dead letter). Returns the records and points moved;
+    /// stops early with [`Error::Full`] when the queue has no room.
+    pub fn replay_dead_letters(&self, queue: &Queue, limit: usize) -> Result<(u64, u64)> {
+        let _dead = queue.stats.dead_lock.lock();
+        let mut letters: Vec<(u64, Vec<u8>)> = Vec::new();
+        self.for_each_until(DEAD_PREFIX, queue.id, 0, |seq, v| {
+            letters.push((seq, v.to_vec()));
+            letters.len() < limit
+        })?;
+        let (mut records, mut points) = (0u64, 0u64);
+        for (seq, v) in &letters {
+            let Ok(dead) = record::decode_dead_letter(v) else {
+                continue;
+            };
+            let Ok(r) = record::decode_record(dead.value) else {
+                continue; // unreadable: stays for export and purge
+            };
+            let value = Encoded {
+                queue,
+                value: dead.value,
+                points: r.points(),
+                bytes: r.accounted_len(dead.value.len()),
+            };
+            let key = record::key(DEAD_PREFIX, queue.id, *seq);
+            self.append_removing(&[value], None, Some(&key))?;
+            let st = &queue.stats;
+            st.dead_records.fetch_sub(1, Ordering::AcqRel);
+            st.dead_points.fetch_sub(r.points(), Ordering::AcqRel);
+            st.dead_bytes.fetch_sub(v.len() as u64, Ordering::AcqRel);
+            records += 1;
+            points += r.points();
+        }
+        Ok((records, points))
+    }
+
+    /// Deletes every dead letter of `queue`; returns the records and
+    /// points deleted.
+    pub fn purge_dead_letters(&self, queue: &Queue) -> Result<(u64, u64)> {
+        let _dead = queue.stats.dead_lock.lock();
+        let (mut records, mut points, mut bytes) = (0u64, 0u64, 0u64);
+        self.for_each(DEAD_PREFIX, queue.id, |_, v| {
+            records += 1;
+            bytes += v.len() as u64;
+            points += dead_letter_points(v);
+        })?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range(
+            record::key(DEAD_PREFIX, queue.id, 0),
+            upper_bound(DEAD_PREFIX, queue.id),
+        );
+        self.db.write_opt(batch, &self.write_options(self.sync))?;
+        let st = &queue.stats;
+        st.dead_records.fetch_sub(records, Ordering::AcqRel);
+        st.dead_points.fetch_sub(points, Ordering::AcqRel);
+        st.dead_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        Ok((records, points))
     }
 
     /// Flushes RocksDB's log to disk; called on graceful shutdown.
@@ -944,6 +1153,14 @@ pub fn spawn_unsharer(wal: &Arc<Wal>) -> std::io::Result<()> {
 }
 
 /// The entries after the removal watermark (entries are in seq order).
+/// Points in a stored dead letter (0 when unreadable).
+fn dead_letter_points(value: &[u8]) -> u64 {
+    record::decode_dead_letter(value)
+        .ok()
+        .and_then(|d| record::decode_record(d.value).ok())
+        .map_or(0, |r| r.points())
+}
+
 fn not_yet_removed(entries: &[Entry], removed_upto: u64) -> &[Entry] {
     let start = entries.partition_point(|e| e.seq <= removed_upto);
     &entries[start..]

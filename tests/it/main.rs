@@ -9,6 +9,7 @@ mod cli;
 mod metrics;
 mod migrate;
 mod query;
+mod refusals;
 mod security;
 mod service;
 mod write;
