@@ -73,6 +73,12 @@ impl BackendHandle {
         }
     }
 
+    /// The delivery settings the actor runs with (read paths judge how
+    /// stale a queue is against `flush_time`).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// Address of the current actor.
     pub fn addr(&self) -> Addr<BackendActor> {
         self.addr.read().clone()

@@ -12,6 +12,7 @@ use super::{auth, json_response, ApiError, AppState, Params};
 use crate::backend::msg;
 use crate::cipher;
 use crate::circle::{BackendHandle, Circle};
+use crate::query::freshness;
 use crate::ring::ShardKey;
 
 /// `/ping`: 204 with the version headers (any method, no auth); with
@@ -27,7 +28,10 @@ pub async fn ping(req: HttpRequest) -> HttpResponse {
 }
 
 /// `/health`: per circle and backend, liveness, queue state and where each
-/// measurement lives (`load`).
+/// measurement lives (`load`). `backlog` follows `query::freshness`: true
+/// while writes wait for a retry (backend down or draining, or a record
+/// queued longer than `flush_time` plus a slack), false for records that
+/// only wait for their `flush_time` on a healthy backend.
 pub async fn health(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -79,7 +83,8 @@ async fn backend_health(
         "name": b.info.name,
         "url": b.info.url,
         "active": active,
-        "backlog": !b.queue.is_empty(),
+        // Writes waiting for a retry, not records waiting for flush_time.
+        "backlog": freshness::has_backlog(&handle),
         "rewrite": b.status.is_rewriting(),
         "write_only": b.info.write_only,
         "load": load,

@@ -103,6 +103,9 @@ pub struct Status {
     pub state_changes: AtomicU64,
     /// Duration of each successful write request to the backend.
     pub write_latency: Histogram,
+    /// Reads the query path has sent to this backend and not yet had an
+    /// answer for (it prefers circles with fewer).
+    pub reads_in_flight: AtomicU64,
 }
 
 impl Status {
@@ -118,6 +121,7 @@ impl Status {
             failed_points: AtomicU64::new(0),
             state_changes: AtomicU64::new(0),
             write_latency: Histogram::latency(),
+            reads_in_flight: AtomicU64::new(0),
         }
     }
 
@@ -404,6 +408,9 @@ impl BackendActor {
             .settings
             .flush_size
             .saturating_mul(self.settings.concurrency.max(1) as u64);
+        // Counted before the read, so appends racing with it can only make
+        // the batch look partial (see `delivered`).
+        let queued = self.backend.queue.stats.records.load(Ordering::Acquire);
         let entries = match self.wal.read(
             &self.backend.queue,
             self.cursor,
@@ -424,6 +431,7 @@ impl BackendActor {
                 return;
             }
         };
+        let whole_queue = entries.len() as u64 >= queued;
         self.state = State::Sending;
         let client = self.client();
         let gzip = self.settings.gzip;
@@ -444,10 +452,9 @@ impl BackendActor {
             };
             (batch, sent)
         };
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(move |(batch, sent), act, ctx| act.delivered(entries, batch, sent, ctx)),
-        );
+        ctx.spawn(fut.into_actor(self).map(move |(batch, sent), act, ctx| {
+            act.delivered(entries, batch, sent, whole_queue, ctx)
+        }));
     }
 
     /// Moves the first entry, which cannot be delivered, to the dead
@@ -523,12 +530,14 @@ impl BackendActor {
         Some((entries, batch))
     }
 
-    /// Handles the answers to one batch's requests.
+    /// Handles the answers to one batch's requests; `whole_queue`: the
+    /// batch held every record that was queued when it was read.
     fn delivered(
         &mut self,
         entries: Vec<Entry>,
         batch: Batch,
         sent: Vec<Sent>,
+        whole_queue: bool,
         ctx: &mut Context<Self>,
     ) {
         self.state = State::Idle;
@@ -553,7 +562,13 @@ impl BackendActor {
                 debug!(backend = %self.name(), db = %db, points, "Batch delivered.");
                 self.set_active(true, None);
                 self.backoff = INITIAL_BACKOFF;
-                if self.backend.queue.is_empty() && st.rewriting.swap(false, Ordering::AcqRel) {
+                // The backlog is drained once a batch held everything that
+                // was queued when it was read: what is left arrived while it
+                // was in flight. Waiting for an empty queue instead never
+                // ends under a steady write load, and a backend stuck
+                // "rewriting" would never serve reads again.
+                let drained = whole_queue || self.backend.queue.is_empty();
+                if drained && st.rewriting.swap(false, Ordering::AcqRel) {
                     info!(backend = %self.name(), circle = %self.backend.info.circle, "Backlog drained.");
                 }
                 self.pump(ctx);

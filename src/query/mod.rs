@@ -11,14 +11,18 @@
 //!   where the backend is healthy with an empty queue, otherwise queued in
 //!   its write-ahead queue so they apply in order with its pending writes.
 //!
-//! Read failover: circles whose involved backends are active, not draining
-//! a backlog and not write-only come first, in random order (spreading
-//! reads); then circles that are merely active (logged, their data may be
-//! stale). A circle that fails (transport error, 5xx) is skipped for the
-//! next. A single-statement read served by one backend is streamed through
-//! untouched (CSV, chunked and epoch handled by InfluxDB itself).
+//! Read routing (`route`): circles whose involved backends are up to date
+//! (`freshness`: active, not draining a backlog, not write-only, nothing
+//! queued longer than `flush_time` plus a slack) share the reads, least
+//! busy first; then circles that are merely active (their data may lag;
+//! logged at most once per interval and counted). A circle that fails
+//! (transport error, 5xx) is skipped for the next. A single-statement read
+//! served by one backend is streamed through untouched (CSV, chunked and
+//! epoch handled by InfluxDB itself).
 
+pub mod freshness;
 pub mod merge;
+mod route;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use crate::circle::{BackendHandle, Circle};
 use crate::cluster::Cluster;
 use crate::influxql::{self, Kind, Source, Statement};
 use merge::Merge;
+use route::{circle_order, InFlight};
 
 /// Longest a backend may take to answer a query (the reference has none).
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -169,38 +174,6 @@ fn client_for(handle: &BackendHandle) -> Client {
     client::cached(&handle.backend.target, QUERY_TIMEOUT)
 }
 
-/// Whether a backend may serve reads without returning stale data.
-fn is_clean(h: &BackendHandle) -> bool {
-    let b = &h.backend;
-    b.status.is_active() && !b.status.is_rewriting() && b.queue.is_empty() && !b.info.write_only
-}
-
-/// Circles to try for a read that needs `needed(circle)` backends, best
-/// first: clean ones (not migrating, backends up to date) shuffled, then
-/// merely active ones in config order.
-fn circle_order(cluster: &Cluster, needed: impl Fn(&Circle) -> Vec<usize>) -> Vec<&Arc<Circle>> {
-    let mut clean = Vec::new();
-    let mut usable = Vec::new();
-    for c in &cluster.circles {
-        let idx = needed(c);
-        let handles = || idx.iter().filter_map(|&i| c.backends.get(i));
-        if !c.is_migrating() && handles().all(|h| is_clean(h)) {
-            clean.push(c);
-        } else if handles().all(|h| h.backend.status.is_active()) {
-            usable.push(c);
-        }
-    }
-    fastrand::shuffle(&mut clean);
-    if clean.is_empty() && !usable.is_empty() {
-        warn!(
-            circle = %usable[0].name,
-            "No circle is fully up to date; reading from one whose backends are still draining queued writes."
-        );
-    }
-    clean.extend(usable);
-    clean
-}
-
 /// Literal measurement sources of a statement (None when a regex needs
 /// resolving first).
 fn literal_measurements(stmt: &Statement) -> Option<Vec<&str>> {
@@ -286,10 +259,13 @@ async fn try_relay(
             continue;
         };
         let method = awc::http::Method::POST;
-        match client_for(handle)
+        // Counted until the backend answers; the body then streams on.
+        let reads = InFlight::start([handle.as_ref()]);
+        let answer = client_for(handle)
             .query_stream(method, &req.params, headers)
-            .await
-        {
+            .await;
+        drop(reads);
+        match answer {
             Ok(response) => return Ok(Some(Relay { response })),
             Err(e) if e.is_retryable() => {
                 warn!(backend = %handle.backend.info.name, error = %e, "Query failed; trying another circle.");
@@ -438,6 +414,7 @@ async fn ask_all(
     db: &str,
     queries: &[String],
 ) -> Result<Vec<Value>, client::Error> {
+    let _reads = InFlight::start(handles.iter().map(|h| h.as_ref()));
     let answers = join_all(handles.iter().zip(queries).map(|(h, q)| ask(h, req, db, q))).await;
     answers.into_iter().collect()
 }
