@@ -250,11 +250,26 @@ impl Source {
     }
 }
 
+/// `EXPLAIN` in front of a SELECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Explain {
+    /// `EXPLAIN SELECT ...`: the plan, nothing read.
+    Plan,
+    /// `EXPLAIN ANALYZE SELECT ...`: the query runs and its trace (timings,
+    /// blocks decoded) is returned instead of its rows. Read-only.
+    Analyze,
+}
+
 /// A classified statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
-    /// Statement family.
+    /// Statement family (`Select` for an `EXPLAIN [ANALYZE] SELECT`, see
+    /// [`Statement::explain`]).
     pub kind: Kind,
+    /// `EXPLAIN` / `EXPLAIN ANALYZE` of a SELECT. A plan is made by the
+    /// backend that runs the statement, so it can only be relayed from one
+    /// backend, never merged.
+    pub explain: Option<Explain>,
     /// Database named inside the statement, quotes stripped: `ON db`, the name
     /// of `CREATE/DROP DATABASE`, the `ON db` of retention-policy DDL, else the
     /// first database written in a source (depth-first through subqueries).
@@ -300,6 +315,7 @@ impl Statement {
     pub(crate) fn new(kind: Kind) -> Self {
         Statement {
             kind,
+            explain: None,
             database: None,
             retention_policy: None,
             sources: Vec::new(),

@@ -14,7 +14,7 @@
 //! bounded; the parser never indexes past its `end`.
 
 use super::tokenizer::{syntax_error, tokenize, Token, TokenKind};
-use super::{Error, Kind, Source, Statement};
+use super::{Error, Explain, Kind, Source, Statement};
 
 /// Deepest subquery nesting accepted (bounds recursion on hostile input).
 const MAX_SUBQUERY_DEPTH: usize = 32;
@@ -114,8 +114,6 @@ const SUBSCRIPTIONS: &str = "subscriptions are per backend; manage them on each 
 const SHARDS: &str =
     "shards are internal to each InfluxDB backend; inspect or drop them on each backend directly";
 const DIAGNOSTICS: &str = "diagnostics are per backend; query each InfluxDB backend directly";
-const EXPLAIN: &str =
-    "query plans are made by each InfluxDB backend; run EXPLAIN directly on a backend";
 const SUPPORTED: &str = "influx-proxy runs SELECT ... FROM, SHOW MEASUREMENTS / SERIES / TAG KEYS \
      / TAG VALUES / FIELD KEYS / RETENTION POLICIES / DATABASES / STATS / ... CARDINALITY, \
      CREATE / DROP DATABASE, CREATE / ALTER / DROP RETENTION POLICY, DELETE, DROP MEASUREMENT \
@@ -352,7 +350,7 @@ impl<'a> Parser<'a> {
                 Err(forbidden("SET PASSWORD", USER_MANAGEMENT))
             }
             "kill" => Err(forbidden("KILL QUERY", QUERY_MANAGEMENT)),
-            "explain" => Err(forbidden("EXPLAIN", EXPLAIN)),
+            "explain" => self.explain(),
             _ => Err(self.unsupported()),
         }
     }
@@ -397,6 +395,23 @@ impl<'a> Parser<'a> {
         self.sources(&mut stmt, true)?;
         self.tail(&mut stmt)?;
         derive_database(&mut stmt);
+        Ok(stmt)
+    }
+
+    /// After `EXPLAIN`: `[ANALYZE] SELECT ...`, classified as the SELECT it
+    /// explains (so it routes to the backends owning its measurements).
+    /// InfluxDB explains nothing else (`found SHOW, expected SELECT`).
+    fn explain(&mut self) -> Result<Statement, Error> {
+        let explain = if self.eat_keyword("analyze") {
+            Explain::Analyze
+        } else {
+            Explain::Plan
+        };
+        if !self.eat_keyword("select") {
+            return Err(self.expected("SELECT"));
+        }
+        let mut stmt = self.select()?;
+        stmt.explain = Some(explain);
         Ok(stmt)
     }
 

@@ -352,8 +352,8 @@ const ERR_CASES: &[(&str, Expect)] = &[
     ("SHOW SHARD GROUPS", Expect::Forbidden("SHOW SHARD GROUPS")),
     ("DROP SHARD 1", Expect::Forbidden("DROP SHARD")),
     ("SHOW DIAGNOSTICS", Expect::Forbidden("SHOW DIAGNOSTICS")),
-    ("EXPLAIN SELECT * FROM cpu", Expect::Forbidden("EXPLAIN")),
-    ("explain analyze select * from cpu", Expect::Forbidden("EXPLAIN")),
+    ("EXPLAIN SELECT * INTO b FROM cpu", Expect::Forbidden("SELECT INTO")),
+    ("EXPLAIN ANALYZE SELECT * INTO b FROM cpu", Expect::Forbidden("SELECT INTO")),
     // unsupported
     ("SELECT 1", Expect::Unsupported),
     ("SELECT now()", Expect::Unsupported),
@@ -368,6 +368,10 @@ const ERR_CASES: &[(&str, Expect)] = &[
     ("123", Expect::Unsupported),
     (r#""select" * from cpu"#, Expect::Unsupported),
     // syntax (byte offset of the error)
+    // influxd: `found SHOW, expected SELECT at line 1, char 9`
+    ("EXPLAIN SHOW MEASUREMENTS", Expect::Syntax(8)),
+    ("EXPLAIN EXPLAIN SELECT * FROM cpu", Expect::Syntax(8)),
+    ("EXPLAIN ANALYZE", Expect::Syntax(15)),
     ("SELECT * FROM 'cpu", Expect::Syntax(14)),
     (r#"SELECT * FROM "cpu"#, Expect::Syntax(14)),
     ("SELECT * FROM /cpu", Expect::Syntax(14)),
@@ -428,10 +432,6 @@ fn forbidden_messages_name_the_statement() {
         "GRANT is not supported through influx-proxy: \
          user management must be done on each InfluxDB backend"
     );
-    let err = classify("EXPLAIN SELECT * FROM cpu").unwrap_err();
-    assert!(err
-        .to_string()
-        .starts_with("EXPLAIN is not supported through influx-proxy: "));
     let err = classify("SELECT * INTO b FROM a").unwrap_err();
     assert!(err.to_string().starts_with("SELECT INTO is not supported"));
 }
@@ -480,6 +480,25 @@ fn syntax_errors_report_line_and_char() {
     // Columns count characters, not bytes.
     let err = classify("SELECT \"é\" FROM 'x").unwrap_err();
     assert!(err.to_string().ends_with("line 1, char 17"), "{err}");
+}
+
+#[test]
+fn explain_classifies_as_the_select_it_explains() {
+    let plain = classify("EXPLAIN SELECT * FROM db.rp.cpu WHERE host = 'a'").unwrap();
+    assert_eq!(plain.kind, Kind::Select);
+    assert_eq!(plain.explain, Some(Explain::Plan));
+    assert_eq!(plain.database.as_deref(), Some("db"));
+    assert_eq!(render(&plain.sources[0]), "db|rp|cpu");
+    let analyze = classify("explain analyze select count(v) from /^c/ SLIMIT 2").unwrap();
+    assert_eq!(analyze.explain, Some(Explain::Analyze));
+    assert_eq!(render(&analyze.sources[0]), "-|-|/^c/");
+    assert_eq!(analyze.slimit, Some(2));
+    assert_eq!(classify("SELECT * FROM cpu").unwrap().explain, None);
+    let err = classify("EXPLAIN SHOW MEASUREMENTS").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "error parsing query: found SHOW, expected SELECT at line 1, char 9"
+    );
 }
 
 #[test]

@@ -426,14 +426,7 @@ async fn fan_out(
     p: &Planned<'_>,
     how: Merge,
 ) -> Result<Value, Error> {
-    let paged = matches!(
-        p.stmt.kind,
-        Kind::ShowMeasurements
-            | Kind::ShowSeries
-            | Kind::ShowFieldKeys
-            | Kind::ShowTagKeys
-            | Kind::ShowTagValues
-    );
+    let paged = is_paged(p.stmt.kind);
     let text = if paged {
         influxql::without_limit_offset(p.text)
     } else {
@@ -596,11 +589,17 @@ async fn read_on_circle(
         .sources
         .iter()
         .any(|s| matches!(s, Source::Subquery(_)));
-    if groups.len() > 1 && has_subquery {
-        return Err(ReadError::Statement(Error::Statement(influxql::Error::Unsupported(
-            "a subquery over measurements stored on different backends cannot run through influx-proxy; query each measurement separately".into(),
-        ))));
+    let split = groups.len() > 1;
+    if split {
+        refuse_split(p, has_subquery).map_err(ReadError::Statement)?;
     }
+    // One backend gets the statement as written: nothing to merge, and a
+    // plan (EXPLAIN) is only InfluxDB's own for the text it was given.
+    // Otherwise each gets its own measurements, regexes resolved (a backend
+    // may still hold copies of measurements it does not own).
+    let as_written = !split && (!has_regex || has_subquery || p.stmt.explain.is_some());
+    // A SHOW list split over backends is paged after the merge.
+    let paged = split && is_paged(p.stmt.kind);
     let mut handles = Vec::new();
     let mut queries = Vec::new();
     for (i, group) in &groups {
@@ -608,16 +607,53 @@ async fn read_on_circle(
             continue;
         };
         handles.push(h);
-        queries.push(if groups.len() == 1 && (!has_regex || has_subquery) {
-            p.text.to_string()
-        } else {
-            rewrite_sources(p, group)
+        queries.push(match (as_written, paged) {
+            (true, _) => p.text.to_string(),
+            (false, false) => rewrite_sources(p, group),
+            (false, true) => influxql::without_limit_offset(&rewrite_sources(p, group)),
         });
     }
     let results = ask_all(&handles, req, &p.db, &queries)
         .await
         .map_err(ReadError::Backend)?;
-    Ok(merge::merge(&results, how, 0, None, None))
+    let (limit, offset) = if paged {
+        (p.stmt.limit, p.stmt.offset)
+    } else {
+        (None, None)
+    };
+    Ok(merge::merge(&results, how, 0, limit, offset))
+}
+
+/// Statements that cannot be split over backends and merged.
+fn refuse_split(p: &Planned<'_>, has_subquery: bool) -> Result<(), Error> {
+    let reason = if p.stmt.explain.is_some() {
+        "EXPLAIN of a SELECT over measurements stored on different backends cannot run through influx-proxy: each backend plans only its own part; EXPLAIN each measurement separately"
+    } else if has_subquery {
+        "a subquery over measurements stored on different backends cannot run through influx-proxy; query each measurement separately"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Statement(influxql::Error::Unsupported(
+        reason.into(),
+    )))
+}
+
+/// SHOW statements whose `LIMIT` / `OFFSET` page a list that may span
+/// backends, so they are applied after the merge (per measurement for
+/// the keyed lists, over the whole list for SHOW SERIES / MEASUREMENTS).
+/// `SLIMIT` / `SOFFSET` stay in the text: InfluxDB 1.6 applies them per
+/// measurement (and shard) in a SELECT and ignores them in SHOW TAG KEYS,
+/// and every measurement lives on one backend of a circle, so each
+/// backend applying them gives the answer of one InfluxDB holding it all.
+fn is_paged(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::ShowMeasurements
+            | Kind::ShowSeries
+            | Kind::ShowFieldKeys
+            | Kind::ShowTagKeys
+            | Kind::ShowTagValues
+    )
 }
 
 /// The statement with its FROM list replaced by `group`.
