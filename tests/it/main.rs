@@ -9,6 +9,7 @@ mod cli;
 mod metrics;
 mod migrate;
 mod query;
+mod reads;
 mod refusals;
 mod security;
 mod service;
