@@ -19,6 +19,7 @@ use crate::circle::{BackendHandle, Circle, CircleSupervisor, StopSupervising};
 use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
 use crate::ring::{Ring, ShardKey};
+use crate::schema::{self, DbSchema, Schema};
 use crate::wal::{self, record, Append, Encoded, Record, Wal, WriteLines};
 
 /// Errors while starting the cluster.
@@ -40,6 +41,19 @@ pub struct WriteRequest<'a> {
     pub precision: Precision,
     /// Line-protocol body.
     pub body: &'a [u8],
+    /// What the backends hold of `db` (see [`Schema::prepare`]).
+    pub schema: &'a DbSchema,
+}
+
+/// Why a write request queued nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// influxd would refuse the request as a whole.
+    #[error(transparent)]
+    Refused(#[from] schema::Refusal),
+    /// The write-ahead queue refused the append.
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
 }
 
 /// What happened to the lines of a write.
@@ -47,8 +61,10 @@ pub struct WriteRequest<'a> {
 pub struct WriteOutcome {
     /// Points queued (per circle; each went to one backend of every circle).
     pub points: u64,
-    /// Lines refused, in body order.
+    /// Lines that failed to parse, in body order.
     pub errors: Vec<LineError>,
+    /// Parsed lines influxd's storage would drop, and why.
+    pub dropped: schema::Finished,
     /// Backends with newly queued records, woken when this is dropped.
     pub wakeups: Wakeups,
 }
@@ -88,6 +104,8 @@ pub struct Cluster {
     pub shard_key: ShardKey,
     /// Longest accepted line.
     pub max_line_bytes: usize,
+    /// Retention policies and field types of the backends' databases (kept over reloads).
+    pub schema: Arc<Schema>,
     wal: Arc<Wal>,
     supervisors: Vec<Addr<CircleSupervisor>>,
 }
@@ -193,6 +211,7 @@ impl Cluster {
             circles,
             shard_key: config.shard_key.clone(),
             max_line_bytes: config.max_line_bytes,
+            schema: previous.map(|p| p.schema.clone()).unwrap_or_default(),
             wal,
             supervisors,
         };
@@ -219,8 +238,8 @@ impl Cluster {
     }
 
     /// Routes, stamps and queues the points of one write request.
-    pub fn write(&self, req: &WriteRequest<'_>) -> Result<WriteOutcome, wal::Error> {
-        let (mut router, mut outcome) = self.route_lines(req, now_ns());
+    pub fn write(&self, req: &WriteRequest<'_>) -> Result<WriteOutcome, WriteError> {
+        let (mut router, mut outcome) = self.route_lines(req, now_ns())?;
         if outcome.points > 0 {
             outcome.wakeups = router.commit()?;
         }
@@ -233,8 +252,9 @@ impl Cluster {
         &self,
         req: &WriteRequest<'r>,
         now_ns: i64,
-    ) -> (Router<'_, 'r>, WriteOutcome) {
+    ) -> Result<(Router<'_, 'r>, WriteOutcome), schema::Refusal> {
         let body = req.body;
+        let mut check = req.schema.check(req.rp, req.precision, now_ns)?;
         let mut router = Router::new(self, req);
         let mut outcome = WriteOutcome::default();
         for line in line_protocol::lines(body) {
@@ -251,6 +271,9 @@ impl Cluster {
                     continue;
                 }
             };
+            if check.line(line, &parsed) == schema::Verdict::Drop {
+                continue;
+            }
             let start = router.lines.len();
             if let Err(e) = line_protocol::normalize_into(
                 line,
@@ -266,7 +289,8 @@ impl Cluster {
             router.route(req.db, &parsed.measurement, start);
             outcome.points += 1;
         }
-        (router, outcome)
+        outcome.dropped = check.finish()?;
+        Ok((router, outcome))
     }
 
     /// Queues an InfluxQL statement for one backend, in order with its writes.
@@ -493,6 +517,7 @@ mod tests {
             rp: "",
             precision: Precision::Nanoseconds,
             body,
+            schema: &DbSchema::unknown(),
         };
         let outcome = cluster.write(&request).unwrap();
         assert!(outcome.errors.is_empty());

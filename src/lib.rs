@@ -35,5 +35,6 @@ pub mod migrate;
 pub mod query;
 pub mod ring;
 pub mod runtime;
+pub mod schema;
 pub mod tls;
 pub mod wal;

@@ -46,7 +46,10 @@ use std::iter::FusedIterator;
 
 use memchr::{memchr, memchr2, memchr3, memchr3_iter};
 
+mod fields;
 mod plain;
+
+pub use fields::{FieldType, Fields};
 
 /// Longest measurement-plus-tags key InfluxDB accepts (`models.MaxKeyLength`).
 const MAX_KEY_LENGTH: usize = 65535;
@@ -159,28 +162,22 @@ pub fn series_key(line: &[u8]) -> &[u8] {
     line
 }
 
-/// Bytes trimmed from the start of a line: ASCII whitespace plus NUL, which InfluxDB also skips.
+/// Bytes skipped at the start of a line: space, tab and NUL, exactly InfluxDB's
+/// `skipWhitespace`. Nothing else: influxd keeps a leading `\r` or `\v` as part of the
+/// measurement name, and refuses a trailing `\r` or tab (`bad timestamp`, `invalid number`), so
+/// trimming more here would store other names or acknowledge lines influxd refuses.
 fn is_leading_trim(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0)
+    matches!(b, b' ' | b'\t' | 0)
 }
 
-/// Bytes trimmed from the end of a line: ASCII whitespace (notably the `\r` of CRLF bodies).
-fn is_trailing_trim(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-}
-
-/// Trims one line for [`lines`]; NUL counts only at the start, as InfluxDB rejects a trailing
-/// NUL inside the last value.
+/// Trims one line for [`lines`]: leading whitespace only (see [`is_leading_trim`]); trailing
+/// spaces are the scanner's to accept, anything else after the timestamp its to refuse.
 fn trim(line: &[u8]) -> &[u8] {
     let start = line
         .iter()
         .position(|&b| !is_leading_trim(b))
         .unwrap_or(line.len());
-    let end = line
-        .iter()
-        .rposition(|&b| !is_trailing_trim(b))
-        .map_or(start, |i| i + 1);
-    line.get(start..end).unwrap_or_default()
+    line.get(start..).unwrap_or_default()
 }
 
 /// Length of the first line of `rest` (the index of its terminating `\n`, or `rest.len()`).
@@ -275,6 +272,12 @@ pub struct Line<'a> {
     raw_measurement: &'a [u8],
     /// Byte range of the timestamp digits within the line (empty when absent).
     timestamp_span: (usize, usize),
+    /// End of the measurement (the comma or space after it) within the line.
+    measurement_end: usize,
+    /// End of the series key (measurement and tags) within the line.
+    key_end: usize,
+    /// Byte range of the field set within the line.
+    fields_span: (usize, usize),
 }
 
 impl<'a> Line<'a> {
@@ -474,6 +477,9 @@ fn scan_full(buf: &[u8]) -> Result<Line<'_>, Reason> {
         timestamp,
         raw_measurement: &buf[start..measurement_end],
         timestamp_span,
+        measurement_end,
+        key_end,
+        fields_span: (fields_start, fields_end),
     })
 }
 
@@ -1572,10 +1578,26 @@ mod tests {
     }
 
     #[test]
-    fn lines_splits_crlf_bodies_and_trims() {
-        assert_eq!(collect_lines("a v=1\r\nb v=2\r\n"), ["a v=1", "b v=2"]);
-        assert_eq!(collect_lines("  a v=1  \n\tb v=2"), ["a v=1", "b v=2"]);
+    fn lines_trim_only_what_influxd_skips() {
+        // influxd keeps a `\r` (then refuses the line), so CRLF bodies are refused line by line.
+        assert_eq!(collect_lines("a v=1\r\nb v=2\r\n"), ["a v=1\r", "b v=2\r"]);
+        assert_eq!(
+            parse(b"a v=1 1\r").unwrap_err().to_string(),
+            "unable to parse 'a v=1 1\r': bad timestamp"
+        );
+        assert_eq!(collect_lines("  a v=1  \n\tb v=2"), ["a v=1  ", "b v=2"]);
         assert_eq!(collect_lines("\0a v=1\n"), ["a v=1"]);
+        // A leading `\r` or `\v` is part of the measurement name for influxd.
+        assert_eq!(
+            collect_lines("\x0bm v=1\n\rm v=1"),
+            ["\x0bm v=1", "\rm v=1"]
+        );
+        assert_eq!(reason_of(b"m v=1 1\t").as_deref(), Some("bad timestamp"));
+        assert_eq!(
+            reason_of(b"m v=1 1 \t").as_deref(),
+            Some("point is invalid")
+        );
+        assert_eq!(reason_of(b"m v=1 \t"), None);
     }
 
     #[test]
@@ -1589,8 +1611,10 @@ mod tests {
 
     #[test]
     fn lines_skips_comments_and_blank_lines() {
-        let body = "# comment\n\n   \n\r\n   # indented comment\ncpu v=1\n#\n";
+        let body = "# comment\n\n   \n\t\n   # indented comment\ncpu v=1\n#\n";
         assert_eq!(collect_lines(body), ["cpu v=1"]);
+        // influxd parses a lone `\r` (`missing fields`).
+        assert_eq!(collect_lines("\r\n"), ["\r"]);
         assert_eq!(collect_lines("# v=\"open quote\ncpu v=1"), ["cpu v=1"]);
         assert!(collect_lines("").is_empty());
         assert!(collect_lines("\n\n\n").is_empty());
@@ -1733,15 +1757,15 @@ mod tests {
         #[test]
         fn lines_yields_each_generated_point_once(
             points in prop::collection::vec(point(), 1..8),
-            crlf in any::<bool>(),
+            blank_lines in any::<bool>(),
         ) {
-            let separator = if crlf { "\r\n" } else { "\n" };
+            let separator = if blank_lines { "\n\n" } else { "\n" };
             let body: Vec<&str> = points.iter().map(|(line, _, _)| line.as_str()).collect();
             let body = body.join(separator);
             let split: Vec<&[u8]> = lines(body.as_bytes()).collect();
             prop_assert_eq!(split.len(), points.len());
             for (got, (line, _, _)) in split.iter().zip(&points) {
-                prop_assert_eq!(*got, line.trim_end().as_bytes());
+                prop_assert_eq!(*got, line.as_bytes());
             }
         }
 

@@ -64,6 +64,22 @@ impl From<wal::Error> for ApiError {
     }
 }
 
+impl From<crate::cluster::WriteError> for ApiError {
+    fn from(e: crate::cluster::WriteError) -> ApiError {
+        use crate::schema::Refusal;
+        match e {
+            crate::cluster::WriteError::Wal(w) => ApiError::from(w),
+            // influxd's statuses: 400 for the conflict, 500 for the missing policy.
+            crate::cluster::WriteError::Refused(r @ Refusal::FieldTypeConflict) => {
+                ApiError::LineProtocol(r.to_string())
+            }
+            crate::cluster::WriteError::Refused(r @ Refusal::RetentionPolicyNotFound(_)) => {
+                ApiError::Internal(r.to_string())
+            }
+        }
+    }
+}
+
 impl From<crate::query::Error> for ApiError {
     fn from(e: crate::query::Error) -> ApiError {
         use crate::query::Error as Q;

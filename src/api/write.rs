@@ -12,7 +12,7 @@ use futures_util::StreamExt as _;
 
 use super::{auth, check_db_allowed, ApiError, AppState, Params};
 use crate::buffers;
-use crate::cluster::{Wakeups, WriteRequest};
+use crate::cluster::{Wakeups, WriteOutcome, WriteRequest};
 use crate::line_protocol::Precision;
 
 /// The write handler.
@@ -50,6 +50,10 @@ pub async fn write(
     let expected_bytes = raw.len().saturating_mul(if gzipped { 10 } else { 1 });
     let inline = expected_bytes <= INLINE_BODY_BYTES && !config.wal_sync;
     let cluster = state.cluster();
+    let schema = cluster
+        .schema
+        .prepare(|| cluster.backends().cloned().collect(), &db, &rp)
+        .await;
     let max_decompressed = config.max_decompressed_bytes;
     let work = move || -> Result<_, ApiError> {
         // A plain body is parsed where it was read: no copy.
@@ -63,6 +67,7 @@ pub async fn write(
             rp: &rp,
             precision,
             body: inflated.as_deref().unwrap_or(&raw),
+            schema: &schema,
         };
         let outcome = cluster.write(&request).map_err(ApiError::from);
         buffers::give(raw);
@@ -79,22 +84,38 @@ pub async fn write(
             .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))??
     };
     wake_after_answer(std::mem::take(&mut outcome.wakeups));
-    if outcome.errors.is_empty() {
-        return Ok(HttpResponse::NoContent().finish());
+    match verdict(&outcome) {
+        None => Ok(HttpResponse::NoContent().finish()),
+        Some(message) => Err(ApiError::LineProtocol(message)),
     }
-    let dropped = outcome.errors.len();
-    let detail = outcome
-        .errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let message = if outcome.points > 0 {
-        format!("partial write: {detail} dropped={dropped}")
-    } else {
-        detail
+}
+
+/// influxd's answer to a write, from what happened to its lines (`httpd` `serveWrite`): the
+/// parse errors alone when no line parsed; else a storage refusal (`partial write: <first
+/// reason> dropped=<points it dropped>`), which hides the parse errors; else the parse errors as
+/// a `partial write` with `dropped=0` (influxd counts only points it dropped, not lines it
+/// could not parse); `None` for a 204.
+fn verdict(outcome: &WriteOutcome) -> Option<String> {
+    let parse_errors = || {
+        outcome
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    Err(ApiError::LineProtocol(message))
+    let parsed =
+        outcome.points as usize + outcome.dropped.dropped + outcome.dropped.beyond_retention;
+    if parsed == 0 && !outcome.errors.is_empty() {
+        return Some(parse_errors());
+    }
+    if let Some(message) = outcome.dropped.message() {
+        return Some(message);
+    }
+    if !outcome.errors.is_empty() {
+        return Some(format!("partial write: {} dropped=0", parse_errors()));
+    }
+    None
 }
 
 /// Wakes the backends [`WAKE_DELAY`] after this worker has answered (see

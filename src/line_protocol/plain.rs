@@ -224,6 +224,9 @@ pub(super) fn scan(line: &[u8]) -> Option<Line<'_>> {
         timestamp,
         raw_measurement,
         timestamp_span,
+        measurement_end,
+        key_end,
+        fields_span: (key_end + 1, fields_end),
     })
 }
 

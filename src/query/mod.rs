@@ -296,11 +296,16 @@ async fn run(cluster: &Cluster, req: &Request, p: &Planned<'_>) -> Result<Value,
         | Kind::AlterRetentionPolicy
         | Kind::DropRetentionPolicy => {
             let all: Vec<&Arc<BackendHandle>> = cluster.backends().collect();
-            apply_everywhere(cluster, &all, p).await
+            let answer = apply_everywhere(cluster, &all, p).await;
+            // Policies or fields changed: the write path asks the backends again.
+            cluster.schema.forget(&p.db);
+            answer
         }
         Kind::DeleteFrom | Kind::DropSeries | Kind::DropMeasurement => {
             let targets = delete_targets(cluster, p);
-            apply_everywhere(cluster, &targets, p).await
+            let answer = apply_everywhere(cluster, &targets, p).await;
+            cluster.schema.forget(&p.db);
+            answer
         }
         _ if is_read_with_sources(&p.stmt) => read_with_sources(cluster, req, p).await,
         kind => fan_out(cluster, req, p, merge_for(kind, p.stmt.exact)).await,
