@@ -216,7 +216,8 @@ fn a_partial_write_keeps_good_lines_and_names_the_bad_one() {
     assert!(error.starts_with("partial write:"), "{error}");
     assert!(error.contains("this is not line protocol"), "{error}");
     assert!(error.contains("bad v="), "{error}");
-    assert!(error.contains("dropped=2"), "{error}");
+    // influxd counts only points its storage dropped, not lines it could not parse.
+    assert!(error.ends_with(" dropped=0"), "{error}");
     for owner in replica(&proxy, &db, "good") {
         let s = server(&servers, &owner);
         assert!(wait_until(DELIVERY, || s.count(&db, "good") == 2));
