@@ -108,10 +108,13 @@ struct RetentionPolicy {
     default: bool,
 }
 
+/// `measurement \xff field` → type.
+type FieldTypes = FxHashMap<Box<[u8]>, FieldType>;
+
 /// Field types the proxy accepted, per retention policy and shard group start.
 #[derive(Debug, Default)]
 struct Accepted {
-    groups: FxHashMap<Box<str>, FxHashMap<i64, FxHashMap<Box<[u8]>, FieldType>>>,
+    groups: FxHashMap<Box<str>, FxHashMap<i64, FieldTypes>>,
     len: usize,
 }
 
