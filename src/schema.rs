@@ -626,3 +626,90 @@ impl Check<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::line_protocol::parse;
+
+    /// Checks `body` (one line per `\n`) as one request; the kept lines and the verdict.
+    fn check(db: &DbSchema, body: &str) -> Result<(Vec<String>, Finished), Refusal> {
+        let mut c = db.check("", Precision::Nanoseconds, 1_000)?;
+        let mut kept = Vec::new();
+        for line in body.lines() {
+            let parsed = parse(line.as_bytes()).unwrap();
+            if c.line(line.as_bytes(), &parsed) == Verdict::Keep {
+                kept.push(line.to_string());
+            }
+        }
+        c.finish().map(|f| (kept, f))
+    }
+
+    #[test]
+    fn a_type_accepted_once_refuses_another_in_the_same_shard_group_only() {
+        let db = DbSchema::unknown();
+        check(&db, "x f=1i 1").unwrap();
+        let week = DEFAULT_SHARD_GROUP;
+        let (kept, f) = check(&db, &format!("x f=1 2\ny g=1 3\nx f=2.5 {week}")).unwrap();
+        assert_eq!(kept, ["y g=1 3".to_string(), format!("x f=2.5 {week}")]);
+        assert_eq!(
+            f.message().unwrap(),
+            "partial write: field type conflict: input field \"f\" on measurement \"x\" is type float, already exists as type integer dropped=1"
+        );
+    }
+
+    #[test]
+    fn a_new_field_with_two_types_in_one_request_refuses_it_whole() {
+        let db = DbSchema::unknown();
+        assert_eq!(
+            check(&db, "x f=1i 1\nx f=\"s\" 2\nz g=1 3").unwrap_err(),
+            Refusal::FieldTypeConflict
+        );
+        // Nothing of it became known.
+        check(&db, "x f=\"s\" 5").unwrap();
+    }
+
+    #[test]
+    fn time_tags_are_reported_before_time_fields_as_influxd_does() {
+        let db = DbSchema::unknown();
+        let (kept, f) = check(&db, "m time=1 1\nm,time=a f=1 2\nm f=2,time=4 3").unwrap();
+        assert_eq!(kept, ["m f=2,time=4 3"]);
+        assert_eq!(
+            f.message().unwrap(),
+            "partial write: invalid tag key: input tag \"time\" on measurement \"m\" is invalid dropped=2"
+        );
+        let (_, f) = check(&db, "m time=1 1").unwrap();
+        assert_eq!(
+            f.message().unwrap(),
+            "partial write: invalid field name: input field \"time\" on measurement \"m\" is invalid dropped=1"
+        );
+    }
+
+    #[test]
+    fn shard_groups_start_where_influxd_starts_them() {
+        // influxd 1.6.7: the first 7-day group of 1970 started on Monday 1969-12-29.
+        let monday = -3 * 24 * 3600 * 1_000_000_000;
+        assert_eq!(shard_group_start(1, DEFAULT_SHARD_GROUP), monday);
+        assert_eq!(
+            shard_group_start(4 * 24 * 3600 * 1_000_000_000 - 1, DEFAULT_SHARD_GROUP),
+            monday
+        );
+        assert_eq!(
+            shard_group_start(4 * 24 * 3600 * 1_000_000_000, DEFAULT_SHARD_GROUP),
+            monday + DEFAULT_SHARD_GROUP
+        );
+        assert_eq!(
+            shard_group_start(3_600_000_000_001, 3_600_000_000_000),
+            3_600_000_000_000
+        );
+    }
+
+    #[test]
+    fn go_durations_parse_as_influxd_prints_them() {
+        assert_eq!(go_duration_ns("168h0m0s"), Some(DEFAULT_SHARD_GROUP));
+        assert_eq!(go_duration_ns("1h0m0s"), Some(3_600_000_000_000));
+        assert_eq!(go_duration_ns("30m0s"), Some(1_800_000_000_000));
+        assert_eq!(go_duration_ns("0s"), Some(0));
+        assert_eq!(go_duration_ns("1x"), None);
+    }
+}
