@@ -289,26 +289,31 @@ impl<'a> Line<'a> {
     /// The measurement name InfluxDB stores: only `\,` and `\ ` are unescaped, other
     /// backslashes stay. Differs from [`Line::measurement`] when the name has other escapes.
     pub fn influx_measurement(&self) -> Cow<'a, [u8]> {
-        let raw = self.raw_measurement;
-        if memchr(b'\\', raw).is_none() {
-            return Cow::Borrowed(raw);
-        }
-        let mut out = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while let Some(&b) = raw.get(i) {
-            match (b, raw.get(i + 1)) {
-                (b'\\', Some(&next @ (b',' | b' '))) => {
-                    out.push(next);
-                    i += 2;
-                }
-                _ => {
-                    out.push(b);
-                    i += 1;
-                }
+        unescape(self.raw_measurement, b", ")
+    }
+}
+
+/// `raw` with the backslash dropped before each byte of `escaped` (influxd's `escape.Unescape`
+/// for its set of codes); other backslashes stay. Borrowed when `raw` has no backslash.
+fn unescape<'b>(raw: &'b [u8], escaped: &[u8]) -> Cow<'b, [u8]> {
+    if memchr(b'\\', raw).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match raw.get(i + 1) {
+            Some(&next) if b == b'\\' && escaped.contains(&next) => {
+                out.push(next);
+                i += 2;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
             }
         }
-        Cow::Owned(out)
     }
+    Cow::Owned(out)
 }
 
 /// Why a line was rejected. The texts are InfluxDB 1.x's (`models/points.go`) except where the

@@ -5,9 +5,7 @@
 
 use std::borrow::Cow;
 
-use memchr::memchr;
-
-use super::{field_value_len, unescaped_position, Line};
+use super::{field_value_len, unescape, unescaped_position, Line};
 
 /// The type influxd gives a field value. Decided by the value's first byte and suffix alone,
 /// since the line was validated already.
@@ -119,24 +117,7 @@ impl<'a> Line<'a> {
 /// A key as influxd stores it: `\,`, `\ `, `\=` and `\"` lose their backslash (its
 /// `escape.Unescape`); other backslashes stay.
 fn unescape_key(key: &[u8]) -> Cow<'_, [u8]> {
-    if memchr(b'\\', key).is_none() {
-        return Cow::Borrowed(key);
-    }
-    let mut out = Vec::with_capacity(key.len());
-    let mut i = 0;
-    while let Some(&b) = key.get(i) {
-        match (b, key.get(i + 1)) {
-            (b'\\', Some(&next @ (b',' | b' ' | b'=' | b'"'))) => {
-                out.push(next);
-                i += 2;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(out)
+    unescape(key, b", =\"")
 }
 
 #[cfg(test)]
