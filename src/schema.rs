@@ -36,6 +36,7 @@
 //! bound. Past the bound the accepted types of the oldest shard group are forgotten (they are
 //! the least likely to be written again) and the backends' list is cut.
 
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -573,11 +574,12 @@ impl Check<'_> {
             return Verdict::Drop;
         }
         for (key, kind) in new_fields {
-            match self.pending.get(&(group, key.clone())) {
-                Some(&first) if first != kind => self.conflict = true,
-                Some(_) => {}
-                None => {
-                    self.pending.insert((group, key), kind);
+            // One entry lookup: a request's first lines bring every field it has.
+            match self.pending.entry((group, key)) {
+                Entry::Occupied(first) if *first.get() != kind => self.conflict = true,
+                Entry::Occupied(_) => {}
+                Entry::Vacant(slot) => {
+                    slot.insert(kind);
                 }
             }
         }
