@@ -62,6 +62,10 @@ pub enum Error {
 /// flushed and closed.
 pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
     let config = Arc::new(config);
+    // Before the queue is opened: recovering it may take longer than the
+    // watchdog's timeout, and the event loop that pings later is not running yet.
+    let watchdog = runtime::watchdog::Watchdog::from_env();
+    let startup_pings = watchdog.map(|w| w.ping_during_startup());
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -71,7 +75,13 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
         error!(error = %e, "Starting the queue's unsharing thread failed; lines of late records stay shared.");
     }
     let system = actix::System::new();
-    let result = system.block_on(serve(config, config_path, wal.clone()));
+    let result = system.block_on(serve(
+        config,
+        config_path,
+        wal.clone(),
+        watchdog,
+        startup_pings,
+    ));
     // Its tasks (the control loop, the supervisors) hold the queue too.
     drop(system);
     if let Err(e) = wal.flush() {
@@ -115,7 +125,16 @@ fn close_wal(mut wal: Arc<Wal>) {
     }
 }
 
-async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Result<(), Error> {
+/// Starts the circles and the HTTP server and runs until a shutdown signal.
+/// `startup_pings` keep systemd's watchdog fed until `READY=1`; from then on
+/// this event loop pings it itself.
+async fn serve(
+    config: Arc<Config>,
+    config_path: PathBuf,
+    wal: Arc<Wal>,
+    watchdog: Option<runtime::watchdog::Watchdog>,
+    startup_pings: Option<runtime::watchdog::StartupPings>,
+) -> Result<(), Error> {
     let cluster = Arc::new(Cluster::start(&config, wal.clone())?);
     log_startup(&config);
     warn_about_orphan_queues(&wal, &config);
@@ -137,6 +156,10 @@ async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Resu
     };
     info!(addr = %config.listen_addr, https = config.https_enabled, "HTTP service started.");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    // Pinged from this loop from now on (also while a graceful stop drains:
+    // systemd keeps watching until the process exits).
+    let pinger = watchdog.map(|w| actix_web::rt::spawn(w.ping_from_event_loop()));
+    drop(startup_pings);
     let handle = server.handle();
     let reloader = Reloader {
         path: config_path,
@@ -147,6 +170,9 @@ async fn serve(config: Arc<Config>, config_path: PathBuf, wal: Arc<Wal>) -> Resu
     let control = actix_web::rt::spawn(control_loop(handle, reloader));
     let result = server.await.map_err(Error::Server);
     control.abort();
+    if let Some(pinger) = pinger {
+        pinger.abort();
+    }
     cluster_at_exit.cluster().stop();
     result
 }

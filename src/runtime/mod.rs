@@ -2,3 +2,4 @@
 
 pub mod logging;
 pub mod signals;
+pub mod watchdog;
