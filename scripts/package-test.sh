@@ -25,6 +25,7 @@ DEFAULTS=/etc/default/influx-proxy
 DATA_DIR=/var/lib/influx-proxy
 LOG_DIR=/var/log/influx-proxy
 STOP_LIMIT=30 # seconds from SIGTERM to exit
+GLIBC_FLOOR=2.28 # RHEL/Rocky/Alma 8
 
 say() { printf '==> %s\n' "$*"; }
 ok() { printf '    ok  %s\n' "$*"; }
@@ -132,8 +133,48 @@ DEB="$(sed -n 's/^deb: //p' "$WORK/package.log" | tail -n 1)"
 RPM="$(sed -n 's/^rpm: //p' "$WORK/package.log" | tail -n 1)"
 [ -f "$DEB" ] || fail "package.sh named no .deb"
 [ -f "$RPM" ] || fail "package.sh named no .rpm"
-BUILT_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/influx-proxy"
-case "$BUILT_BIN" in /*) ;; *) BUILT_BIN="$ROOT/$BUILT_BIN" ;; esac
+BUILT_BIN="$(sed -n 's/^bin: //p' "$WORK/package.log" | tail -n 1)"
+[ -x "$BUILT_BIN" ] || fail "package.sh named no binary"
+
+# ---------------------------------------------------------------------------
+say "the binary runs on glibc $GLIBC_FLOOR (RHEL/Rocky/Alma 8) and later"
+command -v objdump >/dev/null || fail "objdump not found (binutils)"
+objdump -T "$BUILT_BIN" >"$WORK/dynsym"
+max_glibc="$(grep -o 'GLIBC_[0-9][0-9.]*' "$WORK/dynsym" | sed 's/GLIBC_//' | sort -uV | tail -n 1)"
+[ -n "$max_glibc" ] || fail "objdump -T found no GLIBC symbol versions in $BUILT_BIN"
+[ "$(printf '%s\n%s\n' "$max_glibc" "$GLIBC_FLOOR" | sort -V | tail -n 1)" = "$GLIBC_FLOOR" ] \
+    || fail "$BUILT_BIN needs GLIBC_$max_glibc (> $GLIBC_FLOOR): $(grep "GLIBC_$max_glibc" "$WORK/dynsym" | awk '{print $NF}' | head -n 5 | tr '\n' ' ')"
+ok "newest glibc symbol version: GLIBC_$max_glibc (floor $GLIBC_FLOOR)"
+if grep -q 'GLIBCXX_\|CXXABI_' "$WORK/dynsym"; then
+    fail "$BUILT_BIN links libstdc++ dynamically: $(grep -o 'GLIBCXX_[0-9.]*' "$WORK/dynsym" | sort -uV | tail -n 1)"
+fi
+needed="$(objdump -p "$BUILT_BIN" | awk '$1 == "NEEDED" {print $2}' | sort | tr '\n' ' ')"
+for lib in $needed; do
+    case "$lib" in
+        libc.so.6 | libm.so.6 | libdl.so.2 | libpthread.so.0 | librt.so.1 | libgcc_s.so.1 | ld-linux-x86-64.so.2) ;;
+        *) fail "$BUILT_BIN needs $lib, which is not part of glibc/libgcc: $needed" ;;
+    esac
+done
+ok "shared libraries: $needed(glibc and libgcc only, no libstdc++)"
+# What rpm will ask of the target system: only glibc sonames/versions it
+# ships (rpm's own rpmlib() features and the scriptlets' /bin/sh).
+rpm -qpR "$RPM" >"$WORK/rpm.requires"
+while read -r req; do
+    case "$req" in
+        "rpmlib("*) ;;
+        /bin/sh | /usr/bin/sh | /usr/sbin/useradd | shadow-utils | systemd | systemd-units | "config(influx-proxy) = "*) ;;
+        "libc.so.6"* | "libm.so.6"* | "libdl.so.2"* | "libpthread.so.0"* | "librt.so.1"* | "libgcc_s.so.1"* | "ld-linux-x86-64.so.2"*)
+            v="$(grep -o 'GLIBC_[0-9.]*' <<<"$req" | sed 's/GLIBC_//')" || true
+            if [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$v" "$GLIBC_FLOOR" | sort -V | tail -n 1)" != "$GLIBC_FLOOR" ]; then
+                fail "rpm requires $req (newer than glibc $GLIBC_FLOOR)"
+            fi
+            ;;
+        *) fail "rpm requires '$req', which RHEL 8 may not provide" ;;
+    esac
+done <"$WORK/rpm.requires"
+ok "rpm -qpR: $(grep -vc '^rpmlib(' "$WORK/rpm.requires") requirements, all in RHEL 8's glibc ($(tr '\n' ' ' <"$WORK/rpm.requires" | cut -c1-160)...)"
+dpkg-deb -f "$DEB" Depends | grep -q 'libc6 (>= 2.28)' || fail "the .deb does not depend on libc6 (>= 2.28): $(dpkg-deb -f "$DEB" Depends)"
+ok "the .deb depends on $(dpkg-deb -f "$DEB" Depends)"
 
 # ---------------------------------------------------------------------------
 say "dpkg -i $(basename "$DEB")"
