@@ -13,4 +13,5 @@ mod reads;
 mod refusals;
 mod security;
 mod service;
+mod verdicts;
 mod write;
