@@ -137,7 +137,12 @@ impl<'a> Iterator for Lines<'a> {
             let rest = &self.body[self.pos..];
             let end = line_end(rest);
             self.pos += end + 1;
-            let line = trim(&rest[..end]);
+            // A line that swallowed newlines (an unterminated string runs to
+            // the end of the body) loses one trailing `\n`, as InfluxDB strips
+            // it from every block before parsing and in its error text.
+            let raw = &rest[..end];
+            let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let line = trim(raw);
             if !line.is_empty() && line[0] != b'#' {
                 return Some(line);
             }
@@ -1580,6 +1585,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, b"a v=1 1\nb v=2 1000000000\n");
+    }
+
+    /// Found by tests/it/verdicts.rs: influxd's error text for an
+    /// unterminated string at the end of a body has no trailing newline.
+    #[test]
+    fn a_line_running_to_the_end_of_the_body_loses_one_trailing_newline() {
+        assert_eq!(collect_lines("m s=\"ab\n"), vec!["m s=\"ab"]);
+        assert_eq!(
+            collect_lines("a v=1\nm s=\"x\ny\n"),
+            vec!["a v=1", "m s=\"x\ny"]
+        );
+        assert_eq!(collect_lines("m s=\"a\nb\" 1\n"), vec!["m s=\"a\nb\" 1"]);
     }
 
     #[test]
