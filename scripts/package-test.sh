@@ -115,16 +115,9 @@ if pgrep -u "$USER_NAME" -x influx-proxy >/dev/null 2>&1; then
     fail "an influx-proxy runs as $USER_NAME (pids $(pgrep -u "$USER_NAME" -x influx-proxy | tr '\n' ' ')): stop it first"
 fi
 
-need=()
-command -v curl >/dev/null || need+=(curl)
-command -v rpm >/dev/null || need+=(rpm)
-if [ "${#need[@]}" -gt 0 ]; then
-    say "installing ${need[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null \
-        || { dpkg --configure -a; apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
-fi
+# shellcheck source=scripts/apt-need.sh
+. "$ROOT/scripts/apt-need.sh"
+apt_need curl:curl rpm:rpm objdump:binutils
 
 # ---------------------------------------------------------------------------
 say "building packages (scripts/package.sh)"

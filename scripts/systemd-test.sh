@@ -59,16 +59,9 @@ STEP_START=$SECONDS
 [ "$(id -u)" -eq 0 ] || fail "run as root (it boots containers)"
 command -v dpkg >/dev/null || fail "needs a Debian/Ubuntu host (dpkg, debootstrap)"
 
-need=()
-command -v systemd-nspawn >/dev/null || need+=(systemd-container)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v python3 >/dev/null || need+=(python3)
-if [ "${#need[@]}" -gt 0 ]; then
-    say "installing ${need[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt-need.sh
+. "$REPO/scripts/apt-need.sh"
+apt_need systemd-nspawn:systemd-container debootstrap:debootstrap python3:python3
 
 WORK="$(mktemp -d /tmp/influx-proxy-systemd-test.XXXXXX)"
 C_NAME=""

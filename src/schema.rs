@@ -520,12 +520,8 @@ impl Check<'_> {
         let name = parsed.influx_measurement();
         if parsed.has_time_tag(line) {
             self.dropped += 1;
-            self.tag_reason.get_or_insert_with(|| {
-                format!(
-                    "invalid tag key: input tag \"time\" on measurement \"{}\" is invalid",
-                    String::from_utf8_lossy(&name)
-                )
-            });
+            self.tag_reason
+                .get_or_insert_with(|| time_key_reason("tag key", "tag", &name));
             return Verdict::Drop;
         }
         let group = shard_group_start(ns, self.rp.shard_group_ns);
@@ -552,12 +548,8 @@ impl Check<'_> {
         }
         if !any_field {
             self.dropped += 1;
-            self.field_reason.get_or_insert_with(|| {
-                format!(
-                    "invalid field name: input field \"time\" on measurement \"{}\" is invalid",
-                    String::from_utf8_lossy(&name)
-                )
-            });
+            self.field_reason
+                .get_or_insert_with(|| time_key_reason("field name", "field", &name));
             return Verdict::Drop;
         }
         if let Some((field, kind, stored)) = conflict {
@@ -627,6 +619,14 @@ impl Check<'_> {
             beyond_retention,
         })
     }
+}
+
+/// influxd's text for a tag key or the only field named `time`.
+fn time_key_reason(what: &str, kind: &str, measurement: &[u8]) -> String {
+    format!(
+        "invalid {what}: input {kind} \"time\" on measurement \"{}\" is invalid",
+        String::from_utf8_lossy(measurement)
+    )
 }
 
 #[cfg(test)]
