@@ -271,9 +271,8 @@ impl Cluster {
                     continue;
                 }
             };
-            if check.line(line, &parsed) == schema::Verdict::Drop {
-                continue;
-            }
+            // The time range is part of parsing in influxd: a line outside it is a parse error
+            // and must not teach the schema check a field type.
             let start = router.lines.len();
             if let Err(e) = line_protocol::normalize_into(
                 line,
@@ -284,6 +283,10 @@ impl Cluster {
             ) {
                 router.lines.truncate(start);
                 outcome.errors.push(e);
+                continue;
+            }
+            if check.line(line, &parsed) == schema::Verdict::Drop {
+                router.lines.truncate(start);
                 continue;
             }
             router.route(req.db, &parsed.measurement, start);
@@ -569,6 +572,34 @@ mod tests {
         for lines in &queued[1..] {
             assert_eq!(lines, &body_lines_like(lines));
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_line_outside_the_time_range_teaches_no_field_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_str(
+            r#"{"circles": [{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]}]}"#,
+        )
+        .unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let cluster = Cluster::start(&config, wal).unwrap();
+        let schema = DbSchema::unknown();
+        let request = WriteRequest {
+            db: "db",
+            rp: "",
+            precision: Precision::Nanoseconds,
+            body: b"m f=1i 9223372036854775807\nm f=1.5 1\n",
+            schema: &schema,
+        };
+        // influxd refuses the first line while parsing, so `f` is new to the second: no
+        // in-request type conflict, one point kept.
+        let outcome = cluster.write(&request).unwrap();
+        cluster.stop();
+        assert_eq!(outcome.points, 1);
+        assert_eq!(outcome.errors.len(), 1);
+        assert!(outcome.errors[0]
+            .to_string()
+            .ends_with("time outside range -9223372036854775806 - 9223372036854775806"));
     }
 
     #[actix_rt::test]

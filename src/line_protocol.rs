@@ -12,12 +12,7 @@
 //! 50,000 mutated lines: verdicts agreed everywhere except as listed here. Deliberate
 //! differences from `influxd`:
 //!
-//! * unsigned integers (`5u`) are accepted; stock 1.x builds reject them as `invalid number`, but
-//!   builds with uint support accept them, and rejecting here would drop data those backends keep;
 //! * the measurement used for routing must be valid UTF-8 (`invalid measurement`);
-//! * timestamps that do not fit in i64, or whose nanosecond value overflows or falls outside
-//!   InfluxDB's range, are reported as `bad timestamp` (InfluxDB says `strconv.ParseInt: …` or
-//!   `time outside range …`);
 //! * a line that InfluxDB's own splitter would cut differently once forwarded is rejected: a raw
 //!   newline outside a string (`line break outside a string field`) or an odd backslash/quote
 //!   mix (`unbalanced quotes`); so is a line without a timestamp that ends in a backslash, which
@@ -26,15 +21,16 @@
 //! **Two measurement names.** [`Line::measurement`] is the routing name and must match the Go
 //! proxy byte for byte (reference spec §7.3 step 2): it runs from the line start to the first
 //! space or comma not consumed by a backslash, and every backslash is dropped while the byte
-//! after it is kept (`a\ b` → `a b`, `a\\b` → `a\b`, `a\b` → `ab`). InfluxDB itself only
-//! unescapes `\,` and `\ ` and keeps other backslashes ([`Line::influx_measurement`]), so names
-//! containing other backslashes are routed under a different name than the one InfluxDB stores;
+//! after it is kept (`a\ b` → `a b`, `a\\b` → `a\b`, `a\b` → `ab`). InfluxDB itself
+//! unescapes only `\,`, `\ `, `\"` and `\=` (`escape.Unescape`) and keeps other backslashes
+//! ([`Line::influx_measurement`]), so names containing other backslashes are routed under a
+//! different name than the one InfluxDB stores;
 //! that is the Go proxy's behaviour and placement compatibility wins.
 //!
-//! **Line splitting** ([`lines`]) cuts at `\n` except inside a double-quoted string field value,
-//! tracking the real structure (key, then `key=value` fields) rather than InfluxDB's
-//! quote-counting heuristic, so a stray quote in a tag or a trailing backslash cannot swallow the
-//! next line. Lines are trimmed; blank lines and `#` comments are skipped.
+//! **Line splitting** ([`lines`]) is InfluxDB's own `scanLine`, quote counting and all: a stray
+//! quote in a field set or a backslash before a newline joins the next line exactly as influxd
+//! would join it, so every client line gets influxd's verdict (and the same lines of a batch are
+//! stored). Leading whitespace is trimmed; blank lines and `#` comments are skipped.
 //!
 //! **Timestamps** ([`normalize_into`]): a present timestamp is multiplied to nanoseconds (with an
 //! overflow check); a missing one becomes the proxy's receive time truncated to the request
@@ -167,6 +163,59 @@ pub fn series_key(line: &[u8]) -> &[u8] {
     line
 }
 
+/// A hash of the series a valid line writes to, the same for lines whose tags differ only in
+/// order (influxd sorts them into one series). Delivery spreads a batch over concurrent requests
+/// by it, so the points of one series, however their tags are ordered, keep their order: the
+/// last of two points with one series and time is the one influxd keeps.
+pub fn series_hash(line: &[u8]) -> u64 {
+    let key = series_key(line);
+    let mut parts = key_parts(key);
+    let measurement = parts.next().map_or(0, fnv1a);
+    let tags = parts.fold(0u64, |sum, tag| sum.wrapping_add(mix(fnv1a(tag))));
+    mix(measurement ^ tags.rotate_left(32))
+}
+
+/// The measurement and each `key=value` tag of a series key (split at unescaped commas).
+fn key_parts(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        if start > key.len() {
+            return None;
+        }
+        loop {
+            match memchr(b',', &key[from..]) {
+                Some(k) if escaped(key, from + k) => from += k + 1,
+                Some(k) => {
+                    let part = &key[start..from + k];
+                    start = from + k + 1;
+                    from = start;
+                    return Some(part);
+                }
+                None => {
+                    let part = &key[start..];
+                    start = key.len() + 1;
+                    return Some(part);
+                }
+            }
+        }
+    })
+}
+
+/// FNV-1a: cheap on short keys and stable across runs, so a retried batch splits the same way.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// splitmix64's finaliser: spreads the bits of a hash before it is reduced to a few lanes.
+fn mix(mut h: u64) -> u64 {
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
 /// Bytes skipped at the start of a line: space, tab and NUL, exactly InfluxDB's
 /// `skipWhitespace`. Nothing else: influxd keeps a leading `\r` or `\v` as part of the
 /// measurement name, and refuses a trailing `\r` or tab (`bad timestamp`, `invalid number`), so
@@ -187,78 +236,43 @@ fn trim(line: &[u8]) -> &[u8] {
 
 /// Length of the first line of `rest` (the index of its terminating `\n`, or `rest.len()`).
 fn line_end(rest: &[u8]) -> usize {
-    // Only a string field can hide a newline, and a string needs a quote before that newline.
-    match memchr2(b'\n', b'"', rest) {
+    // Only a quote or a backslash can make influxd read past a newline.
+    match memchr3(b'\n', b'"', b'\\', rest) {
         None => rest.len(),
         Some(at) if rest[at] == b'\n' => at,
-        Some(_) => structured_line_end(rest),
+        Some(_) => influx_line_end(rest),
     }
 }
 
-/// Slow path of [`line_end`]: walks key, field set and tail so that only a newline inside a
-/// string field value is skipped.
-fn structured_line_end(buf: &[u8]) -> usize {
-    let mut i = buf
-        .iter()
-        .position(|&b| !is_leading_trim(b) || b == b'\n')
-        .unwrap_or(buf.len());
-    if buf.get(i) == Some(&b'#') {
-        return memchr(b'\n', &buf[i..]).map_or(buf.len(), |k| i + k);
-    }
-    // Measurement and tags end at the first space not preceded by a backslash.
-    loop {
-        let Some(k) = memchr2(b' ', b'\n', &buf[i..]) else {
-            return buf.len();
-        };
-        let at = i + k;
-        if buf[at] == b'\n' {
-            return at;
+/// Slow path of [`line_end`]: InfluxDB's `scanLine`, quirks included. From the first space on
+/// it counts unquoted `=` and `,` and toggles a string at each `"` seen after more `=` than `,`;
+/// a backslash skips the next byte, but only when at least two bytes follow it (`i+2 <
+/// len(buf)`). So a stray quote or a backslash before a newline joins the next line, and the
+/// client gets the verdict influxd would give the joined line.
+fn influx_line_end(buf: &[u8]) -> usize {
+    let (mut quoted, mut fields) = (false, false);
+    let (mut equals, mut commas) = (0usize, 0usize);
+    let mut i = 0;
+    while let Some(&b) = buf.get(i) {
+        if b == b'\\' && i + 2 < buf.len() {
+            i += 2;
+            continue;
         }
-        i = at + 1;
-        if !escaped(buf, at) {
+        fields |= b == b' ';
+        if fields {
+            match b {
+                b'=' if !quoted => equals += 1,
+                b',' if !quoted => commas += 1,
+                b'"' if equals > commas => quoted = !quoted,
+                b'\n' if !quoted => break,
+                _ => {}
+            }
+        } else if b == b'\n' {
             break;
         }
-    }
-    while matches!(buf.get(i), Some(b' ' | b'\t' | 0)) {
         i += 1;
     }
-    // Field set: a quote opens a string only in value position (after an unescaped `=`).
-    let mut in_value = false;
-    loop {
-        match buf.get(i) {
-            None => return buf.len(),
-            Some(b'\n') => return i,
-            Some(b'\\') if buf.get(i + 1).is_some_and(|&b| b != b'\n') => i += 2,
-            Some(b' ') => break,
-            Some(b',') => {
-                in_value = false;
-                i += 1;
-            }
-            Some(b'=') if !in_value => {
-                in_value = true;
-                i += 1;
-            }
-            Some(b'"') if in_value => match string_end(buf, i + 1) {
-                Some(close) => i = close + 1,
-                None => return buf.len(),
-            },
-            Some(_) => i += 1,
-        }
-    }
-    memchr(b'\n', &buf[i..]).map_or(buf.len(), |k| i + k)
-}
-
-/// Index of the quote closing a string whose content starts at `from`; a backslash escapes
-/// the next byte, newline included.
-fn string_end(buf: &[u8], mut from: usize) -> Option<usize> {
-    loop {
-        let k = memchr2(b'"', b'\\', buf.get(from..)?)?;
-        let at = from + k;
-        if buf[at] == b'"' {
-            return Some(at);
-        }
-        from = at + 2;
-    }
+    i
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,10 +305,11 @@ impl<'a> Line<'a> {
         self.raw_measurement
     }
 
-    /// The measurement name InfluxDB stores: only `\,` and `\ ` are unescaped, other
-    /// backslashes stay. Differs from [`Line::measurement`] when the name has other escapes.
+    /// The measurement name InfluxDB stores (`Point.Name()`): `\,`, `\ `, `\"` and `\=` are
+    /// unescaped, other backslashes stay. So `m\"q` and `m"q` are one measurement to influxd.
+    /// Differs from [`Line::measurement`] when the name has other escapes.
     pub fn influx_measurement(&self) -> Cow<'a, [u8]> {
-        unescape(self.raw_measurement, b", ")
+        unescape(self.raw_measurement, b", \"=")
     }
 }
 
@@ -380,9 +395,18 @@ pub enum Reason {
     /// A field value is neither number, string nor boolean.
     #[error("invalid boolean")]
     InvalidBoolean,
-    /// The timestamp is not an integer, or out of range in nanoseconds.
+    /// The timestamp has a byte other than a digit (or a leading `-`).
     #[error("bad timestamp")]
     BadTimestamp,
+    /// The timestamp is a lone `-`; carries it, as Go's `strconv.ParseInt` words it.
+    #[error("strconv.ParseInt: parsing {0:?}: invalid syntax")]
+    TimestampSyntax(String),
+    /// The timestamp's digits do not fit in i64; carries them.
+    #[error("strconv.ParseInt: parsing {0:?}: value out of range")]
+    TimestampOutOfRange(String),
+    /// The timestamp in nanoseconds falls outside what InfluxDB stores.
+    #[error("time outside range {MIN_NANO_TIME} - {MAX_NANO_TIME}")]
+    TimeOutsideRange,
     /// The line contains a newline outside a string field value, where InfluxDB would split
     /// it (our addition; [`lines`] never yields such a line).
     #[error("line break outside a string field")]
@@ -790,15 +814,15 @@ fn is_numeric(b: u8) -> bool {
     b.is_ascii_digit() || b == b'.'
 }
 
-/// Scans a float, integer (`i` suffix) or unsigned (`u` suffix) starting at `start`; returns
-/// the index of the byte that ends it. Follows InfluxDB's `scanNumber`, which range-checks only
-/// values long enough to possibly overflow.
 /// Unsigned integers (`5u`) exist only in InfluxDB builds with uint
 /// support; stock 1.x servers (Debian's 1.6, the official 1.8 packages)
 /// reject them with `invalid number`, which would fail the whole batch at
 /// the backend. We refuse them up front so the client learns which line.
 const ACCEPT_UNSIGNED: bool = false;
 
+/// Scans a float, integer (`i` suffix) or unsigned (`u` suffix) starting at `start`; returns
+/// the index of the byte that ends it. Follows InfluxDB's `scanNumber`, which range-checks only
+/// values long enough to possibly overflow.
 fn scan_number(buf: &[u8], start: usize) -> Result<usize, Reason> {
     let mut i = start;
     let (mut is_int, mut is_unsigned, mut decimal, mut scientific) = (false, false, false, false);
@@ -918,14 +942,14 @@ fn scan_time(buf: &[u8], from: usize) -> Result<(Option<i64>, (usize, usize)), R
         return Ok((None, (start, start)));
     }
     let value = match i - digits_start {
-        0 => None,
+        0 => return Err(Reason::TimestampSyntax("-".to_owned())),
         // Up to 19 digits fit a u64 (nanosecond timestamps of today have 19).
         1..=19 if negative => 0i64.checked_sub_unsigned(fast),
         1..=19 => i64::try_from(fast).ok(),
         // Only leading zeros can make more digits fit.
         _ => parse_timestamp(&buf[start..i]),
     }
-    .ok_or(Reason::BadTimestamp)?;
+    .ok_or_else(|| Reason::TimestampOutOfRange(String::from_utf8_lossy(&buf[start..i]).into()))?;
     if buf[i..].iter().any(|&b| b != b' ') {
         return Err(Reason::InvalidPoint);
     }
@@ -1021,11 +1045,6 @@ fn check_influx_split(buf: &[u8], start: usize) -> Result<(), Reason> {
                 // It would escape the newline that ends the line.
                 return Err(Reason::UnbalancedQuotes);
             }
-            if buf[i + 1] == b'\n' && !quoted {
-                // InfluxDB would read on past this newline, but [`lines`] splits a body here:
-                // accepting it would forward a line that no longer splits the same way.
-                return Err(Reason::LineBreakOutsideString);
-            }
             i += 2;
             continue;
         }
@@ -1086,7 +1105,7 @@ pub fn normalize_into(
             let nanos = timestamp
                 .checked_mul(precision.nanos())
                 .filter(|ns| (MIN_NANO_TIME..=MAX_NANO_TIME).contains(ns))
-                .ok_or_else(|| LineError::new(line, Reason::BadTimestamp))?;
+                .ok_or_else(|| LineError::new(line, Reason::TimeOutsideRange))?;
             let (start, end) = parsed.timestamp_span;
             match (line.get(..start), line.get(end..)) {
                 (Some(head), Some(tail)) if precision != Precision::Nanoseconds => {
@@ -1326,9 +1345,19 @@ mod tests {
             (b"cpu v=\"abc\\\"", "unbalanced quotes"),
             (b"cpu v=1 12a", "bad timestamp"),
             (b"cpu v=1 1.5", "bad timestamp"),
-            (b"cpu v=1 -", "bad timestamp"),
+            (
+                b"cpu v=1 -",
+                "strconv.ParseInt: parsing \"-\": invalid syntax",
+            ),
             (b"cpu v=1 1-2", "bad timestamp"),
-            (b"cpu v=1 99999999999999999999", "bad timestamp"),
+            (
+                b"cpu v=1 99999999999999999999",
+                "strconv.ParseInt: parsing \"99999999999999999999\": value out of range",
+            ),
+            (
+                b"cpu v=1 -9223372036854775809",
+                "strconv.ParseInt: parsing \"-9223372036854775809\": value out of range",
+            ),
             (b"cpu a=1 b=2", "bad timestamp"),
             (b"cpu v=1 123 456", "point is invalid"),
             (b"cp\xffu v=1", "invalid measurement"),
@@ -1379,6 +1408,9 @@ mod tests {
         assert_eq!(line.raw_measurement(), b"a\\ b\\,c\\\\d\\e");
         assert_eq!(line.measurement, "a b,c\\de");
         assert_eq!(line.influx_measurement().as_ref(), b"a b,c\\\\d\\e");
+        // influxd's `escape.Unescape` codes: comma, quote, space and equals sign.
+        let line = parse(b"m\\\"q\\=r v=1").unwrap();
+        assert_eq!(line.influx_measurement().as_ref(), b"m\"q=r");
 
         // InfluxDB treats the space after `\\` as escaped; the Go proxy's scan stops there.
         let line = parse(b"a\\\\ b v=1").unwrap();
@@ -1516,18 +1548,16 @@ mod tests {
     #[test]
     fn timestamps_outside_the_nanosecond_range_are_bad() {
         let bad = |line: &str, precision| normalized(line, precision, 0).unwrap_err();
+        const OUTSIDE: &str = "time outside range -9223372036854775806 - 9223372036854775806";
         assert_eq!(
             bad("cpu v=1 9223372036854775807", Precision::Nanoseconds),
-            "unable to parse 'cpu v=1 9223372036854775807': bad timestamp"
+            "unable to parse 'cpu v=1 9223372036854775807': time outside range \
+             -9223372036854775806 - 9223372036854775806"
         );
-        assert!(
-            bad("cpu v=1 -9223372036854775808", Precision::Nanoseconds).ends_with("bad timestamp")
-        );
-        assert!(
-            bad("cpu v=1 -9223372036854775807", Precision::Nanoseconds).ends_with("bad timestamp")
-        );
-        assert!(bad("cpu v=1 9223372037", Precision::Seconds).ends_with("bad timestamp"));
-        assert!(bad("cpu v=1 2562048", Precision::Hours).ends_with("bad timestamp"));
+        assert!(bad("cpu v=1 -9223372036854775808", Precision::Nanoseconds).ends_with(OUTSIDE));
+        assert!(bad("cpu v=1 -9223372036854775807", Precision::Nanoseconds).ends_with(OUTSIDE));
+        assert!(bad("cpu v=1 9223372037", Precision::Seconds).ends_with(OUTSIDE));
+        assert!(bad("cpu v=1 2562048", Precision::Hours).ends_with(OUTSIDE));
         assert_eq!(
             normalized("cpu v=1 2562047", Precision::Hours, 0).unwrap(),
             "cpu v=1 9223369200000000000\n"
@@ -1632,12 +1662,30 @@ mod tests {
     }
 
     #[test]
+    fn series_hash_ignores_the_order_of_tags() {
+        let h = |line: &str| series_hash(line.as_bytes());
+        assert_eq!(h("m,a=1,b=2 f=1 1"), h("m,b=2,a=1 f=2 2"));
+        assert_eq!(h("m,a=1,b\\,c=2 f=1"), h("m,b\\,c=2,a=1 v=1"));
+        assert_ne!(h("m,a=1,b=2 f=1"), h("m,a=2,b=1 f=1"));
+        assert_ne!(h("m,a=1 f=1"), h("n,a=1 f=1"));
+        assert_ne!(h("m,a=1 f=1"), h("m f=1"));
+        assert_ne!(h("m\\,a=1 f=1"), h("m,a=1 f=1"));
+        assert_eq!(key_parts(b"m").collect::<Vec<_>>(), [b"m"]);
+        assert_eq!(
+            key_parts(b"m\\,x,a=1,").collect::<Vec<_>>(),
+            [&b"m\\,x"[..], b"a=1", b""]
+        );
+    }
+
+    #[test]
     fn lines_skips_comments_and_blank_lines() {
         let body = "# comment\n\n   \n\t\n   # indented comment\ncpu v=1\n#\n";
         assert_eq!(collect_lines(body), ["cpu v=1"]);
         // influxd parses a lone `\r` (`missing fields`).
         assert_eq!(collect_lines("\r\n"), ["\r"]);
-        assert_eq!(collect_lines("# v=\"open quote\ncpu v=1"), ["cpu v=1"]);
+        // influxd's splitter opens a string in a comment too, and skips the joined line whole.
+        assert!(collect_lines("# v=\"open quote\ncpu v=1").is_empty());
+        assert_eq!(collect_lines("# comment\ncpu v=1"), ["cpu v=1"]);
         assert!(collect_lines("").is_empty());
         assert!(collect_lines("\n\n\n").is_empty());
     }
@@ -1670,19 +1718,25 @@ mod tests {
             collect_lines("cpu a\"b=1\nmem v=2"),
             ["cpu a\"b=1", "mem v=2"]
         );
-        assert_eq!(
-            collect_lines("cpu v=1 \"\nmem v=2"),
-            ["cpu v=1 \"", "mem v=2"]
-        );
     }
 
     #[test]
-    fn backslash_before_newline_does_not_join_lines() {
-        assert_eq!(collect_lines("bad\\\ngood v=1\n"), ["bad\\", "good v=1"]);
+    fn lines_join_where_influxd_joins_them() {
+        // A quote after more `=` than `,` in the field set opens a string, even after the
+        // timestamp (influxd: `bad timestamp` for the joined line).
+        assert_eq!(
+            collect_lines("cpu v=1 \"\nmem v=2"),
+            ["cpu v=1 \"\nmem v=2"]
+        );
+        // A backslash skips the next byte, newline included (influxd stores `bad\<LF>good`)...
+        assert_eq!(collect_lines("bad\\\ngood v=1\n"), ["bad\\\ngood v=1"]);
         assert_eq!(
             collect_lines("bad v=\"x\" \\\ngood v=1\n"),
-            ["bad v=\"x\" \\", "good v=1"]
+            ["bad v=\"x\" \\\ngood v=1"]
         );
+        // ...but only when two bytes follow it.
+        assert_eq!(collect_lines("bad\\\n"), ["bad\\"]);
+        assert!(parse(b"bad\\\ngood v=1").is_ok());
     }
 
     #[test]

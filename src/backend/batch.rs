@@ -79,7 +79,7 @@ pub fn bodies(parts: &[&[u8]], points: u64, max_lanes: usize, gzip: bool) -> Vec
 /// by [`bodies`] with `max_lanes`: finds a refused body's lines again.
 pub fn in_lane(line: &[u8], points: u64, max_lanes: usize, lane: usize) -> bool {
     let lanes = lane_count(points, max_lanes);
-    lanes == 1 || lane_of(line_protocol::series_key(line), lanes) == lane
+    lanes == 1 || lane_of(line, lanes) == lane
 }
 
 /// Distributes lines over `lanes` buffers by series; returns each buffer
@@ -96,7 +96,7 @@ fn split(parts: &[&[u8]], lanes: usize) -> Vec<(Vec<u8>, u64)> {
         .collect();
     for part in parts {
         for line in line_protocol::lines(part) {
-            let (buf, n) = &mut out[lane_of(line_protocol::series_key(line), lanes)];
+            let (buf, n) = &mut out[lane_of(line, lanes)];
             buf.extend_from_slice(line);
             buf.push(b'\n');
             *n += 1;
@@ -105,16 +105,10 @@ fn split(parts: &[&[u8]], lanes: usize) -> Vec<(Vec<u8>, u64)> {
     out
 }
 
-/// Lane of a series key: FNV-1a, cheap on short keys and stable across
-/// runs, so a retried batch splits the same way.
-fn lane_of(key: &[u8], lanes: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+/// Lane of a line: by its series, tag order aside ([`line_protocol::series_hash`]).
+fn lane_of(line: &[u8], lanes: usize) -> usize {
     // `lanes` is small; the remainder of a u64 by it fits in usize.
-    (h % lanes as u64) as usize
+    (line_protocol::series_hash(line) % lanes as u64) as usize
 }
 
 /// One request body from `parts`.
@@ -158,6 +152,28 @@ mod tests {
             }
         }
         (recs, n)
+    }
+
+    #[test]
+    fn one_series_stays_in_one_lane_whatever_its_tag_order() {
+        let mut body = String::new();
+        for host in 0..2_000 {
+            body += &format!("cpu,host=h{host},dc=x f=1 1\ncpu,dc=x,host=h{host} f=2 1\n");
+        }
+        let bodies = bodies(&[body.as_bytes()], 4_000, 4, false);
+        assert_eq!(bodies.len(), 4);
+        for b in &bodies {
+            let text = std::str::from_utf8(&b.data).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len() % 2, 0);
+            for pair in lines.chunks(2) {
+                // The later point (f=2) still follows the earlier one of its series.
+                assert!(
+                    pair[0].ends_with("f=1 1") && pair[1].ends_with("f=2 1"),
+                    "{pair:?}"
+                );
+            }
+        }
     }
 
     #[test]

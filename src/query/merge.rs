@@ -232,9 +232,33 @@ fn concat(series: &[&Value]) -> Vec<Value> {
         .filter(|s| seen.insert(s.to_string()))
         .map(|s| (*s).clone())
         .collect();
+    align_tags(&mut all);
     all.sort_by_key(series_key);
     align_columns(&mut all);
     all
+}
+
+/// One InfluxDB gives every series of a `GROUP BY *` (or `/regex/`) over several measurements
+/// the union of their tag keys, an empty value where a measurement lacks one. A backend knows
+/// only its own measurements' keys, and leaves `tags` out when none of them matched; pad every
+/// series to the union (nothing to do when no series has tags: an ungrouped statement).
+fn align_tags(series: &mut [Value]) {
+    let keys: std::collections::BTreeSet<String> = series
+        .iter()
+        .filter_map(|s| s.get("tags").and_then(Value::as_object))
+        .flat_map(|tags| tags.keys().cloned())
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    for s in series.iter_mut().filter_map(Value::as_object_mut) {
+        let tags = s.entry("tags").or_insert_with(|| json!({}));
+        if let Some(tags) = tags.as_object_mut() {
+            for key in &keys {
+                tags.entry(key.clone()).or_insert_with(|| json!(""));
+            }
+        }
+    }
 }
 
 fn columns(s: &Value) -> Vec<String> {
@@ -468,6 +492,29 @@ mod tests {
         assert_eq!(m["series"][0]["columns"], json!(["time", "w", "x", "y"]));
         assert_eq!(m["series"][0]["values"], json!([[0, null, 1, null]]));
         assert_eq!(m["series"][1]["values"], json!([[0, 2, null, 3]]));
+    }
+
+    #[test]
+    fn concat_pads_tags_to_the_union_of_keys() {
+        let a = json!({"series":[{"name":"cpu","tags":{"host":"h","region":""},"columns":["time","c"],"values":[[0,1]]}]});
+        let b = json!({"series":[{"name":"net","tags":{"iface":"e"},"columns":["time","c"],"values":[[0,2]]}]});
+        let c = json!({"series":[{"name":"sys","columns":["time","c"],"values":[[0,3]]}]});
+        let m = merge(&[a, b, c], Merge::Concat, 0, None, None);
+        assert_eq!(
+            m["series"][0]["tags"],
+            json!({"host":"h","iface":"","region":""})
+        );
+        assert_eq!(
+            m["series"][1]["tags"],
+            json!({"host":"","iface":"e","region":""})
+        );
+        assert_eq!(
+            m["series"][2]["tags"],
+            json!({"host":"","iface":"","region":""})
+        );
+        let plain = json!({"series":[{"name":"sys","columns":["time","c"],"values":[[0,3]]}]});
+        let m = merge(&[plain.clone(), plain], Merge::Concat, 0, None, None);
+        assert!(m["series"][0].get("tags").is_none());
     }
 
     #[test]

@@ -93,6 +93,19 @@ fn corpus() -> Vec<&'static str> {
         "SELECT * FROM cpu WHERE time > now() + 1h",
         "SELECT * FROM nosuchmeasurement",
         "SELECT * FROM cpu SLIMIT 1",
+        // SLIMIT/SOFFSET over measurements on different backends: InfluxDB 1.6 applies them per
+        // measurement, so each owner applying them gives the oracle's answer.
+        "SELECT * FROM cpu, mem GROUP BY host SLIMIT 1",
+        "SELECT count(*) FROM /.*/ GROUP BY * SLIMIT 2 SOFFSET 1",
+        "SELECT count(*) FROM /.*/ GROUP BY *",
+        "SELECT last(*) FROM cpu, net, disk GROUP BY /o/",
+        "SELECT mean(usage_user) FROM cpu GROUP BY host SLIMIT 2 SOFFSET 1",
+        "SELECT max(used) FROM mem, cpu_load GROUP BY * SOFFSET 1",
+        "SHOW TAG KEYS SLIMIT 1",
+        "SHOW SERIES LIMIT 2",
+        "SHOW TAG VALUES WITH KEY = \"host\" LIMIT 1 OFFSET 1",
+        "EXPLAIN SELECT * FROM cpu",
+        "EXPLAIN SELECT count(used) FROM mem WHERE host = 'server01' GROUP BY time(10m)",
         "SHOW MEASUREMENTS",
         "SHOW MEASUREMENTS LIMIT 3",
         "SHOW MEASUREMENTS LIMIT 2 OFFSET 2",
@@ -230,6 +243,42 @@ fn every_query_of_the_corpus_answers_like_a_single_influxdb() {
             http::get(&url(&s.proxy.url)).json()
         );
     }
+}
+
+#[test]
+fn explain_analyze_runs_on_the_owner_and_a_split_explain_is_refused() {
+    let s = setup();
+    let r = http::query(
+        &s.proxy.url,
+        DB,
+        "EXPLAIN ANALYZE SELECT count(used) FROM mem",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let series = &r.json()["results"][0]["series"][0];
+    assert_eq!(series["columns"], json!(["EXPLAIN ANALYZE"]), "{}", r.body);
+    let plan: Vec<String> = series["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_str().unwrap().to_string())
+        .collect();
+    // The owner ran it and reports its own execution trace.
+    assert!(plan.iter().any(|l| l.contains("select")), "{plan:?}");
+    assert!(plan.iter().any(|l| l.contains("total_time")), "{plan:?}");
+    // The eight measurements are spread over both backends of a circle: no single plan exists.
+    let split = "EXPLAIN SELECT * FROM /.*/";
+    let r = http::query(&s.proxy.url, DB, split);
+    // A statement error, as influxd reports one: 200 with the error in its result.
+    assert_eq!(r.status, 200, "{}", r.body);
+    let error = r.json()["results"][0]["error"].clone();
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("EXPLAIN each measurement separately"),
+        "{}",
+        r.body
+    );
 }
 
 #[test]
