@@ -54,6 +54,13 @@ fn line_protocol(c: &mut Criterion) {
     let mut g = c.benchmark_group("line_protocol");
     g.throughput(throughput(&ns));
     g.bench_function("lines", |b| b.iter(|| lines(black_box(&ns)).count()));
+    // A string field sends every line down the splitter's quote-aware path.
+    let strings: Vec<u8> = String::from_utf8_lossy(&ns)
+        .replace(",running=", ",status=\"ok\",running=")
+        .into_bytes();
+    g.bench_function("lines/string-fields", |b| {
+        b.iter(|| lines(black_box(&strings)).count())
+    });
     g.bench_function("lines+parse", |b| {
         b.iter(|| lines(black_box(&ns)).filter(|l| parse(l).is_ok()).count())
     });

@@ -253,26 +253,39 @@ fn influx_line_end(buf: &[u8]) -> usize {
     let (mut quoted, mut fields) = (false, false);
     let (mut equals, mut commas) = (0usize, 0usize);
     let mut i = 0;
-    while let Some(&b) = buf.get(i) {
-        if b == b'\\' && i + 2 < buf.len() {
-            i += 2;
-            continue;
-        }
-        fields |= b == b' ';
-        if fields {
-            match b {
-                b'=' if !quoted => equals += 1,
-                b',' if !quoted => commas += 1,
-                b'"' if equals > commas => quoted = !quoted,
-                b'\n' if !quoted => break,
-                _ => {}
+    loop {
+        // Jump to the next byte that can change the state: the bytes in between are only
+        // stepped over by `scanLine`.
+        let next = match (fields, quoted) {
+            (false, _) => memchr3(b' ', b'\n', b'\\', &buf[i..]),
+            (true, false) => {
+                // `=` and `,` only count: tally the run up to the next quote, newline or
+                // backslash in one (vectorised) pass.
+                let rest = &buf[i..];
+                let k = memchr3(b'"', b'\n', b'\\', rest);
+                let run = &rest[..k.unwrap_or(rest.len())];
+                equals += run.iter().filter(|&&b| b == b'=').count();
+                commas += run.iter().filter(|&&b| b == b',').count();
+                k
             }
-        } else if b == b'\n' {
-            break;
+            (true, true) => memchr2(b'"', b'\\', &buf[i..]),
+        };
+        let Some(k) = next else {
+            return buf.len();
+        };
+        i += k;
+        match buf[i] {
+            b'\\' if i + 2 < buf.len() => {
+                i += 2;
+                continue;
+            }
+            b' ' if !fields => fields = true,
+            b'"' if fields && equals > commas => quoted = !quoted,
+            b'\n' if !quoted => return i,
+            _ => {}
         }
         i += 1;
     }
-    i
 }
 
 // ---------------------------------------------------------------------------------------------
