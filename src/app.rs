@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
 use crate::circle::BackendHandle;
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, Queues};
 use crate::config::diff::ConfigDiff;
 use crate::config::Config;
 use crate::runtime;
@@ -310,12 +310,18 @@ impl Reloader {
         if diff.is_empty() {
             return Ok("none".into());
         }
+        // The one step that can fail comes first: a failed reload changes nothing.
+        let queues = if diff.topology || diff.delivery {
+            Some(Queues::open(&new, &self.wal).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         if diff.log_level {
             runtime::logging::set_level(&new.log_level)?;
         }
         let mut changes: Vec<String> = diff.request.iter().map(|s| s.to_string()).collect();
         let new = Arc::new(new);
-        if diff.topology || diff.delivery {
+        if let Some(queues) = queues {
             // A removed backend that comes back must stop draining before a
             // new actor takes over its queue.
             let names: Vec<&str> = new
@@ -331,8 +337,8 @@ impl Reloader {
                 !back
             });
             let old_cluster = self.state.cluster();
-            let (cluster, unused) = Cluster::build(&new, self.wal.clone(), Some(&old_cluster))
-                .map_err(|e| e.to_string())?;
+            let (cluster, unused) =
+                Cluster::build(&new, self.wal.clone(), Some(&old_cluster), queues);
             old_cluster.stop_supervisors();
             self.state.replace(new, Arc::new(cluster));
             for h in unused {

@@ -95,6 +95,11 @@ impl BackendHandle {
         true
     }
 
+    /// Whether [`BackendHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     /// Stops the actor and its thread, for good.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);

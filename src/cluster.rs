@@ -110,22 +110,55 @@ pub struct Cluster {
     supervisors: Vec<Addr<CircleSupervisor>>,
 }
 
+/// The write-ahead queue of every backend of a config, opened before anything of a new
+/// cluster starts: opening is the one step of building a cluster that can fail (storage
+/// errors, a damaged queue id).
+#[derive(Debug)]
+pub struct Queues(FxHashMap<String, wal::Queue>);
+
+impl Queues {
+    /// Opens the queues `config` names; a queue that is already open keeps its bound until
+    /// the cluster is built.
+    pub fn open(config: &Config, wal: &Wal) -> Result<Queues, Error> {
+        let mut queues = FxHashMap::default();
+        for bc in config.circles.iter().flat_map(|c| c.backends.iter()) {
+            let queue = match wal.opened(&bc.name) {
+                Some(q) => q,
+                None => wal.queue(&bc.name, config.wal_max_bytes)?,
+            };
+            queues.insert(bc.name.clone(), queue);
+        }
+        Ok(Queues(queues))
+    }
+
+    /// The queue of backend `name`, which [`Queues::open`] opened (config backend names are
+    /// unique, validated at load).
+    fn take(&self, name: &str) -> wal::Queue {
+        self.0.get(name).cloned().unwrap_or_else(|| {
+            unreachable!("backend {name} is not in the config its queues were opened for")
+        })
+    }
+}
+
 impl Cluster {
     /// Registers every backend's queue and starts the backend actors and
     /// circle supervisors. Must run inside an actix System.
     pub fn start(config: &Config, wal: Arc<Wal>) -> Result<Cluster, Error> {
-        Cluster::build(config, wal, None).map(|(cluster, _)| cluster)
+        let queues = Queues::open(config, &wal)?;
+        Ok(Cluster::build(config, wal, None, queues).0)
     }
 
-    /// Builds the cluster a config describes. With `previous` (a reload),
-    /// backends whose description and settings did not change keep their
-    /// running actor; the previous backends not reused are returned for the
-    /// caller to stop or drain.
+    /// Builds the cluster a config describes from the queues [`Queues::open`] opened for it;
+    /// cannot fail, so a reload either fails before anything is stopped or started, or
+    /// applies whole. With `previous` (a reload), backends whose description and settings did
+    /// not change keep their running actor; the previous backends not reused are returned for
+    /// the caller to stop or drain.
     pub fn build(
         config: &Config,
         wal: Arc<Wal>,
         previous: Option<&Cluster>,
-    ) -> Result<(Cluster, Vec<Arc<BackendHandle>>), Error> {
+        queues: Queues,
+    ) -> (Cluster, Vec<Arc<BackendHandle>>) {
         let settings = Settings {
             flush_size: config.flush_size.max(1) as u64,
             concurrency: config
@@ -172,7 +205,7 @@ impl Cluster {
                         {
                             unused.swap_remove(i).stop();
                         }
-                        let queue = wal.queue(&bc.name, config.wal_max_bytes)?;
+                        let queue = queues.take(&bc.name);
                         let backend = Arc::new(Backend::new(info, target, queue));
                         Arc::new(BackendHandle::start(backend, wal.clone(), settings.clone()))
                     }
@@ -215,7 +248,7 @@ impl Cluster {
             wal,
             supervisors,
         };
-        Ok((cluster, unused))
+        (cluster, unused)
     }
 
     /// The write-ahead queue.
@@ -600,6 +633,38 @@ mod tests {
         assert!(outcome.errors[0]
             .to_string()
             .ends_with("time outside range -9223372036854775806 - 9223372036854775806"));
+    }
+
+    #[actix_rt::test]
+    async fn a_reload_whose_queue_cannot_open_stops_and_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let old = Config::from_str(
+            r#"{"circles": [{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]}]}"#,
+        )
+        .unwrap();
+        let running = Cluster::start(&old, wal.clone()).unwrap();
+        // `a` moves (a new actor) and `b` joins, but `b`'s queue id is unreadable.
+        let new = Config::from_str(
+            r#"{"wal_max_bytes": 8192, "circles": [{"name": "c1", "backends": [
+                {"name": "a", "url": "http://127.0.0.1:2"},
+                {"name": "b", "url": "http://127.0.0.1:3"}]}]}"#,
+        )
+        .unwrap();
+        wal.damage_queue_id("b");
+        let reload = Queues::open(&new, &wal)
+            .map(|queues| Cluster::build(&new, wal.clone(), Some(&running), queues));
+        assert!(reload.is_err());
+        let a = running.backends().next().unwrap();
+        assert!(
+            !a.is_stopped(),
+            "the running backend was stopped by a failed reload"
+        );
+        assert_ne!(
+            a.backend.queue.stats.max_bytes.load(Ordering::Acquire),
+            8192
+        );
+        running.stop();
     }
 
     #[actix_rt::test]

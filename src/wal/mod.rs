@@ -454,6 +454,19 @@ impl Wal {
         Ok(seq)
     }
 
+    /// Test hook: stores an id for backend `name` that [`Wal::queue`] cannot read.
+    #[cfg(test)]
+    pub(crate) fn damage_queue_id(&self, name: &str) {
+        self.db
+            .put(record::meta_key(name), b"bad")
+            .unwrap_or_else(|e| panic!("damaging the id of {name}: {e}"));
+    }
+
+    /// The queue of backend `name` if it is open, without touching its bound.
+    pub fn opened(&self, name: &str) -> Option<Queue> {
+        self.queues.lock().get(name).cloned()
+    }
+
     /// Returns the queue of backend `name`, registering it on first use and
     /// recovering its counters from disk.
     pub fn queue(&self, name: &str, max_bytes: u64) -> Result<Queue> {
