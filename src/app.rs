@@ -11,8 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
 use crate::circle::BackendHandle;
-use crate::cluster::{self, Cluster, Queues};
-use crate::config::diff::ConfigDiff;
+use crate::cluster::{self, Cluster, ClusterDiff, Queues};
 use crate::config::Config;
 use crate::runtime;
 use crate::runtime::signals::{Control, Signals};
@@ -273,7 +272,18 @@ async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reload
                 }
                 let _ = sd_notify::notify(&states);
                 match reloader.reload() {
-                    Ok(summary) => info!(signal = "SIGHUP", changes = %summary, "Config reloaded."),
+                    Ok(d) => info!(
+                        signal = "SIGHUP",
+                        changes = %d,
+                        added = ?d.added,
+                        removed = ?d.removed,
+                        replaced = ?d.replaced.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                        rebound = ?d.rebound,
+                        placement = d.placement,
+                        request = ?d.request,
+                        log_level = d.log_level,
+                        "Config reloaded."
+                    ),
                     Err(e) => {
                         error!(signal = "SIGHUP", error = %e, "Config reload refused; the running config is unchanged.")
                     }
@@ -297,21 +307,22 @@ struct Reloader {
 }
 
 impl Reloader {
-    fn reload(&mut self) -> Result<String, String> {
+    /// Applies the config file as it is now: everything the diff names, or nothing.
+    fn reload(&mut self) -> Result<ClusterDiff, String> {
         let new = Config::load(&self.path).map_err(|e| e.to_string())?;
         let old = self.state.config();
-        let diff = ConfigDiff::new(&old, &new);
-        if !diff.refused.is_empty() {
+        let diff = ClusterDiff::between(Some(&old), &new);
+        if !diff.restart.is_empty() {
             return Err(format!(
                 "{} cannot change without a restart; nothing was applied",
-                diff.refused.join(", ")
+                diff.restart.join(", ")
             ));
         }
         if diff.is_empty() {
-            return Ok("none".into());
+            return Ok(diff);
         }
         // The one step that can fail comes first: a failed reload changes nothing.
-        let queues = if diff.topology || diff.delivery {
+        let queues = if diff.changes_cluster() {
             Some(Queues::open(&new, &self.wal).map_err(|e| e.to_string())?)
         } else {
             None
@@ -319,55 +330,48 @@ impl Reloader {
         if diff.log_level {
             runtime::logging::set_level(&new.log_level)?;
         }
-        let mut changes: Vec<String> = diff.request.iter().map(|s| s.to_string()).collect();
         let new = Arc::new(new);
-        if let Some(queues) = queues {
-            // A removed backend that comes back must stop draining before a
-            // new actor takes over its queue.
-            let names: Vec<&str> = new
-                .circles
-                .iter()
-                .flat_map(|c| c.backends.iter().map(|b| b.name.as_str()))
-                .collect();
-            self.retired.retain(|h| {
-                let back = names.contains(&h.backend.info.name.as_str());
-                if back {
-                    h.stop();
-                }
-                !back
-            });
-            let old_cluster = self.state.cluster();
-            let (cluster, unused) =
-                Cluster::build(&new, self.wal.clone(), Some(&old_cluster), queues);
-            old_cluster.stop_supervisors();
-            self.state.replace(new, Arc::new(cluster));
-            for h in unused {
-                let points = h
-                    .backend
-                    .queue
-                    .stats
-                    .points
-                    .load(std::sync::atomic::Ordering::Acquire);
-                if h.backend.queue.is_empty() {
-                    info!(backend = %h.backend.info.name, "Backend removed.");
-                    h.stop();
-                } else {
-                    warn!(backend = %h.backend.info.name, points, "Backend removed; it keeps delivering its queued points before it stops.");
-                    self.retired.push(h);
-                }
-            }
-            changes.push(if diff.topology {
-                "circles".into()
-            } else {
-                "delivery settings".into()
-            });
-        } else {
+        let Some(queues) = queues else {
             self.state.replace(new, self.state.cluster());
+            return Ok(diff);
+        };
+        // A removed backend that comes back must stop draining before a new actor takes over
+        // its queue.
+        // (A retired backend is not in the running config: if it is back, the diff adds it.)
+        self.retired.retain(|h| {
+            let back = diff.added.contains(&h.backend.info.name);
+            if back {
+                h.stop();
+            }
+            !back
+        });
+        let old_cluster = self.state.cluster();
+        let (cluster, unused) =
+            Cluster::build(&new, self.wal.clone(), Some(&old_cluster), &diff, queues);
+        old_cluster.stop_supervisors();
+        self.state.replace(new, Arc::new(cluster));
+        for h in unused {
+            self.retire(h);
         }
-        if diff.log_level {
-            changes.push("log_level".into());
+        Ok(diff)
+    }
+
+    /// A backend removed from the config: stopped at once if its queue is empty, otherwise
+    /// kept delivering until [`Reloader::retire_drained`] finds it drained.
+    fn retire(&mut self, h: Arc<BackendHandle>) {
+        let points = h
+            .backend
+            .queue
+            .stats
+            .points
+            .load(std::sync::atomic::Ordering::Acquire);
+        if h.backend.queue.is_empty() {
+            info!(backend = %h.backend.info.name, "Backend removed.");
+            h.stop();
+        } else {
+            warn!(backend = %h.backend.info.name, points, "Backend removed; it keeps delivering its queued points before it stops.");
+            self.retired.push(h);
         }
-        Ok(changes.join(", "))
     }
 
     fn retire_drained(&mut self) {

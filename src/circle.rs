@@ -17,8 +17,7 @@ use tracing::error;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backend::client::Target;
-use crate::backend::{msg, Backend, BackendActor, Info, Settings};
+use crate::backend::{msg, Backend, BackendActor, Settings};
 use crate::ring::Ring;
 use crate::wal::Wal;
 
@@ -58,12 +57,6 @@ impl BackendHandle {
             settings,
             stopped: AtomicBool::new(false),
         }
-    }
-
-    /// Whether this running backend already is what the config asks for,
-    /// so a reload can keep it as it is.
-    pub fn is_same(&self, info: &Info, target: &Target, settings: &Settings) -> bool {
-        self.backend.info == *info && *self.backend.target == *target && self.settings == *settings
     }
 
     /// Wakes the actor after records were appended to its queue.
@@ -223,7 +216,7 @@ impl Actor for CircleSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::client;
+    use crate::backend::{client, Info};
 
     fn handle(dir: &std::path::Path) -> BackendHandle {
         let wal = Arc::new(Wal::open(dir, false).unwrap());

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::backend::{client, Backend, Info, Settings};
+use crate::backend::Backend;
 use crate::buffers;
 use crate::circle::{BackendHandle, Circle, CircleSupervisor, StopSupervising};
 use crate::config::Config;
@@ -21,6 +21,10 @@ use crate::line_protocol::{self, LineError, Precision};
 use crate::ring::{Ring, ShardKey};
 use crate::schema::{self, DbSchema, Schema};
 use crate::wal::{self, record, Append, Encoded, Record, Wal, WriteLines};
+
+mod diff;
+
+pub use diff::{BackendChange, ClusterDiff, Replaced};
 
 /// Errors while starting the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -145,31 +149,24 @@ impl Cluster {
     /// circle supervisors. Must run inside an actix System.
     pub fn start(config: &Config, wal: Arc<Wal>) -> Result<Cluster, Error> {
         let queues = Queues::open(config, &wal)?;
-        Ok(Cluster::build(config, wal, None, queues).0)
+        let diff = ClusterDiff::between(None, config);
+        Ok(Cluster::build(config, wal, None, &diff, queues).0)
     }
 
-    /// Builds the cluster a config describes from the queues [`Queues::open`] opened for it;
-    /// cannot fail, so a reload either fails before anything is stopped or started, or
-    /// applies whole. With `previous` (a reload), backends whose description and settings did
-    /// not change keep their running actor; the previous backends not reused are returned for
-    /// the caller to stop or drain.
+    /// Applies `diff` (from the config `previous` runs, to `config`): builds the cluster
+    /// `config` describes from the queues [`Queues::open`] opened for it, keeping the running
+    /// actor of every backend the diff keeps and starting new ones for those it adds or
+    /// replaces. Cannot fail, so a reload either fails before anything is stopped or started,
+    /// or applies whole. Returns the previous backends not kept, for the caller to stop or
+    /// drain.
     pub fn build(
         config: &Config,
         wal: Arc<Wal>,
         previous: Option<&Cluster>,
+        diff: &ClusterDiff,
         queues: Queues,
     ) -> (Cluster, Vec<Arc<BackendHandle>>) {
-        let settings = Settings {
-            flush_size: config.flush_size.max(1) as u64,
-            concurrency: config
-                .write_concurrency
-                .clamp(1, crate::config::MAX_WRITE_CONCURRENCY),
-            gzip: config.write_gzip,
-            flush_time: config.flush_time,
-            check_interval: config.check_interval,
-            max_backoff: config.rewrite_interval,
-            timeout: config.write_timeout,
-        };
+        let settings = diff::settings(config);
         let mut unused: Vec<Arc<BackendHandle>> = previous
             .map(|p| p.backends().cloned().collect())
             .unwrap_or_default();
@@ -179,34 +176,22 @@ impl Cluster {
             let mut backends = Vec::with_capacity(cc.backends.len());
             for (idx, bc) in cc.backends.iter().enumerate() {
                 keys.push(config.hash_key.node_key(idx, &bc.name, &bc.url));
-                let info = Info {
-                    name: bc.name.clone(),
-                    url: bc.url.trim_end_matches('/').to_string(),
-                    circle: cc.name.clone(),
-                    write_only: bc.write_only,
-                };
-                let target = client::Target {
-                    url: info.url.clone(),
-                    credentials: bc.credentials(),
-                    tls_skip_verify: bc.tls_skip_verify,
-                };
-                let reused = unused
+                let running = unused
                     .iter()
-                    .position(|h| h.is_same(&info, &target, &settings))
+                    .position(|h| h.backend.info.name == bc.name)
                     .map(|i| unused.swap_remove(i));
-                let handle = match reused {
-                    Some(h) => h,
-                    None => {
-                        // A backend with this name may still run with its
-                        // old description: it must stop before a new actor
-                        // drains the same queue.
-                        if let Some(i) =
-                            unused.iter().position(|h| h.backend.info.name == info.name)
-                        {
-                            unused.swap_remove(i).stop();
+                let handle = match running {
+                    Some(h) if diff.keeps(&bc.name) => h,
+                    running => {
+                        // The replaced actor must stop before a new one drains the same queue.
+                        if let Some(old) = running {
+                            old.stop();
                         }
-                        let queue = queues.take(&bc.name);
-                        let backend = Arc::new(Backend::new(info, target, queue));
+                        let backend = Arc::new(Backend::new(
+                            diff::info(cc, bc),
+                            diff::target(bc),
+                            queues.take(&bc.name),
+                        ));
                         Arc::new(BackendHandle::start(backend, wal.clone(), settings.clone()))
                     }
                 };
@@ -652,8 +637,9 @@ mod tests {
         )
         .unwrap();
         wal.damage_queue_id("b");
+        let diff = ClusterDiff::between(Some(&old), &new);
         let reload = Queues::open(&new, &wal)
-            .map(|queues| Cluster::build(&new, wal.clone(), Some(&running), queues));
+            .map(|queues| Cluster::build(&new, wal.clone(), Some(&running), &diff, queues));
         assert!(reload.is_err());
         let a = running.backends().next().unwrap();
         assert!(
@@ -665,6 +651,73 @@ mod tests {
             8192
         );
         running.stop();
+    }
+
+    /// Applies the reload from `old` to `new` on `running`; returns the new cluster and the
+    /// previous backends it did not keep.
+    fn reload(running: &Cluster, old: &Config, new: &Config) -> (Cluster, Vec<Arc<BackendHandle>>) {
+        let diff = ClusterDiff::between(Some(old), new);
+        let queues = Queues::open(new, &running.wal).unwrap();
+        Cluster::build(new, running.wal.clone(), Some(running), &diff, queues)
+    }
+
+    #[actix_rt::test]
+    async fn a_new_queue_bound_applies_to_the_running_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let config = |extra: &str| {
+            Config::from_str(&format!(
+                r#"{{{extra} "circles": [{{"name": "c1", "backends": [{{"name": "a", "url": "http://127.0.0.1:1"}}]}}]}}"#
+            ))
+            .unwrap()
+        };
+        let (old, new) = (
+            config(""),
+            config(r#""wal_max_bytes": 8192, "dead_letter_max_bytes": 4096,"#),
+        );
+        let running = Cluster::start(&old, wal).unwrap();
+        let (cluster, unused) = reload(&running, &old, &new);
+        let (before, after) = (
+            running.backends().next().unwrap(),
+            cluster.backends().next().unwrap(),
+        );
+        assert!(Arc::ptr_eq(before, after), "the actor was replaced");
+        assert!(unused.is_empty() && !after.is_stopped());
+        let stats = &after.backend.queue.stats;
+        assert_eq!(stats.max_bytes.load(Ordering::Acquire), 8192);
+        assert_eq!(stats.dead_max_bytes.load(Ordering::Acquire), 4096);
+        cluster.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_new_url_replaces_the_actor_and_a_removed_backend_is_handed_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let old = Config::from_str(
+            r#"{"circles": [{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"},
+                                                          {"name": "b", "url": "http://127.0.0.1:2"}]}]}"#,
+        )
+        .unwrap();
+        let new = Config::from_str(
+            r#"{"circles": [{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:3"}]}]}"#,
+        )
+        .unwrap();
+        let running = Cluster::start(&old, wal).unwrap();
+        let old_a = running.backends().next().unwrap().clone();
+        let (cluster, unused) = reload(&running, &old, &new);
+        let new_a = cluster.backends().next().unwrap();
+        assert!(!Arc::ptr_eq(&old_a, new_a));
+        assert!(old_a.is_stopped() && !new_a.is_stopped());
+        assert_eq!(new_a.backend.target.url, "http://127.0.0.1:3");
+        let names: Vec<&str> = unused
+            .iter()
+            .map(|h| h.backend.info.name.as_str())
+            .collect();
+        assert_eq!(names, ["b"]);
+        for h in unused {
+            h.stop();
+        }
+        cluster.stop();
     }
 
     #[actix_rt::test]

@@ -37,8 +37,6 @@
 //! `circles[1].backends[0].name: backend name duplicated (also circles[0].backends[1].name)`,
 //! and returns them together in [`Error::Invalid`]. The caller logs them one per line.
 
-pub mod diff;
-
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
