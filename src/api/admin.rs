@@ -9,10 +9,9 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use super::{auth, json_response, ApiError, AppState, Params};
-use crate::backend::msg;
 use crate::cipher;
 use crate::circle::{BackendHandle, Circle};
-use crate::query::freshness;
+use crate::query::{self, freshness};
 use crate::ring::ShardKey;
 
 /// `/ping`: 204 with the version headers (any method, no auth); with
@@ -112,15 +111,14 @@ async fn load(
     handle: &BackendHandle,
     shard_key: &ShardKey,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let addr = handle.addr();
-    let dbs = run(&addr, "", "SHOW DATABASES").await?;
+    let dbs = run(handle, "", "SHOW DATABASES").await?;
     let mut out = BTreeMap::new();
     let mut key = String::new();
     for db in first_column(&dbs) {
         if db == "_internal" {
             continue;
         }
-        let ms = run(&addr, &db, "SHOW MEASUREMENTS").await?;
+        let ms = run(handle, &db, "SHOW MEASUREMENTS").await?;
         let measurements = first_column(&ms);
         let inplace = measurements
             .iter()
@@ -141,18 +139,12 @@ async fn load(
     Ok(out)
 }
 
-async fn run(
-    addr: &actix::Addr<crate::backend::BackendActor>,
-    db: &str,
-    q: &str,
-) -> Result<Value, String> {
-    addr.send(msg::Query {
-        db: db.to_string(),
-        q: q.to_string(),
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+/// One statement on `handle`'s backend, through the same per-thread client as queries.
+async fn run(handle: &BackendHandle, db: &str, q: &str) -> Result<Value, String> {
+    query::client_for(handle)
+        .query(db, q)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// First column of every row of the first series of the first result.

@@ -819,15 +819,6 @@ impl Handler<msg::Notify> for BackendActor {
     }
 }
 
-impl Handler<msg::Query> for BackendActor {
-    type Result = ResponseFuture<Result<serde_json::Value, client::Error>>;
-
-    fn handle(&mut self, m: msg::Query, _ctx: &mut Context<Self>) -> Self::Result {
-        let client = self.client();
-        Box::pin(async move { client.query(&m.db, &m.q).await })
-    }
-}
-
 impl Handler<msg::Stop> for BackendActor {
     type Result = ();
 

@@ -170,7 +170,10 @@ fn resolve_db(stmt: &Statement, req: &Request) -> Result<String, Error> {
     Ok(db)
 }
 
-fn client_for(handle: &BackendHandle) -> Client {
+/// The one way the proxy reads from a backend (queries, DDL, `/health`): this worker
+/// thread's pooled client for its target. The backend actor keeps its own client for
+/// delivery only, so a slow read never waits behind a batch.
+pub fn client_for(handle: &BackendHandle) -> Client {
     client::cached(&handle.backend.target, QUERY_TIMEOUT)
 }
 

@@ -219,6 +219,16 @@ fn rebalance_after_adding_a_backend_then_clear_leaves_every_measurement_on_its_o
         circle1.iter().filter(|s| s.count(DB, &mm) > 0).count() == 1
     })));
     assert_placed_and_identical(&proxy, &[circle1, circle2], 50);
+    // /health asks every backend what it holds: all in place, none left behind.
+    let health = http::get(&format!("{}/health", proxy.url)).json();
+    let mut total = 0;
+    for b in health[0]["backends"].as_array().unwrap() {
+        let load = &b["load"][DB];
+        assert_eq!(load["incorrect"], 0, "{health}");
+        assert_eq!(load["inplace"], load["measurements"], "{health}");
+        total += load["measurements"].as_u64().unwrap();
+    }
+    assert_eq!(total, MEASUREMENTS as u64, "{health}");
 }
 
 #[test]
