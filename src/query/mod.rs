@@ -23,6 +23,7 @@
 pub mod freshness;
 pub mod merge;
 mod route;
+mod statements;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,9 +36,10 @@ use tracing::{info, warn};
 use crate::backend::client::{self, Client};
 use crate::circle::{BackendHandle, Circle};
 use crate::cluster::Cluster;
-use crate::influxql::{self, Kind, Source, Statement};
+use crate::influxql::{self, Source, Statement};
 use merge::Merge;
 use route::{circle_order, InFlight};
+use statements::{route, Run};
 
 /// Longest a backend may take to answer a query (the reference has none).
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -160,7 +162,7 @@ fn resolve_db(stmt: &Statement, req: &Request) -> Result<String, Error> {
         }
     }
     let db = stmt.database.clone().unwrap_or_else(|| req.db.clone());
-    let needs_db = !matches!(stmt.kind, Kind::ShowDatabases | Kind::ShowStats);
+    let needs_db = route(stmt.kind).needs_db;
     if needs_db && db.is_empty() {
         return Err(Error::DatabaseNotFound);
     }
@@ -210,20 +212,7 @@ fn owners(cluster: &Cluster, circle: &Circle, db: &str, measurements: &[&str]) -
 }
 
 fn is_read_with_sources(stmt: &Statement) -> bool {
-    !stmt.sources.is_empty()
-        && matches!(
-            stmt.kind,
-            Kind::Select
-                | Kind::ShowSeries
-                | Kind::ShowFieldKeys
-                | Kind::ShowTagKeys
-                | Kind::ShowTagValues
-                | Kind::ShowMeasurements
-                | Kind::ShowSeriesCardinality
-                | Kind::ShowTagKeyCardinality
-                | Kind::ShowTagValuesCardinality
-                | Kind::ShowFieldKeyCardinality
-        )
+    !stmt.sources.is_empty() && route(stmt.kind).run == Run::Sources
 }
 
 /// A single read whose literal measurements all live on one backend is
@@ -292,39 +281,23 @@ fn unavailable(last: Option<client::Error>) -> Error {
 
 /// Runs one statement and returns its result object.
 async fn run(cluster: &Cluster, req: &Request, p: &Planned<'_>) -> Result<Value, Error> {
-    match p.stmt.kind {
-        Kind::CreateDatabase
-        | Kind::DropDatabase
-        | Kind::CreateRetentionPolicy
-        | Kind::AlterRetentionPolicy
-        | Kind::DropRetentionPolicy => {
+    let row = route(p.stmt.kind);
+    match row.run {
+        Run::Everywhere => {
             let all: Vec<&Arc<BackendHandle>> = cluster.backends().collect();
             let answer = apply_everywhere(cluster, &all, p).await;
             // Policies or fields changed: the write path asks the backends again.
             cluster.schema.forget(&p.db);
             answer
         }
-        Kind::DeleteFrom | Kind::DropSeries | Kind::DropMeasurement => {
+        Run::Delete => {
             let targets = delete_targets(cluster, p);
             let answer = apply_everywhere(cluster, &targets, p).await;
             cluster.schema.forget(&p.db);
             answer
         }
-        _ if is_read_with_sources(&p.stmt) => read_with_sources(cluster, req, p).await,
-        kind => fan_out(cluster, req, p, merge_for(kind, p.stmt.exact)).await,
-    }
-}
-
-fn merge_for(kind: Kind, exact: bool) -> Merge {
-    match kind {
-        Kind::ShowMeasurements | Kind::ShowDatabases | Kind::ShowSeries => Merge::Values,
-        Kind::ShowRetentionPolicies => Merge::FirstSeen,
-        // Exact series cardinality is reported per measurement; estimates
-        // and measurement cardinality are one number per backend.
-        Kind::ShowSeriesCardinality if exact => Merge::Series,
-        Kind::ShowSeriesCardinality | Kind::ShowMeasurementCardinality => Merge::Sum,
-        Kind::ShowStats | Kind::Select => Merge::Concat,
-        _ => Merge::Series,
+        Run::Sources if !p.stmt.sources.is_empty() => read_with_sources(cluster, req, p).await,
+        Run::Sources | Run::FanOut => fan_out(cluster, req, p, row.merge_for(p.stmt.exact)).await,
     }
 }
 
@@ -434,7 +407,7 @@ async fn fan_out(
     p: &Planned<'_>,
     how: Merge,
 ) -> Result<Value, Error> {
-    let paged = is_paged(p.stmt.kind);
+    let paged = route(p.stmt.kind).paged;
     let text = if paged {
         influxql::without_limit_offset(p.text)
     } else {
@@ -573,7 +546,7 @@ async fn read_on_circle(
             Source::Subquery(_) => {}
         }
     }
-    let how = merge_for(p.stmt.kind, p.stmt.exact);
+    let how = route(p.stmt.kind).merge_for(p.stmt.exact);
     if targets.is_empty() {
         // A regex matching nothing: InfluxDB answers with no series.
         return Ok(json!({}));
@@ -607,7 +580,7 @@ async fn read_on_circle(
     // may still hold copies of measurements it does not own).
     let as_written = !split && (!has_regex || has_subquery || p.stmt.explain.is_some());
     // A SHOW list split over backends is paged after the merge.
-    let paged = split && is_paged(p.stmt.kind);
+    let paged = split && route(p.stmt.kind).paged;
     let mut handles = Vec::new();
     let mut queries = Vec::new();
     for (i, group) in &groups {
@@ -644,24 +617,6 @@ fn refuse_split(p: &Planned<'_>, has_subquery: bool) -> Result<(), Error> {
     Err(Error::Statement(influxql::Error::Unsupported(
         reason.into(),
     )))
-}
-
-/// SHOW statements whose `LIMIT` / `OFFSET` page a list that may span
-/// backends, so they are applied after the merge (per measurement for
-/// the keyed lists, over the whole list for SHOW SERIES / MEASUREMENTS).
-/// `SLIMIT` / `SOFFSET` stay in the text: InfluxDB 1.6 applies them per
-/// measurement (and shard) in a SELECT and ignores them in SHOW TAG KEYS,
-/// and every measurement lives on one backend of a circle, so each
-/// backend applying them gives the answer of one InfluxDB holding it all.
-fn is_paged(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::ShowMeasurements
-            | Kind::ShowSeries
-            | Kind::ShowFieldKeys
-            | Kind::ShowTagKeys
-            | Kind::ShowTagValues
-    )
 }
 
 /// The statement with its FROM list replaced by `group`.
