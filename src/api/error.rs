@@ -21,6 +21,9 @@ pub enum ApiError {
     /// `db` parameter missing.
     #[error("database not found")]
     DatabaseNotFound,
+    /// A named thing does not exist or cannot be resolved (`/api/v2/write` bucket).
+    #[error("{0}")]
+    NotFound(String),
     /// Database not in the configured `db_list`.
     #[error("database forbidden: {0}")]
     DatabaseForbidden(String),
@@ -103,6 +106,7 @@ impl ResponseError for ApiError {
             | ApiError::DatabaseNotFound
             | ApiError::DatabaseForbidden(_)
             | ApiError::LineProtocol(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

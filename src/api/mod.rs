@@ -86,6 +86,7 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ping").to(admin::ping))
         .service(web::resource("/write").to(write::write))
+        .service(web::resource("/api/v2/write").to(write::write_v2))
         .service(web::resource("/query").to(query::query))
         .service(web::resource("/health").to(admin::health))
         .service(web::resource("/replica").to(admin::replica))

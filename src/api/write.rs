@@ -1,4 +1,5 @@
-//! `POST /write`: InfluxDB 1.x write endpoint.
+//! `POST /write` (InfluxDB 1.x) and `POST /api/v2/write` (the InfluxDB 2 compatibility API
+//! of InfluxDB 1.8 and the Go proxy 2.5): two ways to name the database, one write path.
 //!
 //! Answers 204 only after every point is in the write-ahead queue of each
 //! target backend. Bad lines are named in a 400 `partial write` answer
@@ -15,7 +16,14 @@ use crate::buffers;
 use crate::cluster::{Wakeups, WriteOutcome, WriteRequest};
 use crate::line_protocol::Precision;
 
-/// The write handler.
+/// Where a write goes: what the two endpoints name in their own ways.
+struct Destination {
+    db: String,
+    rp: String,
+    precision: Precision,
+}
+
+/// `POST /write?db=&rp=&precision=`.
 pub async fn write(
     req: HttpRequest,
     payload: web::Payload,
@@ -25,15 +33,73 @@ pub async fn write(
         return Err(ApiError::MethodNotAllowed);
     }
     let params = Params::from_request(&req)?;
-    let config = state.config();
-    auth::check(&req, &params, &config)?;
+    auth::check(&req, &params, &state.config())?;
     let precision = Precision::parse(params.str("precision")).map_err(ApiError::BadRequest)?;
     let db = params.str("db").to_string();
     if db.is_empty() {
         return Err(ApiError::DatabaseNotFound);
     }
-    check_db_allowed(&config, &db)?;
     let rp = params.str("rp").to_string();
+    ingest(req, payload, state, Destination { db, rp, precision }).await
+}
+
+/// `POST /api/v2/write?bucket=db[/rp]&precision=` (`org` ignored; credentials as
+/// `Authorization: Token user:password` or any form `/write` takes).
+pub async fn write_v2(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let params = Params::from_request(&req)?;
+    auth::check(&req, &params, &state.config())?;
+    let precision = v2_precision(params.str("precision"))?;
+    let (db, rp) = bucket(params.str("bucket"))?;
+    ingest(req, payload, state, Destination { db, rp, precision }).await
+}
+
+/// The v2 API's precisions: `ns`, `us`, `ms`, `s` (empty: ns), in InfluxDB 2's words.
+fn v2_precision(s: &str) -> Result<Precision, ApiError> {
+    match s {
+        "" | "ns" => Ok(Precision::Nanoseconds),
+        "us" => Ok(Precision::Microseconds),
+        "ms" => Ok(Precision::Milliseconds),
+        "s" => Ok(Precision::Seconds),
+        _ => Err(ApiError::BadRequest(format!(
+            "invalid precision {s:?} (use ns, us, ms or s)"
+        ))),
+    }
+}
+
+/// A v2 bucket as database and retention policy: `db` or `db/rp` (split at the first `/`),
+/// refused with InfluxDB 1.8's own 404 texts.
+fn bucket(bucket: &str) -> Result<(String, String), ApiError> {
+    if bucket.is_empty() {
+        return Err(ApiError::NotFound(
+            "bucket name \"\" is missing a slash; not in \"database/retention-policy\" format"
+                .into(),
+        ));
+    }
+    let (db, rp) = bucket.split_once('/').unwrap_or((bucket, ""));
+    if db.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "bucket name {bucket:?} is in db/rp form but has an empty database"
+        )));
+    }
+    Ok((db.to_string(), rp.to_string()))
+}
+
+/// The write path both endpoints share once they know the destination.
+async fn ingest(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    Destination { db, rp, precision }: Destination,
+) -> Result<HttpResponse, ApiError> {
+    let config = state.config();
+    check_db_allowed(&config, &db)?;
     let size_hint = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -432,3 +432,114 @@ fn a_full_queue_answers_503_and_loses_nothing_it_accepted() {
     .status
         == 204));
 }
+
+/// The python with the InfluxDB 2 client (`pip install influxdb-client`; `.ci/run` installs it).
+fn python_v2() -> &'static str {
+    for p in ["python3", "/usr/bin/python3"] {
+        let ok = std::process::Command::new(p)
+            .args(["-c", "import influxdb_client"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return p;
+        }
+    }
+    panic!("the python InfluxDB 2 client is missing: pip install influxdb-client");
+}
+
+#[test]
+fn the_v2_write_api_takes_a_real_v2_client_and_answers_like_influxdb() {
+    let (_servers, proxy) = cluster(json!({ "username": "u", "password": "p:w" }));
+    let auth = "u=u&p=p%3Aw";
+    let url = |path: &str| format!("{}{path}", proxy.url);
+    let create = http::get(&url(&format!("/query?{auth}&q=CREATE%20DATABASE%20v2db")));
+    assert_eq!(create.status, 200, "{}", create.body);
+
+    // influxdb-client 1.x for InfluxDB 2, as a Telegraf-less user writes: Token user:password,
+    // a bucket with and without its retention policy, second precision, a batch of records.
+    let script = format!(
+        "from influxdb_client import InfluxDBClient, WritePrecision\n\
+         from influxdb_client.client.write_api import SYNCHRONOUS\n\
+         c = InfluxDBClient(url='{}', token='u:p:w', org='ignored')\n\
+         w = c.write_api(write_options=SYNCHRONOUS)\n\
+         w.write(bucket='v2db/autogen', record=['v2,host=a v=1i 1600000000', 'v2,host=b v=2i 1600000001'], write_precision=WritePrecision.S)\n\
+         w.write(bucket='v2db', record='v2b,host=c v=3.5 1600000002000', write_precision=WritePrecision.MS)\n\
+         try:\n\
+         \x20   w.write(bucket='v2db', record='v2 v=\"text\" 1600000003', write_precision=WritePrecision.S)\n\
+         \x20   raise SystemExit('a conflicting field type was accepted')\n\
+         except Exception as e:\n\
+         \x20   assert getattr(e, 'status', None) == 400, e\n\
+         \x20   assert 'field type conflict' in str(e.body), e.body\n\
+         print('v2 ok')\n",
+        proxy.url
+    );
+    let out = std::process::Command::new(python_v2())
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "influxdb-client: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let select = |q: &str| {
+        http::get(&url(&format!(
+            "/query?{auth}&db=v2db&epoch=s&q={}",
+            http::urlencode(q)
+        )))
+        .json()["results"][0]["series"][0]["values"]
+            .clone()
+    };
+    assert!(wait_until(DELIVERY, || select("SELECT host, v FROM v2")
+        == json!([[1600000000, "a", 1], [1600000001, "b", 2]])));
+    assert!(wait_until(DELIVERY, || select("SELECT host, v FROM v2b")
+        == json!([[1600000002, "c", 3.5]])));
+
+    // The v2 API's own refusals, with InfluxDB 1.8's texts.
+    let post = |query: &str, body: &str, token: &str| {
+        let header = format!("Token {token}");
+        http::post(
+            &url(&format!("/api/v2/write?{query}")),
+            body.as_bytes(),
+            &[("Authorization", &header)],
+        )
+    };
+    let error = |r: &http::Resp| r.json()["error"].as_str().unwrap_or_default().to_string();
+    let r = post("bucket=v2db", "v2 v=1i 1", "u:wrong");
+    assert_eq!((r.status, error(&r)), (401, "authentication failed".into()));
+    let r = post("org=x", "v2 v=1i 1", "u:p:w");
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(error(&r).contains("is missing a slash"), "{}", r.body);
+    let r = post("bucket=/autogen", "v2 v=1i 1", "u:p:w");
+    assert_eq!(
+        (r.status, error(&r)),
+        (
+            404,
+            "bucket name \"/autogen\" is in db/rp form but has an empty database".into()
+        )
+    );
+    let r = post("bucket=v2db&precision=h", "v2 v=1i 1", "u:p:w");
+    assert_eq!(
+        (r.status, error(&r)),
+        (400, "invalid precision \"h\" (use ns, us, ms or s)".into())
+    );
+    let r = post(
+        "bucket=v2db&precision=s",
+        "v2 v=1i 1600000009\nbad line\n",
+        "u:p:w",
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        error(&r).starts_with("partial write: unable to parse 'bad line'"),
+        "{}",
+        r.body
+    );
+    assert!(wait_until(DELIVERY, || select(
+        "SELECT v FROM v2 WHERE time = 1600000009s"
+    ) == json!([[1600000009, 1]])));
+    let r = post("bucket=v2db&precision=s", "v2 v=1i 1", "u:p:w");
+    assert_eq!(r.status, 204, "{}", r.body);
+    let get = http::get(&url(&format!("/api/v2/write?bucket=v2db&{auth}")));
+    assert_eq!(get.status, 405, "{}", get.body);
+}
