@@ -1,8 +1,11 @@
-//! `/ping`, `/health` and `/replica`.
+//! `/ping`, `/health` and `/replica`, each in the Go proxy's 2.4 and 2.5.12 shapes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::future::join_all;
@@ -26,81 +29,231 @@ pub async fn ping(req: HttpRequest) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-/// `/health`: per circle and backend, liveness, queue state and where each
-/// measurement lives (`load`). `backlog` follows `query::freshness`: true
-/// while writes wait for a retry (backend down or draining, or a record
-/// queued longer than `flush_time` plus a slack), false for records that
-/// only wait for their `flush_time` on a healthy backend.
+/// Which generation of the Go proxy's `/health` and `/replica` answers to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// 2.4: an array of circles, backends with `load` (what each holds).
+    V24,
+    /// 2.5.12: an object with `circles`, `{backend, circle}` replica entries; what each
+    /// backend holds only with `stats=true`.
+    V25,
+}
+
+impl Shape {
+    /// The documented rule: `version=2.5` or `version=2.4` chooses; otherwise a parameter only
+    /// 2.5.12 clients send (`stats` for `/health`, `mm` for `/replica`) means 2.5, and
+    /// anything else the 2.4 answer this proxy has always given.
+    fn of(params: &Params, v25_param: &str) -> Shape {
+        match params.get("version") {
+            Some(v) if v.starts_with("2.5") => Shape::V25,
+            Some(v) if v.starts_with("2.4") => Shape::V24,
+            _ if params.get(v25_param).is_some() => Shape::V25,
+            _ => Shape::V24,
+        }
+    }
+}
+
+/// `/health`, in the 2.4 or the 2.5.12 shape ([`Shape::of`]): per circle and backend,
+/// liveness, queue state, and (2.4 always, 2.5 with `stats=true`) where each measurement
+/// lives. `backlog` follows `query::freshness`: true while writes wait for a retry (backend
+/// down or draining, or a record queued longer than `flush_time` plus a slack), false for
+/// records that only wait for their `flush_time` on a healthy backend.
 pub async fn health(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
+    let shape = Shape::of(&params, "stats");
+    let with_load = match shape {
+        Shape::V24 => true,
+        Shape::V25 => params.get("stats") == Some("true"),
+    };
     let cluster = state.cluster();
-    let shard_key = cluster.shard_key.clone();
+    let ask = Ask {
+        shard_key: cluster.shard_key.clone(),
+        cache: state.load_cache().clone(),
+        steps: state.migration().steps(),
+        fresh: params.get("fresh") == Some("true"),
+        with_load,
+    };
     let circles = join_all(
         cluster
             .circles
             .iter()
-            .map(|c| circle_health(c.clone(), shard_key.clone())),
+            .map(|c| circle_health(c.clone(), ask.clone(), shape)),
     )
     .await;
-    Ok(json_response(&Value::Array(circles), params.pretty()))
+    let body = match shape {
+        Shape::V24 => Value::Array(circles),
+        Shape::V25 => health_v25(circles),
+    };
+    Ok(json_response(&body, params.pretty()))
 }
 
-async fn circle_health(circle: Arc<Circle>, shard_key: ShardKey) -> Value {
+/// The 2.5.12 envelope around the circles. Unlike the Go proxy, `status` says whether some
+/// circle can serve every read (`pass`) or none can (`fail`), instead of `pass` always.
+fn health_v25(circles: Vec<Value>) -> Value {
+    let serving = circles
+        .iter()
+        .any(|c| c["circle"]["active"] == Value::Bool(true));
+    let (status, message) = if serving {
+        ("pass", "ready for queries and writes")
+    } else {
+        ("fail", "no circle has every backend active")
+    };
+    json!({
+        "checks": [],
+        "circles": circles,
+        "message": message,
+        "name": "influx-proxy",
+        "status": status,
+        "version": super::VERSION,
+    })
+}
+
+/// What a `/health` request asks of each backend.
+#[derive(Clone)]
+struct Ask {
+    shard_key: ShardKey,
+    cache: Arc<LoadCache>,
+    steps: u64,
+    fresh: bool,
+    with_load: bool,
+}
+
+async fn circle_health(circle: Arc<Circle>, ask: Ask, shape: Shape) -> Value {
     let backends = join_all(
         circle
             .backends
             .iter()
             .enumerate()
-            .map(|(i, b)| backend_health(circle.clone(), i, b.clone(), shard_key.clone())),
+            .map(|(i, b)| backend_health(circle.clone(), i, b.clone(), ask.clone(), shape)),
     )
     .await;
-    json!({ "circle": circle.name, "backends": backends })
+    match shape {
+        Shape::V24 => json!({ "circle": circle.name, "backends": backends }),
+        Shape::V25 => json!({
+            "circle": {
+                "id": circle.id,
+                "name": circle.name,
+                "active": circle.backends.iter().all(|b| b.backend.status.is_active()),
+                "write_only": circle.is_migrating()
+                    || circle.backends.iter().any(|b| b.backend.info.write_only),
+            },
+            "backends": backends,
+        }),
+    }
 }
 
 async fn backend_health(
     circle: Arc<Circle>,
     index: usize,
     handle: Arc<BackendHandle>,
-    shard_key: ShardKey,
+    ask: Ask,
+    shape: Shape,
 ) -> Value {
     let b = &handle.backend;
     let stats = &b.queue.stats;
     let active = b.status.is_active();
-    let (load, load_error) = if active {
-        match load(&circle, index, &handle, &shard_key).await {
+    let (load, load_error) = if active && ask.with_load {
+        match ask.cache.load(&circle, index, &handle, &ask).await {
             Ok(l) => (l, None),
             Err(e) => (BTreeMap::new(), Some(e)),
         }
     } else {
         (BTreeMap::new(), None)
     };
-    let mut v = json!({
-        "name": b.info.name,
-        "url": b.info.url,
-        "active": active,
-        // Writes waiting for a retry, not records waiting for flush_time.
-        "backlog": freshness::has_backlog(&handle),
-        "rewrite": b.status.is_rewriting(),
-        "write_only": b.info.write_only,
-        "load": load,
-        "queue": {
-            "records": stats.records.load(Ordering::Relaxed),
-            "bytes": stats.bytes.load(Ordering::Relaxed),
-            "points": stats.points.load(Ordering::Relaxed),
-        },
-        "dead_letters": {
-            "records": stats.dead_records.load(Ordering::Relaxed),
-            "points": stats.dead_points.load(Ordering::Relaxed),
-        },
-    });
+    // Writes waiting for a retry, not records waiting for flush_time.
+    let backlog = freshness::has_backlog(&handle);
+    let mut v = match shape {
+        Shape::V24 => json!({
+            "name": b.info.name,
+            "url": b.info.url,
+            "active": active,
+            "backlog": backlog,
+            "rewrite": b.status.is_rewriting(),
+            "write_only": b.info.write_only,
+            "load": load,
+            "queue": {
+                "records": stats.records.load(Ordering::Relaxed),
+                "bytes": stats.bytes.load(Ordering::Relaxed),
+                "points": stats.points.load(Ordering::Relaxed),
+            },
+            "dead_letters": {
+                "records": stats.dead_records.load(Ordering::Relaxed),
+                "points": stats.dead_points.load(Ordering::Relaxed),
+            },
+        }),
+        Shape::V25 => {
+            let mut v = json!({
+                "name": b.info.name,
+                "url": b.info.url,
+                "active": active,
+                "backlog": backlog,
+                "rewriting": b.status.is_rewriting(),
+                "write_only": b.info.write_only,
+            });
+            if ask.with_load && active {
+                // The Go proxy leaves `healthy` out when false; it is always here.
+                let healthy = load.values().all(|db| db["incorrect"] == 0);
+                v["stats"] = json!(load);
+                v["healthy"] = json!(healthy && load_error.is_none());
+            }
+            v
+        }
+    };
     if let (Some(e), Some(obj)) = (load_error, v.as_object_mut()) {
         obj.insert("load_error".into(), Value::String(e));
     }
     v
+}
+
+/// How long a backend's `load` is reused: monitors poll `/health` every few seconds, and
+/// computing it is a SHOW DATABASES plus a SHOW MEASUREMENTS per database on every backend.
+/// A migration step or a reload (new circles) makes it stale at once; `fresh=true` skips it.
+const LOAD_TTL: Duration = Duration::from_secs(5);
+
+/// The last `load` of each backend, keyed by its circle (a reload builds new ones) and index.
+#[derive(Debug, Default)]
+pub struct LoadCache(Mutex<HashMap<(usize, usize), CachedLoad>>);
+
+#[derive(Debug, Clone)]
+struct CachedLoad {
+    at: Instant,
+    steps: u64,
+    load: Result<BTreeMap<String, Value>, String>,
+}
+
+impl LoadCache {
+    async fn load(
+        &self,
+        circle: &Arc<Circle>,
+        index: usize,
+        handle: &BackendHandle,
+        ask: &Ask,
+    ) -> Result<BTreeMap<String, Value>, String> {
+        let key = (Arc::as_ptr(circle) as usize, index);
+        if !ask.fresh {
+            let cached = self.0.lock().get(&key).cloned();
+            if let Some(c) = cached.filter(|c| c.steps == ask.steps && c.at.elapsed() < LOAD_TTL) {
+                return c.load;
+            }
+        }
+        let load = load(circle, index, handle, &ask.shard_key).await;
+        let mut map = self.0.lock();
+        // Entries of circles a reload replaced are never asked for again.
+        map.retain(|_, c| c.at.elapsed() < LOAD_TTL);
+        map.insert(
+            key,
+            CachedLoad {
+                at: Instant::now(),
+                steps: ask.steps,
+                load: load.clone(),
+            },
+        );
+        load
+    }
 }
 
 /// Measurements per database on one backend, split into those the ring
@@ -213,25 +366,33 @@ pub async fn replica(
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
+    let shape = Shape::of(&params, "mm");
     let db = params.str("db");
     let mm = params
-        .get("meas")
-        .or_else(|| params.get("mm"))
+        .get("mm")
+        .or_else(|| params.get("meas"))
         .unwrap_or("");
     if db.is_empty() || mm.is_empty() {
-        return Err(ApiError::BadRequest("invalid db or meas".into()));
+        return Err(ApiError::BadRequest(match shape {
+            Shape::V24 => "invalid db or meas".into(),
+            Shape::V25 => "invalid db or mm".into(),
+        }));
     }
     let cluster = state.cluster();
     let owners: Vec<Value> = cluster
         .owners(db, mm)
         .into_iter()
-        .map(|(c, b)| {
-            json!({
+        .map(|(c, b)| match shape {
+            Shape::V24 => json!({
                 "circle": c.name,
                 "circle_id": c.id,
                 "name": b.backend.info.name,
                 "url": b.backend.info.url,
-            })
+            }),
+            Shape::V25 => json!({
+                "backend": { "name": b.backend.info.name, "url": b.backend.info.url },
+                "circle": { "id": c.id, "name": c.name },
+            }),
         })
         .collect();
     Ok(json_response(&Value::Array(owners), params.pretty()))

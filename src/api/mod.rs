@@ -37,6 +37,7 @@ pub struct AppState {
     cluster: ArcSwap<Cluster>,
     migration: Arc<crate::migrate::Shared>,
     migrator: actix::Addr<crate::migrate::Migrator>,
+    load_cache: Arc<admin::LoadCache>,
 }
 
 impl AppState {
@@ -52,7 +53,13 @@ impl AppState {
             cluster: ArcSwap::new(cluster),
             migration,
             migrator,
+            load_cache: Arc::default(),
         }
+    }
+
+    /// What each backend held at the last `/health` (see `admin::LoadCache`).
+    pub fn load_cache(&self) -> &Arc<admin::LoadCache> {
+        &self.load_cache
     }
 
     /// Migration flags and progress.

@@ -198,9 +198,17 @@ pub struct Shared {
     pub resyncing: AtomicBool,
     busy: Mutex<HashSet<usize>>,
     stats: Mutex<HashMap<(usize, Kind), BTreeMap<String, Stats>>>,
+    /// Bumped at every step of every job: what a backend holds may have changed.
+    steps: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    /// A counter that moves whenever a job made progress (readers cache what the backends
+    /// hold until it moves).
+    pub fn steps(&self) -> u64 {
+        self.steps.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Progress of the last job of `kind` involving `circle`, by source URL.
     pub fn stats(&self, circle: usize, kind: Kind) -> BTreeMap<String, Stats> {
         self.stats
@@ -211,6 +219,7 @@ impl Shared {
     }
 
     fn update(&self, circle: usize, kind: Kind, url: &str, f: impl FnOnce(&mut Stats)) {
+        self.steps.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut all = self.stats.lock();
         f(all
             .entry((circle, kind))
@@ -220,6 +229,7 @@ impl Shared {
     }
 
     fn reset(&self, circle: usize, kind: Kind, urls: &[String]) {
+        self.steps.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut all = self.stats.lock();
         let m = all.entry((circle, kind)).or_default();
         m.clear();
@@ -274,6 +284,9 @@ impl Handler<Start> for Migrator {
         ctx.spawn(
             async move {
                 run_job(&shared, &job).await;
+                shared
+                    .steps
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 let mut busy = shared.busy.lock();
                 for c in job.op.busy_circles(circles) {
                     busy.remove(&c);

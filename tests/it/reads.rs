@@ -330,3 +330,101 @@ fn reads_that_must_fall_back_to_a_lagging_circle_warn_once_per_interval_not_per_
         proxy.log()
     );
 }
+
+#[test]
+fn health_and_replica_answer_in_both_generations_and_health_is_cheap_to_poll() {
+    let (servers, config) = two_by_two();
+    let proxy = Proxy::start(config);
+    let db = unique_db("shape");
+    assert_eq!(
+        http::query(&proxy.url, &db, &format!("CREATE DATABASE {db}")).status,
+        200
+    );
+    let body: String = (0..8).map(|m| format!("hm{m},t=a v=1i 1\n")).collect();
+    assert_eq!(http::write(&proxy.url, &db, &body).status, 204);
+    let get = |path: &str| {
+        let r = http::get(&format!("{}{path}", proxy.url));
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    };
+    let measurements = |h: &Value| -> u64 {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["backends"].as_array().unwrap())
+            .map(|b| b["load"][&db]["measurements"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(wait_until(SETTLE, || measurements(&get(
+        "/health?fresh=true"
+    )) == 16));
+
+    // 2.4 (the default): `load` from every backend, reused for a few seconds.
+    let asked = |s: &[Influxd]| s.iter().map(query_requests).sum::<u64>();
+    let before = asked(&servers);
+    let h = get("/health");
+    assert_eq!(measurements(&h), 16, "{h}");
+    assert_eq!(
+        asked(&servers),
+        before,
+        "a /health right after another asked the backends again"
+    );
+    get("/health?fresh=true");
+    assert!(
+        asked(&servers) > before,
+        "fresh=true did not ask the backends"
+    );
+
+    // 2.5.12: an object; what each backend holds only with stats=true.
+    let before = asked(&servers);
+    let v25 = get("/health?version=2.5");
+    assert_eq!(
+        asked(&servers),
+        before,
+        "the 2.5 /health without stats asked the backends"
+    );
+    assert_eq!(v25["status"], "pass", "{v25}");
+    assert_eq!(v25["name"], "influx-proxy");
+    assert_eq!(v25["checks"], json!([]));
+    let circle = &v25["circles"][0];
+    assert_eq!(
+        circle["circle"],
+        json!({"id": 0, "name": "circle-1", "active": true, "write_only": false})
+    );
+    let b = &circle["backends"][0];
+    assert_eq!(b["rewriting"], false, "{b}");
+    assert!(b.get("stats").is_none() && b.get("load").is_none(), "{b}");
+    let stats = get("/health?stats=true");
+    let mut held = 0;
+    for c in stats["circles"].as_array().unwrap() {
+        for b in c["backends"].as_array().unwrap() {
+            assert_eq!(b["healthy"], true, "{b}");
+            assert_eq!(b["stats"][&db]["incorrect"], 0, "{b}");
+            held += b["stats"][&db]["measurements"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(held, 16, "{stats}");
+
+    // /replica: `meas` (2.4) and `mm` (2.5.12) name the shape.
+    let old = get(&format!("/replica?db={db}&meas=hm0"));
+    let new = get(&format!("/replica?db={db}&mm=hm0"));
+    assert_eq!(old.as_array().unwrap().len(), 2);
+    for (o, n) in old.as_array().unwrap().iter().zip(new.as_array().unwrap()) {
+        assert_eq!(n["backend"], json!({"name": o["name"], "url": o["url"]}));
+        assert_eq!(
+            n["circle"],
+            json!({"id": o["circle_id"], "name": o["circle"]})
+        );
+    }
+    assert_eq!(get(&format!("/replica?db={db}&meas=hm0&version=2.5")), new);
+    let r = http::get(&format!("{}/replica?db={db}&version=2.5", proxy.url));
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, json!("invalid db or mm"))
+    );
+    let r = http::get(&format!("{}/replica?db={db}", proxy.url));
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, json!("invalid db or meas"))
+    );
+}
