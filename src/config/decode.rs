@@ -420,30 +420,16 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// The known key closest to `key` if it is a likely typo (edit distance at most 2).
+/// The known key closest to `key` if it is a likely typo (edit distance at most 2). Plain
+/// Levenshtein over chars, not Damerau/OSA: a transposition (`nmae`) costs 2, which keeps the
+/// hints the proxy always gave. Ties go to the first key asked for.
 fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     known
         .iter()
-        .map(|k| (edit_distance(key, k), *k))
+        .map(|k| (strsim::levenshtein(key, k), *k))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Decodes the top-level object. Problems go to `cx`; the returned config has defaults in
@@ -1225,9 +1211,10 @@ mod tests {
 
     #[test]
     fn edit_distance_and_suggestions() {
-        assert_eq!(edit_distance("nmae", "name"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("url", "url"), 0);
+        // The distance the hints are tuned for: Levenshtein, a transposition costs 2.
+        assert_eq!(strsim::levenshtein("nmae", "name"), 2);
+        assert_eq!(strsim::levenshtein("", "abc"), 3);
+        assert_eq!(strsim::levenshtein("url", "url"), 0);
         assert_eq!(suggest("urll", &["name", "url"]), Some("url"));
         assert_eq!(suggest("zzzzzz", &["name", "url"]), None);
     }
