@@ -216,12 +216,99 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
+/// The same per-request work with `prometheus-client` 0.26, for the comparison in the
+/// `src/metrics.rs` module doc. Two label shapes: owned strings (what the middleware would need,
+/// the path and status being runtime values) and `&'static str` (its best case, no allocation).
+fn metrics_prometheus_client(c: &mut Criterion) {
+    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::histogram::Histogram;
+    use prometheus_client::registry::Registry;
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Request {
+        path: &'static str,
+        status: &'static str,
+    }
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Path {
+        path: &'static str,
+    }
+    fn latency() -> Histogram {
+        Histogram::new(influx_proxy::metrics::LATENCY_BUCKETS.iter().copied())
+    }
+
+    let mut registry = Registry::default();
+    let requests = Family::<Request, Counter>::default();
+    let duration = Family::<Path, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+    let owned_requests = Family::<Vec<(String, String)>, Counter>::default();
+    let owned_duration =
+        Family::<Vec<(String, String)>, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency,
+        );
+    registry.register("bench_requests", "Requests.", requests.clone());
+    registry.register(
+        "bench_request_duration_seconds",
+        "Latency.",
+        duration.clone(),
+    );
+    registry.register("bench_owned_requests", "Requests.", owned_requests.clone());
+    registry.register(
+        "bench_owned_request_duration_seconds",
+        "Latency.",
+        owned_duration.clone(),
+    );
+    for path in [
+        "/ping", "/write", "/query", "/health", "/replica", "/metrics",
+    ] {
+        for status in ["200", "204", "400", "404", "500"] {
+            requests.get_or_create(&Request { path, status }).inc();
+            owned_requests
+                .get_or_create(&vec![
+                    ("path".to_string(), path.to_string()),
+                    ("status".to_string(), status.to_string()),
+                ])
+                .inc();
+        }
+    }
+    c.bench_function("metrics/request-prometheus-client-static", |b| {
+        let started = Instant::now();
+        b.iter(|| {
+            duration
+                .get_or_create(black_box(&Path { path: "/write" }))
+                .observe(started.elapsed().as_secs_f64());
+            requests
+                .get_or_create(black_box(&Request {
+                    path: "/write",
+                    status: "204",
+                }))
+                .inc();
+        })
+    });
+    c.bench_function("metrics/request-prometheus-client-owned", |b| {
+        let started = Instant::now();
+        let (path, status) = (black_box("/write"), black_box("204"));
+        b.iter(|| {
+            owned_duration
+                .get_or_create(&vec![("path".to_string(), path.to_string())])
+                .observe(started.elapsed().as_secs_f64());
+            owned_requests
+                .get_or_create(&vec![
+                    ("path".to_string(), path.to_string()),
+                    ("status".to_string(), status.to_string()),
+                ])
+                .inc();
+        })
+    });
+}
+
 criterion_group! {
     name = hot_paths;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = line_protocol, ring, wal, metrics
+    targets = line_protocol, ring, wal, metrics, metrics_prometheus_client
 }
 criterion_main!(hot_paths);

@@ -211,7 +211,9 @@ async fn backend_health(
 
 /// How long a backend's `load` is reused: monitors poll `/health` every few seconds, and
 /// computing it is a SHOW DATABASES plus a SHOW MEASUREMENTS per database on every backend.
-/// A migration step or a reload (new circles) makes it stale at once; `fresh=true` skips it.
+/// A migration step, a statement run on the backend (DDL, a delete, a migration's DROP) or a
+/// reload (new circles) makes it stale at once; `fresh=true` skips it. New measurements
+/// written meanwhile show up within the TTL.
 const LOAD_TTL: Duration = Duration::from_secs(5);
 
 /// The last `load` of each backend, keyed by its circle (a reload builds new ones) and index.
@@ -221,7 +223,9 @@ pub struct LoadCache(Mutex<HashMap<(usize, usize), CachedLoad>>);
 #[derive(Debug, Clone)]
 struct CachedLoad {
     at: Instant,
-    steps: u64,
+    /// Migration steps and statements the backend had run when it was computed: either
+    /// moving means what it holds changed.
+    steps: (u64, u64),
     load: Result<BTreeMap<String, Value>, String>,
 }
 
@@ -234,9 +238,15 @@ impl LoadCache {
         ask: &Ask,
     ) -> Result<BTreeMap<String, Value>, String> {
         let key = (Arc::as_ptr(circle) as usize, index);
+        let statements = handle
+            .backend
+            .status
+            .statements_applied
+            .load(Ordering::Acquire);
+        let steps = (ask.steps, statements);
         if !ask.fresh {
             let cached = self.0.lock().get(&key).cloned();
-            if let Some(c) = cached.filter(|c| c.steps == ask.steps && c.at.elapsed() < LOAD_TTL) {
+            if let Some(c) = cached.filter(|c| c.steps == steps && c.at.elapsed() < LOAD_TTL) {
                 return c.load;
             }
         }
@@ -248,7 +258,7 @@ impl LoadCache {
             key,
             CachedLoad {
                 at: Instant::now(),
-                steps: ask.steps,
+                steps,
                 load: load.clone(),
             },
         );

@@ -146,7 +146,7 @@ impl Client {
 
     /// `POST /query` with the given parameters; the JSON answer.
     pub async fn query_json(&self, params: &[(&str, &str)]) -> Result<serde_json::Value, Error> {
-        let path = format!("/query?{}", form(params));
+        let path = format!("/query?{}", form(params)?);
         let resp = self.request(awc::http::Method::POST, &path).send().await;
         let body = self.finish(resp).await?;
         serde_json::from_slice(&body).map_err(|e| Error::Status {
@@ -172,7 +172,7 @@ impl Client {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let path = format!("/query?{}", form(&pairs));
+        let path = format!("/query?{}", form(&pairs)?);
         let mut req = self.request(method, &path);
         for (name, value) in headers {
             req = req.insert_header((name.clone(), value.clone()));
@@ -200,7 +200,7 @@ impl Client {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let path = format!("{path}?{}", form(&pairs));
+        let path = format!("{path}?{}", form(&pairs)?);
         let resp = self.request(awc::http::Method::POST, &path).send().await;
         self.finish(resp).await
     }
@@ -255,18 +255,13 @@ pub fn error_message(body: &[u8]) -> String {
     }
 }
 
-/// `k=v&k=v`, URL-encoded.
-pub fn form(params: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (k, v) in params {
-        if !out.is_empty() {
-            out.push('&');
-        }
-        out.push_str(&encode(k).to_string());
-        out.push('=');
-        out.push_str(&encode(v).to_string());
-    }
-    out
+/// `k=v&k=v`, `application/x-www-form-urlencoded` as a browser sends it (space as `+`,
+/// `*-._` kept, everything else percent-encoded). Both readers of it decode `+` as a space:
+/// influxd (Go's `url.ParseQuery`) and a peer proxy (`serde_urlencoded`). It cannot fail for
+/// string pairs; the error is mapped rather than unwrapped because it is on the request path.
+pub fn form(params: &[(&str, &str)]) -> Result<String, Error> {
+    serde_urlencoded::to_string(params)
+        .map_err(|e| Error::Transport(format!("encoding query parameters: {e}")))
 }
 
 thread_local! {
@@ -347,6 +342,24 @@ mod tests {
     fn error_message_reads_influx_json_or_falls_back_to_text() {
         assert_eq!(error_message(br#"{"error":"bad"}"#), "bad");
         assert_eq!(error_message(b"plain\n"), "plain");
+    }
+
+    #[test]
+    fn form_encodes_as_a_form_and_round_trips() {
+        let params = [
+            ("db", "my db"),
+            ("q", r#"SELECT "a-b" FROM m WHERE x='1+1' & y=*"#),
+            ("empty", ""),
+        ];
+        let text = form(&params).unwrap();
+        assert_eq!(
+            text,
+            "db=my+db&q=SELECT+%22a-b%22+FROM+m+WHERE+x%3D%271%2B1%27+%26+y%3D*&empty="
+        );
+        let back: Vec<(String, String)> = serde_urlencoded::from_str(&text).unwrap();
+        let back: Vec<(&str, &str)> = back.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(back, params);
+        assert_eq!(form(&[]).unwrap(), "");
     }
 
     #[test]

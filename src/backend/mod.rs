@@ -94,6 +94,9 @@ pub struct Status {
     notified: AtomicBool,
     /// Points delivered since start.
     pub delivered_points: AtomicU64,
+    /// Statements (DDL, deletes) the backend ran since start, queued or direct: what it holds
+    /// may have changed beyond new points (readers of `/health` cache until it moves).
+    pub statements_applied: AtomicU64,
     /// Failed delivery attempts since start.
     pub failed_attempts: AtomicU64,
     /// Points in failed delivery attempts since start (a point retried
@@ -117,6 +120,7 @@ impl Status {
             rewriting: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             delivered_points: AtomicU64::new(0),
+            statements_applied: AtomicU64::new(0),
             failed_attempts: AtomicU64::new(0),
             failed_points: AtomicU64::new(0),
             state_changes: AtomicU64::new(0),
@@ -559,6 +563,9 @@ impl BackendActor {
                 }
                 let st = &self.backend.status;
                 st.delivered_points.fetch_add(points, Ordering::Relaxed);
+                if matches!(batch, Batch::Statement { .. }) {
+                    st.statements_applied.fetch_add(1, Ordering::AcqRel);
+                }
                 debug!(backend = %self.name(), db = %db, points, "Batch delivered.");
                 self.set_active(true, None);
                 self.backoff = INITIAL_BACKOFF;

@@ -331,6 +331,10 @@ async fn apply_everywhere(
             let r = client_for(h)
                 .query_json(&[("db", &p.db), ("q", p.text)])
                 .await;
+            h.backend
+                .status
+                .statements_applied
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             match r {
                 Ok(body) => return Ok(Some(first_result(&body))),
                 Err(e) if !e.is_retryable() => {

@@ -1,0 +1,1221 @@
+//! Decoding: `proxy.json` text -> `Node` tree (key order and duplicate keys kept) -> typed
+//! [`Config`], collecting every problem with its path. Aliases, case-insensitive keys, weak
+//! typing and "did you mean" hints live here.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::ring::{HashKey, ShardKey};
+
+use super::model::*;
+use super::validate::{join, unknown_cipher, unknown_tls_version};
+
+impl Config {
+    /// Decodes, defaults and validates JSON text. Pure.
+    // An inherent `from_str` (also available as `str::parse` through `FromStr`) so callers need
+    // no trait import.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(json: &str) -> Result<Config> {
+        let json = json.strip_prefix('\u{feff}').unwrap_or(json);
+        let root: Node = serde_json::from_str(json)
+            .map_err(|err| Error::Parse(format!("invalid JSON: {err}")))?;
+        if !matches!(root, Node::Object(_)) {
+            return Err(Error::Parse(format!(
+                "the top level must be a JSON object, found {}",
+                root.kind()
+            )));
+        }
+        let mut cx = Cx::default();
+        let config = decode_config(&root, &mut cx);
+        // A value that failed to decode was replaced by its default; do not also report what
+        // validation thinks of that default at the same path.
+        let decode_paths: HashSet<String> = cx.problems.iter().map(|(p, _)| p.clone()).collect();
+        if let Some(config) = &config {
+            for (path, msg) in config.problems() {
+                if !decode_paths.contains(&path) {
+                    cx.problems.push((path, msg));
+                }
+            }
+        }
+        match config {
+            Some(config) if cx.problems.is_empty() => Ok(config),
+            _ => Err(Error::Invalid(cx.into_messages())),
+        }
+    }
+
+    /// Reads and decodes the file at `path`. Its extension must be `.json` (any case) or
+    /// absent; YAML and TOML files are refused with [`Error::UnsupportedFormat`].
+    pub fn load(path: &Path) -> Result<Config> {
+        if let Some(ext) = path.extension() {
+            let ext = ext.to_string_lossy();
+            if !ext.eq_ignore_ascii_case("json") {
+                return Err(Error::UnsupportedFormat {
+                    path: path.to_path_buf(),
+                    ext: ext.into_owned(),
+                });
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_str(&text)
+    }
+}
+
+impl FromStr for Config {
+    type Err = Error;
+
+    fn from_str(json: &str) -> Result<Config> {
+        Config::from_str(json)
+    }
+}
+
+/// A JSON value that keeps object keys in order, duplicates included (so case-insensitive
+/// duplicates can be reported), unlike `serde_json::Value`.
+#[derive(Debug)]
+enum Node {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Node>),
+    Object(Vec<(String, Node)>),
+}
+
+impl Node {
+    /// "a string", "an object", ... for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Node::Null => "null",
+            Node::Bool(_) => "a boolean",
+            Node::Number(_) => "a number",
+            Node::String(_) => "a string",
+            Node::Array(_) => "an array",
+            Node::Object(_) => "an object",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Node, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+/// Builds a [`Node`] from any JSON value.
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Node, E> {
+        Ok(Node::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Node, E> {
+        Ok(Node::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Node, E> {
+        Ok(Node::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Node, E> {
+        // JSON has no NaN or infinity, so `from_f64` always succeeds here.
+        Ok(serde_json::Number::from_f64(v).map_or(Node::Null, Node::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Node, E> {
+        Ok(Node::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Node, E> {
+        Ok(Node::String(v))
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E>(self) -> std::result::Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some((key, value)) = map.next_entry::<String, Node>()? {
+            entries.push((key, value));
+        }
+        Ok(Node::Object(entries))
+    }
+}
+
+/// Decoding context: the problems found so far, as (path, message).
+#[derive(Default)]
+struct Cx {
+    problems: Vec<(String, String)>,
+}
+
+impl Cx {
+    fn err(&mut self, path: &str, msg: impl Into<String>) {
+        self.problems.push((path.to_string(), msg.into()));
+    }
+
+    fn into_messages(self) -> Vec<String> {
+        self.problems
+            .into_iter()
+            .map(|(path, msg)| format!("{path}: {msg}"))
+            .collect()
+    }
+
+    /// A string; `None` when absent or on a type error.
+    fn string(&mut self, path: &str, node: Option<&Node>) -> Option<String> {
+        match node? {
+            Node::String(s) => Some(s.clone()),
+            other => {
+                self.err(path, format!("expected a string, found {}", other.kind()));
+                None
+            }
+        }
+    }
+
+    /// An integer, weakly typed: numbers with no fraction, decimal strings (`""` = unset).
+    fn int(&mut self, path: &str, node: Option<&Node>) -> Option<i64> {
+        match node? {
+            Node::Number(n) => {
+                if let Some(v) = n.as_i64() {
+                    return Some(v);
+                }
+                match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+                    Some(f) if f.fract() == 0.0 => {
+                        self.err(path, format!("integer {n} is out of range"));
+                        None
+                    }
+                    _ => {
+                        self.err(path, format!("expected an integer, found {n}"));
+                        None
+                    }
+                }
+            }
+            Node::String(s) if s.trim().is_empty() => None,
+            Node::String(s) => match s.trim().parse::<i64>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    self.err(path, format!("expected an integer, found {s:?}"));
+                    None
+                }
+            },
+            other => {
+                self.err(path, format!("expected an integer, found {}", other.kind()));
+                None
+            }
+        }
+    }
+
+    /// A boolean, weakly typed: Go's `strconv.ParseBool` strings (`""` = unset), numbers
+    /// (non-zero = true).
+    fn boolean(&mut self, path: &str, node: Option<&Node>) -> Option<bool> {
+        match node? {
+            Node::Bool(b) => Some(*b),
+            Node::Number(n) => Some(n.as_f64().is_some_and(|f| f != 0.0)),
+            Node::String(s) => match s.trim() {
+                "" => None,
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+                _ => {
+                    self.err(path, format!("expected a boolean, found {s:?}"));
+                    None
+                }
+            },
+            other => {
+                self.err(path, format!("expected a boolean, found {}", other.kind()));
+                None
+            }
+        }
+    }
+
+    /// A list of strings; a single string is split on commas (viper's string-to-slice hook),
+    /// items trimmed, empty items dropped.
+    fn strings(&mut self, path: &str, node: Option<&Node>) -> Option<Vec<String>> {
+        match node? {
+            Node::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = self.string(&format!("{path}[{i}]"), Some(item)) {
+                        out.push(s);
+                    }
+                }
+                Some(out)
+            }
+            Node::String(s) if s.is_empty() => Some(Vec::new()),
+            Node::String(s) => Some(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            other => {
+                self.err(
+                    path,
+                    format!("expected an array of strings, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Merges an old and a new name of one setting; different values are an error naming both.
+    fn alias<T: PartialEq + fmt::Debug>(
+        &mut self,
+        new_path: &str,
+        new: Option<T>,
+        old_path: &str,
+        old: Option<T>,
+    ) -> Option<T> {
+        match (new, old) {
+            (Some(n), Some(o)) if n != o => {
+                self.err(
+                    old_path,
+                    format!(
+                        "conflicts with {new_path} ({o:?} vs {n:?}); they are two names of one \
+                         setting, keep one"
+                    ),
+                );
+                Some(n)
+            }
+            (n, o) => n.or(o),
+        }
+    }
+}
+
+/// The fields of one JSON object, keys lower-cased; tracks which keys were used so the rest
+/// can be reported as unknown.
+struct Fields<'a> {
+    path: String,
+    /// (lower-cased key, key as written, value, used)
+    entries: Vec<(String, &'a str, &'a Node, bool)>,
+    /// Every key asked for, known or not present (the candidates for "did you mean").
+    known: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    /// `None` (with a problem recorded) when `node` is not an object.
+    fn new(cx: &mut Cx, path: &str, node: &'a Node) -> Option<Fields<'a>> {
+        let Node::Object(map) = node else {
+            cx.err(path, format!("expected an object, found {}", node.kind()));
+            return None;
+        };
+        let mut entries: Vec<(String, &'a str, &'a Node, bool)> = Vec::with_capacity(map.len());
+        for (key, value) in map {
+            let lower = key.to_lowercase();
+            if let Some(first) = entries.iter().find(|e| e.0 == lower) {
+                cx.err(
+                    &join(path, key),
+                    format!(
+                        "duplicate key (keys are case-insensitive; first given as {:?})",
+                        first.1
+                    ),
+                );
+                continue;
+            }
+            entries.push((lower, key.as_str(), value, false));
+        }
+        Some(Fields {
+            path: path.to_string(),
+            entries,
+            known: Vec::new(),
+        })
+    }
+
+    /// The value of `key` (lower case); `None` when absent or `null`.
+    fn take(&mut self, key: &'static str) -> Option<&'a Node> {
+        self.known.push(key);
+        let entry = self.entries.iter_mut().find(|e| e.0 == key)?;
+        entry.3 = true;
+        match entry.2 {
+            Node::Null => None,
+            node => Some(node),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    fn string(&mut self, cx: &mut Cx, key: &'static str) -> Option<String> {
+        let node = self.take(key);
+        cx.string(&self.path(key), node)
+    }
+
+    /// A string where `""` means "use the default".
+    fn string_or(&mut self, cx: &mut Cx, key: &'static str, default: &str) -> String {
+        self.string(cx, key)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn boolean(&mut self, cx: &mut Cx, key: &'static str) -> Option<bool> {
+        let node = self.take(key);
+        cx.boolean(&self.path(key), node)
+    }
+
+    fn strings(&mut self, cx: &mut Cx, key: &'static str) -> Option<Vec<String>> {
+        let node = self.take(key);
+        cx.strings(&self.path(key), node)
+    }
+
+    /// A positive integer; 0, negative or absent gives `default`.
+    fn positive(&mut self, cx: &mut Cx, key: &'static str, default: u64) -> u64 {
+        let node = self.take(key);
+        match cx.int(&self.path(key), node) {
+            Some(v) if v > 0 => v.unsigned_abs(),
+            _ => default,
+        }
+    }
+
+    /// Like [`Fields::positive`], as a `usize`.
+    fn count(&mut self, cx: &mut Cx, key: &'static str, default: usize) -> usize {
+        let value = self.positive(cx, key, default as u64);
+        usize::try_from(value).unwrap_or_else(|_| {
+            cx.err(&self.path(key), format!("{value} is out of range"));
+            default
+        })
+    }
+
+    /// Whole seconds as a `Duration`; 0, negative or absent gives `default` seconds.
+    fn secs(&mut self, cx: &mut Cx, key: &'static str, default: u64) -> Duration {
+        Duration::from_secs(self.positive(cx, key, default))
+    }
+
+    /// Reports every key that was not used.
+    fn finish(self, cx: &mut Cx) {
+        for (_, key, _, used) in &self.entries {
+            if !used {
+                let hint = suggest(&key.to_lowercase(), &self.known)
+                    .map(|k| format!(" (did you mean {k:?}?)"))
+                    .unwrap_or_default();
+                cx.err(&join(&self.path, key), format!("unknown field{hint}"));
+            }
+        }
+    }
+}
+
+/// The known key closest to `key` if it is a likely typo (edit distance at most 2). Plain
+/// Levenshtein over chars, not Damerau/OSA: a transposition (`nmae`) costs 2, which keeps the
+/// hints the proxy always gave. Ties go to the first key asked for.
+fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Decodes the top-level object. Problems go to `cx`; the returned config has defaults in
+/// place of values that failed to decode. `None` only if a built-in default is rejected by
+/// the ring module (a bug, reported as a problem).
+fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
+    let mut f = Fields::new(cx, "", root)?;
+
+    let (auth_secure, legacy_auth_secure) = {
+        let new = f.boolean(cx, "auth_encrypt");
+        let old = f.boolean(cx, "auth_secure");
+        (
+            cx.alias("auth_encrypt", new, "auth_secure", old)
+                .unwrap_or(false),
+            old.unwrap_or(false),
+        )
+    };
+    let mut circles = decode_circles(cx, &mut f);
+    if legacy_auth_secure {
+        // 2.5.0: one proxy-level flag covered the backends' credentials too (spec §15.1).
+        for backend in circles.iter_mut().flat_map(|c| c.backends.iter_mut()) {
+            backend.auth_secure = true;
+        }
+    }
+
+    let mlog_dir = {
+        let new = f.string(cx, "tlog_dir").filter(|s| !s.is_empty());
+        let old = f.string(cx, "mlog_dir").filter(|s| !s.is_empty());
+        cx.alias("tlog_dir", new, "mlog_dir", old)
+            .unwrap_or_else(|| DEFAULT_MLOG_DIR.to_string())
+    };
+
+    let (write_tracing, query_tracing) = {
+        let write = f.boolean(cx, "write_tracing");
+        let query = f.boolean(cx, "query_tracing");
+        let legacy = f.boolean(cx, "log_enabled");
+        (
+            cx.alias("write_tracing", write, "log_enabled", legacy)
+                .unwrap_or(false),
+            cx.alias("query_tracing", query, "log_enabled", legacy)
+                .unwrap_or(false),
+        )
+    };
+
+    let hash_key_text = f.string_or(cx, "hash_key", DEFAULT_HASH_KEY);
+    let hash_key = HashKey::parse(&hash_key_text).unwrap_or_else(|msg| {
+        cx.err("hash_key", msg);
+        HashKey::Idx
+    });
+    let shard_key_text = f.string_or(cx, "shard_key", DEFAULT_SHARD_KEY);
+    let shard_key = match ShardKey::parse(&shard_key_text) {
+        Ok(key) => Some(key),
+        Err(msg) => {
+            cx.err("shard_key", msg);
+            ShardKey::parse(DEFAULT_SHARD_KEY).ok()
+        }
+    };
+
+    let tls = decode_tls(cx, &mut f);
+
+    let config = Config {
+        circles,
+        listen_addr: f.string_or(cx, "listen_addr", DEFAULT_LISTEN_ADDR),
+        db_list: f.strings(cx, "db_list").unwrap_or_default(),
+        data_dir: PathBuf::from(f.string_or(cx, "data_dir", DEFAULT_DATA_DIR)),
+        mlog_dir: PathBuf::from(mlog_dir),
+        hash_key,
+        shard_key: shard_key?,
+        vnode_size: f.count(cx, "vnode_size", DEFAULT_VNODE_SIZE),
+        flush_size: f.count(cx, "flush_size", DEFAULT_FLUSH_SIZE),
+        flush_time: f.secs(cx, "flush_time", default_secs::FLUSH_TIME),
+        check_interval: f.secs(cx, "check_interval", default_secs::CHECK_INTERVAL),
+        rewrite_interval: f.secs(cx, "rewrite_interval", default_secs::REWRITE_INTERVAL),
+        rewrite_threads: f.count(cx, "rewrite_threads", DEFAULT_REWRITE_THREADS),
+        write_timeout: f.secs(cx, "write_timeout", default_secs::WRITE_TIMEOUT),
+        idle_timeout: f.secs(cx, "idle_timeout", default_secs::IDLE_TIMEOUT),
+        conn_pool_size: f.count(cx, "conn_pool_size", DEFAULT_CONN_POOL_SIZE),
+        username: Secret::from(f.string(cx, "username").unwrap_or_default()),
+        password: Secret::from(f.string(cx, "password").unwrap_or_default()),
+        auth_secure,
+        ping_auth_enabled: f.boolean(cx, "ping_auth_enabled").unwrap_or(false),
+        pprof_enabled: f.boolean(cx, "pprof_enabled").unwrap_or(false),
+        write_tracing,
+        query_tracing,
+        https_enabled: f.boolean(cx, "https_enabled").unwrap_or(false),
+        https_cert: f.string(cx, "https_cert").unwrap_or_default(),
+        https_key: f.string(cx, "https_key").unwrap_or_default(),
+        tls,
+        ha_addrs: f.strings(cx, "ha_addrs").unwrap_or_default(),
+        migrate_cpus: f.count(cx, "migrate_cpus", DEFAULT_MIGRATE_CPUS),
+        migrate_batch: f.count(cx, "migrate_batch", DEFAULT_MIGRATE_BATCH),
+        wal_sync: f.boolean(cx, "wal_sync").unwrap_or(false),
+        write_concurrency: f.count(cx, "write_concurrency", DEFAULT_WRITE_CONCURRENCY),
+        write_gzip: f.boolean(cx, "write_gzip").unwrap_or(true),
+        wal_max_bytes: f.positive(cx, "wal_max_bytes", DEFAULT_WAL_MAX_BYTES),
+        dead_letter_max_bytes: f.positive(
+            cx,
+            "dead_letter_max_bytes",
+            DEFAULT_DEAD_LETTER_MAX_BYTES,
+        ),
+        log_level: f.string_or(cx, "log_level", DEFAULT_LOG_LEVEL),
+        max_body_bytes: f.count(cx, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        max_decompressed_bytes: f.count(
+            cx,
+            "max_decompressed_bytes",
+            DEFAULT_MAX_DECOMPRESSED_BYTES,
+        ),
+        max_line_bytes: f.count(cx, "max_line_bytes", DEFAULT_MAX_LINE_BYTES),
+        shutdown_timeout: f.secs(cx, "shutdown_timeout", default_secs::SHUTDOWN_TIMEOUT),
+    };
+    f.finish(cx);
+    Some(config)
+}
+
+/// Decodes `circles` (absent or `null` = empty, which validation reports).
+fn decode_circles(cx: &mut Cx, f: &mut Fields<'_>) -> Vec<CircleConfig> {
+    let path = f.path("circles");
+    let items = match f.take("circles") {
+        None => return Vec::new(),
+        Some(Node::Array(items)) => items,
+        Some(other) => {
+            cx.err(
+                &path,
+                format!("expected an array of circles, found {}", other.kind()),
+            );
+            return Vec::new();
+        }
+    };
+    let mut circles = Vec::with_capacity(items.len());
+    for (ci, item) in items.iter().enumerate() {
+        let at = format!("{path}[{ci}]");
+        let Some(mut cf) = Fields::new(cx, &at, item) else {
+            continue;
+        };
+        let name = cf.string(cx, "name").unwrap_or_default();
+        let mut backends = Vec::new();
+        let backends_path = cf.path("backends");
+        match cf.take("backends") {
+            None => {}
+            Some(Node::Array(items)) => {
+                for (bi, item) in items.iter().enumerate() {
+                    if let Some(backend) =
+                        decode_backend(cx, &format!("{backends_path}[{bi}]"), item)
+                    {
+                        backends.push(backend);
+                    }
+                }
+            }
+            Some(other) => cx.err(
+                &backends_path,
+                format!("expected an array of backends, found {}", other.kind()),
+            ),
+        }
+        cf.finish(cx);
+        circles.push(CircleConfig { name, backends });
+    }
+    circles
+}
+
+/// Decodes one backend object.
+fn decode_backend(cx: &mut Cx, at: &str, node: &Node) -> Option<BackendConfig> {
+    let mut f = Fields::new(cx, at, node)?;
+    let auth_new = f.boolean(cx, "auth_encrypt");
+    let auth_old = f.boolean(cx, "auth_secure");
+    let backend = BackendConfig {
+        name: f.string(cx, "name").unwrap_or_default(),
+        url: f.string(cx, "url").unwrap_or_default(),
+        username: Secret::from(f.string(cx, "username").unwrap_or_default()),
+        password: Secret::from(f.string(cx, "password").unwrap_or_default()),
+        auth_secure: cx
+            .alias(
+                &f.path("auth_encrypt"),
+                auth_new,
+                &f.path("auth_secure"),
+                auth_old,
+            )
+            .unwrap_or(false),
+        write_only: f.boolean(cx, "write_only").unwrap_or(false),
+        tls_skip_verify: f.boolean(cx, "tls_skip_verify").unwrap_or(false),
+    };
+    f.finish(cx);
+    Some(backend)
+}
+
+/// Decodes `tls`; `None` when absent, `null` or all of its fields are empty (as in Go).
+fn decode_tls(cx: &mut Cx, f: &mut Fields<'_>) -> Option<TlsConfig> {
+    let path = f.path("tls");
+    let node = f.take("tls")?;
+    let mut tf = Fields::new(cx, &path, node)?;
+    let ciphers = tf.strings(cx, "ciphers").unwrap_or_default();
+    for (i, name) in ciphers.iter().enumerate() {
+        if !TLS_CIPHERS.contains(&name.trim().to_ascii_uppercase().as_str()) {
+            cx.err(
+                &format!("{}[{i}]", tf.path("ciphers")),
+                unknown_cipher(name),
+            );
+        }
+    }
+    let mut version = |cx: &mut Cx, key: &'static str| {
+        let text = tf.string(cx, key).filter(|s| !s.is_empty())?;
+        let parsed = TlsVersion::parse(&text);
+        if parsed.is_none() {
+            cx.err(&tf.path(key), unknown_tls_version(&text));
+        }
+        parsed
+    };
+    let min_version = version(cx, "min_version");
+    let max_version = version(cx, "max_version");
+    tf.finish(cx);
+    if ciphers.is_empty() && min_version.is_none() && max_version.is_none() {
+        return None;
+    }
+    Some(TlsConfig {
+        ciphers: ciphers
+            .into_iter()
+            .map(|c| c.trim().to_ascii_uppercase())
+            .collect(),
+        min_version,
+        max_version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::cipher;
+    use crate::config::test_support::*;
+
+    #[test]
+    fn packaged_readme_sample_loads_with_defaults() {
+        let cfg = load(include_str!("../../packaging/proxy.json"));
+        let names: Vec<Vec<(&str, &str)>> = cfg
+            .circles
+            .iter()
+            .map(|c| {
+                c.backends
+                    .iter()
+                    .map(|b| (b.name.as_str(), b.url.as_str()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                [
+                    ("influxdb-1-1", "http://127.0.0.1:8086"),
+                    ("influxdb-1-2", "http://127.0.0.1:8087")
+                ],
+                [
+                    ("influxdb-2-1", "http://127.0.0.1:8088"),
+                    ("influxdb-2-2", "http://127.0.0.1:8089")
+                ]
+            ]
+        );
+        assert_eq!(cfg.circles[0].name, "circle-1");
+        assert_eq!(cfg.circles[1].name, "circle-2");
+        assert_eq!(
+            cfg.socket_addr(),
+            Ok("0.0.0.0:7076".parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(cfg.data_dir, PathBuf::from("data"));
+        assert_eq!(cfg.mlog_dir, PathBuf::from("log"));
+        assert!(!cfg.auth_enabled());
+        assert!(!cfg.auth_secure);
+        assert!(cfg.circles[0].backends[0].credentials().is_none());
+        // Everything not in the file has the same defaults as a minimal config.
+        let minimal = load(&minimal(""));
+        assert_eq!(cfg.shard_key, minimal.shard_key);
+        assert_eq!(cfg.flush_time, minimal.flush_time);
+        assert_eq!(cfg.wal_max_bytes, minimal.wal_max_bytes);
+    }
+
+    #[test]
+    fn every_default_of_a_minimal_config() {
+        let cfg = load(&minimal(""));
+        assert_eq!(cfg.listen_addr, ":7076");
+        assert!(cfg.db_list.is_empty());
+        assert_eq!(cfg.data_dir, PathBuf::from("data"));
+        assert_eq!(cfg.mlog_dir, PathBuf::from("log"));
+        assert_eq!(cfg.hash_key, hash_key("idx"));
+        assert_eq!(cfg.shard_key, shard_key("%db,%mm"));
+        assert_eq!(cfg.vnode_size, 256);
+        assert_eq!(cfg.flush_size, 10_000);
+        assert_eq!(cfg.flush_time, Duration::from_secs(1));
+        assert_eq!(cfg.check_interval, Duration::from_secs(1));
+        assert_eq!(cfg.rewrite_interval, Duration::from_secs(10));
+        assert_eq!(cfg.rewrite_threads, 5);
+        assert_eq!(cfg.write_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.idle_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.conn_pool_size, 20);
+        assert!(cfg.username.is_empty() && cfg.password.is_empty());
+        assert!(!cfg.auth_secure && !cfg.ping_auth_enabled && !cfg.pprof_enabled);
+        assert!(!cfg.write_tracing && !cfg.query_tracing);
+        assert!(!cfg.https_enabled && cfg.https_cert.is_empty() && cfg.https_key.is_empty());
+        assert_eq!(cfg.tls, None);
+        assert!(cfg.ha_addrs.is_empty());
+        assert_eq!(cfg.migrate_cpus, 1);
+        assert_eq!(cfg.migrate_batch, 25_000);
+        assert!(!cfg.wal_sync);
+        assert_eq!((cfg.write_concurrency, cfg.write_gzip), (4, true));
+        assert_eq!(cfg.wal_max_bytes, 1_073_741_824);
+        assert_eq!(cfg.dead_letter_max_bytes, 1_073_741_824);
+        assert_eq!(cfg.log_level, "info");
+        assert_eq!(cfg.max_body_bytes, 67_108_864);
+        assert_eq!(cfg.max_decompressed_bytes, 536_870_912);
+        assert_eq!(cfg.max_line_bytes, 4_194_304);
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(30));
+        let b = &cfg.circles[0].backends[0];
+        assert!(!b.auth_secure && !b.write_only && !b.tls_skip_verify);
+        assert!(b.username.is_empty() && b.password.is_empty());
+    }
+
+    #[test]
+    fn zero_negative_null_and_empty_values_mean_default() {
+        let cfg = load(&minimal(
+            r#""flush_size": 0, "flush_time": -3, "check_interval": null,
+               "rewrite_interval": "", "conn_pool_size": -1, "vnode_size": 0,
+               "wal_max_bytes": 0, "shutdown_timeout": -1, "listen_addr": "",
+               "data_dir": "", "hash_key": "", "shard_key": null, "log_level": """#,
+        ));
+        let default = load(&minimal(""));
+        assert_eq!(cfg, default);
+    }
+
+    #[test]
+    fn every_value_is_read_when_set() {
+        let cfg = load(&minimal(
+            r#""listen_addr": "127.0.0.1:8000", "db_list": ["a", "b"], "data_dir": "/d",
+               "tlog_dir": "/t", "hash_key": "name", "shard_key": "%mm", "vnode_size": 100,
+               "flush_size": 5, "flush_time": 2, "check_interval": 3, "rewrite_interval": 4,
+               "rewrite_threads": 6, "write_timeout": 7, "idle_timeout": 8,
+               "conn_pool_size": 9, "username": "u", "password": "p",
+               "ping_auth_enabled": true, "pprof_enabled": true, "write_tracing": true,
+               "query_tracing": true, "ha_addrs": ["p1:7076", "p2:7076"], "migrate_cpus": 4,
+               "migrate_batch": 1000, "wal_sync": true, "wal_max_bytes": 8192,
+               "write_concurrency": 2, "write_gzip": false,
+               "dead_letter_max_bytes": 4096, "log_level": "debug,influx_proxy=trace",
+               "max_body_bytes": 10, "max_decompressed_bytes": 20, "max_line_bytes": 30,
+               "shutdown_timeout": 5"#,
+        ));
+        assert_eq!(cfg.listen_addr, "127.0.0.1:8000");
+        assert_eq!(cfg.db_list, ["a", "b"]);
+        assert_eq!(cfg.data_dir, PathBuf::from("/d"));
+        assert_eq!(cfg.mlog_dir, PathBuf::from("/t"));
+        assert_eq!(cfg.hash_key, hash_key("name"));
+        assert_eq!(cfg.shard_key, shard_key("%mm"));
+        assert_eq!(
+            (
+                cfg.vnode_size,
+                cfg.flush_size,
+                cfg.rewrite_threads,
+                cfg.conn_pool_size
+            ),
+            (100, 5, 6, 9)
+        );
+        assert_eq!(
+            [cfg.flush_time, cfg.check_interval, cfg.rewrite_interval],
+            [2, 3, 4].map(Duration::from_secs)
+        );
+        assert_eq!(
+            [cfg.write_timeout, cfg.idle_timeout, cfg.shutdown_timeout],
+            [7, 8, 5].map(Duration::from_secs)
+        );
+        assert_eq!((cfg.username.expose(), cfg.password.expose()), ("u", "p"));
+        assert!(cfg.auth_enabled());
+        assert!(cfg.ping_auth_enabled && cfg.pprof_enabled);
+        assert!(cfg.write_tracing && cfg.query_tracing);
+        assert_eq!(cfg.ha_addrs, ["p1:7076", "p2:7076"]);
+        assert_eq!((cfg.migrate_cpus, cfg.migrate_batch), (4, 1000));
+        assert!(cfg.wal_sync);
+        assert_eq!((cfg.write_concurrency, cfg.write_gzip), (2, false));
+        assert_eq!((cfg.wal_max_bytes, cfg.dead_letter_max_bytes), (8192, 4096));
+        assert_eq!(cfg.log_level, "debug,influx_proxy=trace");
+        assert_eq!(
+            (
+                cfg.max_body_bytes,
+                cfg.max_decompressed_bytes,
+                cfg.max_line_bytes
+            ),
+            (10, 20, 30)
+        );
+    }
+
+    #[test]
+    fn go_2_5_12_config_with_every_field_loads() {
+        let cfg = load(
+            r#"{
+            "circles": [{"name": "circle-1", "backends": [
+                {"name": "influxdb-1-1", "url": "https://10.0.0.1:8086", "username": "",
+                 "password": "", "auth_encrypt": false, "write_only": true}]}],
+            "listen_addr": ":7076", "db_list": [], "data_dir": "data", "tlog_dir": "log",
+            "hash_key": "%idx", "shard_key": "%db,%mm", "flush_size": 10000, "flush_time": 1,
+            "check_interval": 1, "rewrite_interval": 10, "rewrite_threads": 5,
+            "conn_pool_size": 20, "write_timeout": 10, "idle_timeout": 10, "username": "",
+            "password": "", "auth_encrypt": false, "ping_auth_enabled": false,
+            "write_tracing": false, "query_tracing": false, "pprof_enabled": false,
+            "https_enabled": false, "https_cert": "", "https_key": "",
+            "tls": {"ciphers": [], "min_version": "", "max_version": ""}
+        }"#,
+        );
+        assert_eq!(cfg.hash_key, hash_key("%idx"));
+        assert!(cfg.circles[0].backends[0].write_only);
+        assert!(!cfg.circles[0].backends[0].tls_skip_verify);
+        assert_eq!(cfg.tls, None, "an all-empty tls object is no restriction");
+    }
+
+    #[test]
+    fn go_2_5_0_config_with_legacy_fields_loads() {
+        let cfg = load(&minimal(
+            r#""mlog_dir": "mlog", "vnode_size": 512, "log_enabled": true,
+               "ha_addrs": ["10.0.0.1:7076", "proxy-2.local:7076"], "migrate_cpus": 2,
+               "migrate_batch": 5000"#,
+        ));
+        assert_eq!(cfg.mlog_dir, PathBuf::from("mlog"));
+        assert_eq!(cfg.vnode_size, 512);
+        assert!(cfg.write_tracing && cfg.query_tracing);
+        assert_eq!(cfg.ha_addrs.len(), 2);
+        assert_eq!((cfg.migrate_cpus, cfg.migrate_batch), (2, 5000));
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_at_every_level() {
+        let cfg = load(
+            r#"{"Circles": [{"NAME": "c", "Backends": [{"Name": "b", "URL": "http://h:1",
+                 "Write_Only": true}]}], "Listen_Addr": ":9000", "FLUSH_SIZE": 7,
+                 "TLS": {"Min_Version": "tls1.2"}}"#,
+        );
+        assert_eq!(cfg.circles[0].name, "c");
+        assert_eq!(cfg.circles[0].backends[0].url, "http://h:1");
+        assert!(cfg.circles[0].backends[0].write_only);
+        assert_eq!(cfg.listen_addr, ":9000");
+        assert_eq!(cfg.flush_size, 7);
+        assert_eq!(cfg.tls.and_then(|t| t.min_version), Some(TlsVersion::Tls12));
+    }
+
+    #[test]
+    fn keys_differing_only_in_case_are_a_duplicate() {
+        let p = problems(&minimal(r#""flush_size": 1, "Flush_Size": 2"#));
+        assert_problem(&p, "Flush_Size", "duplicate key");
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
+    #[test]
+    fn values_are_weakly_typed_like_viper() {
+        let cfg = load(
+            r#"{"circles": [{"backends": [{"name": "b", "url": "http://h:1",
+                 "write_only": "true", "auth_encrypt": "0", "tls_skip_verify": 1}]}],
+                 "flush_size": "5", "flush_time": " 2 ", "vnode_size": 300.0,
+                 "https_enabled": "false", "pprof_enabled": "1", "wal_sync": "T",
+                 "db_list": "db1, db2,", "ha_addrs": "", "wal_max_bytes": "65536"}"#,
+        );
+        assert_eq!(cfg.flush_size, 5);
+        assert_eq!(cfg.flush_time, Duration::from_secs(2));
+        assert_eq!(cfg.vnode_size, 300);
+        assert!(!cfg.https_enabled && cfg.pprof_enabled && cfg.wal_sync);
+        assert_eq!(cfg.db_list, ["db1", "db2"]);
+        assert!(cfg.ha_addrs.is_empty());
+        assert_eq!(cfg.wal_max_bytes, 65536);
+        let b = &cfg.circles[0].backends[0];
+        assert!(b.write_only && !b.auth_secure && b.tls_skip_verify);
+    }
+
+    #[test]
+    fn wrong_types_are_reported_with_their_paths() {
+        let p = problems(
+            r#"{"circles": [{"name": 5, "backends": [{"name": "b", "url": "http://h:1",
+                 "username": 12, "write_only": "yes"}]}],
+                 "listen_addr": 7076, "flush_size": "many", "flush_time": 1.5,
+                 "https_enabled": [], "db_list": ["a", 1], "tls": "tls1.2",
+                 "idle_timeout": true, "max_body_bytes": 1e300}"#,
+        );
+        assert_problem(&p, "max_body_bytes", "is out of range");
+        assert_problem(&p, "circles[0].name", "expected a string, found a number");
+        assert_problem(&p, "circles[0].backends[0].username", "expected a string");
+        assert_problem(
+            &p,
+            "circles[0].backends[0].write_only",
+            "expected a boolean",
+        );
+        assert_problem(&p, "listen_addr", "expected a string, found a number");
+        assert_problem(&p, "flush_size", "expected an integer, found \"many\"");
+        assert_problem(&p, "flush_time", "expected an integer, found 1.5");
+        assert_problem(&p, "https_enabled", "expected a boolean, found an array");
+        assert_problem(&p, "db_list[1]", "expected a string");
+        assert_problem(&p, "tls", "expected an object");
+        assert_problem(&p, "idle_timeout", "expected an integer, found a boolean");
+        assert_eq!(p.len(), 11, "{p:#?}");
+    }
+
+    #[test]
+    fn a_type_error_is_not_reported_again_by_validation() {
+        // `circles` is not an array: one problem, not also "circles cannot be empty".
+        let p = problems(r#"{"circles": "c1"}"#);
+        assert_eq!(p, ["circles: expected an array of circles, found a string"]);
+        let p = problems(r#"{"circles": [{"backends": [{"name": 1, "url": "http://h:1"}]}]}"#);
+        assert_eq!(
+            p,
+            ["circles[0].backends[0].name: expected a string, found a number"]
+        );
+    }
+
+    #[test]
+    fn tlog_dir_and_mlog_dir_are_aliases() {
+        assert_eq!(
+            load(&minimal(r#""tlog_dir": "/x""#)).mlog_dir,
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            load(&minimal(r#""mlog_dir": "/x""#)).mlog_dir,
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            load(&minimal(r#""mlog_dir": "/x", "tlog_dir": "/x""#)).mlog_dir,
+            PathBuf::from("/x")
+        );
+        // An empty old name does not conflict with a new one.
+        assert_eq!(
+            load(&minimal(r#""mlog_dir": "", "tlog_dir": "/y""#)).mlog_dir,
+            PathBuf::from("/y")
+        );
+    }
+
+    #[test]
+    fn auth_secure_and_auth_encrypt_are_aliases_for_the_proxy_credentials() {
+        let admin = cipher::encrypt("admin");
+        for key in ["auth_encrypt", "auth_secure", "AUTH_SECURE"] {
+            let cfg = load(&minimal(&format!(
+                r#""{key}": true, "username": "{admin}", "password": "{admin}""#
+            )));
+            assert!(cfg.auth_secure, "{key}");
+            assert!(cfg.auth_enabled());
+            assert_eq!(cfg.username.expose(), "YgvEyuPZlDYAH8sGDkC!Ag");
+        }
+    }
+
+    #[test]
+    fn conflicting_aliases_are_an_error_naming_both_paths() {
+        let p = problems(
+            r#"{"circles": [{"backends": [{"name": "b", "url": "http://h:1",
+                 "auth_encrypt": true, "auth_secure": false}]}],
+                 "tlog_dir": "/a", "mlog_dir": "/b", "auth_encrypt": false,
+                 "auth_secure": "true", "write_tracing": false, "log_enabled": true}"#,
+        );
+        assert_problem(
+            &p,
+            "circles[0].backends[0].auth_secure",
+            "conflicts with circles[0].backends[0].auth_encrypt",
+        );
+        assert_problem(&p, "mlog_dir", "conflicts with tlog_dir");
+        assert_problem(&p, "auth_secure", "conflicts with auth_encrypt");
+        assert_problem(&p, "log_enabled", "conflicts with write_tracing");
+        assert_eq!(p.len(), 4, "{p:#?}");
+    }
+
+    #[test]
+    fn log_enabled_sets_both_tracing_flags_unless_they_agree_explicitly() {
+        let cfg = load(&minimal(r#""log_enabled": true, "query_tracing": true"#));
+        assert!(cfg.write_tracing && cfg.query_tracing);
+        let cfg = load(&minimal(r#""log_enabled": false"#));
+        assert!(!cfg.write_tracing && !cfg.query_tracing);
+        let cfg = load(&minimal(r#""write_tracing": true"#));
+        assert!(cfg.write_tracing && !cfg.query_tracing);
+    }
+
+    #[test]
+    fn legacy_proxy_auth_secure_also_decrypts_backend_credentials() {
+        let admin = cipher::encrypt("admin");
+        let secret = cipher::encrypt("s3cret");
+        let json = format!(
+            r#"{{"circles": [{{"backends": [{{"name": "b", "url": "http://h:1",
+                 "username": "{admin}", "password": "{secret}"}}]}}],
+                 "auth_secure": true, "username": "{admin}", "password": "{secret}"}}"#
+        );
+        let cfg = load(&json);
+        let backend = &cfg.circles[0].backends[0];
+        assert!(backend.auth_secure);
+        assert_eq!(
+            backend.credentials(),
+            Some(("admin".to_string(), "s3cret".to_string()))
+        );
+    }
+
+    #[test]
+    fn auth_encrypt_covers_only_proxy_credentials() {
+        let admin = cipher::encrypt("admin");
+        let json = format!(
+            r#"{{"circles": [{{"backends": [{{"name": "b", "url": "http://h:1",
+                 "username": "plain-user", "password": "plain-pass"}}]}}],
+                 "auth_encrypt": true, "username": "{admin}", "password": "{admin}"}}"#
+        );
+        let backend = load(&json).circles[0].backends[0].clone();
+        assert!(!backend.auth_secure);
+        assert_eq!(
+            backend.credentials(),
+            Some(("plain-user".to_string(), "plain-pass".to_string()))
+        );
+    }
+
+    #[test]
+    fn per_backend_auth_flag_decrypts_with_either_name() {
+        for key in ["auth_encrypt", "auth_secure"] {
+            let json = format!(
+                r#"{{"circles": [{{"backends": [{{"name": "b", "url": "http://h:1",
+                     "username": "YgvEyuPZlDYAH8sGDkC!Ag", "password": "",
+                     "{key}": true}}]}}]}}"#
+            );
+            let backend = &load(&json).circles[0].backends[0];
+            assert!(backend.auth_secure, "{key}");
+            assert_eq!(
+                backend.credentials(),
+                Some(("admin".to_string(), String::new()))
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_reported_with_path_and_hint() {
+        let p = problems(
+            r#"{"circles": [{"backends": [{"name": "a", "url": "http://h:1"},
+                 {"nmae": "b", "url": "http://h:2"}], "colour": "red"}],
+                 "flush_sise": 1, "tls": {"ciphers": [], "min": "1.2"},
+                 "completely_unrelated": 0}"#,
+        );
+        assert_problem(
+            &p,
+            "circles[0].backends[1].nmae",
+            "unknown field (did you mean \"name\"?)",
+        );
+        assert_problem(&p, "circles[0].colour", "unknown field");
+        assert_problem(&p, "flush_sise", "did you mean \"flush_size\"?");
+        assert_problem(&p, "tls.min", "unknown field");
+        assert!(p.contains(&"completely_unrelated: unknown field".to_string()));
+        // The misspelt name leaves the backend without one.
+        assert_problem(
+            &p,
+            "circles[0].backends[1].name",
+            "backend name cannot be empty",
+        );
+        assert_eq!(p.len(), 6, "{p:#?}");
+    }
+
+    #[test]
+    fn invalid_hash_key_and_shard_key_are_reported() {
+        let p = problems(&minimal(r#""hash_key": "md5", "shard_key": "%rp""#));
+        assert!(p.iter().any(|m| m.starts_with("hash_key: ")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("shard_key: ")), "{p:?}");
+        assert_eq!(p.len(), 2);
+        for key in ["idx", "exi", "name", "url", "node-%idx"] {
+            let cfg = load(&minimal(&format!(r#""hash_key": "{key}""#)));
+            assert_eq!(cfg.hash_key, hash_key(key));
+        }
+        let cfg = load(&minimal(r#""shard_key": "%db.%mm""#));
+        assert_eq!(cfg.shard_key, shard_key("%db.%mm"));
+    }
+
+    #[test]
+    fn tls_names_are_case_insensitive_and_unknown_ones_reported() {
+        let cfg = load(&minimal(
+            r#""tls": {"ciphers": ["tls_aes_128_gcm_sha256",
+               "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"], "min_version": "1.2",
+               "max_version": "TLS1.3"}"#,
+        ));
+        assert_eq!(
+            cfg.tls,
+            Some(TlsConfig {
+                ciphers: vec![
+                    "TLS_AES_128_GCM_SHA256".into(),
+                    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()
+                ],
+                min_version: Some(TlsVersion::Tls12),
+                max_version: Some(TlsVersion::Tls13),
+            })
+        );
+        for name in ["ssl3.0", "tls1.0", "1.0", "TLS1.1", "1.1", "tls1.2", "1.3"] {
+            assert!(TlsVersion::parse(name).is_some(), "{name}");
+        }
+        let p = problems(&minimal(
+            r#""tls": {"ciphers": ["TLS_AES_128_GCM_SHA256", "rot13"],
+               "min_version": "tls1.4", "max_version": "ssl2"}"#,
+        ));
+        assert_problem(
+            &p,
+            "tls.ciphers[1]",
+            "unknown cipher suite: \"rot13\". available ciphers: TLS_AES_128_GCM_SHA256, ",
+        );
+        assert_problem(
+            &p,
+            "tls.min_version",
+            "unknown tls version: \"tls1.4\". available versions: \
+             SSL3.0, TLS1.0, TLS1.1, TLS1.2, TLS1.3",
+        );
+        assert_problem(&p, "tls.max_version", "unknown tls version: \"ssl2\"");
+        assert_eq!(p.len(), 3, "{p:#?}");
+        let p = problems(&minimal(
+            r#""tls": {"min_version": "1.3", "max_version": "1.2"}"#,
+        ));
+        assert_eq!(
+            p,
+            ["tls.min_version: min_version TLS1.3 is greater than max_version TLS1.2"]
+        );
+    }
+
+    #[test]
+    fn bad_json_names_line_and_column() {
+        let err = Config::from_str("{\n  \"circles\": [\n  ,\n}").unwrap_err();
+        assert!(matches!(err, Error::Parse(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("illegal config file: invalid JSON: "),
+            "{text}"
+        );
+        assert!(text.contains("line 3 column 3"), "{text}");
+        let err = Config::from_str("").unwrap_err();
+        assert!(err.to_string().contains("line 1 column 0"), "{err}");
+        // Trailing commas and comments are not JSON.
+        assert!(matches!(
+            Config::from_str(r#"{"circles": [],}"#),
+            Err(Error::Parse(_))
+        ));
+        assert!(matches!(Config::from_str("// c\n{}"), Err(Error::Parse(_))));
+    }
+
+    #[test]
+    fn top_level_must_be_an_object() {
+        for json in ["[]", "null", "\"proxy\"", "7076"] {
+            let err = Config::from_str(json).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("the top level must be a JSON object"),
+                "{json}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_utf8_byte_order_mark_is_ignored() {
+        let json = format!("\u{feff}{}", minimal(""));
+        assert_eq!(load(&json), load(&minimal("")));
+    }
+
+    #[test]
+    fn load_reads_json_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = minimal("");
+        for name in ["proxy.json", "proxy.JSON", "proxy"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &json).unwrap();
+            assert_eq!(Config::load(&path).unwrap(), load(&json), "{name}");
+        }
+        for (name, ext) in [
+            ("proxy.yaml", "yaml"),
+            ("proxy.yml", "yml"),
+            ("proxy.toml", "toml"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &json).unwrap();
+            let err = Config::load(&path).unwrap_err();
+            assert!(
+                matches!(&err, Error::UnsupportedFormat { ext: e, .. } if e == ext),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("only JSON config files are supported"),
+                "{text}"
+            );
+            assert!(text.contains(name), "{text}");
+        }
+        let missing = dir.path().join("missing.json");
+        let err = Config::load(&missing).unwrap_err();
+        assert!(matches!(err, Error::Read { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("cannot read config file "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn edit_distance_and_suggestions() {
+        // The distance the hints are tuned for: Levenshtein, a transposition costs 2.
+        assert_eq!(strsim::levenshtein("nmae", "name"), 2);
+        assert_eq!(strsim::levenshtein("", "abc"), 3);
+        assert_eq!(strsim::levenshtein("url", "url"), 0);
+        assert_eq!(suggest("urll", &["name", "url"]), Some("url"));
+        assert_eq!(suggest("zzzzzz", &["name", "url"]), None);
+    }
+}
