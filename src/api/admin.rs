@@ -17,16 +17,19 @@ use crate::circle::{BackendHandle, Circle};
 use crate::query::{self, freshness};
 use crate::ring::ShardKey;
 
-/// `/ping`: 204 with the version headers (any method, no auth); with
-/// `verbose=true`, 200 and the version in JSON, as InfluxDB does.
-pub async fn ping(req: HttpRequest) -> HttpResponse {
-    let verbose = Params::from_request(&req)
-        .map(|p| p.get("verbose") == Some("true"))
-        .unwrap_or(false);
-    if verbose {
-        return json_response(&json!({ "version": super::VERSION }), false);
+/// `/ping`: 204 with the version headers (any method); with `verbose=true`, 200 and the
+/// version in JSON, as InfluxDB does. Open to anyone unless `ping_auth_enabled` (and auth is
+/// on), as in the Go proxy.
+pub async fn ping(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_request(&req)?;
+    let config = state.config();
+    if config.ping_auth_enabled {
+        auth::check(&req, &params, &config)?;
     }
-    HttpResponse::NoContent().finish()
+    if params.get("verbose") == Some("true") {
+        return Ok(json_response(&json!({ "version": super::VERSION }), false));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Which generation of the Go proxy's `/health` and `/replica` answers to give.

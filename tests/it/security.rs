@@ -111,6 +111,29 @@ fn every_endpoint_but_ping_requires_credentials_in_any_of_the_three_forms() {
 }
 
 #[test]
+fn ping_auth_enabled_puts_ping_behind_the_credentials() {
+    let (_servers, config) = two_by_two();
+    let proxy = Proxy::start(with(
+        config,
+        json!({"username": "admin", "password": "s3cret", "ping_auth_enabled": true}),
+    ));
+    let ping = |suffix: &str, auth: Option<&str>| {
+        call(&proxy.url, "GET", &format!("/ping{suffix}"), "", auth)
+    };
+    assert_401(&ping("", None), "/ping");
+    assert_401(
+        &ping("?verbose=true", Some(&basic("admin", "wrong"))),
+        "/ping",
+    );
+    assert_eq!(ping("?u=admin&p=s3cret", None).status, 204);
+    assert_eq!(ping("", Some(&basic("admin", "s3cret"))).status, 204);
+    assert_eq!(
+        ping("?verbose=true", Some("Token admin:s3cret")).status,
+        200
+    );
+}
+
+#[test]
 fn auth_secure_configs_hold_encrypted_credentials_and_clients_send_plaintext() {
     let (_servers, config) = two_by_two();
     let proxy = Proxy::start(with(

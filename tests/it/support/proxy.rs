@@ -396,8 +396,11 @@ fn launch(
                 log_tail(log_path, LOG_TAIL_LINES)
             )));
         }
-        let pinged =
-            matches!(http::try_get(&format!("{url}/ping")), Ok(resp) if resp.status == 204);
+        // 401: up, with `ping_auth_enabled`.
+        let pinged = matches!(
+            http::try_get(&format!("{url}/ping")),
+            Ok(resp) if resp.status == 204 || resp.status == 401
+        );
         // A 204 from a process that exits right after (its bind failed, someone else answered)
         // is caught by checking that ours is still alive.
         if pinged && child.try_wait().unwrap().is_none() {
