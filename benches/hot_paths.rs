@@ -7,12 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use influx_proxy::line_protocol::{lines, normalize_into, parse, Precision};
 use influx_proxy::ring::{HashKey, Ring, ShardKey, DEFAULT_REPLICAS};
-use influx_proxy::wal::{record, Append, Encoded, Queue, Record, Wal, WriteLines};
+use influx_proxy::wal::{Queue, Share, Wal, WriteLines};
 
 /// Lines per request body, as a telegraf flush or the load tool's default batch.
 const BATCH: usize = 5_000;
@@ -123,24 +124,23 @@ fn ring(c: &mut Criterion) {
 
 fn wal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
     let q = wal.queue("bench", 1 << 40).unwrap();
+    let reader = wal.reader(q.clone());
     let lines_ns = body(Precision::Nanoseconds);
-    let record = || Record::Points {
-        db: "telegraf",
-        rp: "",
-        points: BATCH as u32,
-        lines: &lines_ns,
+    let append = || {
+        wal.append_lines(&[&q], "telegraf", "", BATCH as u32, &lines_ns)
+            .unwrap()
     };
     // What the backend actor does: read from its cursor, deliver, ack.
     let mut cursor = 0u64;
     let drain = |cursor: &mut u64| loop {
-        let entries = wal.read(&q, *cursor, 10_000, 64 << 20).unwrap();
+        let entries = reader.read(*cursor, 10_000, 64 << 20).unwrap();
         let Some(last) = entries.last() else {
             break;
         };
         *cursor = last.seq;
-        wal.ack(&q, &entries).unwrap();
+        reader.ack(&entries).unwrap();
     };
 
     let mut g = c.benchmark_group("wal");
@@ -150,11 +150,7 @@ fn wal(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for i in 0..iters {
                 let start = Instant::now();
-                wal.append(&[Append {
-                    queue: &q,
-                    record: record(),
-                }])
-                .unwrap();
+                append();
                 total += start.elapsed();
                 // Keep the queue short, untimed, as a healthy backend would.
                 if i % 16 == 15 {
@@ -168,17 +164,13 @@ fn wal(c: &mut Criterion) {
     g.bench_function("read+ack", |b| {
         b.iter_batched(
             || {
-                wal.append(&[Append {
-                    queue: &q,
-                    record: record(),
-                }])
-                .unwrap();
+                append();
             },
             |()| {
-                let entries = wal.read(&q, cursor, 10_000, 64 << 20).unwrap();
+                let entries = reader.read(cursor, 10_000, 64 << 20).unwrap();
                 assert_eq!(entries.len(), 1);
                 cursor = entries[0].seq;
-                wal.ack(&q, &entries).unwrap();
+                reader.ack(&entries).unwrap();
             },
             BatchSize::PerIteration,
         )
@@ -189,49 +181,42 @@ fn wal(c: &mut Criterion) {
 }
 
 /// Who receives which lines of [`body`]: every line to queue 0 (one circle of one backend), or
-/// every line to queue 0 and measurements m0-m4 / m5-m9 to queues 1 / 2 (a second circle of two).
-/// Spans of the lines, adjacent ones merged, as the router builds them.
-fn spans(lines: &[u8], queues: usize) -> Vec<(Vec<(u64, u64)>, u32)> {
-    let mut out = vec![(Vec::new(), 0u32); queues];
+/// every line to queue 0 and measurements m0-m4 / m5-m9 to queues 1 / 2 (a second circle of two),
+/// as the router builds the shares.
+fn shares(lines: &[u8], queues: usize) -> Vec<Share> {
+    let mut out: Vec<Share> = (0..queues).map(|_| Share::with_capacity(BATCH)).collect();
     let mut start = 0usize;
     for line in lines.split_inclusive(|&b| b == b'\n') {
         let m = usize::from(line[1] - b'0');
-        let mut push = |q: usize| {
-            let (spans, points) = &mut out[q];
-            *points += 1;
-            match spans.last_mut() {
-                Some((s, l)) if *s + *l == start as u64 => *l += line.len() as u64,
-                _ => spans.push((start as u64, line.len() as u64)),
-            }
-        };
-        push(0);
+        out[0].push(start, line.len());
         if queues > 1 {
-            push(1 + m / 5);
+            out[1 + m / 5].push(start, line.len());
         }
         start += line.len();
     }
     out
 }
 
-/// Appends the lines of one routed 5,000-line write (what `Router::commit` hands the queue),
+/// Appends the lines of one routed 5,000-line write (`Wal::append_write`, what `Router::commit` calls),
 /// untimed setup being the routing itself: to one queue (stored as its record, built in place)
 /// and to two circles of one and two backends (lines stored once, one record of spans each).
 fn write(c: &mut Criterion, body: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
     let queues: Vec<Queue> = (0..3)
         .map(|i| wal.queue(&format!("w{i}"), 1 << 40).unwrap())
         .collect();
+    let readers: Vec<_> = queues.iter().map(|q| wal.reader(q.clone())).collect();
     let mut cursors = [0u64; 3];
     let drain = |cursors: &mut [u64; 3]| {
-        for (q, cursor) in queues.iter().zip(cursors.iter_mut()) {
+        for (reader, cursor) in readers.iter().zip(cursors.iter_mut()) {
             loop {
-                let entries = wal.read(q, *cursor, 10_000, 64 << 20).unwrap();
+                let entries = reader.read(*cursor, 10_000, 64 << 20).unwrap();
                 let Some(last) = entries.last() else {
                     break;
                 };
                 *cursor = last.seq;
-                wal.ack(q, &entries).unwrap();
+                reader.ack(&entries).unwrap();
             }
         }
     };
@@ -240,13 +225,14 @@ fn write(c: &mut Criterion, body: &[u8]) {
     let mut g = c.benchmark_group("wal/write");
     g.throughput(throughput(body));
     for receivers in [1usize, 3] {
-        let spans = spans(body, receivers);
+        let shares = shares(body, receivers);
+        let targets: Vec<(&Queue, &Share)> = queues.iter().zip(&shares).collect();
         g.bench_function(BenchmarkId::from_parameter(receivers), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for i in 0..iters {
                     let start = Instant::now();
-                    append_routed(&wal, &queues, &mut lines, &spans);
+                    wal.append_write(&mut lines, &targets).unwrap();
                     total += start.elapsed();
                     if i % 16 == 15 {
                         drain(&mut cursors);
@@ -258,58 +244,6 @@ fn write(c: &mut Criterion, body: &[u8]) {
         });
     }
     g.finish();
-}
-
-/// `Router::commit` as of the commit before the queue interface: the router encodes records.
-fn append_routed(
-    wal: &Wal,
-    queues: &[Queue],
-    lines: &mut WriteLines<'_>,
-    spans: &[(Vec<(u64, u64)>, u32)],
-) {
-    if spans.len() == 1 {
-        let p = BATCH as u32;
-        let value = lines.points_value(p);
-        wal.append_encoded(
-            &[Encoded {
-                queue: &queues[0],
-                value,
-                points: u64::from(p),
-                bytes: value.len() as u64,
-            }],
-            None,
-        )
-        .unwrap();
-        return;
-    }
-    let mut encoded = Vec::new();
-    let mut buf = Vec::new();
-    for (q, (s, points)) in queues.iter().zip(spans) {
-        buf.clear();
-        record::encode_spans(s, &mut buf);
-        let r = Record::Shared {
-            db: "telegraf",
-            rp: "",
-            points: *points,
-            lines: s.iter().map(|(_, l)| l).sum(),
-            sharers: spans.len() as u32,
-            spans: &buf,
-        };
-        let value = record::encode_record(&r);
-        let bytes = r.accounted_len(value.len());
-        encoded.push((q, value, u64::from(*points), bytes));
-    }
-    let values: Vec<Encoded<'_>> = encoded
-        .iter()
-        .map(|(queue, value, points, bytes)| Encoded {
-            queue,
-            value,
-            points: *points,
-            bytes: *bytes,
-        })
-        .collect();
-    wal.append_encoded(&values, Some(lines.shared_value()))
-        .unwrap();
 }
 
 /// What the request middleware adds per request: a counter and a histogram found by label
