@@ -7,6 +7,35 @@
 //! outage right after the answer loses nothing. Backends drain their queue
 //! in order and delete records only after InfluxDB answered 2xx.
 //!
+//! # Interface
+//! Outside this module nothing builds a record, encodes a dead letter or
+//! works out what an append is charged against a queue's bound: callers
+//! hand over line bytes and who receives which of them, and get back work
+//! to deliver.
+//! - Writing (`writer`): [`Wal::append_write`] (the lines of one `/write`,
+//!   each target queue its [`Share`] of a [`WriteLines`] buffer),
+//!   [`Wal::append_statement`] (DDL queued in order with the writes) and
+//!   [`Wal::append_lines`] (a migration's copied lines, a copy per queue).
+//! - Delivering (`reader`): one [`Reader`] per backend reads its queue
+//!   ([`Entry::work`]: points or a statement) and removes what was
+//!   delivered ([`Reader::ack`]), refused whole ([`Reader::dead_letter`]) or
+//!   delivered but for some refused lines ([`Reader::settle`]).
+//! - Administration (here): queue registration ([`Wal::queue`]), dead
+//!   letters (list, replay, purge, trim), unsharing, and [`Wal::close`].
+//!
+//! Why: the router, the query path and the migration used to build records
+//! and count their bytes themselves, so the record format leaked into
+//! routing and a wrong count anywhere would drift the queue's counters.
+//! [`record`] stays public only for the fuzz targets and golden tests.
+//!
+//! # Closing
+//! [`Wal::close`] closes RocksDB on the calling thread (at exit, `main`'s),
+//! whoever still holds a handle: it wakes and joins the unsharing thread,
+//! waits for the operations in progress (each holds a read guard on the
+//! database), flushes and closes; later operations fail with
+//! [`Error::Closed`]. Closing used to wait for the last handle to be
+//! dropped, polling for it.
+//!
 //! # Layout (format version 1)
 //! One RocksDB database in `<data_dir>/wal`, default column family:
 //!
@@ -30,7 +59,7 @@
 //! backend naming its spans, instead of N copies: half the bytes for 2
 //! circles, the append being half of a write's latency
 //! (`docs/profile.md`). Lines that all go to one backend are stored as its
-//! `Points` record instead. [`Wal::read`] resolves a shared record into the
+//! `Points` record instead. [`Reader::read`] resolves a shared record into the
 //! `Points` record it stands for, so delivery and dead letters only ever
 //! see `Points`, and a queue's byte counter counts that `Points` length.
 //! The `'s'` value is deleted in the batch that removes its last record.
@@ -50,9 +79,9 @@
 //!   commits late.
 //! - Each queue is bounded by `max_bytes`; an append that would exceed the
 //!   bound of any target fails as a whole with [`Error::Full`].
-//! - Records leave the queue only by [`Wal::ack`] (delivered),
-//!   [`Wal::dead_letter`] (moved, atomically, to the dead-letter space) or
-//!   [`Wal::settle`] (delivered, but for the lines kept as dead letters).
+//! - Records leave the queue only by [`Reader::ack`] (delivered),
+//!   [`Reader::dead_letter`] (moved, atomically, to the dead-letter space) or
+//!   [`Reader::settle`] (delivered, but for the lines kept as dead letters).
 //! - An `'s'` value exists exactly as long as a `Shared` record of its seq
 //!   does; reads take a snapshot, so unsharing is seen whole or not at
 //!   all.

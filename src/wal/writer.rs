@@ -26,9 +26,9 @@ use super::{Append, Encoded, Queue, Result, Wal};
 /// router appends them; the queue stores them as they lie.
 ///
 /// They are laid out so that they can be stored without a
-/// copy either as the shared value of the append ([`WriteLines::shared_value`])
+/// copy either as the shared value of the append (`WriteLines::shared_value`)
 /// or, when one record takes them all, as that record's [`Record::Points`]
-/// value ([`WriteLines::points_value`]): they are appended after room left
+/// value (`WriteLines::points_value`): they are appended after room left
 /// for the longest header, which is written right in front of them. For a
 /// 5,000-line request this saves a copy and a fresh allocation, whose page
 /// faults cost more than the copy on the VMs we measured.
