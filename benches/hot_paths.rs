@@ -7,12 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use influx_proxy::line_protocol::{lines, normalize_into, parse, Precision};
 use influx_proxy::ring::{HashKey, Ring, ShardKey, DEFAULT_REPLICAS};
-use influx_proxy::wal::{Append, Record, Wal};
+use influx_proxy::wal::{Queue, Share, Wal, WriteLines};
 
 /// Lines per request body, as a telegraf flush or the load tool's default batch.
 const BATCH: usize = 5_000;
@@ -123,24 +124,23 @@ fn ring(c: &mut Criterion) {
 
 fn wal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
     let q = wal.queue("bench", 1 << 40).unwrap();
+    let reader = wal.reader(q.clone());
     let lines_ns = body(Precision::Nanoseconds);
-    let record = || Record::Points {
-        db: "telegraf",
-        rp: "",
-        points: BATCH as u32,
-        lines: &lines_ns,
+    let append = || {
+        wal.append_lines(&[&q], "telegraf", "", BATCH as u32, &lines_ns)
+            .unwrap()
     };
     // What the backend actor does: read from its cursor, deliver, ack.
     let mut cursor = 0u64;
     let drain = |cursor: &mut u64| loop {
-        let entries = wal.read(&q, *cursor, 10_000, 64 << 20).unwrap();
+        let entries = reader.read(*cursor, 10_000, 64 << 20).unwrap();
         let Some(last) = entries.last() else {
             break;
         };
         *cursor = last.seq;
-        wal.ack(&q, &entries).unwrap();
+        reader.ack(&entries).unwrap();
     };
 
     let mut g = c.benchmark_group("wal");
@@ -150,11 +150,7 @@ fn wal(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for i in 0..iters {
                 let start = Instant::now();
-                wal.append(&[Append {
-                    queue: &q,
-                    record: record(),
-                }])
-                .unwrap();
+                append();
                 total += start.elapsed();
                 // Keep the queue short, untimed, as a healthy backend would.
                 if i % 16 == 15 {
@@ -168,23 +164,86 @@ fn wal(c: &mut Criterion) {
     g.bench_function("read+ack", |b| {
         b.iter_batched(
             || {
-                wal.append(&[Append {
-                    queue: &q,
-                    record: record(),
-                }])
-                .unwrap();
+                append();
             },
             |()| {
-                let entries = wal.read(&q, cursor, 10_000, 64 << 20).unwrap();
+                let entries = reader.read(cursor, 10_000, 64 << 20).unwrap();
                 assert_eq!(entries.len(), 1);
                 cursor = entries[0].seq;
-                wal.ack(&q, &entries).unwrap();
+                reader.ack(&entries).unwrap();
             },
             BatchSize::PerIteration,
         )
     });
     g.finish();
     assert!(q.is_empty());
+    write(c, &lines_ns);
+}
+
+/// Who receives which lines of [`body`]: every line to queue 0 (one circle of one backend), or
+/// every line to queue 0 and measurements m0-m4 / m5-m9 to queues 1 / 2 (a second circle of two),
+/// as the router builds the shares.
+fn shares(lines: &[u8], queues: usize) -> Vec<Share> {
+    let mut out: Vec<Share> = (0..queues).map(|_| Share::with_capacity(BATCH)).collect();
+    let mut start = 0usize;
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let m = usize::from(line[1] - b'0');
+        out[0].push(start, line.len());
+        if queues > 1 {
+            out[1 + m / 5].push(start, line.len());
+        }
+        start += line.len();
+    }
+    out
+}
+
+/// Appends the lines of one routed 5,000-line write (`Wal::append_write`, what `Router::commit` calls),
+/// untimed setup being the routing itself: to one queue (stored as its record, built in place)
+/// and to two circles of one and two backends (lines stored once, one record of spans each).
+fn write(c: &mut Criterion, body: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let queues: Vec<Queue> = (0..3)
+        .map(|i| wal.queue(&format!("w{i}"), 1 << 40).unwrap())
+        .collect();
+    let readers: Vec<_> = queues.iter().map(|q| wal.reader(q.clone())).collect();
+    let mut cursors = [0u64; 3];
+    let drain = |cursors: &mut [u64; 3]| {
+        for (reader, cursor) in readers.iter().zip(cursors.iter_mut()) {
+            loop {
+                let entries = reader.read(*cursor, 10_000, 64 << 20).unwrap();
+                let Some(last) = entries.last() else {
+                    break;
+                };
+                *cursor = last.seq;
+                reader.ack(&entries).unwrap();
+            }
+        }
+    };
+    let mut lines = WriteLines::reusing(Vec::new(), "telegraf", "");
+    lines.buffer().extend_from_slice(body);
+    let mut g = c.benchmark_group("wal/write");
+    g.throughput(throughput(body));
+    for receivers in [1usize, 3] {
+        let shares = shares(body, receivers);
+        let targets: Vec<(&Queue, &Share)> = queues.iter().zip(&shares).collect();
+        g.bench_function(BenchmarkId::from_parameter(receivers), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let start = Instant::now();
+                    wal.append_write(&mut lines, &targets).unwrap();
+                    total += start.elapsed();
+                    if i % 16 == 15 {
+                        drain(&mut cursors);
+                    }
+                }
+                drain(&mut cursors);
+                total
+            })
+        });
+    }
+    g.finish();
 }
 
 /// What the request middleware adds per request: a counter and a histogram found by label

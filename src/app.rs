@@ -81,46 +81,31 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
         watchdog,
         startup_pings,
     ));
-    // Its tasks (the control loop, the supervisors) hold the queue too.
+    // Its tasks (the control loop, the supervisors) hold the queue too;
+    // closing does not wait for them to let go, only for what is running.
     drop(system);
-    if let Err(e) = wal.flush() {
-        error!(error = %e, "Flushing the write-ahead queue at exit failed.");
-    }
-    close_wal(wal);
+    close_wal(&wal);
     info!("Stopped.");
     result
 }
 
-/// Longest wait at exit for the other holders of the queue (backend actors
-/// on their stopping arbiters, the unsharing thread) to let go of it.
+/// Longest wait at exit for the queue operations in progress (a backend
+/// actor on its stopping arbiter acknowledging a batch) to finish.
 const WAL_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Closes the queue on this thread once nothing else holds it. Whoever
-/// drops the last reference closes RocksDB; if that were a backend's
-/// arbiter thread still stopping while `main` returns, RocksDB would be
-/// closing while the process runs its exit handlers (one CI run's SIGTERM
-/// test ended in SIGABRT).
-fn close_wal(mut wal: Arc<Wal>) {
+/// Closes the queue on this thread ([`Wal::close`]): flushed, and RocksDB
+/// closed before `main` returns, whichever threads still hold a handle.
+fn close_wal(wal: &Wal) {
     let started = std::time::Instant::now();
-    loop {
-        match Arc::try_unwrap(wal) {
-            Ok(last) => {
-                drop(last);
-                tracing::debug!(
-                    waited_ms = started.elapsed().as_millis() as u64,
-                    "Queue closed."
-                );
-                return;
-            }
-            Err(shared) if started.elapsed() < WAL_CLOSE_WAIT => {
-                wal = shared;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => {
-                warn!(waited = ?WAL_CLOSE_WAIT, "The write-ahead queue is still in use at exit; leaving it to the process exit.");
-                return;
-            }
+    match wal.close(WAL_CLOSE_WAIT) {
+        Ok(()) => tracing::debug!(
+            waited_ms = started.elapsed().as_millis() as u64,
+            "Queue closed."
+        ),
+        Err(e @ wal::Error::StillInUse(_)) => {
+            warn!(error = %e, "The write-ahead queue is still in use at exit; leaving it to the process exit.")
         }
+        Err(e) => error!(error = %e, "Closing the write-ahead queue at exit failed."),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
 use crate::ring::{Ring, ShardKey};
 use crate::schema::{self, DbSchema, Schema};
-use crate::wal::{self, record, Append, Encoded, Record, Wal, WriteLines};
+use crate::wal::{self, Share, Wal, WriteLines};
 
 mod diff;
 
@@ -321,10 +321,8 @@ impl Cluster {
         db: &str,
         query: &str,
     ) -> Result<(), wal::Error> {
-        self.wal.append(&[Append {
-            queue: &backend.backend.queue,
-            record: Record::Statement { db, query },
-        }])?;
+        self.wal
+            .append_statement(&backend.backend.queue, db, query)?;
         backend.notify();
         Ok(())
     }
@@ -346,21 +344,21 @@ impl Cluster {
 }
 
 /// Per-request routing: the normalised lines, stored once for every
-/// circle, and the spans of them each backend of the cluster receives.
+/// circle, and the share of them each backend of the cluster receives.
 ///
 /// Each circle used to get its own copy of every line; the queue append
 /// (batch, log and memtable copies of ~800 KB for a 5,000-line request to
-/// 2 circles) was half of a write's latency (`docs/profile.md`).
+/// 2 circles) was half of a write's latency (`docs/profile.md`). How the
+/// lines and shares are stored is the queue's business
+/// ([`Wal::append_write`]).
 struct Router<'c, 'r> {
     cluster: &'c Cluster,
-    db: &'r str,
-    rp: &'r str,
     /// Flat index of the first backend of each circle.
     offsets: Vec<usize>,
     /// The normalised lines of the request.
     lines: WriteLines<'r>,
     /// What each flat backend index receives.
-    targets: Vec<Target>,
+    shares: Vec<Share>,
     key: String,
     /// Owners (flat indices, one per circle) of each measurement seen in
     /// this request: bodies interleave a few measurements line by line, and
@@ -368,65 +366,40 @@ struct Router<'c, 'r> {
     owners: FxHashMap<String, Box<[usize]>>,
 }
 
-/// The lines one backend receives from a request.
-#[derive(Default)]
-struct Target {
-    /// (start, length) in the shared lines; adjacent spans are merged.
-    spans: Vec<(u64, u64)>,
-    points: u32,
-    bytes: u64,
-}
-
-impl Target {
-    fn push(&mut self, start: u64, len: u64) {
-        match self.spans.last_mut() {
-            Some((s, l)) if *s + *l == start => *l += len,
-            _ => self.spans.push((start, len)),
-        }
-        self.points = self.points.saturating_add(1);
-        self.bytes += len;
-    }
-}
-
 impl<'c, 'r> Router<'c, 'r> {
     /// A router for the lines of `req`.
     fn new(cluster: &'c Cluster, req: &WriteRequest<'r>) -> Router<'c, 'r> {
         let mut offsets = Vec::with_capacity(cluster.circles.len());
-        let mut targets = Vec::new();
+        let mut shares = Vec::new();
         // Sized for an even spread of ~64-byte lines, one span each (bodies
         // interleave measurements), so the span lists rarely regrow.
         let lines_guess = req.body.len() / 64 + 1;
         for c in &cluster.circles {
-            offsets.push(targets.len());
+            offsets.push(shares.len());
             let share = lines_guess / c.backends.len().max(1) + 1;
-            targets.extend(c.backends.iter().map(|_| Target {
-                spans: Vec::with_capacity(share),
-                ..Target::default()
-            }));
+            shares.extend(c.backends.iter().map(|_| Share::with_capacity(share)));
         }
         // Room for appended timestamps, so the buffer rarely regrows.
         let buf = buffers::take(req.body.len() + req.body.len() / 4 + 64);
         let lines = WriteLines::reusing(buf, req.db, req.rp);
         Router {
             cluster,
-            db: req.db,
-            rp: req.rp,
             offsets,
             lines,
-            targets,
+            shares,
             key: String::new(),
             owners: FxHashMap::default(),
         }
     }
 
-    /// Gives the normalised line at `start..` of the shared lines to its
-    /// owner in every circle.
+    /// Gives the normalised line at `start..` of the lines to its owner in
+    /// every circle.
     fn route(&mut self, db: &str, measurement: &str, start: usize) {
-        let (offset, len) = (start as u64, (self.lines.len() - start) as u64);
+        let len = self.lines.len() - start;
         // One lookup for a measurement already seen (the common case).
         if let Some(owners) = self.owners.get(measurement) {
             for &i in owners.iter() {
-                self.targets[i].push(offset, len);
+                self.shares[i].push(start, len);
             }
             return;
         }
@@ -441,69 +414,27 @@ impl<'c, 'r> Router<'c, 'r> {
             .map(|(c, circle)| self.offsets[c] + circle.owner_index(self.key.as_bytes()))
             .collect();
         for &i in owners.iter() {
-            self.targets[i].push(offset, len);
+            self.shares[i].push(start, len);
         }
         self.owners.insert(measurement.to_owned(), owners);
     }
 
-    /// Appends the shared lines and one record per receiving backend
-    /// atomically; returns the backends to wake. Lines that all go to one
-    /// backend (one circle of one backend, or one measurement) need no
-    /// sharing: they become that backend's `Points` record in place.
+    /// Appends the lines, each receiving backend its share, atomically;
+    /// returns the backends to wake.
     fn commit(&mut self) -> Result<Wakeups, wal::Error> {
-        let mut receivers = self.targets.iter().zip(self.cluster.backends());
-        let mut receivers = receivers.by_ref().filter(|(t, _)| t.points > 0);
-        if let (Some((target, handle)), None) = (receivers.next(), receivers.next()) {
-            if target.bytes == self.lines.len() as u64 {
-                let points = target.points;
-                let value = self.lines.points_value(points);
-                self.cluster.wal.append_encoded(
-                    &[Encoded {
-                        queue: &handle.backend.queue,
-                        value,
-                        points: u64::from(points),
-                        bytes: value.len() as u64,
-                    }],
-                    None,
-                )?;
-                return Ok(Wakeups(vec![Arc::clone(handle)]));
-            }
-        }
-        let mut encoded = Vec::new();
-        let mut spans = Vec::new();
-        let sharers = self.targets.iter().filter(|t| t.points > 0).count() as u32;
-        for (target, handle) in self.targets.iter().zip(self.cluster.backends()) {
-            if target.points == 0 {
-                continue;
-            }
-            spans.clear();
-            record::encode_spans(&target.spans, &mut spans);
-            let r = Record::Shared {
-                db: self.db,
-                rp: self.rp,
-                points: target.points,
-                lines: target.bytes,
-                sharers,
-                spans: &spans,
-            };
-            let value = record::encode_record(&r);
-            let bytes = r.accounted_len(value.len());
-            encoded.push((handle, value, u64::from(target.points), bytes));
-        }
-        let values: Vec<Encoded<'_>> = encoded
-            .iter()
-            .map(|(handle, value, points, bytes)| Encoded {
-                queue: &handle.backend.queue,
-                value,
-                points: *points,
-                bytes: *bytes,
-            })
+        let receivers: Vec<(&Arc<BackendHandle>, &Share)> = self
+            .cluster
+            .backends()
+            .zip(&self.shares)
+            .filter(|(_, share)| !share.is_empty())
             .collect();
-        self.cluster
-            .wal
-            .append_encoded(&values, Some(self.lines.shared_value()))?;
+        let shares: Vec<(&wal::Queue, &Share)> = receivers
+            .iter()
+            .map(|&(handle, share)| (&handle.backend.queue, share))
+            .collect();
+        self.cluster.wal.append_write(&mut self.lines, &shares)?;
         Ok(Wakeups(
-            encoded.into_iter().map(|(h, ..)| Arc::clone(h)).collect(),
+            receivers.into_iter().map(|(h, _)| Arc::clone(h)).collect(),
         ))
     }
 }
@@ -545,11 +476,14 @@ mod tests {
         let queued = cluster
             .backends()
             .map(|b| {
-                let entries = wal.read(&b.backend.queue, 0, u64::MAX, u64::MAX).unwrap();
+                let entries = wal
+                    .reader(b.backend.queue.clone())
+                    .read(0, u64::MAX, u64::MAX)
+                    .unwrap();
                 let lines: Vec<Vec<u8>> = entries
                     .iter()
-                    .map(|e| match e.record().unwrap() {
-                        Record::Points { lines, .. } => lines.to_vec(),
+                    .map(|e| match e.work().unwrap() {
+                        wal::Work::Points { lines, .. } => lines.to_vec(),
                         other => panic!("{other:?}"),
                     })
                     .collect();

@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 
-use crate::wal::{self, DeadLetter, Queue, Record, Wal};
+use crate::wal::{self, DeadLetter, Queue, Wal, Work};
 
 /// How many of the latest distinct refusal texts a summary keeps.
 pub const LAST_ERRORS: usize = 5;
@@ -148,8 +148,8 @@ impl Export {
     }
 
     fn write_letter(&mut self, seq: u64, d: &DeadLetter<'_>, out: &mut String) {
-        match wal::record::decode_record(d.value) {
-            Ok(Record::Points { db, rp, lines, .. }) => {
+        match d.work() {
+            Ok(Work::Points { db, rp, lines, .. }) => {
                 if self.db.as_deref().is_some_and(|want| want != db) {
                     return;
                 }
@@ -161,13 +161,13 @@ impl Export {
                 }
                 out.push_str(&String::from_utf8_lossy(lines));
             }
-            Ok(Record::Statement { db, query }) => {
+            Ok(Work::Statement { db, query }) => {
                 if self.db.as_deref().is_none_or(|want| want == db) {
                     let query = query.replace('\n', " ");
                     let _ = writeln!(out, "# dead letter {seq}: statement on {db:?}: {query}");
                 }
             }
-            Ok(Record::Shared { .. }) | Err(_) => {
+            Err(_) => {
                 let error = d.error.replace('\n', " ");
                 let _ = writeln!(out, "# dead letter {seq}: unreadable record ({error})");
             }
@@ -178,6 +178,7 @@ impl Export {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn letter<'a>(status: u16, error: &'a str, at: u64) -> DeadLetter<'a> {
         DeadLetter {
@@ -202,43 +203,19 @@ mod tests {
         assert_eq!(got, [("e5", 5), ("e6", 6), ("e0", 7), ("e1", 8), ("e2", 9)]);
     }
 
-    fn wal_with_dead_letters() -> (tempfile::TempDir, Wal, Queue) {
+    fn wal_with_dead_letters() -> (tempfile::TempDir, Arc<Wal>, Queue) {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), false).unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
-        let records = [
-            Record::Points {
-                db: "a",
-                rp: "",
-                points: 1,
-                lines: b"m v=1 1\n",
-            },
-            Record::Points {
-                db: "a",
-                rp: "",
-                points: 2,
-                lines: b"m v=2 2\nm v=3 3\n",
-            },
-            Record::Statement {
-                db: "a",
-                query: "DROP MEASUREMENT m",
-            },
-            Record::Points {
-                db: "b",
-                rp: "week",
-                points: 1,
-                lines: b"n v=4 4\n",
-            },
-        ];
-        for r in records {
-            wal.append(&[wal::Append {
-                queue: &q,
-                record: r,
-            }])
+        wal.append_lines(&[&q], "a", "", 1, b"m v=1 1\n").unwrap();
+        wal.append_lines(&[&q], "a", "", 2, b"m v=2 2\nm v=3 3\n")
             .unwrap();
-        }
-        let read = wal.read(&q, 0, u64::MAX, u64::MAX).unwrap();
-        wal.dead_letter(&q, &read, 400, "refused").unwrap();
+        wal.append_statement(&q, "a", "DROP MEASUREMENT m").unwrap();
+        wal.append_lines(&[&q], "b", "week", 1, b"n v=4 4\n")
+            .unwrap();
+        let reader = wal.reader(q.clone());
+        let read = reader.read(0, u64::MAX, u64::MAX).unwrap();
+        reader.dead_letter(&read, 400, "refused").unwrap();
         (dir, wal, q)
     }
 
@@ -280,11 +257,11 @@ mod tests {
     fn replay_queues_them_again_and_purge_deletes_them() {
         let (_dir, wal, q) = wal_with_dead_letters();
         assert_eq!(wal.replay_dead_letters(&q, 2).unwrap(), (2, 3));
-        let again = wal.read(&q, 0, u64::MAX, u64::MAX).unwrap();
+        let again = wal.reader(q.clone()).read(0, u64::MAX, u64::MAX).unwrap();
         assert_eq!(again.len(), 2);
         assert!(matches!(
-            again[1].record().unwrap(),
-            Record::Points { points: 2, .. }
+            again[1].work().unwrap(),
+            Work::Points { points: 2, .. }
         ));
         let s = summary(&wal, &q).unwrap();
         assert_eq!((s.records, s.points), (2, 1));
@@ -302,26 +279,18 @@ mod tests {
     #[test]
     fn beyond_the_bound_the_oldest_dead_letters_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), false).unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
+        let reader = wal.reader(q.clone());
         q.stats
             .dead_max_bytes
             .store(300, std::sync::atomic::Ordering::Relaxed);
         for i in 0..10 {
             let lines = format!("m,pad=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx v={i} {i}\n");
-            let r = Record::Points {
-                db: "a",
-                rp: "",
-                points: 1,
-                lines: lines.as_bytes(),
-            };
-            wal.append(&[wal::Append {
-                queue: &q,
-                record: r,
-            }])
-            .unwrap();
-            let read = wal.read(&q, 0, u64::MAX, u64::MAX).unwrap();
-            wal.dead_letter(&q, &read, 400, "refused").unwrap();
+            wal.append_lines(&[&q], "a", "", 1, lines.as_bytes())
+                .unwrap();
+            let read = reader.read(0, u64::MAX, u64::MAX).unwrap();
+            reader.dead_letter(&read, 400, "refused").unwrap();
         }
         let s = summary(&wal, &q).unwrap();
         assert!(s.bytes <= 300, "{s:?}");

@@ -44,7 +44,7 @@ use futures_util::future::join_all;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Histogram;
-use crate::wal::{self, Entry, Record, Wal};
+use crate::wal::{self, Entry, Wal, Work};
 use batch::Body;
 use bytes::Bytes;
 use client::Client;
@@ -210,7 +210,8 @@ enum State {
 /// The actor draining one backend's queue.
 pub struct BackendActor {
     backend: Arc<Backend>,
-    wal: Arc<Wal>,
+    /// Its queue's delivery side.
+    reader: wal::Reader,
     settings: Settings,
     client: Option<Client>,
     state: State,
@@ -305,19 +306,15 @@ struct Letter {
     seq: u64,
     status: u16,
     error: String,
-    /// An encoded [`Record::Points`] of the refused lines.
-    value: Vec<u8>,
+    points: u32,
+    /// The refused lines, each ending in `\n`.
+    lines: Vec<u8>,
 }
 
 /// Groups refused lines by the record they came from, one dead letter per
 /// record; a record whose lines were refused for different reasons keeps
 /// each distinct reason.
-fn dead_letters(
-    entries: &[Entry],
-    db: &str,
-    rp: &str,
-    refused: &[isolate::Refusal],
-) -> Vec<Letter> {
+fn dead_letters(entries: &[Entry], refused: &[isolate::Refusal]) -> Vec<Letter> {
     refused
         .chunk_by(|a, b| a.line.origin == b.line.origin)
         .filter_map(|group| {
@@ -331,17 +328,12 @@ fn dead_letters(
                     errors.push(&r.error);
                 }
             }
-            let record = Record::Points {
-                db,
-                rp,
-                points: u32::try_from(group.len()).unwrap_or(u32::MAX),
-                lines: &lines,
-            };
             Some(Letter {
                 seq: entry.seq,
                 status: group[0].status,
                 error: errors.join("; "),
-                value: wal::record::encode_record(&record),
+                points: u32::try_from(group.len()).unwrap_or(u32::MAX),
+                lines,
             })
         })
         .collect()
@@ -351,8 +343,8 @@ impl BackendActor {
     /// Creates the actor; it starts delivering as soon as it runs.
     pub fn new(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendActor {
         BackendActor {
+            reader: wal.reader(backend.queue.clone()),
             backend,
-            wal,
             settings,
             client: None,
             state: State::Idle,
@@ -415,13 +407,14 @@ impl BackendActor {
         // Counted before the read, so appends racing with it can only make
         // the batch look partial (see `delivered`).
         let queued = self.backend.queue.stats.records.load(Ordering::Acquire);
-        let entries = match self.wal.read(
-            &self.backend.queue,
-            self.cursor,
-            max_points,
-            MAX_BATCH_BYTES,
-        ) {
+        let entries = match self.reader.read(self.cursor, max_points, MAX_BATCH_BYTES) {
             Ok(e) => e,
+            // Shutting down: the queue was closed under a stopping actor.
+            Err(wal::Error::Closed) => {
+                debug!(backend = %self.name(), "Queue closed; delivery stops.");
+                self.state = State::Idle;
+                return;
+            }
             Err(e) => {
                 error!(backend = %self.name(), error = %e, "Reading the write-ahead queue failed.");
                 self.retry_later(ctx);
@@ -470,7 +463,7 @@ impl BackendActor {
     ) -> Option<(Vec<Entry>, Batch)> {
         let bad: Vec<Entry> = entries.drain(..1).collect();
         error!(backend = %self.name(), seq = bad[0].seq, error, "Undecodable queue record moved to dead letters.");
-        if let Err(e) = self.wal.dead_letter(&self.backend.queue, &bad, 0, error) {
+        if let Err(e) = self.reader.dead_letter(&bad, 0, error) {
             error!(backend = %self.name(), error = %e, "Moving a record to dead letters failed.");
             return None;
         }
@@ -482,13 +475,9 @@ impl BackendActor {
     /// that cannot be decoded are dead-lettered on the spot.
     fn take_batch(&mut self, mut entries: Vec<Entry>) -> Option<(Vec<Entry>, Batch)> {
         let first = entries.first()?;
-        let batch = match first.record() {
+        let batch = match first.work() {
             Err(e) => return self.dead_letter_first(entries, &e.to_string()),
-            // `Wal::read` left it unresolved: its shared lines are gone.
-            Ok(Record::Shared { .. }) => {
-                return self.dead_letter_first(entries, "shared record whose lines are missing")
-            }
-            Ok(Record::Statement { db, query }) => {
+            Ok(Work::Statement { db, query }) => {
                 let b = Batch::Statement {
                     db: db.to_string(),
                     query: query.to_string(),
@@ -496,14 +485,14 @@ impl BackendActor {
                 entries.truncate(1);
                 b
             }
-            Ok(Record::Points { db, rp, .. }) => {
+            Ok(Work::Points { db, rp, .. }) => {
                 let (db, rp) = (db.to_string(), rp.to_string());
                 let mut parts: Vec<&[u8]> = Vec::new();
                 let mut points = 0u64;
                 let mut keep = 0;
                 for e in &entries {
-                    match e.record() {
-                        Ok(Record::Points {
+                    match e.work() {
+                        Ok(Work::Points {
                             db: d,
                             rp: r,
                             points: p,
@@ -553,7 +542,7 @@ impl BackendActor {
         self.count_requests(&batch, &sent);
         match Verdict::of(sent) {
             Verdict::Delivered => {
-                if let Err(e) = self.wal.ack(&self.backend.queue, &entries) {
+                if let Err(e) = self.reader.ack(&entries) {
                     error!(backend = %self.name(), error = %e, "Acknowledging delivered records failed; they will be sent again.");
                     self.retry_later(ctx);
                     return;
@@ -608,10 +597,7 @@ impl BackendActor {
     fn refused_whole(&mut self, entries: &[Entry], e: &client::Error, ctx: &mut Context<Self>) {
         let status = e.status().unwrap_or(0);
         let message = e.to_string();
-        match self
-            .wal
-            .dead_letter(&self.backend.queue, entries, status, &message)
-        {
+        match self.reader.dead_letter(entries, status, &message) {
             Ok(()) => {
                 if let Some(last) = entries.last() {
                     self.cursor = last.seq;
@@ -641,8 +627,8 @@ impl BackendActor {
     ) {
         let parts: Vec<&[u8]> = entries
             .iter()
-            .map(|e| match e.record() {
-                Ok(Record::Points { lines, .. }) => lines,
+            .map(|e| match e.work() {
+                Ok(Work::Points { lines, .. }) => lines,
                 _ => &[][..],
             })
             .collect();
@@ -695,17 +681,18 @@ impl BackendActor {
             isolate::Outcome::Retry(e) => return self.failed(&e, db, points, ctx),
             isolate::Outcome::Settled { refused, requests } => (refused, requests),
         };
-        let letters = dead_letters(entries, db, rp, &refused);
+        let letters = dead_letters(entries, &refused);
         let dead: Vec<wal::Refused<'_>> = letters
             .iter()
             .map(|l| wal::Refused {
                 seq: l.seq,
                 status: l.status,
                 error: &l.error,
-                value: &l.value,
+                points: l.points,
+                lines: &l.lines,
             })
             .collect();
-        if let Err(e) = self.wal.settle(&self.backend.queue, entries, &dead) {
+        if let Err(e) = self.reader.settle(entries, db, rp, &dead) {
             error!(backend = %self.name(), error = %e, "Settling a refused batch failed; it will be sent again.");
             self.retry_later(ctx);
             return;
@@ -878,18 +865,12 @@ mod tests {
     #[test]
     fn refused_lines_become_one_dead_letter_per_record_they_came_from() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), false).unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
         for lines in [&b"a v=1 1\nb v=2 2\n"[..], b"c v=3 3\n", b"d v=4 4\n"] {
-            let record = Record::Points {
-                db: "db",
-                rp: "rp",
-                points: 1,
-                lines,
-            };
-            wal.append(&[wal::Append { queue: &q, record }]).unwrap();
+            wal.append_lines(&[&q], "db", "rp", 1, lines).unwrap();
         }
-        let entries = wal.read(&q, 0, u64::MAX, u64::MAX).unwrap();
+        let entries = wal.reader(q).read(0, u64::MAX, u64::MAX).unwrap();
         let refusal = |origin: usize, text: &'static [u8], error: &str| isolate::Refusal {
             line: isolate::Line {
                 origin,
@@ -903,23 +884,15 @@ mod tests {
             refusal(0, b"b v=2 2", "beyond retention"),
             refusal(2, b"d v=4 4", "conflict"),
         ];
-        let letters = dead_letters(&entries, "db", "rp", &refused);
+        let letters = dead_letters(&entries, &refused);
         assert_eq!(letters.len(), 2);
         assert_eq!(
             (letters[0].seq, letters[1].seq),
             (entries[0].seq, entries[2].seq)
         );
         assert_eq!(letters[0].error, "conflict; beyond retention");
-        let first = wal::record::decode_record(&letters[0].value).unwrap();
-        assert_eq!(
-            first,
-            Record::Points {
-                db: "db",
-                rp: "rp",
-                points: 2,
-                lines: b"a v=1 1\nb v=2 2\n"
-            }
-        );
+        assert_eq!(letters[0].points, 2);
+        assert_eq!(letters[0].lines, b"a v=1 1\nb v=2 2\n");
     }
 
     fn settings() -> Settings {

@@ -18,7 +18,7 @@ use crate::backend::client::{self, Client};
 use crate::circle::BackendHandle;
 use crate::cluster::Cluster;
 use crate::influxql::quote_ident;
-use crate::wal::{self, Append, Record};
+use crate::wal;
 
 /// Points appended to the destination queues per write batch.
 const APPEND_POINTS: usize = 10_000;
@@ -340,19 +340,11 @@ async fn flush(
     }
     let points = u32::try_from(*count).unwrap_or(u32::MAX);
     loop {
-        let appends: Vec<Append<'_>> = destinations
-            .iter()
-            .map(|d| Append {
-                queue: &d.backend.queue,
-                record: Record::Points {
-                    db: &job.db,
-                    rp: &job.rp,
-                    points,
-                    lines: lines.as_bytes(),
-                },
-            })
-            .collect();
-        match cluster.wal().append(&appends) {
+        let queues: Vec<&wal::Queue> = destinations.iter().map(|d| &d.backend.queue).collect();
+        match cluster
+            .wal()
+            .append_lines(&queues, &job.db, &job.rp, points, lines.as_bytes())
+        {
             Ok(_) => break,
             Err(wal::Error::Full { .. }) => {
                 for d in destinations {

@@ -7,6 +7,35 @@
 //! outage right after the answer loses nothing. Backends drain their queue
 //! in order and delete records only after InfluxDB answered 2xx.
 //!
+//! # Interface
+//! Outside this module nothing builds a record, encodes a dead letter or
+//! works out what an append is charged against a queue's bound: callers
+//! hand over line bytes and who receives which of them, and get back work
+//! to deliver.
+//! - Writing (`writer`): [`Wal::append_write`] (the lines of one `/write`,
+//!   each target queue its [`Share`] of a [`WriteLines`] buffer),
+//!   [`Wal::append_statement`] (DDL queued in order with the writes) and
+//!   [`Wal::append_lines`] (a migration's copied lines, a copy per queue).
+//! - Delivering (`reader`): one [`Reader`] per backend reads its queue
+//!   ([`Entry::work`]: points or a statement) and removes what was
+//!   delivered ([`Reader::ack`]), refused whole ([`Reader::dead_letter`]) or
+//!   delivered but for some refused lines ([`Reader::settle`]).
+//! - Administration (here): queue registration ([`Wal::queue`]), dead
+//!   letters (list, replay, purge, trim), unsharing, and [`Wal::close`].
+//!
+//! Why: the router, the query path and the migration used to build records
+//! and count their bytes themselves, so the record format leaked into
+//! routing and a wrong count anywhere would drift the queue's counters.
+//! [`record`] stays public only for the fuzz targets and golden tests.
+//!
+//! # Closing
+//! [`Wal::close`] closes RocksDB on the calling thread (at exit, `main`'s),
+//! whoever still holds a handle: it wakes and joins the unsharing thread,
+//! waits for the operations in progress (each holds a read guard on the
+//! database), flushes and closes; later operations fail with
+//! [`Error::Closed`]. Closing used to wait for the last handle to be
+//! dropped, polling for it.
+//!
 //! # Layout (format version 1)
 //! One RocksDB database in `<data_dir>/wal`, default column family:
 //!
@@ -30,7 +59,7 @@
 //! backend naming its spans, instead of N copies: half the bytes for 2
 //! circles, the append being half of a write's latency
 //! (`docs/profile.md`). Lines that all go to one backend are stored as its
-//! `Points` record instead. [`Wal::read`] resolves a shared record into the
+//! `Points` record instead. [`Reader::read`] resolves a shared record into the
 //! `Points` record it stands for, so delivery and dead letters only ever
 //! see `Points`, and a queue's byte counter counts that `Points` length.
 //! The `'s'` value is deleted in the batch that removes its last record.
@@ -50,9 +79,9 @@
 //!   commits late.
 //! - Each queue is bounded by `max_bytes`; an append that would exceed the
 //!   bound of any target fails as a whole with [`Error::Full`].
-//! - Records leave the queue only by [`Wal::ack`] (delivered),
-//!   [`Wal::dead_letter`] (moved, atomically, to the dead-letter space) or
-//!   [`Wal::settle`] (delivered, but for the lines kept as dead letters).
+//! - Records leave the queue only by [`Reader::ack`] (delivered),
+//!   [`Reader::dead_letter`] (moved, atomically, to the dead-letter space) or
+//!   [`Reader::settle`] (delivered, but for the lines kept as dead letters).
 //! - An `'s'` value exists exactly as long as a `Shared` record of its seq
 //!   does; reads take a snapshot, so unsharing is seen whole or not at
 //!   all.
@@ -77,7 +106,9 @@
 //! this process; records recovered at open count as appended at open, so
 //! after a restart the age is "at least since the process started".
 
+mod reader;
 pub mod record;
+mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
@@ -85,11 +116,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard};
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
-pub use record::{DeadLetter, Record, WriteLines};
+pub use reader::{Reader, Refused, Work};
+use record::Record;
+pub use record::{DeadLetter, DecodeError};
 use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX, SHARED_PREFIX};
+pub use writer::{Share, WriteLines};
 
 /// Errors of the write-ahead queue.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +144,12 @@ pub enum Error {
     /// The same backend name is registered twice under different ids.
     #[error("write-ahead queue metadata is corrupt: {0}")]
     Meta(String),
+    /// The queue was closed ([`Wal::close`]): the process is stopping.
+    #[error("the write-ahead queue is closed")]
+    Closed,
+    /// [`Wal::close`] gave up waiting for the operations in progress.
+    #[error("the write-ahead queue is still in use after {0:?}; left open")]
+    StillInUse(Duration),
 }
 
 /// Result alias of this module.
@@ -226,10 +266,10 @@ impl Queue {
 pub struct Entry {
     /// Global sequence number.
     pub seq: u64,
-    /// The value (version byte + bincode); decode with [`Entry::record`].
+    /// The value (version byte + bincode); decode with [`Entry::work`].
     /// A [`Record::Shared`] is read back resolved into the
     /// [`Record::Points`] it stands for.
-    pub value: Box<[u8]>,
+    value: Box<[u8]>,
     /// What the record counts for in the queue's byte counter.
     bytes: u64,
     /// Stored as a [`Record::Shared`]: removing it releases its lines.
@@ -239,15 +279,14 @@ pub struct Entry {
 impl Entry {
     /// Decodes the record, borrowing from the value. It is a
     /// [`Record::Shared`] only when its shared lines could not be read.
-    pub fn record(&self) -> Result<Record<'_>, record::DecodeError> {
+    fn record(&self) -> Result<Record<'_>, record::DecodeError> {
         record::decode_record(&self.value)
     }
 }
 
-/// Lines of one queued record that its backend refused, to be kept as a
-/// dead letter (see [`Wal::settle`]).
+/// A dead letter to store: what one queued record's backend refused.
 #[derive(Debug, Clone, Copy)]
-pub struct Refused<'a> {
+struct Dead<'a> {
     /// Seq of the record the lines came from (the dead letter's key).
     pub seq: u64,
     /// HTTP status of the refusal, 0 when the record was unreadable.
@@ -288,8 +327,16 @@ struct Sequencer {
 
 /// The write-ahead queue of all backends.
 pub struct Wal {
-    db: DB,
+    /// The database; `None` once [`Wal::close`] closed it. Every operation
+    /// holds a read guard for its duration (recursively: operations call
+    /// each other), so closing waits for the operations in progress and
+    /// later ones fail with [`Error::Closed`].
+    db: RwLock<Option<DB>>,
     sync: bool,
+    /// Set by [`Wal::close`]; wakes the unsharing thread, which then ends.
+    closing: Arc<Closing>,
+    /// The unsharing thread ([`spawn_unsharer`]), joined by [`Wal::close`].
+    unsharer: Mutex<Option<std::thread::JoinHandle<()>>>,
     seq: Mutex<Sequencer>,
     /// Appends whose shared lines are still referenced, by seq. Removing
     /// queue records and unsharing hold this lock across their RocksDB
@@ -311,7 +358,7 @@ impl std::fmt::Debug for Wal {
 
 /// One record to append for one backend.
 #[derive(Debug)]
-pub struct Append<'a> {
+struct Append<'a> {
     /// Target queue.
     pub queue: &'a Queue,
     /// The record.
@@ -320,7 +367,7 @@ pub struct Append<'a> {
 
 /// One already-encoded value for one queue (see [`Wal::append_encoded`]).
 #[derive(Debug)]
-pub struct Encoded<'a> {
+struct Encoded<'a> {
     /// Target queue.
     pub queue: &'a Queue,
     /// The queue value, as [`record::encode_record`] would make it.
@@ -345,8 +392,10 @@ impl Wal {
         opts.set_keep_log_file_num(4);
         let db = DB::open(&opts, dir)?;
         let wal = Wal {
-            db,
+            db: RwLock::new(Some(db)),
             sync,
+            closing: Arc::default(),
+            unsharer: Mutex::new(None),
             seq: Mutex::new(Sequencer {
                 next: 1,
                 in_flight: BTreeSet::new(),
@@ -403,7 +452,7 @@ impl Wal {
             }
         })?;
         if orphans > 0 {
-            self.db.write_opt(batch, &self.write_options(false))?;
+            self.db()?.write_opt(batch, &self.write_options(false))?;
         }
         Ok(())
     }
@@ -411,9 +460,8 @@ impl Wal {
     /// Reads the id registrations and the highest sequence number in use.
     fn recover_ids(&self) -> Result<()> {
         let mut max_id = None::<u32>;
-        let it = self
-            .db
-            .iterator(IteratorMode::From(&[META_PREFIX], Direction::Forward));
+        let db = self.db()?;
+        let it = db.iterator(IteratorMode::From(&[META_PREFIX], Direction::Forward));
         for item in it {
             let (k, v) = item?;
             if k.first() != Some(&META_PREFIX) {
@@ -447,7 +495,8 @@ impl Wal {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(record::key(prefix, id, 0).to_vec());
         ro.set_iterate_upper_bound(upper_bound(prefix, id).to_vec());
-        let mut it = self.db.raw_iterator_opt(ro);
+        let db = self.db()?;
+        let mut it = db.raw_iterator_opt(ro);
         it.seek_to_last();
         let seq = it.key().and_then(record::parse_key).map(|(_, _, seq)| seq);
         it.status()?;
@@ -457,8 +506,8 @@ impl Wal {
     /// Test hook: stores an id for backend `name` that [`Wal::queue`] cannot read.
     #[cfg(test)]
     pub(crate) fn damage_queue_id(&self, name: &str) {
-        self.db
-            .put(record::meta_key(name), b"bad")
+        self.db()
+            .and_then(|db| Ok(db.put(record::meta_key(name), b"bad")?))
             .unwrap_or_else(|e| panic!("damaging the id of {name}: {e}"));
     }
 
@@ -475,14 +524,14 @@ impl Wal {
             q.stats.max_bytes.store(max_bytes, Ordering::Release);
             return Ok(q.clone());
         }
-        let id = match self.db.get(record::meta_key(name))? {
+        let id = match self.db()?.get(record::meta_key(name))? {
             Some(v) => <[u8; 4]>::try_from(&v[..])
                 .map(u32::from_be_bytes)
                 .map_err(|_| Error::Meta(format!("bad id for backend {name}")))?,
             None => {
                 let mut next = self.next_id.lock();
                 let id = *next;
-                self.db.put_opt(
+                self.db()?.put_opt(
                     record::meta_key(name),
                     id.to_be_bytes(),
                     &self.write_options(true),
@@ -505,9 +554,8 @@ impl Wal {
     /// Names of every backend that has ever had a queue here.
     pub fn registered(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let it = self
-            .db
-            .iterator(IteratorMode::From(&[META_PREFIX], Direction::Forward));
+        let db = self.db()?;
+        let it = db.iterator(IteratorMode::From(&[META_PREFIX], Direction::Forward));
         for item in it {
             let (k, _) = item?;
             match record::parse_meta_key(&k) {
@@ -562,7 +610,8 @@ impl Wal {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(record::key(prefix, id, from).to_vec());
         ro.set_iterate_upper_bound(upper_bound(prefix, id).to_vec());
-        let mut it = self.db.raw_iterator_opt(ro);
+        let db = self.db()?;
+        let mut it = db.raw_iterator_opt(ro);
         it.seek_to_first();
         while it.valid() {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -578,6 +627,12 @@ impl Wal {
         Ok(())
     }
 
+    /// The open database, held for the caller's operation; see `db`.
+    fn db(&self) -> Result<MappedRwLockReadGuard<'_, DB>> {
+        RwLockReadGuard::try_map(self.db.read_recursive(), Option::as_ref)
+            .map_err(|_| Error::Closed)
+    }
+
     fn write_options(&self, sync: bool) -> WriteOptions {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
@@ -586,7 +641,7 @@ impl Wal {
 
     /// Appends one record per target atomically. Returns only after the
     /// batch is in RocksDB's log (and fsynced when `sync` is on).
-    pub fn append(&self, appends: &[Append<'_>]) -> Result<u64> {
+    fn append(&self, appends: &[Append<'_>]) -> Result<u64> {
         let encoded: Vec<Vec<u8>> = appends
             .iter()
             .map(|a| record::encode_record(&a.record))
@@ -609,7 +664,7 @@ impl Wal {
     /// ([`WriteLines::shared_value`]) holding
     /// the lines of the [`Record::Shared`] values among them; it is stored
     /// once, in the same atomic batch.
-    pub fn append_encoded(&self, values: &[Encoded<'_>], shared: Option<&[u8]>) -> Result<u64> {
+    fn append_encoded(&self, values: &[Encoded<'_>], shared: Option<&[u8]>) -> Result<u64> {
         self.append_removing(values, shared, None)
     }
 
@@ -651,7 +706,9 @@ impl Wal {
         if let Some(key) = remove {
             batch.delete(key);
         }
-        let result = self.db.write_opt(batch, &self.write_options(self.sync));
+        let result = self
+            .db()
+            .and_then(|db| Ok(db.write_opt(batch, &self.write_options(self.sync))?));
         if result.is_ok() {
             // Counters and references move before the seq becomes
             // visible, so a reader never acknowledges more than they hold.
@@ -690,7 +747,7 @@ impl Wal {
 
     /// Reads up to `max_points` points (at least one record) / `max_bytes`
     /// bytes of queued records with seq > `after`, oldest first.
-    pub fn read(
+    fn read(
         &self,
         queue: &Queue,
         after: u64,
@@ -704,7 +761,8 @@ impl Wal {
         // One snapshot for the records and their shared lines: unsharing
         // (which rewrites a record and deletes its shared lines) is seen
         // either entirely or not at all.
-        let snapshot = self.db.snapshot();
+        let db = self.db()?;
+        let snapshot = db.snapshot();
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(record::key(QUEUE_PREFIX, queue.id, after + 1).to_vec());
         ro.set_iterate_upper_bound(
@@ -759,7 +817,7 @@ impl Wal {
 
     /// Deletes delivered entries (a prefix of the queue, as returned by
     /// [`Wal::read`]) and updates the counters.
-    pub fn ack(&self, queue: &Queue, entries: &[Entry]) -> Result<()> {
+    fn ack(&self, queue: &Queue, entries: &[Entry]) -> Result<()> {
         self.remove(queue, entries, &[], false)
     }
 
@@ -768,7 +826,7 @@ impl Wal {
     /// whose good lines were delivered keeps only the lines the backend
     /// refused on their own. A dead letter's `seq` must be one of
     /// `entries`' (the record its lines came from).
-    pub fn settle(&self, queue: &Queue, entries: &[Entry], dead: &[Refused<'_>]) -> Result<()> {
+    fn settle(&self, queue: &Queue, entries: &[Entry], dead: &[Dead<'_>]) -> Result<()> {
         self.remove(queue, entries, dead, self.sync)
     }
 
@@ -780,7 +838,7 @@ impl Wal {
         &self,
         queue: &Queue,
         entries: &[Entry],
-        dead: &[Refused<'_>],
+        dead: &[Dead<'_>],
         sync: bool,
     ) -> Result<()> {
         let mut removed = queue.stats.removed_upto.lock();
@@ -853,7 +911,7 @@ impl Wal {
             record::key(DEAD_PREFIX, queue.id, 0),
             record::key(DEAD_PREFIX, queue.id, last + 1),
         );
-        self.db.write_opt(batch, &self.write_options(false))?;
+        self.db()?.write_opt(batch, &self.write_options(false))?;
         st.dead_records.fetch_sub(records, Ordering::AcqRel);
         st.dead_points.fetch_sub(points, Ordering::AcqRel);
         st.dead_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -884,7 +942,7 @@ impl Wal {
                 released.push(e.seq);
             }
         }
-        self.db.write_opt(batch, &self.write_options(sync))?;
+        self.db()?.write_opt(batch, &self.write_options(sync))?;
         let SharedIndex {
             refs,
             partly_removed,
@@ -928,11 +986,12 @@ impl Wal {
             let queues = refs.queues.clone();
             shared.partly_removed.pop_front();
             let mut batch = WriteBatch::default();
-            if let Some(lines) = self.db.get_pinned(record::shared_key(seq))? {
+            let db = self.db()?;
+            if let Some(lines) = db.get_pinned(record::shared_key(seq))? {
                 let lines = record::shared_lines(&lines).unwrap_or_default();
                 for id in queues {
                     let key = record::key(QUEUE_PREFIX, id, seq);
-                    let Some(stored) = self.db.get_pinned(key)? else {
+                    let Some(stored) = db.get_pinned(key)? else {
                         continue;
                     };
                     // A record that does not resolve stays as it is, to be
@@ -945,7 +1004,7 @@ impl Wal {
                 }
             }
             batch.delete(record::shared_key(seq));
-            self.db.write_opt(batch, &self.write_options(self.sync))?;
+            db.write_opt(batch, &self.write_options(self.sync))?;
             shared.refs.remove(&seq);
             done += 1;
         }
@@ -980,16 +1039,16 @@ impl Wal {
 
     /// Moves entries (a prefix of the queue) to the dead-letter space in one
     /// atomic batch, recording why the backend refused them.
-    pub fn dead_letter(
+    fn dead_letter(
         &self,
         queue: &Queue,
         entries: &[Entry],
         status: u16,
         error: &str,
     ) -> Result<()> {
-        let dead: Vec<Refused<'_>> = entries
+        let dead: Vec<Dead<'_>> = entries
             .iter()
-            .map(|e| Refused {
+            .map(|e| Dead {
                 seq: e.seq,
                 status,
                 error,
@@ -1095,7 +1154,8 @@ impl Wal {
             record::key(DEAD_PREFIX, queue.id, 0),
             upper_bound(DEAD_PREFIX, queue.id),
         );
-        self.db.write_opt(batch, &self.write_options(self.sync))?;
+        self.db()?
+            .write_opt(batch, &self.write_options(self.sync))?;
         let st = &queue.stats;
         st.dead_records.fetch_sub(records, Ordering::AcqRel);
         st.dead_points.fetch_sub(points, Ordering::AcqRel);
@@ -1103,10 +1163,63 @@ impl Wal {
         Ok((records, points))
     }
 
-    /// Flushes RocksDB's log to disk; called on graceful shutdown.
+    /// Flushes RocksDB's log to disk.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush_wal(true)?;
+        self.db()?.flush_wal(true)?;
         Ok(())
+    }
+
+    /// Closes the queue on the calling thread, whoever else still holds a
+    /// handle: stops and joins the unsharing thread, waits (at most `wait`)
+    /// for the operations in progress, flushes RocksDB's log and closes the
+    /// database. Every later operation fails with [`Error::Closed`].
+    ///
+    /// Why here and not on the last drop: whoever dropped the last handle
+    /// used to close RocksDB, and when that was a backend's arbiter thread
+    /// still stopping while `main` returned, RocksDB closed while the
+    /// process ran its exit handlers (one CI run's SIGTERM test ended in
+    /// SIGABRT). With an explicit close the other holders need not be gone,
+    /// only idle.
+    pub fn close(&self, wait: Duration) -> Result<()> {
+        self.closing.set();
+        if let Some(thread) = self.unsharer.lock().take() {
+            if thread.join().is_err() {
+                tracing::error!("The queue's unsharing thread panicked.");
+            }
+        }
+        let mut db = self.db.try_write_for(wait).ok_or(Error::StillInUse(wait))?;
+        let Some(open) = db.take() else {
+            return Ok(()); // closed already
+        };
+        let flushed = open.flush_wal(true);
+        drop(open);
+        flushed?;
+        Ok(())
+    }
+}
+
+/// Whether [`Wal::close`] was called, waited on by the unsharing thread
+/// (which holds only this and a weak handle, so the queue can be dropped
+/// while it waits).
+#[derive(Debug, Default)]
+struct Closing {
+    closed: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Closing {
+    fn set(&self) {
+        *self.closed.lock() = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `timeout` for [`Closing::set`]; true once it was called.
+    fn within(&self, timeout: Duration) -> bool {
+        let mut closed = self.closed.lock();
+        if !*closed {
+            self.changed.wait_for(&mut closed, timeout);
+        }
+        *closed
     }
 }
 
@@ -1146,23 +1259,31 @@ fn resolve(
 /// does not keep the other backends' lines on disk.
 pub const UNSHARE_AFTER: Duration = Duration::from_secs(10);
 
+/// How often the unsharing thread looks for appends to unshare.
+const UNSHARE_EVERY: Duration = Duration::from_secs(1);
+
 /// Starts the thread that unshares the lines of appends some backends
-/// are late for ([`Wal::unshare_older_than`]). It ends once the queue is
-/// dropped.
+/// are late for ([`Wal::unshare_older_than`]). It ends when the queue is
+/// closed ([`Wal::close`] wakes and joins it) or dropped.
 pub fn spawn_unsharer(wal: &Arc<Wal>) -> std::io::Result<()> {
-    let wal = Arc::downgrade(wal);
-    std::thread::Builder::new()
+    let weak = Arc::downgrade(wal);
+    let closing = wal.closing.clone();
+    let thread = std::thread::Builder::new()
         .name("wal-unshare".into())
         .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let Some(wal) = wal.upgrade() else { break };
+            if closing.within(UNSHARE_EVERY) {
+                break;
+            }
+            let Some(wal) = weak.upgrade() else { break };
             match wal.unshare_older_than(UNSHARE_AFTER, 1_000) {
                 Ok(0) => {}
                 Ok(appends) => tracing::debug!(appends, "Unshared the lines of late records."),
+                Err(Error::Closed) => break,
                 Err(error) => tracing::error!(%error, "Unsharing queued lines failed."),
             }
-        })
-        .map(drop)
+        })?;
+    *wal.unsharer.lock() = Some(thread);
+    Ok(())
 }
 
 /// The entries after the removal watermark (entries are in seq order).

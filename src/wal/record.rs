@@ -116,7 +116,7 @@ fn varint_len(v: u64) -> u64 {
 /// Appends a [`Record::Points`] value up to its lines (`lines` bytes of
 /// them follow): field by field as `#[derive(Encode)]` writes it, variant
 /// index first. [`points_header_len`] is its length.
-fn encode_points_header(db: &str, rp: &str, points: u32, lines: u64, out: &mut Vec<u8>) {
+pub(super) fn encode_points_header(db: &str, rp: &str, points: u32, lines: u64, out: &mut Vec<u8>) {
     encode_versioned(&(0u32, db, rp, points, lines), out);
 }
 
@@ -152,6 +152,9 @@ pub enum DecodeError {
     /// The bytes after the version do not decode.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A record naming lines stored shared whose shared lines are gone.
+    #[error("shared record whose lines are missing")]
+    SharedLinesMissing,
 }
 
 fn config() -> bincode::config::Configuration {
@@ -194,104 +197,6 @@ pub fn encode_record(record: &Record<'_>) -> Vec<u8> {
     out
 }
 
-/// The lines of one write, laid out so that they can be stored without a
-/// copy either as the shared value of the append ([`WriteLines::shared_value`])
-/// or, when one record takes them all, as that record's [`Record::Points`]
-/// value ([`WriteLines::points_value`]): they are appended after room left
-/// for the longest header, which is written right in front of them. For a
-/// 5,000-line request this saves a copy and a fresh allocation, whose page
-/// faults cost more than the copy on the VMs we measured.
-#[derive(Debug)]
-pub struct WriteLines<'a> {
-    bytes: Vec<u8>,
-    db: &'a str,
-    rp: &'a str,
-}
-
-/// Longest bincode varint of a `u32` and of a `u64`/`usize`.
-const VARINT_U32_MAX: usize = 5;
-const VARINT_U64_MAX: usize = 9;
-
-/// Bytes reserved in front of the lines: the longest header a record of
-/// `db` and `rp` can have (version, variant, db, rp, points, lines length).
-fn header_room(db: &str, rp: &str) -> usize {
-    1 + VARINT_U32_MAX
-        + VARINT_U64_MAX
-        + db.len()
-        + VARINT_U64_MAX
-        + rp.len()
-        + VARINT_U32_MAX
-        + VARINT_U64_MAX
-}
-
-impl<'a> WriteLines<'a> {
-    /// Lines of a write to `db` and `rp` in `buf` (its contents are
-    /// discarded, its capacity kept).
-    pub fn reusing(mut buf: Vec<u8>, db: &'a str, rp: &'a str) -> WriteLines<'a> {
-        buf.clear();
-        buf.resize(header_room(db, rp), 0);
-        WriteLines { bytes: buf, db, rp }
-    }
-
-    fn room(&self) -> usize {
-        header_room(self.db, self.rp)
-    }
-
-    /// The buffer to append `\n`-terminated lines to. Offsets into the
-    /// lines are `buffer().len() - start()` style: see [`WriteLines::len`].
-    pub fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
-    }
-
-    /// Bytes of lines so far; a line appended now starts at this offset.
-    pub fn len(&self) -> usize {
-        self.bytes.len() - self.room()
-    }
-
-    /// True when no line was appended.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Keeps only the first `len` bytes of lines (drops a line that failed
-    /// half way).
-    pub fn truncate(&mut self, len: usize) {
-        self.bytes.truncate(self.room() + len);
-    }
-
-    /// The value stored under [`shared_key`]: the version byte, then the
-    /// lines (what [`shared_lines`] reads back).
-    pub fn shared_value(&mut self) -> &[u8] {
-        let room = self.room();
-        let start = room - SHARED_VALUE_HEADER.len();
-        self.bytes[start..room].copy_from_slice(&SHARED_VALUE_HEADER);
-        &self.bytes[start..]
-    }
-
-    /// The [`Record::Points`] value of all the lines, `points` of them:
-    /// byte for byte what [`encode_record`] makes of it.
-    pub fn points_value(&mut self, points: u32) -> &[u8] {
-        let room = self.room();
-        let lines = (self.bytes.len() - room) as u64;
-        let mut header = Vec::with_capacity(room);
-        encode_points_header(self.db, self.rp, points, lines, &mut header);
-        let Some(start) = room.checked_sub(header.len()) else {
-            // Unreachable: the room is computed from the varint maxima.
-            // Stay correct (one copy) rather than panic.
-            self.bytes.splice(..room, header);
-            return &self.bytes;
-        };
-        self.bytes[start..room].copy_from_slice(&header);
-        &self.bytes[start..]
-    }
-
-    /// Takes the buffer out, for reuse; nothing may be read or appended
-    /// afterwards. (In place, so that a holder's `Drop` needs no stand-in.)
-    pub fn take_buffer(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.bytes)
-    }
-}
-
 /// Appends `spans` (in order, non-overlapping, byte ranges of the shared
 /// lines) in the [`Record::Shared`] encoding.
 pub fn encode_spans(spans: &[(u64, u64)], out: &mut Vec<u8>) {
@@ -325,7 +230,7 @@ fn read_leb128(bytes: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// The first byte of the value stored under [`shared_key`]; the lines
-/// follow (see [`WriteLines::shared_value`]).
+/// follow (see `WriteLines::shared_value`).
 pub const SHARED_VALUE_HEADER: [u8; 1] = [FORMAT_VERSION];
 
 /// The lines of a shared value.
@@ -459,44 +364,6 @@ mod tests {
         expected.extend_from_slice(b"m f=1 1\n");
         assert_eq!(bytes, expected);
         assert_eq!(decode_record(&bytes).unwrap(), r);
-    }
-
-    #[test]
-    fn write_lines_make_the_derived_points_encoding_and_the_shared_value() {
-        let line = b"cpu,host=a value=1 1\n";
-        for (db, rp, lines) in [
-            ("db", "", 0usize),
-            ("db", "", 1),
-            ("telegraf", "autogen", 11),
-            ("d", "rp", 12),
-            ("d", "", 3_000),
-            ("d", "", 400_000),
-        ] {
-            let mut body = Vec::new();
-            let mut w = WriteLines::reusing(b"stale contents".to_vec(), db, rp);
-            for _ in 0..lines {
-                w.buffer().extend_from_slice(line);
-                body.extend_from_slice(line);
-            }
-            assert_eq!(w.len(), body.len());
-            let expected = encode_record(&Record::Points {
-                db,
-                rp,
-                points: lines as u32,
-                lines: &body,
-            });
-            assert_eq!(shared_lines(w.shared_value()).unwrap(), &body[..]);
-            assert_eq!(
-                w.points_value(lines as u32),
-                &expected[..],
-                "{db}/{rp} x{lines}"
-            );
-        }
-        let mut w = WriteLines::reusing(Vec::new(), "d", "");
-        w.buffer().extend_from_slice(b"a f=1 1\n");
-        w.buffer().extend_from_slice(b"bad");
-        w.truncate(8);
-        assert_eq!(shared_lines(w.shared_value()).unwrap(), b"a f=1 1\n");
     }
 
     #[test]

@@ -439,7 +439,11 @@ const SPANS_A: &[(u64, u64)] = &[(0, 8), (16, 8)];
 const SPANS_B: &[(u64, u64)] = &[(8, 8), (24, 8)];
 
 fn shared_value_exists(wal: &Wal, seq: u64) -> bool {
-    wal.db.get(record::shared_key(seq)).unwrap().is_some()
+    wal.db()
+        .unwrap()
+        .get(record::shared_key(seq))
+        .unwrap()
+        .is_some()
 }
 
 #[test]
@@ -515,7 +519,8 @@ fn late_records_are_unshared_once_others_were_delivered() {
     assert_eq!(wal.unshare_older_than(Duration::ZERO, 10).unwrap(), 1);
     assert!(!shared_value_exists(&wal, seq));
     let stored = wal
-        .db
+        .db()
+        .unwrap()
         .get(record::key(QUEUE_PREFIX, b.id, seq))
         .unwrap()
         .unwrap();
@@ -544,7 +549,8 @@ fn shared_references_are_rebuilt_at_open_and_orphans_deleted() {
         );
         seq = append_shared(&wal, SHARED_LINES, &[(&a, SPANS_A), (&b, SPANS_B)]);
         orphan = seq + 100;
-        wal.db
+        wal.db()
+            .unwrap()
             .put(record::shared_key(orphan), b"\x01x f=1\n")
             .unwrap();
         let read_a = wal.read(&a, 0, 100, u64::MAX).unwrap();
@@ -569,11 +575,143 @@ fn a_record_whose_shared_lines_are_missing_is_read_unresolved() {
     let wal = Wal::open(dir.path(), false).unwrap();
     let a = wal.queue("a", 1 << 20).unwrap();
     let seq = append_shared(&wal, SHARED_LINES, &[(&a, SPANS_A)]);
-    wal.db.delete(record::shared_key(seq)).unwrap();
+    wal.db().unwrap().delete(record::shared_key(seq)).unwrap();
     let read = wal.read(&a, 0, 100, u64::MAX).unwrap();
     assert!(matches!(read[0].record(), Ok(Record::Shared { .. })));
     wal.dead_letter(&a, &read, 0, "shared record whose lines are missing")
         .unwrap();
     assert!(a.is_empty());
     assert_eq!(a.stats.bytes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn close_closes_the_database_while_other_handles_live_and_later_calls_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let q = wal.queue("a", 1 << 20).unwrap();
+    wal.append_lines(&[&q], "db", "", 1, b"m f=1 1\n").unwrap();
+    spawn_unsharer(&wal).unwrap();
+    let holder = Arc::clone(&wal);
+    let started = Instant::now();
+    wal.close(Duration::from_secs(5)).unwrap();
+    assert!(
+        started.elapsed() < UNSHARE_EVERY,
+        "the unsharing thread is woken, not waited out"
+    );
+    assert!(
+        wal.unsharer.lock().is_none(),
+        "the unsharing thread is joined"
+    );
+    assert!(matches!(
+        holder.append_statement(&q, "db", "q"),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        holder.reader(q.clone()).read(0, 10, u64::MAX),
+        Err(Error::Closed)
+    ));
+    wal.close(Duration::ZERO).unwrap();
+    // RocksDB let go of its lock: the queue opens again, with the record.
+    let again = Wal::open(dir.path(), false).unwrap();
+    let q = again.queue("a", 1 << 20).unwrap();
+    assert_eq!(q.stats.records.load(Ordering::Acquire), 1);
+    drop(holder);
+}
+
+#[test]
+fn close_waits_for_the_operation_in_progress_and_gives_up_after_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let in_progress = wal.db().unwrap();
+    assert!(matches!(
+        wal.close(Duration::from_millis(20)),
+        Err(Error::StillInUse(_))
+    ));
+    drop(in_progress);
+    wal.close(Duration::from_millis(20)).unwrap();
+}
+
+#[test]
+fn a_write_is_stored_once_for_many_queues_and_in_place_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let (a, b) = (
+        wal.queue("a", 1 << 20).unwrap(),
+        wal.queue("b", 1 << 20).unwrap(),
+    );
+    let body = b"cpu f=1 1\nmem f=1 1\ncpu f=2 2\n";
+    let mut lines = WriteLines::reusing(b"old".to_vec(), "db", "rp");
+    lines.buffer().extend_from_slice(body);
+    let (mut all, mut cpu, empty) = (Share::default(), Share::default(), Share::default());
+    for (start, len) in [(0, 10), (10, 10), (20, 10)] {
+        all.push(start, len);
+        if start != 10 {
+            cpu.push(start, len);
+        }
+    }
+    assert_eq!(wal.append_write(&mut lines, &[(&a, &empty)]).unwrap(), 0);
+    assert!(a.is_empty(), "nothing is appended for empty shares");
+    wal.append_write(&mut lines, &[(&a, &all), (&b, &empty)])
+        .unwrap();
+    assert_eq!(wal.shared_appends(), 0, "one receiver: its own record");
+    wal.append_write(&mut lines, &[(&a, &all), (&b, &cpu)])
+        .unwrap();
+    assert_eq!(wal.shared_appends(), 1);
+    let read_a = wal.read(&a, 0, 100, u64::MAX).unwrap();
+    let read_b = wal.read(&b, 0, 100, u64::MAX).unwrap();
+    assert_eq!(lines_of(&read_a[0]), body);
+    assert_eq!(lines_of(&read_a[1]), body);
+    assert_eq!(lines_of(&read_b[0]), b"cpu f=1 1\ncpu f=2 2\n");
+    // A queue is charged the length of the record each entry reads back as.
+    for (q, read) in [(&a, &read_a), (&b, &read_b)] {
+        let charged: usize = read.iter().map(|e| e.value.len()).sum();
+        assert_eq!(q.stats.bytes.load(Ordering::Acquire), charged as u64);
+        assert_eq!(
+            q.stats.points.load(Ordering::Acquire),
+            read.iter()
+                .map(|e| e.work().map_or(0, |w| match w {
+                    Work::Points { points, .. } => u64::from(points),
+                    Work::Statement { .. } => 0,
+                }))
+                .sum::<u64>()
+        );
+    }
+}
+
+#[test]
+fn settle_keeps_the_refused_lines_as_a_points_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let q = wal.queue("a", 1 << 20).unwrap();
+    wal.append_lines(&[&q], "db", "rp", 2, b"good f=1 1\nbad f=1 1\n")
+        .unwrap();
+    let reader = wal.reader(q.clone());
+    let read = reader.read(0, 10, u64::MAX).unwrap();
+    let refused = Refused {
+        seq: read[0].seq,
+        status: 400,
+        error: "field type conflict",
+        points: 1,
+        lines: b"bad f=1 1\n",
+    };
+    reader.settle(&read, "db", "rp", &[refused]).unwrap();
+    assert!(q.is_empty());
+    let mut letters = 0;
+    wal.dead_letters(&q, |seq, d| {
+        letters += 1;
+        assert_eq!(
+            (seq, d.status, d.error),
+            (read[0].seq, 400, "field type conflict")
+        );
+        let expected = Work::Points {
+            db: "db",
+            rp: "rp",
+            points: 1,
+            lines: b"bad f=1 1\n",
+        };
+        assert_eq!(d.work().unwrap(), expected);
+    })
+    .unwrap();
+    assert_eq!(letters, 1);
+    assert_eq!(q.stats.dead_points.load(Ordering::Acquire), 1);
 }
