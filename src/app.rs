@@ -60,6 +60,7 @@ pub enum Error {
 /// Runs the proxy until a shutdown signal; returns once everything is
 /// flushed and closed.
 pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
+    warn_ignored(&config);
     let config = Arc::new(config);
     // Before the queue is opened: recovering it may take longer than the
     // watchdog's timeout, and the event loop that pings later is not running yet.
@@ -279,6 +280,17 @@ async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reload
     }
 }
 
+/// One warning per setting of the file that has no effect here (accepted for Go proxy files).
+fn warn_ignored(config: &Config) {
+    for (setting, why) in config.ignored_settings() {
+        warn!(
+            setting,
+            reason = why,
+            "Config setting has no effect in influx-proxy; ignored."
+        );
+    }
+}
+
 /// How often removed backends are checked for a drained queue.
 const RETIRE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -295,6 +307,7 @@ impl Reloader {
     /// Applies the config file as it is now: everything the diff names, or nothing.
     fn reload(&mut self) -> Result<ClusterDiff, String> {
         let new = Config::load(&self.path).map_err(|e| e.to_string())?;
+        warn_ignored(&new);
         let old = self.state.config();
         let diff = ClusterDiff::between(Some(&old), &new);
         if !diff.restart.is_empty() {

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::{auth, json_response, ApiError, AppState, Params};
 use crate::backend::client::Target;
+use crate::config::Config;
 use crate::migrate::{self, Kind, Operation, Source, Start};
 
 /// Largest JSON body accepted by `/rebalance?operation=rm`.
@@ -180,9 +181,12 @@ fn list(v: &str) -> Vec<String> {
         .collect()
 }
 
-fn common(params: &Params) -> Result<Common, ApiError> {
-    let workers = positive(params, &["cpus", "worker"], 1, "cpus")?;
-    let batch = positive(params, &["batch"], migrate::DEFAULT_BATCH, "batch")?;
+/// The parameters every job takes. Those a request leaves out come from the config
+/// (`migrate_cpus`, `migrate_batch`, `ha_addrs`: the 2.5.0 config keys 2.5.12 moved into the
+/// request).
+fn common(params: &Params, config: &Config) -> Result<Common, ApiError> {
+    let workers = positive(params, &["cpus", "worker"], config.migrate_cpus, "cpus")?;
+    let batch = positive(params, &["batch"], config.migrate_batch, "batch")?;
     let mut since = match params.get("since").or_else(|| params.get("tick")) {
         None | Some("") => 0,
         Some(v) => v.parse::<i64>().ok().filter(|&n| n >= 0).ok_or_else(|| {
@@ -211,7 +215,7 @@ fn common(params: &Params) -> Result<Common, ApiError> {
         since = now - window;
     }
     let ha_addrs = match params.get("ha_addrs").filter(|v| !v.is_empty()) {
-        None => Vec::new(),
+        None => config.ha_addrs.clone(),
         Some(v) => {
             let addrs = list(v);
             let valid = addrs.len() >= 2
@@ -325,7 +329,7 @@ pub async fn rebalance(
         }
         _ => return Err(ApiError::BadRequest("invalid operation".into())),
     };
-    let c = common(&params)?;
+    let c = common(&params, &state.config())?;
     start(&state, Operation::Rebalance { circle, removed }, c).await
 }
 
@@ -365,7 +369,7 @@ pub async fn recovery(
         .into_iter()
         .map(|u| u.trim_end_matches('/').to_string())
         .collect();
-    let c = common(&params)?;
+    let c = common(&params, &state.config())?;
     start(&state, Operation::Recovery { from, to, urls }, c).await
 }
 
@@ -375,7 +379,7 @@ pub async fn resync(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = job_request(&req, &state)?;
-    let c = common(&params)?;
+    let c = common(&params, &state.config())?;
     start(&state, Operation::Resync, c).await
 }
 
@@ -383,6 +387,39 @@ pub async fn resync(
 pub async fn clear(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let params = job_request(&req, &state)?;
     let circle = circle_id(&params, "circle_id", state.cluster().circles.len())?;
-    let c = common(&params)?;
+    let c = common(&params, &state.config())?;
     start(&state, Operation::Clear { circle }, c).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn config_migrate_settings_are_the_defaults_of_a_job_request() {
+        let config: Config = r#"{"migrate_cpus": 3, "migrate_batch": 700,
+            "ha_addrs": ["p1:7076", "p2:7076"],
+            "circles": [{"name": "c", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]}]}"#
+            .parse()
+            .unwrap();
+        let c = common(&params(&[]), &config).unwrap();
+        assert_eq!((c.workers, c.batch), (3, 700));
+        assert_eq!(c.ha_addrs, ["p1:7076", "p2:7076"]);
+        let c = common(
+            &params(&[("cpus", "2"), ("batch", "9"), ("ha_addrs", "q1:1,q2:2")]),
+            &config,
+        )
+        .unwrap();
+        assert_eq!((c.workers, c.batch), (2, 9));
+        assert_eq!(c.ha_addrs, ["q1:1", "q2:2"]);
+    }
 }

@@ -62,7 +62,18 @@ pub async fn query(
         db_list: state.config().db_list.clone(),
     };
     let headers = forwarded_headers(&req);
+    let started = std::time::Instant::now();
     let answer = query::execute(&state.cluster(), &request, &headers).await?;
+    if state.config().query_tracing {
+        tracing::info!(
+            db = %request.db,
+            rp = %request.rp,
+            query = %request.q,
+            relayed = matches!(answer, Answer::Relay(_)),
+            took_us = started.elapsed().as_micros() as u64,
+            "Query."
+        );
+    }
     Ok(match answer {
         Answer::Relay(relay) => relay_response(relay),
         Answer::Json(body) => json_answer(&req, &params, body),

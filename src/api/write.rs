@@ -121,6 +121,8 @@ async fn ingest(
         .prepare(|| cluster.backends().cloned().collect(), &db, &rp)
         .await;
     let max_decompressed = config.max_decompressed_bytes;
+    // Copied only when each write is logged (`write_tracing`).
+    let traced = config.write_tracing.then(|| (db.clone(), rp.clone()));
     let work = move || -> Result<_, ApiError> {
         // A plain body is parsed where it was read: no copy.
         let inflated = if gzipped {
@@ -150,7 +152,18 @@ async fn ingest(
             .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))??
     };
     wake_after_answer(std::mem::take(&mut outcome.wakeups));
-    match verdict(&outcome) {
+    let verdict = verdict(&outcome);
+    if let Some((db, rp)) = traced {
+        tracing::info!(
+            db = %db,
+            rp = %rp,
+            points = outcome.points,
+            refused_lines = outcome.errors.len(),
+            status = if verdict.is_some() { 400 } else { 204 },
+            "Write."
+        );
+    }
+    match verdict {
         None => Ok(HttpResponse::NoContent().finish()),
         Some(message) => Err(ApiError::LineProtocol(message)),
     }

@@ -6,9 +6,45 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::cipher;
 
-use super::model::{Config, Error, Result, Secret, LOG_LEVELS, MIN_QUEUE_BYTES, TLS_CIPHERS};
+use super::model::{
+    Config, Error, Result, Secret, DEFAULT_CONN_POOL_SIZE, DEFAULT_REWRITE_THREADS, LOG_LEVELS,
+    MIN_QUEUE_BYTES, TLS_CIPHERS,
+};
 
 impl Config {
+    /// Settings the file gives that have no effect in this proxy, each with why, for a
+    /// warning at start and at every reload (they stay accepted so Go proxy files load).
+    pub fn ignored_settings(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if self.conn_pool_size != DEFAULT_CONN_POOL_SIZE {
+            out.push((
+                "conn_pool_size",
+                "connections to a backend follow write_concurrency (delivery) and the per-thread query clients",
+            ));
+        }
+        if self.rewrite_threads != DEFAULT_REWRITE_THREADS {
+            out.push((
+                "rewrite_threads",
+                "a backend's backlog drains in queue order, one batch of write_concurrency requests at a time",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            if !tls.ciphers.is_empty() {
+                out.push((
+                    "tls.ciphers",
+                    "the TLS library's secure default suites are used",
+                ));
+            }
+            if tls.max_version.is_some() {
+                out.push((
+                    "tls.max_version",
+                    "the highest version both sides support is used",
+                ));
+            }
+        }
+        out
+    }
+
     /// Checks a (possibly hand-modified) config: the same semantic checks `from_str` runs
     /// after decoding. Every problem is returned in [`Error::Invalid`].
     pub fn validate(&self) -> Result<()> {

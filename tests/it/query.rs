@@ -67,7 +67,9 @@ fn corpus() -> Vec<&'static str> {
         "SELECT * FROM cpu",
         "SELECT usage_user FROM cpu WHERE host = 'server01'",
         "SELECT * FROM cpu WHERE \"host\" = 'server 03' LIMIT 5",
-        "SELECT mean(usage_user) FROM cpu GROUP BY time(10m)",
+        // Bounded: open-ended, it runs to now and influxd cuts it at its row limit
+        // (`partial`), which made the comparison flaky.
+        "SELECT mean(usage_user) FROM cpu WHERE time >= 1600000000000000000 AND time < 1600003600000000000 GROUP BY time(10m)",
         "SELECT mean(usage_user), max(usage_system) FROM cpu WHERE time >= 1600000000000000000 AND time < 1600003600000000000 GROUP BY time(15m), host fill(none)",
         "SELECT count(*) FROM cpu GROUP BY *",
         "SELECT sum(count) FROM cpu GROUP BY region",

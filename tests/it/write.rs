@@ -543,3 +543,70 @@ fn the_v2_write_api_takes_a_real_v2_client_and_answers_like_influxdb() {
     let get = http::get(&url(&format!("/api/v2/write?bucket=v2db&{auth}")));
     assert_eq!(get.status, 405, "{}", get.body);
 }
+
+#[test]
+fn write_tracing_and_query_tracing_log_each_request_and_are_off_by_default() {
+    let (_servers, traced) = cluster(json!({ "write_tracing": true, "query_tracing": true }));
+    let (_others, quiet) = cluster(json!({}));
+    for proxy in [&traced, &quiet] {
+        assert_eq!(
+            http::query(&proxy.url, "tracedb", "CREATE DATABASE tracedb").status,
+            200
+        );
+        assert_eq!(
+            http::write(&proxy.url, "tracedb", "tr,t=a v=1i 1\ntr v=2i 2\n").status,
+            204
+        );
+        assert_eq!(
+            http::query(&proxy.url, "tracedb", "SHOW MEASUREMENTS").status,
+            200
+        );
+    }
+    let logged = |proxy: &Proxy, what: &str| {
+        proxy
+            .log()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains("db=tracedb"))
+            .count()
+    };
+    assert!(
+        wait_until(DELIVERY, || logged(&traced, "Write.") == 1),
+        "{}",
+        traced.log()
+    );
+    let write = traced
+        .log()
+        .lines()
+        .find(|l| l.contains("Write."))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        write.contains("points=2") && write.contains("status=204"),
+        "{write}"
+    );
+    assert_eq!(logged(&traced, "Query."), 2, "{}", traced.log());
+    assert_eq!(
+        logged(&quiet, "Write.") + logged(&quiet, "Query."),
+        0,
+        "{}",
+        quiet.log()
+    );
+}
+
+#[test]
+fn settings_without_an_effect_are_warned_about_at_start() {
+    let (_servers, warned) = cluster(json!({ "conn_pool_size": 50, "rewrite_threads": 2 }));
+    let (_others, quiet) = cluster(json!({}));
+    let warnings = |proxy: &Proxy, setting: &str| {
+        proxy
+            .log()
+            .lines()
+            .filter(|l| {
+                l.contains("has no effect") && l.contains(&format!("setting=\"{setting}\""))
+            })
+            .count()
+    };
+    assert_eq!(warnings(&warned, "conn_pool_size"), 1, "{}", warned.log());
+    assert_eq!(warnings(&warned, "rewrite_threads"), 1, "{}", warned.log());
+    assert_eq!(warnings(&quiet, "conn_pool_size"), 0, "{}", quiet.log());
+}
