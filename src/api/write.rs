@@ -29,11 +29,7 @@ pub async fn write(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if req.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
-    let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config())?;
+    let params = authorized_post(&req, &state)?;
     let precision = Precision::parse(params.str("precision")).map_err(ApiError::BadRequest)?;
     let db = params.str("db").to_string();
     if db.is_empty() {
@@ -50,14 +46,20 @@ pub async fn write_v2(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if req.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
-    let params = Params::from_request(&req)?;
-    auth::check(&req, &params, &state.config())?;
+    let params = authorized_post(&req, &state)?;
     let precision = v2_precision(params.str("precision"))?;
     let (db, rp) = bucket(params.str("bucket"))?;
     ingest(req, payload, state, Destination { db, rp, precision }).await
+}
+
+/// What both write endpoints check first: a POST, with valid credentials. Its parameters.
+fn authorized_post(req: &HttpRequest, state: &AppState) -> Result<Params, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let params = Params::from_request(req)?;
+    auth::check(req, &params, &state.config())?;
+    Ok(params)
 }
 
 /// The v2 API's precisions: `ns`, `us`, `ms`, `s` (empty: ns), in InfluxDB 2's words.

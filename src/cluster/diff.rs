@@ -238,15 +238,18 @@ pub(super) fn target(backend: &BackendConfig) -> client::Target {
     }
 }
 
+/// The names of the listed fields whose values differ between `$old` and `$new`.
+macro_rules! changed {
+    ($old:expr, $new:expr; $($field:ident),+ $(,)?) => {{
+        let mut out: Vec<&'static str> = Vec::new();
+        $( if $old.$field != $new.$field { out.push(stringify!($field)); } )+
+        out
+    }};
+}
+
 /// Fields only a restart can change: the listen socket, the queue directory, TLS files.
 fn changed_restart_fields(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    macro_rules! changed {
-        ($($field:ident),+) => {
-            $( if old.$field != new.$field { out.push(stringify!($field)); } )+
-        };
-    }
-    changed!(
+    changed!(old, new;
         listen_addr,
         data_dir,
         https_enabled,
@@ -255,20 +258,13 @@ fn changed_restart_fields(old: &Config, new: &Config) -> Vec<&'static str> {
         tls,
         wal_sync,
         idle_timeout,
-        shutdown_timeout
-    );
-    out
+        shutdown_timeout,
+    )
 }
 
 /// Fields read per request: a reload swaps the config and they apply to the next request.
 fn changed_request_fields(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    macro_rules! changed {
-        ($($field:ident),+) => {
-            $( if old.$field != new.$field { out.push(stringify!($field)); } )+
-        };
-    }
-    changed!(
+    changed!(old, new;
         db_list,
         username,
         password,
@@ -283,9 +279,8 @@ fn changed_request_fields(old: &Config, new: &Config) -> Vec<&'static str> {
         mlog_dir,
         ha_addrs,
         migrate_cpus,
-        migrate_batch
-    );
-    out
+        migrate_batch,
+    )
 }
 
 #[cfg(test)]

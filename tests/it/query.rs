@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::support::http::{self, wait_until};
 use crate::support::influxd::Influxd;
 use crate::support::proxy::{two_by_two, Proxy};
+use crate::support::python_with;
 
 const DB: &str = "diffdb";
 const T0: i64 = 1_600_000_000_000_000_000;
@@ -415,28 +416,17 @@ fn the_influx_cli_and_the_python_client_work_through_the_proxy() {
          assert pts and pts[0]['v'] == 7, pts\n\
          print('python ok', c.ping())\n"
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
+    let out = std::process::Command::new(python_with(
+        "influxdb",
+        "pip install influxdb (or apt-get install python3-influxdb)",
+    ))
+    .args(["-c", &script])
+    .output()
+    .expect("python3");
     assert!(
         out.status.success(),
         "python client: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The python with the `influxdb` package (pip on PATH python, or Debian's).
-fn python() -> &'static str {
-    for p in ["python3", "/usr/bin/python3"] {
-        let ok = std::process::Command::new(p)
-            .args(["-c", "import influxdb"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return p;
-        }
-    }
-    panic!("the python influxdb client is missing: pip install influxdb (or apt-get install python3-influxdb)");
 }

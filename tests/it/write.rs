@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::support::http::{self, wait_until};
 use crate::support::influxd::Influxd;
 use crate::support::proxy::{two_by_two, Proxy};
-use crate::support::unique_db;
+use crate::support::{python_with, unique_db};
 
 /// How long delivery may take in tests (flush_time is 1 s).
 const DELIVERY: Duration = Duration::from_secs(30);
@@ -433,20 +433,6 @@ fn a_full_queue_answers_503_and_loses_nothing_it_accepted() {
         == 204));
 }
 
-/// The python with the InfluxDB 2 client (`pip install influxdb-client`; `.ci/run` installs it).
-fn python_v2() -> &'static str {
-    for p in ["python3", "/usr/bin/python3"] {
-        let ok = std::process::Command::new(p)
-            .args(["-c", "import influxdb_client"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return p;
-        }
-    }
-    panic!("the python InfluxDB 2 client is missing: pip install influxdb-client");
-}
-
 #[test]
 fn the_v2_write_api_takes_a_real_v2_client_and_answers_like_influxdb() {
     let (_servers, proxy) = cluster(json!({ "username": "u", "password": "p:w" }));
@@ -473,10 +459,13 @@ fn the_v2_write_api_takes_a_real_v2_client_and_answers_like_influxdb() {
          print('v2 ok')\n",
         proxy.url
     );
-    let out = std::process::Command::new(python_v2())
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
+    let out = std::process::Command::new(python_with(
+        "influxdb_client",
+        "pip install influxdb-client",
+    ))
+    .args(["-c", &script])
+    .output()
+    .expect("python3");
     assert!(
         out.status.success(),
         "influxdb-client: {}{}",

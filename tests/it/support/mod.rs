@@ -121,3 +121,18 @@ pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
+
+/// A python that can import `module` (the one on PATH, else Debian's); panics with how to
+/// install it (`install`) when none can.
+pub fn python_with(module: &str, install: &str) -> &'static str {
+    for p in ["python3", "/usr/bin/python3"] {
+        let ok = std::process::Command::new(p)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return p;
+        }
+    }
+    panic!("the python module {module} is missing: {install}");
+}
