@@ -89,7 +89,16 @@ fn is_form(req: &HttpRequest) -> bool {
 
 /// Content negotiation headers passed to the backend on relayed reads.
 fn forwarded_headers(req: &HttpRequest) -> query::Headers {
-    [header::ACCEPT, header::ACCEPT_ENCODING]
+    copy_headers(req, [header::ACCEPT, header::ACCEPT_ENCODING])
+}
+
+/// The client's `names` headers, for a request to a backend. Credentials are never among
+/// them: the backend gets its own.
+pub(super) fn copy_headers(
+    req: &HttpRequest,
+    names: impl IntoIterator<Item = header::HeaderName>,
+) -> query::Headers {
+    names
         .into_iter()
         .filter_map(|name| {
             let value = req.headers().get(&name)?;
@@ -101,10 +110,15 @@ fn forwarded_headers(req: &HttpRequest) -> query::Headers {
 }
 
 fn relay_response(relay: query::Relay) -> HttpResponse {
+    relay_with(relay, &["content-type", "content-encoding", "request-id"])
+}
+
+/// Streams a backend response to the client: its status, the `headers` named, its body.
+pub(super) fn relay_with(relay: query::Relay, headers: &[&str]) -> HttpResponse {
     let response = relay.response;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
     let mut out = HttpResponse::build(status);
-    for name in ["content-type", "content-encoding", "request-id"] {
+    for &name in headers {
         if let Some(v) = response.headers().get(name) {
             out.insert_header((name, v.as_bytes()));
         }

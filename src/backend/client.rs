@@ -194,6 +194,25 @@ impl Client {
         })
     }
 
+    /// `POST path` with `body` and the client's `headers`, answered with whatever status the
+    /// backend gives (Flux and Prometheus reads relay it as it is). Only a transport error or
+    /// a timeout is an error, so only those fail over to another circle.
+    pub async fn forward(
+        &self,
+        path: &str,
+        body: Bytes,
+        headers: &[(
+            awc::http::header::HeaderName,
+            awc::http::header::HeaderValue,
+        )],
+    ) -> Result<awc::ClientResponse, Error> {
+        let mut req = self.request(awc::http::Method::POST, path);
+        for (name, value) in headers {
+            req = req.insert_header((name.clone(), value.clone()));
+        }
+        req.send_body(body).await.map_err(|e| self.send_error(e))
+    }
+
     /// `POST path?params` with no body (proxy-to-proxy state changes).
     pub async fn post_form(&self, path: &str, params: &[(String, String)]) -> Result<Bytes, Error> {
         let pairs: Vec<(&str, &str)> = params

@@ -272,6 +272,40 @@ async fn try_relay(
     Err(unavailable(last))
 }
 
+/// Sends a read to the owner of `(db, measurement)` in the best circle, failing over to the
+/// next circle on a transport error or timeout only: an HTTP answer, error statuses included,
+/// is the backend's verdict on the request and is relayed as it is (Flux, Prometheus
+/// remote read). `send` makes the request on the owner's pooled read client.
+pub async fn relay_to_owner<F, Fut>(
+    cluster: &Cluster,
+    db: &str,
+    measurement: &str,
+    send: F,
+) -> Result<Relay, Error>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<awc::ClientResponse, client::Error>>,
+{
+    let owner = |c: &Circle| owners(cluster, c, db, &[measurement]);
+    let mut last = None;
+    for circle in circle_order(cluster, owner) {
+        let Some(handle) = owner(circle).first().and_then(|&i| circle.backends.get(i)) else {
+            continue;
+        };
+        let reads = InFlight::start([handle.as_ref()]);
+        let answer = send(client_for(handle)).await;
+        drop(reads);
+        match answer {
+            Ok(response) => return Ok(Relay { response }),
+            Err(e) => {
+                warn!(backend = %handle.backend.info.name, db, measurement, error = %e, "Read failed; trying another circle.");
+                last = Some(e);
+            }
+        }
+    }
+    Err(unavailable(last))
+}
+
 fn unavailable(last: Option<client::Error>) -> Error {
     Error::Unavailable(match last {
         Some(e) => e.to_string(),
