@@ -15,18 +15,77 @@ use crate::ring::{HashKey, ShardKey};
 use super::model::*;
 use super::validate::{join, unknown_cipher, unknown_tls_version};
 
+/// A config file's format, chosen by its extension as viper does: `.json` (or none), `.yaml`
+/// or `.yml`, `.toml`, any case. All three are read by serde into the same [`Node`] tree and
+/// decoded by the same code, so keys, aliases, weak typing and messages are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `proxy.json`.
+    Json,
+    /// `proxy.yaml`, `proxy.yml`.
+    Yaml,
+    /// `proxy.toml`.
+    Toml,
+}
+
+impl Format {
+    /// The format of the file at `path`; `None` for an extension no format has.
+    pub fn of(path: &Path) -> Option<Format> {
+        let Some(ext) = path.extension() else {
+            return Some(Format::Json);
+        };
+        let ext = ext.to_string_lossy().to_ascii_lowercase();
+        match ext.as_str() {
+            "json" => Some(Format::Json),
+            "yaml" | "yml" => Some(Format::Yaml),
+            "toml" => Some(Format::Toml),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::Yaml => "YAML",
+            Format::Toml => "TOML",
+        }
+    }
+
+    /// The text as a [`Node`] tree, or the parser's message (with line and column).
+    fn parse(self, text: &str) -> std::result::Result<Node, String> {
+        match self {
+            Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+            Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| e.to_string()),
+            Format::Toml => toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string()),
+        }
+    }
+}
+
 impl Config {
     /// Decodes, defaults and validates JSON text. Pure.
     // An inherent `from_str` (also available as `str::parse` through `FromStr`) so callers need
     // no trait import.
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(json: &str) -> Result<Config> {
-        let json = json.strip_prefix('\u{feff}').unwrap_or(json);
-        let root: Node = serde_json::from_str(json)
-            .map_err(|err| Error::Parse(format!("invalid JSON: {err}")))?;
+        Config::from_text(json, Format::Json)
+    }
+
+    /// Decodes, defaults and validates config text in `format`. Pure.
+    pub fn from_text(text: &str, format: Format) -> Result<Config> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let root = match format.parse(text) {
+            // An empty YAML document is "no settings", as an empty JSON object would be.
+            Ok(Node::Null) if format == Format::Yaml => Node::Object(Vec::new()),
+            Ok(root) => root,
+            Err(err) => return Err(Error::Parse(format!("invalid {}: {err}", format.name()))),
+        };
         if !matches!(root, Node::Object(_)) {
+            let object = match format {
+                Format::Yaml => "a YAML mapping",
+                _ => "a JSON object",
+            };
             return Err(Error::Parse(format!(
-                "the top level must be a JSON object, found {}",
+                "the top level must be {object}, found {}",
                 root.kind()
             )));
         }
@@ -48,23 +107,23 @@ impl Config {
         }
     }
 
-    /// Reads and decodes the file at `path`. Its extension must be `.json` (any case) or
-    /// absent; YAML and TOML files are refused with [`Error::UnsupportedFormat`].
+    /// Reads and decodes the file at `path`, in the [`Format`] its extension names; any other
+    /// extension is refused with [`Error::UnsupportedFormat`].
     pub fn load(path: &Path) -> Result<Config> {
-        if let Some(ext) = path.extension() {
-            let ext = ext.to_string_lossy();
-            if !ext.eq_ignore_ascii_case("json") {
-                return Err(Error::UnsupportedFormat {
-                    path: path.to_path_buf(),
-                    ext: ext.into_owned(),
-                });
-            }
-        }
+        let Some(format) = Format::of(path) else {
+            return Err(Error::UnsupportedFormat {
+                path: path.to_path_buf(),
+                ext: path
+                    .extension()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            });
+        };
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_str(&text)
+        Config::from_text(&text, format)
     }
 }
 
@@ -76,8 +135,8 @@ impl FromStr for Config {
     }
 }
 
-/// A JSON value that keeps object keys in order, duplicates included (so case-insensitive
-/// duplicates can be reported), unlike `serde_json::Value`.
+/// A config value of any of the three formats that keeps object keys in order, duplicates
+/// included (so case-insensitive duplicates can be reported), unlike `serde_json::Value`.
 #[derive(Debug)]
 enum Node {
     Null,
@@ -108,14 +167,14 @@ impl<'de> Deserialize<'de> for Node {
     }
 }
 
-/// Builds a [`Node`] from any JSON value.
+/// Builds a [`Node`] from any value a JSON, YAML or TOML deserializer hands over.
 struct NodeVisitor;
 
 impl<'de> Visitor<'de> for NodeVisitor {
     type Value = Node;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+        f.write_str("any config value")
     }
 
     fn visit_bool<E>(self, v: bool) -> std::result::Result<Node, E> {
@@ -131,8 +190,10 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_f64<E>(self, v: f64) -> std::result::Result<Node, E> {
-        // JSON has no NaN or infinity, so `from_f64` always succeeds here.
-        Ok(serde_json::Number::from_f64(v).map_or(Node::Null, Node::Number))
+        // JSON has no NaN or infinity; YAML's `.nan`/`.inf` and TOML's `nan`/`inf` fit no
+        // setting, and are reported as a string would be.
+        Ok(serde_json::Number::from_f64(v)
+            .map_or_else(|| Node::String(v.to_string()), Node::Number))
     }
 
     fn visit_str<E>(self, v: &str) -> std::result::Result<Node, E> {
@@ -1172,41 +1233,138 @@ mod tests {
         assert_eq!(load(&json), load(&minimal("")));
     }
 
+    /// One config in the three formats, written as an operator of each would: aliases, mixed
+    /// case, weak typing (a string for a number, a comma list for a list).
+    const SAME_JSON: &str = r#"{
+        "Circles": [{"name": "c1", "backends": [
+            {"name": "b1", "url": "http://127.0.0.1:8086", "username": "u", "password": "p"},
+            {"name": "b2", "url": "http://127.0.0.1:8087", "write_only": true}]}],
+        "listen_addr": ":7076", "DB_LIST": "db1,db2", "flush_size": "500",
+        "mlog_dir": "/tmp/m", "auth_secure": false, "log_enabled": true}"#;
+
+    const SAME_YAML: &str = "
+Circles:
+  - name: c1
+    backends:
+      - {name: b1, url: 'http://127.0.0.1:8086', username: u, password: p}
+      - name: b2
+        url: http://127.0.0.1:8087
+        write_only: true
+listen_addr: ':7076'
+DB_LIST: db1,db2
+flush_size: '500'
+mlog_dir: /tmp/m
+auth_secure: false
+log_enabled: true
+";
+
+    const SAME_TOML: &str = r#"
+listen_addr = ":7076"
+DB_LIST = "db1,db2"
+flush_size = "500"
+mlog_dir = "/tmp/m"
+auth_secure = false
+log_enabled = true
+
+[[Circles]]
+name = "c1"
+backends = [
+  { name = "b1", url = "http://127.0.0.1:8086", username = "u", password = "p" },
+  { name = "b2", url = "http://127.0.0.1:8087", write_only = true },
+]
+"#;
+
     #[test]
-    fn load_reads_json_files_only() {
+    fn json_yaml_and_toml_files_give_one_config() {
         let dir = tempfile::tempdir().unwrap();
-        let json = minimal("");
-        for name in ["proxy.json", "proxy.JSON", "proxy"] {
-            let path = dir.path().join(name);
-            std::fs::write(&path, &json).unwrap();
-            assert_eq!(Config::load(&path).unwrap(), load(&json), "{name}");
-        }
-        for (name, ext) in [
-            ("proxy.yaml", "yaml"),
-            ("proxy.yml", "yml"),
-            ("proxy.toml", "toml"),
+        let want = load(SAME_JSON);
+        assert_eq!(want.flush_size, 500);
+        assert_eq!(want.db_list, ["db1", "db2"]);
+        for (name, text) in [
+            ("proxy.json", SAME_JSON),
+            ("proxy", SAME_JSON),
+            ("proxy.JSON", SAME_JSON),
+            ("proxy.yaml", SAME_YAML),
+            ("proxy.YML", SAME_YAML),
+            ("proxy.toml", SAME_TOML),
         ] {
             let path = dir.path().join(name);
-            std::fs::write(&path, &json).unwrap();
-            let err = Config::load(&path).unwrap_err();
-            assert!(
-                matches!(&err, Error::UnsupportedFormat { ext: e, .. } if e == ext),
-                "{err:?}"
-            );
-            let text = err.to_string();
-            assert!(
-                text.contains("only JSON config files are supported"),
-                "{text}"
-            );
-            assert!(text.contains(name), "{text}");
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(Config::load(&path).unwrap(), want, "{name}");
         }
-        let missing = dir.path().join("missing.json");
+        let path = dir.path().join("proxy.ini");
+        std::fs::write(&path, SAME_JSON).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedFormat { ext, .. } if ext == "ini"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("use .json, .yaml, .yml or .toml"),
+            "{err}"
+        );
+        let missing = dir.path().join("missing.yaml");
         let err = Config::load(&missing).unwrap_err();
         assert!(matches!(err, Error::Read { .. }), "{err:?}");
         assert!(
             err.to_string().starts_with("cannot read config file "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_three_formats_report_the_same_problems_at_the_same_paths() {
+        let json = r#"{"circles": [{"name": "c", "backends": [
+            {"name": "b1", "url": "ftp://x", "nmae": "y"}]}], "flush_size": true,
+            "mlog_dir": "/a", "migrate_log_dir": "/b"}"#;
+        let yaml = "
+circles:
+  - name: c
+    backends:
+      - {name: b1, url: 'ftp://x', nmae: y}
+flush_size: true
+mlog_dir: /a
+migrate_log_dir: /b
+";
+        let toml = r#"
+flush_size = true
+mlog_dir = "/a"
+migrate_log_dir = "/b"
+[[circles]]
+name = "c"
+backends = [{ name = "b1", url = "ftp://x", nmae = "y" }]
+"#;
+        let problems = |text: &str, format: Format| match Config::from_text(text, format) {
+            Err(Error::Invalid(p)) => p,
+            other => panic!("{format:?}: expected Error::Invalid, got {other:?}"),
+        };
+        let want = problems(json, Format::Json);
+        assert!(want.len() >= 3, "{want:#?}");
+        assert_problem(&want, "circles[0].backends[0].nmae", "did you mean");
+        assert_eq!(problems(yaml, Format::Yaml), want);
+        assert_eq!(problems(toml, Format::Toml), want);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_format_and_the_place() {
+        let err = Config::from_text("circles: [", Format::Yaml).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("illegal config file: invalid YAML: "),
+            "{err}"
+        );
+        assert!(err.to_string().contains("line"), "{err}");
+        let err = Config::from_text("circles = [", Format::Toml).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("illegal config file: invalid TOML: "),
+            "{err}"
+        );
+        let err = Config::from_text("- a\n- b\n", Format::Yaml).unwrap_err();
+        assert!(err.to_string().contains("found an array"), "{err}");
+        // An empty YAML file has no circles, like `{}`: the same message.
+        let empty = Config::from_text("", Format::Yaml).unwrap_err().to_string();
+        assert_eq!(empty, Config::from_str("{}").unwrap_err().to_string());
     }
 
     #[test]

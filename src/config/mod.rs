@@ -1,6 +1,6 @@
 //! `proxy.json`: the proxy's configuration, read from files written for the Go proxy.
 //!
-//! [`Config::from_str`] is pure: JSON text in, a validated [`Config`] or every problem out.
+//! [`Config::from_text`] is pure: JSON, YAML or TOML text in, a validated [`Config`] or every problem out.
 //! [`Config::load`] only adds reading the file. The same code backs `--check-config` and
 //! SIGHUP reloads, so a config that loads here is exactly a config the proxy will run.
 //!
@@ -30,8 +30,10 @@
 //!   `:port`, `ip:port`, `[ipv6]:port` or `localhost:port`; `https_enabled` needs
 //!   `https_cert` and `https_key`; credentials marked encrypted must decrypt.
 //! * **Different from Go on purpose**: `https://` backends are verified unless the backend sets
-//!   `tls_skip_verify` (Go never verified); only JSON files are read (2.5.6+ also read YAML and
-//!   TOML), and a `.yaml`/`.toml` path gets an error saying so.
+//!   `tls_skip_verify` (Go never verified).
+//! * **JSON, YAML and TOML files** (by extension, as 2.5.6+ with viper): `.json` or none,
+//!   `.yaml`/`.yml`, `.toml`. Each is read by serde into one value tree and decoded by the
+//!   same code, so the three accept the same keys and aliases and give the same messages.
 //!
 //! Validation collects **every** problem, each prefixed by its field path, e.g.
 //! `circles[1].backends[0].name: backend name duplicated (also circles[0].backends[1].name)`,
@@ -41,7 +43,7 @@
 //!
 //! * `model.rs`: [`Config`] and the types it holds, defaults and the accepted names: what the
 //!   rest of the proxy reads.
-//! * `decode.rs`: the JSON reader ([`Config::from_str`], [`Config::load`]): case-insensitive
+//! * `decode.rs`: the reader of all three formats ([`Config::from_str`], [`Config::load`]): case-insensitive
 //!   keys, weak typing, aliases, "did you mean" hints.
 //! * `validate.rs`: the semantic checks ([`Config::validate`]) and bounds.
 //!
@@ -53,6 +55,7 @@ mod model;
 mod test_support;
 mod validate;
 
+pub use decode::Format;
 pub use model::{
     BackendConfig, CircleConfig, Config, Error, Result, Secret, TlsConfig, TlsVersion,
     DEFAULT_CONN_POOL_SIZE, DEFAULT_DATA_DIR, DEFAULT_DEAD_LETTER_MAX_BYTES, DEFAULT_FLUSH_SIZE,

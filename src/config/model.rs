@@ -108,11 +108,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The file's extension names a format other than JSON (the Go proxy 2.5.6+ also read
-    /// YAML and TOML; we read only JSON).
+    /// The file's extension names no format we read (JSON, YAML, TOML).
     #[error(
-        "illegal config file: Unsupported Config Type {ext:?}: only JSON config files are \
-         supported, convert {} to JSON",
+        "illegal config file: Unsupported Config Type {ext:?} of {}: use .json, .yaml, .yml \
+         or .toml",
         path.display()
     )]
     UnsupportedFormat {
@@ -121,7 +120,7 @@ pub enum Error {
         /// Its extension, without the dot.
         ext: String,
     },
-    /// The text is not JSON, or its top level is not an object. The message names the line
+    /// The text is not valid JSON/YAML/TOML, or its top level is not an object. The message names the line
     /// and column.
     #[error("illegal config file: {0}")]
     Parse(String),
