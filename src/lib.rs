@@ -10,7 +10,8 @@
 //! - [`backend`]: one actor per InfluxDB, draining its write-ahead queue.
 //! - [`wal`]: the RocksDB write-ahead queue.
 //! - Pure modules, no I/O: [`ring`] (Go-compatible placement),
-//!   [`line_protocol`] (scan and stamp lines), [`config`], [`cipher`].
+//!   [`line_protocol`] (scan and stamp lines), [`flux`] (what a Flux query reads),
+//!   [`config`], [`cipher`].
 //! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
 //! - [`buffers`]: per-thread reuse of the write path's large buffers.
 //! - [`metrics`]: Prometheus registry and text format (used by any layer).
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod dead_letters;
+pub mod flux;
 pub mod influxql;
 pub mod line_protocol;
 pub mod metrics;

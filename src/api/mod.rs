@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod dead_letters;
 pub mod error;
+mod flux;
 mod metrics;
 mod migrate;
 mod pprof;
@@ -95,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/write").to(write::write))
         .service(web::resource("/api/v2/write").to(write::write_v2))
         .service(web::resource("/query").to(query::query))
+        .service(web::resource("/api/v2/query").to(flux::query))
         .service(web::resource("/health").to(admin::health))
         .service(web::resource("/replica").to(admin::replica))
         .service(web::resource("/encrypt").to(admin::encrypt))
@@ -160,6 +162,11 @@ impl Params {
     /// Value of a parameter, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// Every parameter, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Value of a parameter, empty when absent.

@@ -53,7 +53,7 @@ pub async fn write_v2(
 }
 
 /// What both write endpoints check first: a POST, with valid credentials. Its parameters.
-fn authorized_post(req: &HttpRequest, state: &AppState) -> Result<Params, ApiError> {
+pub(super) fn authorized_post(req: &HttpRequest, state: &AppState) -> Result<Params, ApiError> {
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -236,7 +236,7 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60
 /// Reads the body, refusing more than `limit` bytes or a client slower than
 /// [`BODY_READ_TIMEOUT`]. `size_hint` (the `Content-Length`, 0 if unknown)
 /// sizes the buffer once instead of growing it by doubling.
-async fn read_body(
+pub(super) async fn read_body(
     payload: web::Payload,
     limit: usize,
     size_hint: usize,

@@ -1,0 +1,93 @@
+//! `POST /api/v2/query`: Flux (InfluxDB 1.8's compatibility API, the Go proxy 2.5's
+//! `/api/v2/query`). The proxy finds the bucket and measurement a query reads (`crate::flux`)
+//! and relays the request to the owning backend of the best circle, failing over to the next
+//! circle only when a backend cannot be reached: what a backend answers, an error status
+//! included, is its verdict on the query and reaches the client as it is.
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
+use bytes::Bytes;
+
+use super::query::{copy_headers, relay_with};
+use super::write::{authorized_post, gunzip, read_body};
+use super::{check_db_allowed, ApiError, AppState};
+use crate::flux;
+use crate::query;
+
+/// The Flux handler.
+pub async fn query(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = authorized_post(&req, &state)?;
+    let config = state.config();
+    let flux_text = is_flux_text(&req)?;
+    let body = Bytes::from(read_body(payload, config.max_body_bytes, 0).await?);
+    let gzipped = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let target = if gzipped {
+        flux::target(&gunzip(&body, config.max_decompressed_bytes)?, flux_text)
+    } else {
+        flux::target(&body, flux_text)
+    }
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    check_db_allowed(&config, target.db())?;
+    let mut pairs: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| *k != "u" && *k != "p")
+        .collect();
+    pairs.sort_unstable();
+    let path = match serde_urlencoded::to_string(&pairs) {
+        Ok(q) if !q.is_empty() => format!("/api/v2/query?{q}"),
+        _ => "/api/v2/query".to_string(),
+    };
+    let headers = copy_headers(
+        &req,
+        [
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::ACCEPT,
+            header::ACCEPT_ENCODING,
+        ],
+    );
+    let started = std::time::Instant::now();
+    let cluster = state.cluster();
+    let relay = query::relay_to_owner(&cluster, target.db(), &target.measurement, |client| {
+        let (path, body, headers) = (path.clone(), body.clone(), headers.clone());
+        async move { client.forward(&path, body, &headers).await }
+    })
+    .await?;
+    if config.query_tracing {
+        tracing::info!(
+            db = %target.db(),
+            bucket = %target.bucket,
+            measurement = %target.measurement,
+            status = relay.response.status().as_u16(),
+            took_us = started.elapsed().as_micros() as u64,
+            "Flux query."
+        );
+    }
+    Ok(relay_with(
+        relay,
+        &[
+            "content-type",
+            "content-encoding",
+            "request-id",
+            "x-influxdb-error",
+        ],
+    ))
+}
+
+/// `application/vnd.flux` carries Flux text; anything else (JSON by default) the JSON form.
+/// A Content-Type that is not a media type is refused, as by InfluxDB.
+fn is_flux_text(req: &HttpRequest) -> Result<bool, ApiError> {
+    match req.mime_type() {
+        Ok(Some(mime)) => Ok(mime.essence_str() == "application/vnd.flux"),
+        Ok(None) => Ok(false),
+        Err(e) => Err(ApiError::BadRequest(format!("invalid Content-Type: {e}"))),
+    }
+}
