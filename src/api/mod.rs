@@ -11,6 +11,7 @@ pub mod error;
 mod metrics;
 mod migrate;
 mod pprof;
+mod prom;
 mod query;
 mod write;
 
@@ -94,6 +95,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ping").to(admin::ping))
         .service(web::resource("/write").to(write::write))
         .service(web::resource("/api/v2/write").to(write::write_v2))
+        .service(web::resource("/api/v1/prom/write").to(prom::write))
+        .service(web::resource("/api/v1/prom/read").to(prom::read))
         .service(web::resource("/query").to(query::query))
         .service(web::resource("/health").to(admin::health))
         .service(web::resource("/replica").to(admin::replica))
