@@ -16,7 +16,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use super::query::{copy_headers, relay_with};
-use super::write::{authorized_post, ingest, prom_error, read_body, BodyKind, Destination};
+use super::write::{
+    authorized_post, content_length, ingest, prom_error, read_body, BodyKind, Destination,
+};
 use super::{check_db_allowed, ApiError, AppState};
 use crate::line_protocol::Precision;
 use crate::query;
@@ -57,13 +59,7 @@ pub async fn read(
     }
     let config = state.config();
     check_db_allowed(&config, db)?;
-    let size_hint = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let body = read_body(payload, config.max_body_bytes, size_hint).await?;
+    let body = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
     let request =
         crate::prom::decode_read(&body, config.max_decompressed_bytes).map_err(prom_error)?;
     let metric = crate::prom::read_metric(&request).map_err(prom_error)?;

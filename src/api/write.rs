@@ -128,13 +128,7 @@ pub(super) async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     let config = state.config();
     check_db_allowed(&config, &db)?;
-    let size_hint = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let raw = read_body(payload, config.max_body_bytes, size_hint).await?;
+    let raw = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
     // Prometheus' snappy is its own; its Content-Encoding header says so and is not gzip.
     let gzipped = kind == BodyKind::LineProtocol
         && req
@@ -263,6 +257,15 @@ const WAKE_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 /// makes the append wait for an fsync, go to the pool so that one request
 /// cannot stall the worker's other connections.
 const INLINE_BODY_BYTES: usize = 1 << 20;
+
+/// The request's `Content-Length`, 0 when absent or unreadable (a size hint only).
+pub(super) fn content_length(req: &HttpRequest) -> usize {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+}
 
 /// Longest time a client may take to send a write body: a client that
 /// trickles bytes cannot hold a worker and its memory forever.
