@@ -11,7 +11,7 @@
 //! - [`wal`]: the RocksDB write-ahead queue.
 //! - Pure modules, no I/O: [`ring`] (Go-compatible placement),
 //!   [`line_protocol`] (scan and stamp lines), [`flux`] (what a Flux query reads),
-//!   [`config`], [`cipher`].
+//!   [`prom`] (Prometheus remote storage messages), [`config`], [`cipher`].
 //! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
 //! - [`buffers`]: per-thread reuse of the write path's large buffers.
 //! - [`metrics`]: Prometheus registry and text format (used by any layer).
@@ -34,6 +34,7 @@ pub mod influxql;
 pub mod line_protocol;
 pub mod metrics;
 pub mod migrate;
+pub mod prom;
 pub mod query;
 pub mod ring;
 pub mod runtime;

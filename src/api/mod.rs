@@ -12,6 +12,7 @@ mod flux;
 mod metrics;
 mod migrate;
 mod pprof;
+mod prom;
 mod query;
 mod write;
 
@@ -95,6 +96,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ping").to(admin::ping))
         .service(web::resource("/write").to(write::write))
         .service(web::resource("/api/v2/write").to(write::write_v2))
+        .service(web::resource("/api/v1/prom/write").to(prom::write))
+        .service(web::resource("/api/v1/prom/read").to(prom::read))
         .service(web::resource("/query").to(query::query))
         .service(web::resource("/api/v2/query").to(flux::query))
         .service(web::resource("/health").to(admin::health))

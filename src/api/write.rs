@@ -16,11 +16,21 @@ use crate::buffers;
 use crate::cluster::{Wakeups, WriteOutcome, WriteRequest};
 use crate::line_protocol::Precision;
 
-/// Where a write goes: what the two endpoints name in their own ways.
-struct Destination {
-    db: String,
-    rp: String,
-    precision: Precision,
+/// Where a write goes: what the endpoints name in their own ways.
+pub(super) struct Destination {
+    pub(super) db: String,
+    pub(super) rp: String,
+    pub(super) precision: Precision,
+}
+
+/// What a write body holds. Every kind ends up as line protocol on the one write path, so
+/// that all endpoints give the same verdicts and the same 204-once-queued guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyKind {
+    /// Line protocol, gzip'd when `Content-Encoding: gzip` says so (`/write`, `/api/v2/write`).
+    LineProtocol,
+    /// A snappy protobuf `WriteRequest` from Prometheus (`/api/v1/prom/write`).
+    PromWrite,
 }
 
 /// `POST /write?db=&rp=&precision=`.
@@ -36,7 +46,14 @@ pub async fn write(
         return Err(ApiError::DatabaseNotFound);
     }
     let rp = params.str("rp").to_string();
-    ingest(req, payload, state, Destination { db, rp, precision }).await
+    ingest(
+        req,
+        payload,
+        state,
+        Destination { db, rp, precision },
+        BodyKind::LineProtocol,
+    )
+    .await
 }
 
 /// `POST /api/v2/write?bucket=db[/rp]&precision=` (`org` ignored; credentials as
@@ -49,10 +66,18 @@ pub async fn write_v2(
     let params = authorized_post(&req, &state)?;
     let precision = v2_precision(params.str("precision"))?;
     let (db, rp) = bucket(params.str("bucket"))?;
-    ingest(req, payload, state, Destination { db, rp, precision }).await
+    ingest(
+        req,
+        payload,
+        state,
+        Destination { db, rp, precision },
+        BodyKind::LineProtocol,
+    )
+    .await
 }
 
-/// What both write endpoints check first: a POST, with valid credentials. Its parameters.
+/// What the write endpoints, Flux and Prometheus remote read check first: a POST, with
+/// valid credentials. Its parameters.
 pub(super) fn authorized_post(req: &HttpRequest, state: &AppState) -> Result<Params, ApiError> {
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
@@ -93,29 +118,33 @@ fn bucket(bucket: &str) -> Result<(String, String), ApiError> {
     Ok((db.to_string(), rp.to_string()))
 }
 
-/// The write path both endpoints share once they know the destination.
-async fn ingest(
+/// The write path all endpoints share once they know the destination.
+pub(super) async fn ingest(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
     Destination { db, rp, precision }: Destination,
+    kind: BodyKind,
 ) -> Result<HttpResponse, ApiError> {
     let config = state.config();
     check_db_allowed(&config, &db)?;
-    let size_hint = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let raw = read_body(payload, config.max_body_bytes, size_hint).await?;
-    let gzipped = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    // gzip'd line protocol inflates about tenfold.
-    let expected_bytes = raw.len().saturating_mul(if gzipped { 10 } else { 1 });
+    let raw = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
+    // Prometheus' snappy is its own; its Content-Encoding header says so and is not gzip.
+    let gzipped = kind == BodyKind::LineProtocol
+        && req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    // gzip'd line protocol inflates about tenfold; so does a remote write (snappy about
+    // threefold, then every sample repeats its series' labels as text).
+    let expected_bytes = raw
+        .len()
+        .saturating_mul(if gzipped || kind == BodyKind::PromWrite {
+            10
+        } else {
+            1
+        });
     let inline = expected_bytes <= INLINE_BODY_BYTES && !config.wal_sync;
     let cluster = state.cluster();
     let schema = cluster
@@ -127,10 +156,10 @@ async fn ingest(
     let traced = config.write_tracing.then(|| (db.clone(), rp.clone()));
     let work = move || -> Result<_, ApiError> {
         // A plain body is parsed where it was read: no copy.
-        let inflated = if gzipped {
-            Some(gunzip(&raw, max_decompressed)?)
-        } else {
-            None
+        let inflated = match kind {
+            BodyKind::PromWrite => Some(prom_lines(&raw, &db, max_decompressed)?),
+            BodyKind::LineProtocol if gzipped => Some(gunzip(&raw, max_decompressed)?),
+            BodyKind::LineProtocol => None,
         };
         let request = WriteRequest {
             db: &db,
@@ -229,6 +258,15 @@ const WAKE_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 /// cannot stall the worker's other connections.
 const INLINE_BODY_BYTES: usize = 1 << 20;
 
+/// The request's `Content-Length`, 0 when absent or unreadable (a size hint only).
+pub(super) fn content_length(req: &HttpRequest) -> usize {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
 /// Longest time a client may take to send a write body: a client that
 /// trickles bytes cannot hold a worker and its memory forever.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -263,6 +301,40 @@ async fn read_body_unbounded_time(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Line protocol (ns timestamps) of a Prometheus remote write, at most `limit` bytes.
+fn prom_lines(raw: &[u8], db: &str, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let request = crate::prom::decode_write(raw, limit).map_err(prom_error)?;
+    let mut out = buffers::take(raw.len().saturating_mul(10).min(limit));
+    let converted = crate::prom::to_line_protocol(&request, &mut out, limit).map_err(prom_error)?;
+    if converted.non_finite > 0 {
+        // NaN is how Prometheus marks a series stale: expected, not the client's fault.
+        tracing::debug!(
+            db,
+            points = converted.points,
+            skipped = converted.non_finite,
+            "Remote-write NaN/Inf samples left out."
+        );
+    }
+    if converted.unrepresentable > 0 {
+        // Data lost on purpose (line protocol cannot carry it): worth an operator's look.
+        tracing::warn!(
+            db,
+            points = converted.points,
+            skipped = converted.unrepresentable,
+            "Remote-write samples left out: a label line protocol cannot carry, or a timestamp beyond the nanosecond range."
+        );
+    }
+    Ok(out)
+}
+
+/// A remote-storage body refused: too large (413) or not what it should be (400).
+pub(super) fn prom_error(e: crate::prom::Error) -> ApiError {
+    match e {
+        crate::prom::Error::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    }
 }
 
 /// Decompresses a gzip body, refusing more than `limit` output bytes so a

@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod metrics;
 mod migrate;
+mod prom;
 mod query;
 mod reads;
 mod refusals;

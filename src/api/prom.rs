@@ -1,0 +1,122 @@
+//! `POST /api/v1/prom/write` and `POST /api/v1/prom/read`: Prometheus remote storage, as
+//! InfluxDB 1.x serves it, spread over the circles.
+//!
+//! A remote write is converted to line protocol (`crate::prom`) and takes the `/write` path
+//! from there: 204 only once every point is in the write-ahead queue of each target backend,
+//! and the same 4xx/5xx verdicts. (The Go proxy could answer an empty 200 when its enqueue
+//! failed; Prometheus took that as success.)
+//!
+//! A remote read names one metric; it is relayed untouched to the owner of (db, metric),
+//! failing over to another circle on a transport error, and the backend's answer is relayed
+//! as it is. A read the proxy cannot route gets one 400 and is not forwarded (the Go proxy
+//! wrote its 400 and then forwarded anyway, garbling the response).
+
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+
+use super::query::{copy_headers, relay_with};
+use super::write::{
+    authorized_post, content_length, ingest, prom_error, read_body, BodyKind, Destination,
+};
+use super::{check_db_allowed, ApiError, AppState};
+use crate::line_protocol::Precision;
+use crate::query;
+
+/// Path of the remote-read endpoint on the backends.
+const READ_PATH: &str = "/api/v1/prom/read";
+
+/// `POST /api/v1/prom/write?db=&rp=`.
+pub async fn write(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = authorized_post(&req, &state)?;
+    let db = params.str("db").to_string();
+    if db.is_empty() {
+        return Err(ApiError::DatabaseNotFound);
+    }
+    let rp = params.str("rp").to_string();
+    let destination = Destination {
+        db,
+        rp,
+        precision: Precision::Nanoseconds,
+    };
+    ingest(req, payload, state, destination, BodyKind::PromWrite).await
+}
+
+/// `POST /api/v1/prom/read?db=`.
+pub async fn read(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = authorized_post(&req, &state)?;
+    let db = params.str("db");
+    if db.is_empty() {
+        return Err(ApiError::DatabaseNotFound);
+    }
+    let config = state.config();
+    check_db_allowed(&config, db)?;
+    let body = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
+    let request =
+        crate::prom::decode_read(&body, config.max_decompressed_bytes).map_err(prom_error)?;
+    let metric = crate::prom::read_metric(&request).map_err(prom_error)?;
+    let path = backend_path(req.query_string())?;
+    let headers = copy_headers(
+        &req,
+        [
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            HeaderName::from_static("x-prometheus-remote-read-version"),
+        ],
+    );
+    // The original compressed body, shared by every attempt.
+    let body = Bytes::from(body);
+    let cluster = state.cluster();
+    let relay = query::relay_to_owner(&cluster, db, metric, |client| {
+        let (path, body, headers) = (&path, body.clone(), &headers);
+        async move { client.forward(path, body, headers).await }
+    })
+    .await?;
+    if config.query_tracing {
+        tracing::info!(
+            db,
+            measurement = metric,
+            status = relay.response.status().as_u16(),
+            "Prometheus remote read."
+        );
+    }
+    Ok(relay_with(relay, &["content-type", "content-encoding"]))
+}
+
+/// `/api/v1/prom/read?<the client's parameters but u and p>`: the backend gets its own
+/// credentials, never the client's.
+fn backend_path(query_string: &str) -> Result<String, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let kept: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, _)| k != "u" && k != "p")
+        .collect();
+    let encoded = serde_urlencoded::to_string(&kept)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    Ok(format!("{READ_PATH}?{encoded}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_backend_never_sees_the_clients_credentials() {
+        assert_eq!(
+            backend_path("db=prom&u=me&p=secret&rp=a%20b").unwrap(),
+            "/api/v1/prom/read?db=prom&rp=a+b"
+        );
+        assert_eq!(backend_path("").unwrap(), "/api/v1/prom/read?");
+    }
+}
