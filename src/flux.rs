@@ -262,10 +262,7 @@ mod tests {
             of_query(&format!("from(bucket: x){m}")),
             Err(Error::NoBucket)
         );
-        assert_eq!(
-            of_query("from(bucket: \"db\""),
-            Err(Error::Illegal)
-        );
+        assert_eq!(of_query("from(bucket: \"db\""), Err(Error::Illegal));
         let from = r#"from(bucket: "db") |> range(start: 0)"#;
         assert_eq!(of_query(from), Err(Error::NoMeasurement));
         let two = format!(

@@ -9,7 +9,7 @@ use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use super::query::{copy_headers, relay_with};
-use super::write::{authorized_post, gunzip, read_body};
+use super::write::{authorized_post, gunzip, is_gzipped, read_body};
 use super::{check_db_allowed, ApiError, AppState};
 use crate::flux;
 use crate::query;
@@ -24,12 +24,7 @@ pub async fn query(
     let config = state.config();
     let flux_text = is_flux_text(&req)?;
     let body = Bytes::from(read_body(payload, config.max_body_bytes, 0).await?);
-    let gzipped = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let target = if gzipped {
+    let target = if is_gzipped(&req) {
         flux::target(&gunzip(&body, config.max_decompressed_bytes)?, flux_text)
     } else {
         flux::target(&body, flux_text)

@@ -118,6 +118,14 @@ fn bucket(bucket: &str) -> Result<(String, String), ApiError> {
     Ok((db.to_string(), rp.to_string()))
 }
 
+/// `Content-Encoding: gzip`.
+pub(super) fn is_gzipped(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+}
+
 /// The write path all endpoints share once they know the destination.
 pub(super) async fn ingest(
     req: HttpRequest,
@@ -130,12 +138,7 @@ pub(super) async fn ingest(
     check_db_allowed(&config, &db)?;
     let raw = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
     // Prometheus' snappy is its own; its Content-Encoding header says so and is not gzip.
-    let gzipped = kind == BodyKind::LineProtocol
-        && req
-            .headers()
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let gzipped = kind == BodyKind::LineProtocol && is_gzipped(&req);
     // gzip'd line protocol inflates about tenfold; so does a remote write (snappy about
     // threefold, then every sample repeats its series' labels as text).
     let expected_bytes = raw
