@@ -58,6 +58,11 @@ WRITE OPTIONS:
     --tag-cardinality N     distinct tag sets per measurement; series = measurements x this
                                                            [default: 100]
     --fields N              fields per point, float and integer alternating  [default: 4]
+    --shape S               synthetic (the options above: short names, m0,tag0=v1 f0=1.5)
+                            or telegraf: what a Telegraf agent fleet sends, 20 measurements
+                            (cpu, mem, disk, ...) x 250 hosts (host=, region=, dc= tags), one
+                            full-precision float and one integer field per line; --measurements
+                            and --tag-cardinality still apply      [default: synthetic]
     --gzip                  send gzip-compressed bodies (compressed by the worker per request)
     --rate N                points/s over all workers, 0 = unlimited          [default: 0]
     --duration D            how long to send, e.g. 10s, 500ms, 2m             [default: 10s]
@@ -99,6 +104,30 @@ enum Command {
     Sink(SinkOpts),
 }
 
+/// Measurement names of `--shape telegraf`: Telegraf's common input plugins.
+const TELEGRAF_MEASUREMENTS: [&str; 20] = [
+    "cpu",
+    "mem",
+    "disk",
+    "diskio",
+    "net",
+    "netstat",
+    "system",
+    "processes",
+    "swap",
+    "kernel",
+    "interrupts",
+    "linux_sysctl_fs",
+    "nstat",
+    "procstat",
+    "docker",
+    "docker_container_cpu",
+    "docker_container_mem",
+    "nginx",
+    "postgresql",
+    "redis",
+];
+
 /// Options of `write`.
 #[derive(Debug, Clone, PartialEq)]
 struct WriteOpts {
@@ -111,6 +140,8 @@ struct WriteOpts {
     tags: usize,
     tag_cardinality: usize,
     fields: usize,
+    /// `telegraf`: Telegraf-like names, tags and values instead of the synthetic ones.
+    telegraf: bool,
     gzip: bool,
     /// Points per second over all workers; 0 means unlimited.
     rate: u64,
@@ -142,6 +173,7 @@ impl Default for WriteOpts {
             tags: 2,
             tag_cardinality: 100,
             fields: 4,
+            telegraf: false,
             gzip: false,
             rate: 0,
             duration: Duration::from_secs(10),
@@ -373,6 +405,17 @@ fn parse_write(args: Vec<(String, Option<String>)>) -> Result<WriteOpts, String>
                 "--tags" => o.tags = parse_usize(flag, v, 0)?,
                 "--tag-cardinality" => o.tag_cardinality = parse_usize(flag, v, 1)?,
                 "--fields" => o.fields = parse_usize(flag, v, 1)?,
+                "--shape" => match v {
+                    "synthetic" => o.telegraf = false,
+                    "telegraf" => {
+                        o.telegraf = true;
+                        o.measurements = TELEGRAF_MEASUREMENTS.len();
+                        o.tags = 3;
+                        o.tag_cardinality = 250;
+                        o.fields = 2;
+                    }
+                    _ => return Err(format!("--shape: synthetic or telegraf, not {v:?}")),
+                },
                 "--rate" => o.rate = parse_usize(flag, v, 0)? as u64,
                 "--duration" => o.duration = parse_duration(v)?,
                 "--points" => o.points = parse_usize(flag, v, 0)? as u64,
@@ -467,6 +510,9 @@ struct LineGen {
 
 impl LineGen {
     fn new(o: &WriteOpts, worker: usize, base: i64) -> LineGen {
+        if o.telegraf {
+            return LineGen::telegraf(o, worker, base);
+        }
         let mut prefixes = Vec::with_capacity(o.measurements * o.tag_cardinality);
         let tag_sets = if o.tags == 0 { 1 } else { o.tag_cardinality };
         for set in 0..tag_sets {
@@ -497,6 +543,47 @@ impl LineGen {
                 }
                 f.push(' ');
                 f.into_bytes()
+            })
+            .collect();
+        LineGen {
+            prefixes,
+            fields,
+            base: base.saturating_add(worker as i64),
+            stride: o.concurrency as i64,
+            line: 0,
+        }
+    }
+
+    /// Telegraf-like lines: `cpu,dc=dc-2,host=host-0042,region=eu-west-1
+    /// usage=37.18232044198895,count=118i <ns>`, tags in key order as Telegraf sends them.
+    /// Series are spread over measurements first, so every body of 20 x 250 lines touches every
+    /// series once and reaches every backend.
+    fn telegraf(o: &WriteOpts, worker: usize, base: i64) -> LineGen {
+        const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-south-1"];
+        let mut prefixes = Vec::with_capacity(o.measurements * o.tag_cardinality);
+        for host in 0..o.tag_cardinality {
+            for m in 0..o.measurements {
+                let name = TELEGRAF_MEASUREMENTS[m % TELEGRAF_MEASUREMENTS.len()];
+                let suffix = m / TELEGRAF_MEASUREMENTS.len();
+                let mut p = name.to_owned();
+                if suffix > 0 {
+                    let _ = write!(p, "_{suffix}");
+                }
+                let _ = write!(
+                    p,
+                    ",dc=dc-{},host=host-{host:04},region={} ",
+                    host % 8,
+                    REGIONS[host % REGIONS.len()]
+                );
+                prefixes.push(p.into_bytes());
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(0x7e1e ^ worker as u64);
+        let fields = (0..FIELD_VARIANTS)
+            .map(|_| {
+                // Telegraf prints floats at full precision (Go's strconv 'f', -1).
+                let usage = rng.f64() * 100.0;
+                format!("usage={usage},count={}i ", rng.i64(0..100_000)).into_bytes()
             })
             .collect();
         LineGen {
@@ -1724,6 +1811,39 @@ mod tests {
         }
         let series: HashSet<_> = seen.iter().map(|(s, _)| s.clone()).collect();
         assert_eq!(series.len(), 3 * 5);
+    }
+
+    #[test]
+    fn the_telegraf_shape_is_20_measurements_by_250_hosts_with_full_precision_floats() {
+        use influx_proxy::line_protocol::{lines, parse};
+        let o = write_opts("write --shape telegraf");
+        assert_eq!((o.measurements, o.tag_cardinality, o.fields), (20, 250, 2));
+        let mut gen = LineGen::new(&o, 0, 1_700_000_000_000_000_000);
+        let mut body = Vec::new();
+        gen.fill(&mut body, 5000);
+        let mut series = HashSet::new();
+        let mut measurements = HashSet::new();
+        for raw in lines(&body) {
+            let line = parse(raw).unwrap_or_else(|e| panic!("{e:?}"));
+            measurements.insert(line.measurement.to_string());
+            let text = std::str::from_utf8(raw).unwrap();
+            let (key, rest) = text.split_once(' ').unwrap();
+            assert_eq!(key.matches(',').count(), 3, "{text}");
+            assert!(
+                rest.starts_with("usage=") && rest.contains(",count="),
+                "{text}"
+            );
+            series.insert(key.to_owned());
+        }
+        // One body of 5,000 lines holds each series once.
+        assert_eq!((series.len(), measurements.len()), (5000, 20));
+        let usage = std::str::from_utf8(&body)
+            .unwrap()
+            .split("usage=")
+            .nth(1)
+            .unwrap();
+        assert!(usage.split(',').next().unwrap().len() > 10, "{usage}");
+        assert!(parse_args(&args("write --shape csv")).is_err());
     }
 
     #[test]
