@@ -250,13 +250,14 @@ write_proxy_config() {
     } >"$file"
 }
 
-# start_proxy CIRCLES PER PORT...: sets PROXY_PID, PROXY_URL, PROXY_DIR.
+# start_proxy CIRCLES PER PORT...: sets PROXY_PID, PROXY_URL, PROXY_DIR. Runs
+# $PROXY_UNDER_TEST when set (the Go proxy reads the same proxy.json), else ours.
 start_proxy() {
     alloc_port
     PROXY_PORT=$PORT
     PROXY_DIR=$(mktemp -d "$WORK/proxy-$PROXY_PORT.XXXX")
     write_proxy_config "$PROXY_DIR/proxy.json" "$@"
-    "$PROXY_BIN" -config "$PROXY_DIR/proxy.json" >"$PROXY_DIR/proxy.log" 2>&1 &
+    "${PROXY_UNDER_TEST:-$PROXY_BIN}" -config "$PROXY_DIR/proxy.json" >"$PROXY_DIR/proxy.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     PROXY_URL="http://127.0.0.1:$PROXY_PORT"
@@ -294,6 +295,29 @@ wait_drain() {
 # CPU seconds (user + system) used so far by PID.
 cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Peak resident memory of PID in MB (VmHWM: the high-water mark since it started).
+peak_rss_mb() {
+    awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# wait_sinks WANT PORTS...: until the sinks hold WANT points (the Go proxy has no queue to
+# poll) or DRAIN_TIMEOUT; prints the seconds it took (or "timeout").
+wait_sinks() {
+    local want=$1 start now
+    shift
+    start=$(date +%s.%N)
+    while [ "$(sink_points "$@")" -lt "$want" ]; do
+        now=$(date +%s.%N)
+        if awk -v a="$start" -v b="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN {exit !(b - a > t)}'; then
+            echo timeout
+            return
+        fi
+        sleep 0.2
+    done
+    now=$(date +%s.%N)
+    awk -v a="$start" -v b="$now" 'BEGIN {printf "%.1f", b - a}'
 }
 
 # Resident memory of PID in MB.
@@ -373,8 +397,9 @@ out "| influxd | $INFLUXD_VERSION |"
 out "| proxy | $("$PROXY_BIN" -version 2>&1 | sed -n '1,2p' | tr -s ' ' | paste -sd ',' | sed 's/,/, /') |"
 out "| rustc | $(rustc --version) |"
 out
-out "Load: \`influx-proxy-bench write\`, $CONCURRENCY connections, $BATCH points per request," \
-    "10 measurements x 100 tag sets (1,000 series), 2 tags, 4 fields, ns timestamps;" \
+out "Load: \`influx-proxy-bench write\`, $CONCURRENCY connections, $BATCH points per request;" \
+    "(a) the Telegraf-like body, the other sections a synthetic one (10 measurements x 100 tag" \
+    "sets, 1,000 series, 2 short tags, 4 fields, about 5x cheaper per point); ns timestamps;" \
     "gzip bodies are compressed before the timed run (\`--pool-mb $POOL_MB\`);" \
     "${BENCH_SECONDS} s per run. The load tool, the proxy and its backends share the same" \
     "$(nproc) CPUs, so every figure is a lower bound of what the proxy does on its own machine." \
@@ -384,10 +409,71 @@ out "Load: \`influx-proxy-bench write\`, $CONCURRENCY connections, $BATCH points
 out
 
 # ---------------------------------------------------------------------------------------------
-# (a) proxy in front of 2 x 2 null sinks
+# (a) the body users send, ours vs. the Go proxy, in front of 2 x 2 null sinks
 # ---------------------------------------------------------------------------------------------
 
-out "## (a) Proxy in front of 2 circles x 2 null sinks"
+GO_PROXY=${GO_PROXY:-$ROOT/../shared/reference/bin/influx-proxy-2.5.12}
+out "## (a) The body users send: influx-proxy vs. the Go proxy 2.5.12, 2 circles x 2 null sinks"
+out
+out "Body: \`influx-proxy-bench write --shape telegraf\`, what a fleet of Telegraf agents sends:" \
+    "$BATCH lines per request over 20 measurements (\`cpu\`, \`mem\`, \`disk\`, ...) x 250 hosts," \
+    "tags \`dc\`, \`host\`, \`region\`, a full-precision float and an integer field; every" \
+    "request reaches every backend. Same load, same sinks, same \`proxy.json\`, one after the other." \
+    "\"CPU µs/point\" is the proxy's CPU time from the start of the load until the sinks hold every" \
+    "point (delivery included) per acknowledged point; \"peak RSS\" is the process's VmHWM."
+out
+out "| proxy | body | points/s | p50 ms | p99 ms | errors | CPU µs/point | peak RSS MB | drain s | delivered |"
+out "|---|---|---:|---:|---:|---|---:|---:|---:|---|"
+declare -A USER_PPS USER_CPU USER_RSS
+for who in ours go; do
+    if [ "$who" = go ] && [ ! -x "$GO_PROXY" ]; then
+        out "| Go proxy 2.5.12 | - | not found at \`$GO_PROXY\` (set GO_PROXY) | | | | | | | |"
+        continue
+    fi
+    for body in plain gzip; do
+        extra=(--shape telegraf)
+        [ "$body" = gzip ] && extra+=(--gzip --pool-mb "$POOL_MB")
+        log "(a) $who proxy -> 2x2 sinks, telegraf body, $body"
+        start_sinks 4
+        PROXY_UNDER_TEST=$([ "$who" = go ] && echo "$GO_PROXY" || true)
+        start_proxy 2 2 "${SINK_PORTS[@]}"
+        PROXY_UNDER_TEST=
+        cpu0=$(cpu_seconds "$PROXY_PID")
+        run_load "$PROXY_URL" bench "${extra[@]}"
+        acked=$(jget "$LOAD_JSON" points)
+        drain=$(wait_sinks $((acked * 2)) "${SINK_PORTS[@]}")
+        cpu1=$(cpu_seconds "$PROXY_PID")
+        rss=$(peak_rss_mb "$PROXY_PID")
+        got=$(sink_points "${SINK_PORTS[@]}")
+        per_point=$(awk -v a="$cpu0" -v b="$cpu1" -v p="$acked" 'BEGIN {printf "%.2f", (p > 0 ? (b - a) * 1e6 / p : 0)}')
+        pps=$(jget "$LOAD_JSON" points_per_sec)
+        USER_PPS[$who-$body]=$pps
+        USER_CPU[$who-$body]=$per_point
+        USER_RSS[$who-$body]=$rss
+        out "| $([ "$who" = go ] && echo "Go proxy 2.5.12" || echo "influx-proxy") | $body |" \
+            "$(fmt_int "$pps") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") | $(fmt_2 "$(jget "$LOAD_JSON" p99)") |" \
+            "$(errors_of "$LOAD_JSON") | $per_point | $rss | $drain |" \
+            "$([ "$got" = $((acked * 2)) ] && echo "ok ($got)" || echo "MISMATCH $got of $((acked * 2))") |"
+        stop_pid "$PROXY_PID"
+        for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
+    done
+done
+out
+if [ -n "${USER_PPS[go-gzip]:-}" ]; then
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}'; }
+    for body in plain gzip; do
+        out "- $body bodies, influx-proxy / Go proxy: points/s x$(ratio "${USER_PPS[ours-$body]}" "${USER_PPS[go-$body]}")," \
+            "CPU per point x$(ratio "${USER_CPU[ours-$body]}" "${USER_CPU[go-$body]}")," \
+            "peak RSS x$(ratio "${USER_RSS[ours-$body]}" "${USER_RSS[go-$body]}")."
+    done
+    out
+fi
+
+# ---------------------------------------------------------------------------------------------
+# (a2) proxy in front of 2 x 2 null sinks, synthetic body
+# ---------------------------------------------------------------------------------------------
+
+out "## (a2) Synthetic body, proxy in front of 2 circles x 2 null sinks"
 out
 out "\"body\" is how the load tool sends, \"to backends\" how the proxy delivers (\`write_gzip\`," \
     "default gzip). \"delivered\" compares the points the sinks received after the queues drained" \
@@ -396,7 +482,7 @@ out
 out "| setup | body | to backends | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | proxy CPU µs/point | load tool CPU | drain s | delivered |"
 out "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
 
-log "(a) load tool straight into one sink (ceiling of the load tool)"
+log "(a2) load tool straight into one sink (ceiling of the load tool)"
 for body in plain gzip; do
     extra=()
     [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
@@ -415,7 +501,7 @@ for setting in "plain gzip" "plain plain" "gzip gzip" "gzip plain"; do
     read -r body to_backends <<<"$setting"
     extra=()
     [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
-    log "(a) proxy -> 2x2 sinks, $body body, $to_backends to backends"
+    log "(a2) proxy -> 2x2 sinks, $body body, $to_backends to backends"
     start_sinks 4
     PROXY_EXTRA=$([ "$to_backends" = plain ] && echo '"write_gzip": false,' || true)
     start_proxy 2 2 "${SINK_PORTS[@]}"
