@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 if command -v sccache >/dev/null && [ -z "${RUSTC_WRAPPER:-}" ]; then
     export RUSTC_WRAPPER=sccache
 fi
-command -v influxd >/dev/null || {
-    echo "influxd not found: install the Debian package 'influxdb' (apt-get install influxdb)" >&2
-    exit 1
-}
+# The tests start these real servers themselves.
+for need in influxd:influxdb prometheus:prometheus; do
+    command -v "${need%%:*}" >/dev/null || {
+        echo "${need%%:*} not found: install the Debian package '${need#*:}' (apt-get install ${need#*:})" >&2
+        exit 1
+    }
+done
 cargo test --release --all-targets "$@"
