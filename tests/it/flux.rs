@@ -119,12 +119,7 @@ fn flux_that_cannot_be_routed_gets_one_influx_shaped_error() {
         400,
         "can't get bucket",
     );
-    refused(
-        &format!("from(bucket: \"allowed\""),
-        FLUX,
-        400,
-        "illegal flux query",
-    );
+    refused("from(bucket: \"allowed\"", FLUX, 400, "illegal flux query");
     refused(
         "from(bucket: \"allowed\") |> range(start: 0)",
         FLUX,
