@@ -39,6 +39,9 @@ const INFLUX_PASS: &str = "password";
 const ENC_ADMIN: &str = "YgvEyuPZlDYAH8sGDkC!Ag";
 const ENC_PASSWORD: &str = "7vnwDnX!xzLY_jqHoFX41w";
 
+/// A probe: panics when the effect is not observed.
+type ProbeFn = fn(&Shared);
+
 /// How a documented field is shown to have an effect.
 enum Proof {
     /// Run here: panics when the effect is not observed.
@@ -59,13 +62,24 @@ const PROOFS: &[(&str, Proof)] = &[
     ("circles[].backends[].url", Probe(backend_url)),
     ("circles[].backends[].username", Probe(backend_credentials)),
     ("circles[].backends[].password", Probe(backend_credentials)),
-    ("circles[].backends[].auth_encrypt", Probe(backend_auth_encrypt)),
-    ("circles[].backends[].auth_secure", Probe(backend_auth_secure)),
+    (
+        "circles[].backends[].auth_encrypt",
+        Probe(backend_auth_encrypt),
+    ),
+    (
+        "circles[].backends[].auth_secure",
+        Probe(backend_auth_secure),
+    ),
     (
         "circles[].backends[].write_only",
-        Elsewhere("reads_that_must_fall_back_to_a_lagging_circle_warn_once_per_interval_not_per_query"),
+        Elsewhere(
+            "reads_that_must_fall_back_to_a_lagging_circle_warn_once_per_interval_not_per_query",
+        ),
     ),
-    ("circles[].backends[].tls_skip_verify", Probe(tls_skip_verify)),
+    (
+        "circles[].backends[].tls_skip_verify",
+        Probe(tls_skip_verify),
+    ),
     ("listen_addr", Probe(listen_addr)),
     ("db_list", Probe(db_list)),
     ("data_dir", Probe(data_dir)),
@@ -176,7 +190,7 @@ fn every_documented_setting_has_an_observable_effect() {
         .collect();
 
     let shared = Shared::new();
-    let probes: Vec<(&str, fn(&Shared))> = PROOFS
+    let probes: Vec<(&str, ProbeFn)> = PROOFS
         .iter()
         .filter_map(|(name, proof)| match proof {
             Probe(probe) => Some((*name, *probe)),
@@ -187,8 +201,7 @@ fn every_documented_setting_has_an_observable_effect() {
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     thread::scope(|scope| {
         scope.spawn(|| {
-            if let Err(panic) = std::panic::catch_unwind(|| warned_at_start_and_reload(&warned))
-            {
+            if let Err(panic) = std::panic::catch_unwind(|| warned_at_start_and_reload(&warned)) {
                 failures
                     .lock()
                     .unwrap()
@@ -202,9 +215,8 @@ fn every_documented_setting_has_an_observable_effect() {
                     return;
                 };
                 let started = Instant::now();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    probe(&shared)
-                }));
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe(&shared)));
                 eprintln!("probe {name}: {:?}", started.elapsed());
                 if let Err(panic) = result {
                     failures
@@ -258,7 +270,10 @@ fn documented_fields() -> Vec<String> {
             }
         }
     }
-    assert!(names.len() > 40, "too few fields read from README: {names:?}");
+    assert!(
+        names.len() > 40,
+        "too few fields read from README: {names:?}"
+    );
     names
 }
 
@@ -279,9 +294,7 @@ fn assert_test_mentions(test: &str, field: &str) {
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
         let indent = &text[line_start..start];
         let close = format!("\n{indent}}}\n");
-        let end = text[start..]
-            .find(&close)
-            .map_or(text.len(), |i| start + i);
+        let end = text[start..].find(&close).map_or(text.len(), |i| start + i);
         let body = &text[start..end];
         assert!(
             body.contains(key),
@@ -323,8 +336,18 @@ fn warned_at_start_and_reload(warned: &[(&str, &str)]) {
     let proxy = Proxy::start(config);
     let quiet = Proxy::start(circles_config(&[&["http://127.0.0.1:9"]]));
     for (name, _) in warned {
-        assert_eq!(proxy.no_effect_warnings(name), 1, "{name}:\n{}", proxy.log());
-        assert_eq!(quiet.no_effect_warnings(name), 0, "{name}:\n{}", quiet.log());
+        assert_eq!(
+            proxy.no_effect_warnings(name),
+            1,
+            "{name}:\n{}",
+            proxy.log()
+        );
+        assert_eq!(
+            quiet.no_effect_warnings(name),
+            0,
+            "{name}:\n{}",
+            quiet.log()
+        );
     }
     proxy.sighup();
     for (name, _) in warned {
@@ -372,7 +395,9 @@ impl Shared {
         let cert = tls_dir.path().join("cert.pem");
         let key = tls_dir.path().join("key.pem");
         let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
             .args(["-subj", "/CN=localhost"])
             .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
             .arg("-keyout")
@@ -463,18 +488,21 @@ fn auth_create_db(influxd: &Influxd, db: &str) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// What one forwarded connection carried from the client.
+type Captured = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP forwarder to a real server that keeps what the proxy sent: per connection, the bytes
 /// from the client. A byte counter on the wire, not a stand-in for InfluxDB.
 struct Forwarder {
     url: String,
-    sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    sent: Arc<Mutex<Vec<Captured>>>,
 }
 
 impl Forwarder {
     fn to(upstream_port: u16) -> Forwarder {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Captured>>> = Arc::default();
         let conns = sent.clone();
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -483,7 +511,8 @@ impl Forwarder {
                 };
                 let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
                 conns.lock().unwrap().push(buf.clone());
-                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut s_read, mut c_write) = (server, client);
                 thread::spawn(move || {
                     let mut chunk = [0u8; 16384];
@@ -546,7 +575,11 @@ fn backend_name(s: &Shared) {
     let health = http::get(&format!("{}/health", proxy.url)).body;
     assert!(health.contains("backend-named-by-the-probe"), "{health}");
     assert!(
-        metric(&proxy, "influx_proxy_backend_active", "backend-named-by-the-probe") == 1.0,
+        metric(
+            &proxy,
+            "influx_proxy_backend_active",
+            "backend-named-by-the-probe"
+        ) == 1.0,
         "the backend's metrics carry its name"
     );
 }
@@ -627,17 +660,19 @@ fn lands_only_with(s: &Shared, good: Value, bad: &[Value]) {
     );
     thread::sleep(Duration::from_secs(2));
     for (i, (db, proxy)) in bad.iter().enumerate() {
-        assert_eq!(auth_count(&s.auth, db, "m"), 0, "bad config {i}:\n{}", proxy.log());
+        assert_eq!(
+            auth_count(&s.auth, db, "m"),
+            0,
+            "bad config {i}:\n{}",
+            proxy.log()
+        );
     }
 }
 
 /// A backend that is this proxy's own HTTPS server (it answers `/ping` like influxd) with a
 /// self-signed certificate is active only with `tls_skip_verify`.
 fn tls_skip_verify(s: &Shared) {
-    let https = Proxy::start(one(
-        &s.plain.url,
-        json!({"https_enabled": true, "https_cert": s.cert, "https_key": s.key}),
-    ));
+    let https = HttpsProxy::start(s, json!({}));
     let backend = format!("https://127.0.0.1:{}", https.port);
     let mut skipping = one(&backend, json!({}));
     skipping["circles"][0]["backends"][0]["tls_skip_verify"] = json!(true);
@@ -668,7 +703,10 @@ fn listen_addr(s: &Shared) {
         json!({"listen_addr": format!("127.0.0.1:{port}")}),
     ));
     assert_eq!(proxy.port, port);
-    assert_eq!(http::get(&format!("http://127.0.0.1:{port}/ping")).status, 204);
+    assert_eq!(
+        http::get(&format!("http://127.0.0.1:{port}/ping")).status,
+        204
+    );
 }
 
 fn db_list(s: &Shared) {
@@ -707,7 +745,8 @@ fn transfer_log_dir(s: &Shared, key: &str) {
     let run = recovery(s, json!({ key: logs }), None);
     let log = logs.join("recovery.log");
     assert!(
-        wait_until(EFFECT, || fs::read_to_string(&log).is_ok_and(|t| t.contains("copied"))),
+        wait_until(EFFECT, || fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("copied"))),
         "no {}:\n{}",
         log.display(),
         run.proxy.log()
@@ -719,7 +758,11 @@ fn transfer_log_dir(s: &Shared, key: &str) {
 
 /// Owners of 32 measurements: different from the default config's with the same backends.
 fn placement_differs(s: &Shared, extra: Value) {
-    let urls = [s.plain.url.as_str(), s.mig_dest.url.as_str(), "http://127.0.0.1:9"];
+    let urls = [
+        s.plain.url.as_str(),
+        s.mig_dest.url.as_str(),
+        "http://127.0.0.1:9",
+    ];
     let owners = |p: &Proxy| -> Vec<String> {
         (0..32)
             .map(|i| {
@@ -749,27 +792,34 @@ fn vnode_size(s: &Shared) {
 // ---------------------------------------------------------------------------------------------
 // Probes: delivery.
 
-/// 20 points of one series in one request reach influxd in >= 4 writes with `flush_size` 5, in
-/// one with the default.
+/// 20 one-point writes within `flush_time` reach influxd in >= 4 requests with `flush_size` 5
+/// (a batch holds at most flush_size x write_concurrency points), in one with the default.
 fn flush_size(_s: &Shared) {
-    let body: String = (1..=20).map(|t| format!("m v={t} {t}\n")).collect();
     let writes = |extra: Value| {
         let influxd = Influxd::spawn();
-        let mut config = one(&influxd.url, extra.clone());
+        let mut config = one(
+            &influxd.url,
+            with(
+                json!({"flush_time": 3, "write_concurrency": 1}),
+                extra.clone(),
+            ),
+        );
         if extra.get("flush_size").is_none() {
             config.as_object_mut().unwrap().remove("flush_size");
         }
         let proxy = Proxy::start(config);
         let db = unique_db("fs");
+        influxd.create_db(&db);
         let before = httpd_stat(&influxd, "writeReq");
-        write_ok(&proxy, &db, &body);
+        for t in 1..=20 {
+            write_ok(&proxy, &db, &format!("m,s={t} v={t} {t}\n"));
+        }
         assert!(wait_until(EFFECT, || influxd.count(&db, "m") == 20));
         httpd_stat(&influxd, "writeReq") - before
     };
     let small = writes(json!({"flush_size": 5}));
     let default = writes(json!({}));
     assert!(small >= 4, "{small} writes with flush_size 5");
-    // The first write may be preceded by a CREATE DATABASE retry: at most 2.
     assert!(default <= 2, "{default} writes with the default flush_size");
 }
 
@@ -805,16 +855,28 @@ fn check_interval(s: &Shared) {
 /// coming every second, with the default 10 s the gaps grow past 4 s.
 fn rewrite_interval(s: &Shared) {
     let start = |extra: Value| {
-        let proxy = Proxy::start(one(&s.auth.url, with(json!({"check_interval": 600}), extra)));
+        let proxy = Proxy::start(one(
+            &s.auth.url,
+            with(json!({"check_interval": 600}), extra),
+        ));
         write_ok(&proxy, &unique_db("ri"), "m v=1 1\n");
         proxy
     };
     let capped = start(json!({"rewrite_interval": 1}));
     let default = start(json!({}));
     thread::sleep(Duration::from_secs(12));
-    let attempts = |p: &Proxy| metric(p, "influx_proxy_backend_failed_attempts_total", "influxdb-1-1");
+    let attempts = |p: &Proxy| {
+        metric(
+            p,
+            "influx_proxy_backend_failed_attempts_total",
+            "influxdb-1-1",
+        )
+    };
     let (c, d) = (attempts(&capped), attempts(&default));
-    assert!(c >= d + 3.0, "{c} attempts with rewrite_interval 1, {d} with the default");
+    assert!(
+        c >= d + 3.0,
+        "{c} attempts with rewrite_interval 1, {d} with the default"
+    );
 }
 
 /// A hung (SIGSTOPped) influxd fails the health check within seconds with `write_timeout` 1;
@@ -842,7 +904,10 @@ fn write_gzip(s: &Shared) {
     let sent = |gzip: bool| {
         let fwd = Forwarder::to(s.plain.port);
         let db = unique_db("gz");
-        let proxy = Proxy::start(one(&fwd.url, json!({"write_gzip": gzip, "check_interval": 600})));
+        let proxy = Proxy::start(one(
+            &fwd.url,
+            json!({"write_gzip": gzip, "check_interval": 600}),
+        ));
         write_ok(&proxy, &db, &body);
         assert!(wait_until(EFFECT, || s.plain.count(&db, "gz") == 2000));
         fwd.bytes()
@@ -862,8 +927,10 @@ fn write_gzip(s: &Shared) {
 fn idle_timeout(s: &Shared) {
     let closed_after = |proxy: &Proxy| -> bool {
         let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        conn.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        conn.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        conn.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let mut first = [0u8; 1024];
         let n = conn.read(&mut first).unwrap();
         assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 204"));
@@ -872,8 +939,9 @@ fn idle_timeout(s: &Shared) {
             match conn.read(&mut first) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => return true,
             }
         }
@@ -882,7 +950,10 @@ fn idle_timeout(s: &Shared) {
     let short = Proxy::start(one(&s.plain.url, json!({"idle_timeout": 1})));
     let default = Proxy::start(one(&s.plain.url, json!({})));
     assert!(closed_after(&short), "not closed with idle_timeout 1");
-    assert!(!closed_after(&default), "closed within 4 s with the default idle_timeout");
+    assert!(
+        !closed_after(&default),
+        "closed within 4 s with the default idle_timeout"
+    );
 }
 
 fn proxy_username(s: &Shared) {
@@ -905,7 +976,10 @@ fn needs_credentials(s: &Shared, extra: Value, query: &str) {
 /// Encrypted proxy credentials: the plaintext passes with `auth_encrypt`, not without.
 fn proxy_auth_encrypt(s: &Shared) {
     let creds = json!({"username": ENC_ADMIN, "password": ENC_PASSWORD});
-    let on = Proxy::start(one(&s.plain.url, with(creds.clone(), json!({"auth_encrypt": true}))));
+    let on = Proxy::start(one(
+        &s.plain.url,
+        with(creds.clone(), json!({"auth_encrypt": true})),
+    ));
     let off = Proxy::start(one(&s.plain.url, creds));
     let plain = |p: &Proxy| http::get(&format!("{}/health?u=admin&p=password", p.url)).status;
     assert_eq!(plain(&on), 200);
@@ -929,7 +1003,9 @@ fn log_enabled(s: &Shared) {
 }
 
 fn max_body_bytes(s: &Shared) {
-    let body: String = (0..100).map(|i| format!("m v={i} {i}\n")).collect();
+    let body: String = (0..100)
+        .map(|i| format!("m,host=h{i} v={i} {i}\n"))
+        .collect();
     assert!(body.len() > 1000);
     let small = Proxy::start(one(&s.plain.url, json!({"max_body_bytes": 1000})));
     let default = Proxy::start(one(&s.plain.url, json!({})));
@@ -956,23 +1032,35 @@ fn max_decompressed_bytes(s: &Shared) {
 // ---------------------------------------------------------------------------------------------
 // Probes: queue, shutdown, log.
 
-/// Lines influxd refuses (field type conflicts) become dead letters; beyond 4096 bytes the
-/// oldest are dropped and counted, with the default none are.
+/// Lines influxd refuses (the field's type changed behind the proxy within the flush window,
+/// as in `refusals.rs`) become dead letters; beyond 4096 bytes the oldest are dropped and
+/// counted, with the default bound none are.
 fn dead_letter_max_bytes(s: &Shared) {
     let run = |extra: Value| {
         let db = unique_db("dl");
-        let proxy = Proxy::start(one(&s.plain.url, with(json!({"flush_size": 1}), extra)));
-        write_ok(&proxy, &db, "m v=1i 1\n");
-        assert!(wait_until(EFFECT, || s.plain.count(&db, "m") == 1));
+        s.plain.create_db(&db);
+        let proxy = Proxy::start(one(&s.plain.url, with(json!({"flush_time": 4}), extra)));
         let long = "x".repeat(1000);
         for t in 2..12 {
-            write_ok(&proxy, &db, &format!("m v=\"{long}\" {t}\n"));
+            write_ok(&proxy, &db, &format!("m,h=h{t} v=\"{long}\" {t}\n"));
         }
+        assert_eq!(s.plain.write(&db, "m,h=other v=1i 1\n"), 204);
         let dead = |p: &Proxy| {
-            metric(p, "influx_proxy_backend_dead_letter_records_total", "influxdb-1-1")
-                + metric(p, "influx_proxy_backend_dead_letter_dropped_records_total", "influxdb-1-1")
+            metric(
+                p,
+                "influx_proxy_backend_dead_letter_records_total",
+                "influxdb-1-1",
+            ) + metric(
+                p,
+                "influx_proxy_backend_dead_letter_dropped_records_total",
+                "influxdb-1-1",
+            )
         };
-        assert!(wait_until(EFFECT, || dead(&proxy) >= 10.0), "{}", proxy.log());
+        assert!(
+            wait_until(EFFECT, || dead(&proxy) >= 10.0),
+            "{}",
+            proxy.log()
+        );
         let dropped = metric(
             &proxy,
             "influx_proxy_backend_dead_letter_dropped_records_total",
@@ -981,7 +1069,11 @@ fn dead_letter_max_bytes(s: &Shared) {
         (dropped, proxy)
     };
     let (small, p) = run(json!({"dead_letter_max_bytes": 4096}));
-    assert!(small > 0.0, "nothing dropped with a 4096-byte bound:\n{}", p.log());
+    assert!(
+        small > 0.0,
+        "nothing dropped with a 4096-byte bound:\n{}",
+        p.log()
+    );
     let (default, p) = run(json!({}));
     assert_eq!(default, 0.0, "{}", p.log());
 }
@@ -991,8 +1083,10 @@ fn dead_letter_max_bytes(s: &Shared) {
 fn shutdown_timeout(s: &Shared) {
     let stalled = |proxy: &Proxy| {
         let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        conn.write_all(b"POST /write?db=stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm v=1")
-            .unwrap();
+        conn.write_all(
+            b"POST /write?db=stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm v=1",
+        )
+        .unwrap();
         conn
     };
     let mut short = Proxy::start(one(&s.plain.url, json!({"shutdown_timeout": 1})));
@@ -1015,7 +1109,13 @@ fn wal_sync(s: &Shared) {
         let proxy = Proxy::start(one(&s.plain.url, json!({"wal_sync": sync})));
         let out = proxy.dir.join("strace.out");
         let mut strace = Command::new("strace")
-            .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,sync_file_range", "-o"])
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=fsync,fdatasync,sync_file_range",
+                "-o",
+            ])
             .arg(&out)
             .args(["-p", &proxy.pid().unwrap().to_string()])
             .stdout(Stdio::null())
@@ -1033,7 +1133,10 @@ fn wal_sync(s: &Shared) {
         text.lines().filter(|l| l.contains("sync")).count()
     };
     let (on, off) = (syncs(true), syncs(false));
-    assert!(on >= 20 && on > off + 10, "{on} syncs with wal_sync, {off} without");
+    assert!(
+        on >= 20 && on > off + 10,
+        "{on} syncs with wal_sync, {off} without"
+    );
 }
 
 fn log_level(s: &Shared) {
@@ -1060,10 +1163,7 @@ struct Recovery {
 /// Writes 8 measurements, then recovers circle 1 from circle 0 and waits for the end.
 fn recovery(s: &Shared, extra: Value, source: Option<Forwarder>) -> Recovery {
     let source = source.unwrap_or_else(|| Forwarder::to(s.mig_source.port));
-    let config = with(
-        circles_config(&[&[&source.url], &[&s.mig_dest.url]]),
-        extra,
-    );
+    let config = with(circles_config(&[&[&source.url], &[&s.mig_dest.url]]), extra);
     let proxy = Proxy::start(config);
     let db = unique_db("mig");
     let body: String = (0..8).map(|m| format!("mm{m} v={m} 1\n")).collect();
@@ -1108,7 +1208,10 @@ fn migrate_cpus(s: &Shared) {
     let many = recovery(s, json!({"migrate_cpus": 4}), None);
     let one_at_a_time = recovery(s, json!({}), None);
     let (m, o) = (copy_connections(&many), copy_connections(&one_at_a_time));
-    assert!(m > o, "{m} copy connections with migrate_cpus 4, {o} with the default");
+    assert!(
+        m > o,
+        "{m} copy connections with migrate_cpus 4, {o} with the default"
+    );
 }
 
 /// The other proxies of `ha_addrs` are told about the recovery (`/migrate/state`).
@@ -1117,7 +1220,10 @@ fn ha_addrs(s: &Shared) {
     let mut addrs = Vec::new();
     for _ in 0..2 {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        addrs.push(format!("127.0.0.1:{}", listener.local_addr().unwrap().port()));
+        addrs.push(format!(
+            "127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        ));
         let seen = seen.clone();
         thread::spawn(move || {
             for mut conn in listener.incoming().flatten() {
@@ -1142,18 +1248,9 @@ fn ha_addrs(s: &Shared) {
 
 /// `tls.min_version` "1.3": a TLS 1.2 handshake fails; without it, it succeeds.
 fn tls_min_version(s: &Shared) {
-    let https = |extra: Value| {
-        Proxy::start(one(
-            &s.plain.url,
-            with(
-                json!({"https_enabled": true, "https_cert": s.cert, "https_key": s.key}),
-                extra,
-            ),
-        ))
-    };
-    let strict = https(json!({"tls": {"min_version": "1.3"}}));
-    let default = https(json!({}));
-    let tls12 = |p: &Proxy| {
+    let strict = HttpsProxy::start(s, json!({"tls": {"min_version": "1.3"}}));
+    let default = HttpsProxy::start(s, json!({}));
+    let tls12 = |p: &HttpsProxy| {
         Command::new("openssl")
             .args(["s_client", "-tls1_2", "-connect"])
             .arg(format!("127.0.0.1:{}", p.port))
@@ -1166,4 +1263,71 @@ fn tls_min_version(s: &Shared) {
     };
     assert!(!tls12(&strict), "TLS 1.2 accepted with min_version 1.3");
     assert!(tls12(&default), "TLS 1.2 refused by default");
+}
+
+/// A proxy serving HTTPS with the shared self-signed certificate, started here because the
+/// harness's readiness check verifies certificates; ready once `curl -k` gets 204 from /ping.
+struct HttpsProxy {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpsProxy {
+    fn start(s: &Shared, extra: Value) -> HttpsProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = one(
+            &s.plain.url,
+            with(
+                json!({
+                    "listen_addr": format!("127.0.0.1:{port}"),
+                    "https_enabled": true,
+                    "https_cert": s.cert,
+                    "https_key": s.key,
+                    "data_dir": dir.path().join("data"),
+                    "mlog_dir": dir.path().join("log"),
+                }),
+                extra,
+            ),
+        );
+        let config_path = dir.path().join("proxy.json");
+        fs::write(&config_path, config.to_string()).unwrap();
+        let child = Command::new(crate::support::proxy::BIN)
+            .arg("-config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proxy = HttpsProxy {
+            port,
+            child,
+            _dir: dir,
+        };
+        let url = format!("https://127.0.0.1:{port}/ping");
+        let ready = wait_until(EFFECT, || {
+            Command::new("curl")
+                .args([
+                    "-sk",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "2",
+                    &url,
+                ])
+                .output()
+                .is_ok_and(|o| o.stdout == b"204")
+        });
+        assert!(ready, "the HTTPS proxy on :{port} did not answer /ping");
+        proxy
+    }
+}
+
+impl Drop for HttpsProxy {
+    fn drop(&mut self) {
+        crate::support::kill_and_reap(&mut self.child);
+    }
 }

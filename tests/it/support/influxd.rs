@@ -75,7 +75,11 @@ impl Influxd {
             password.replace('\\', "\\\\").replace('\'', "\\'")
         );
         let resp = http::query_post(&influxd.url, &[("q", &q)]);
-        assert_eq!(resp.status, 200, "influxd :{} {q}: {}", influxd.port, resp.body);
+        assert_eq!(
+            resp.status, 200,
+            "influxd :{} {q}: {}",
+            influxd.port, resp.body
+        );
         influxd
     }
 
