@@ -15,5 +15,6 @@ mod reads;
 mod refusals;
 mod security;
 mod service;
+mod settings;
 mod verdicts;
 mod write;

@@ -586,16 +586,22 @@ fn write_tracing_and_query_tracing_log_each_request_and_are_off_by_default() {
 fn settings_without_an_effect_are_warned_about_at_start() {
     let (_servers, warned) = cluster(json!({ "conn_pool_size": 50, "rewrite_threads": 2 }));
     let (_others, quiet) = cluster(json!({}));
-    let warnings = |proxy: &Proxy, setting: &str| {
-        proxy
-            .log()
-            .lines()
-            .filter(|l| {
-                l.contains("has no effect") && l.contains(&format!("setting=\"{setting}\""))
-            })
-            .count()
-    };
-    assert_eq!(warnings(&warned, "conn_pool_size"), 1, "{}", warned.log());
-    assert_eq!(warnings(&warned, "rewrite_threads"), 1, "{}", warned.log());
-    assert_eq!(warnings(&quiet, "conn_pool_size"), 0, "{}", quiet.log());
+    assert_eq!(
+        warned.no_effect_warnings("conn_pool_size"),
+        1,
+        "{}",
+        warned.log()
+    );
+    assert_eq!(
+        warned.no_effect_warnings("rewrite_threads"),
+        1,
+        "{}",
+        warned.log()
+    );
+    assert_eq!(
+        quiet.no_effect_warnings("conn_pool_size"),
+        0,
+        "{}",
+        quiet.log()
+    );
 }

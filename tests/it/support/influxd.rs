@@ -60,6 +60,30 @@ impl Influxd {
     ///
     /// Panics when `influxd` is not on `PATH` (with an install hint) or does not come up.
     pub fn spawn() -> Influxd {
+        Influxd::spawn_configured(false)
+    }
+
+    /// Like [`Influxd::spawn`] with `auth-enabled = true` and one admin user `user` with
+    /// `password` (created through the no-user bootstrap InfluxDB allows). `/ping` and
+    /// `/debug/vars` stay open; the helpers such as [`Influxd::count`] send no credentials, so
+    /// they do not work on this instance.
+    pub fn spawn_with_auth(user: &str, password: &str) -> Influxd {
+        let influxd = Influxd::spawn_configured(true);
+        let q = format!(
+            "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+            quote_ident(user),
+            password.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let resp = http::query_post(&influxd.url, &[("q", &q)]);
+        assert_eq!(
+            resp.status, 200,
+            "influxd :{} {q}: {}",
+            influxd.port, resp.body
+        );
+        influxd
+    }
+
+    fn spawn_configured(auth: bool) -> Influxd {
         let bin = influxd_binary();
         let dir = tempfile::Builder::new()
             .prefix("influxd-")
@@ -70,7 +94,11 @@ impl Influxd {
         for _ in 0..SPAWN_ATTEMPTS {
             let port = free_port();
             let rpc_port = free_port();
-            fs::write(&config_path, config(dir.path(), port, rpc_port)).unwrap();
+            let mut text = config(dir.path(), port, rpc_port);
+            if auth {
+                text = text.replace("auth-enabled = false", "auth-enabled = true");
+            }
+            fs::write(&config_path, text).unwrap();
             let url = format!("http://127.0.0.1:{port}");
             match launch(&bin, &config_path, &log_path, &url) {
                 Ok(child) => {

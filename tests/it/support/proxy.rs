@@ -216,6 +216,16 @@ impl Proxy {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
     }
 
+    /// How many WARN lines of the form `Config setting has no effect ...` name `setting`
+    /// (`setting="tls.ciphers"`): one per start and per reload that has it set.
+    pub fn no_effect_warnings(&self, setting: &str) -> usize {
+        let field = format!("setting=\"{setting}\"");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("has no effect") && l.contains(&field))
+            .count()
+    }
+
     /// The data dir from `proxy.json` (relative values resolved against [`Proxy::dir`]).
     pub fn data_dir(&self) -> PathBuf {
         self.dir
