@@ -7,7 +7,7 @@ if command -v sccache >/dev/null && [ -z "${RUSTC_WRAPPER:-}" ]; then
     export RUSTC_WRAPPER=sccache
 fi
 # The tests start these real servers themselves.
-for need in influxd:influxdb prometheus:prometheus; do
+for need in influxd:influxdb prometheus:prometheus strace:strace openssl:openssl curl:curl; do
     command -v "${need%%:*}" >/dev/null || {
         echo "${need%%:*} not found: install the Debian package '${need#*:}' (apt-get install ${need#*:})" >&2
         exit 1
