@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::query::{copy_headers, relay_with};
 use super::write::{authorized_post, gunzip, is_gzipped, read_body};
-use super::{check_db_allowed, ApiError, AppState};
+use super::{check_db_allowed, forwarded_path, ApiError, AppState};
 use crate::flux;
 use crate::query;
 
@@ -20,7 +20,7 @@ pub async fn query(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = authorized_post(&req, &state)?;
+    authorized_post(&req, &state)?;
     let config = state.config();
     let flux_text = is_flux_text(&req)?;
     let body = Bytes::from(read_body(payload, config.max_body_bytes, 0).await?);
@@ -31,15 +31,7 @@ pub async fn query(
     }
     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     check_db_allowed(&config, target.db())?;
-    let mut pairs: Vec<(&str, &str)> = params
-        .iter()
-        .filter(|(k, _)| *k != "u" && *k != "p")
-        .collect();
-    pairs.sort_unstable();
-    let path = match serde_urlencoded::to_string(&pairs) {
-        Ok(q) if !q.is_empty() => format!("/api/v2/query?{q}"),
-        _ => "/api/v2/query".to_string(),
-    };
+    let path = forwarded_path("/api/v2/query", req.query_string())?;
     let headers = copy_headers(
         &req,
         [

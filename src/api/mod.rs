@@ -167,14 +167,17 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
-    /// Every parameter, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
     /// Value of a parameter, empty when absent.
     pub fn str(&self, name: &str) -> &str {
         self.get(name).unwrap_or("")
+    }
+
+    /// The `db` parameter of an endpoint that cannot do without one.
+    pub fn required_db(&self) -> Result<&str, ApiError> {
+        match self.str("db") {
+            "" => Err(ApiError::DatabaseNotFound),
+            db => Ok(db),
+        }
     }
 
     /// `pretty=true`.
@@ -207,11 +210,44 @@ pub fn json_bytes(value: &serde_json::Value, pretty: bool) -> Vec<u8> {
     }
 }
 
+/// `path?<the client's URL parameters but u and p>`, for a request relayed to a backend: the
+/// backend gets its own credentials, never the client's.
+pub fn forwarded_path(path: &str, query_string: &str) -> Result<String, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let kept: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, _)| k != "u" && k != "p")
+        .collect();
+    let encoded = serde_urlencoded::to_string(&kept)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    Ok(format!("{path}?{encoded}"))
+}
+
 /// Checks that `db` is allowed by the configured `db_list`.
 pub fn check_db_allowed(config: &Config, db: &str) -> Result<(), ApiError> {
     if config.db_list.is_empty() || config.db_list.iter().any(|d| d == db) {
         Ok(())
     } else {
         Err(ApiError::DatabaseForbidden(db.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_relayed_request_never_carries_the_clients_credentials() {
+        assert_eq!(
+            forwarded_path("/api/v1/prom/read", "db=prom&u=me&p=secret&rp=a%20b").unwrap(),
+            "/api/v1/prom/read?db=prom&rp=a+b"
+        );
+        assert_eq!(
+            forwarded_path("/api/v2/query", "").unwrap(),
+            "/api/v2/query?"
+        );
     }
 }

@@ -19,7 +19,7 @@ use super::query::{copy_headers, relay_with};
 use super::write::{
     authorized_post, content_length, ingest, prom_error, read_body, BodyKind, Destination,
 };
-use super::{check_db_allowed, ApiError, AppState};
+use super::{check_db_allowed, forwarded_path, ApiError, AppState};
 use crate::line_protocol::Precision;
 use crate::query;
 
@@ -33,10 +33,7 @@ pub async fn write(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = authorized_post(&req, &state)?;
-    let db = params.str("db").to_string();
-    if db.is_empty() {
-        return Err(ApiError::DatabaseNotFound);
-    }
+    let db = params.required_db()?.to_string();
     let rp = params.str("rp").to_string();
     let destination = Destination {
         db,
@@ -53,17 +50,14 @@ pub async fn read(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = authorized_post(&req, &state)?;
-    let db = params.str("db");
-    if db.is_empty() {
-        return Err(ApiError::DatabaseNotFound);
-    }
+    let db = params.required_db()?;
     let config = state.config();
     check_db_allowed(&config, db)?;
     let body = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
     let request =
         crate::prom::decode_read(&body, config.max_decompressed_bytes).map_err(prom_error)?;
     let metric = crate::prom::read_metric(&request).map_err(prom_error)?;
-    let path = backend_path(req.query_string())?;
+    let path = forwarded_path(READ_PATH, req.query_string())?;
     let headers = copy_headers(
         &req,
         [
@@ -89,34 +83,4 @@ pub async fn read(
         );
     }
     Ok(relay_with(relay, &["content-type", "content-encoding"]))
-}
-
-/// `/api/v1/prom/read?<the client's parameters but u and p>`: the backend gets its own
-/// credentials, never the client's.
-fn backend_path(query_string: &str) -> Result<String, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
-    let kept: Vec<(String, String)> = pairs
-        .into_iter()
-        .filter(|(k, _)| k != "u" && k != "p")
-        .collect();
-    let encoded = serde_urlencoded::to_string(&kept)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
-    Ok(format!("{READ_PATH}?{encoded}"))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn the_backend_never_sees_the_clients_credentials() {
-        assert_eq!(
-            backend_path("db=prom&u=me&p=secret&rp=a%20b").unwrap(),
-            "/api/v1/prom/read?db=prom&rp=a+b"
-        );
-        assert_eq!(backend_path("").unwrap(), "/api/v1/prom/read?");
-    }
 }

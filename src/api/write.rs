@@ -41,10 +41,7 @@ pub async fn write(
 ) -> Result<HttpResponse, ApiError> {
     let params = authorized_post(&req, &state)?;
     let precision = Precision::parse(params.str("precision")).map_err(ApiError::BadRequest)?;
-    let db = params.str("db").to_string();
-    if db.is_empty() {
-        return Err(ApiError::DatabaseNotFound);
-    }
+    let db = params.required_db()?.to_string();
     let rp = params.str("rp").to_string();
     ingest(
         req,

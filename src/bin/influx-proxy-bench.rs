@@ -545,13 +545,7 @@ impl LineGen {
                 f.into_bytes()
             })
             .collect();
-        LineGen {
-            prefixes,
-            fields,
-            base: base.saturating_add(worker as i64),
-            stride: o.concurrency as i64,
-            line: 0,
-        }
+        LineGen::from_parts(o, worker, base, prefixes, fields)
     }
 
     /// Telegraf-like lines: `cpu,dc=dc-2,host=host-0042,region=eu-west-1
@@ -586,6 +580,19 @@ impl LineGen {
                 format!("usage={usage},count={}i ", rng.i64(0..100_000)).into_bytes()
             })
             .collect();
+        LineGen::from_parts(o, worker, base, prefixes, fields)
+    }
+
+    /// A generator of `prefixes` (one per series) and `fields` variants: worker `worker`'s
+    /// timestamps start at `base + worker` and step by the number of workers, so no two
+    /// workers write the same point.
+    fn from_parts(
+        o: &WriteOpts,
+        worker: usize,
+        base: i64,
+        prefixes: Vec<Vec<u8>>,
+        fields: Vec<Vec<u8>>,
+    ) -> LineGen {
         LineGen {
             prefixes,
             fields,
