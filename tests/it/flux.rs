@@ -5,29 +5,10 @@
 use serde_json::{json, Value};
 
 use crate::support::http;
-use crate::support::proxy::{two_by_two, Proxy};
-use crate::support::{python_with, unique_db};
+use crate::support::proxy::{two_by_two, two_by_two_index, Proxy};
+use crate::support::{run_python, unique_db};
 
 const FLUX: &[(&str, &str)] = &[("Content-Type", "application/vnd.flux")];
-
-/// Index into `two_by_two`'s servers of the owner of (db, mm) in each circle.
-fn owners(proxy: &Proxy, db: &str, mm: &str) -> Vec<usize> {
-    let url = format!("{}/replica?db={db}&meas={mm}", proxy.url);
-    http::get(&url)
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let name = r["name"].as_str().unwrap();
-            let (c, b) = name
-                .trim_start_matches("influxdb-")
-                .split_once('-')
-                .unwrap();
-            (c.parse::<usize>().unwrap() - 1) * 2 + b.parse::<usize>().unwrap() - 1
-        })
-        .collect()
-}
 
 fn flux(db: &str, mm: &str) -> String {
     format!(
@@ -71,7 +52,11 @@ fn flux_is_relayed_from_the_owner_and_fails_over_only_when_it_cannot_be_reached(
     );
     assert_eq!(r.status, 404, "{}", r.body);
 
-    let owner = owners(&proxy, &db, "cpu");
+    let owner: Vec<usize> = proxy
+        .replica_names(&db, "cpu")
+        .iter()
+        .map(|name| two_by_two_index(name))
+        .collect();
     let others: Vec<usize> = (0..4).filter(|i| !owner.contains(i)).collect();
     for &i in &others {
         servers[i].kill9();
@@ -198,19 +183,7 @@ fn the_influxdb_client_library_queries_through_the_proxy() {
          print(*status('from(bucket: \"{db}\") |> range(start: -1h)'))\n",
         url = proxy.url
     );
-    let out = std::process::Command::new(python_with(
-        "influxdb_client",
-        "pip install influxdb-client",
-    ))
-    .args(["-c", &script])
-    .output()
-    .expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_python("influxdb_client", "pip install influxdb-client", &script);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0] == "404 404 page not found", "{stdout}");

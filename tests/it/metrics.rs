@@ -44,18 +44,6 @@ fn backend(name: &str) -> Vec<(&'static str, &str)> {
     vec![("backend", name)]
 }
 
-/// Backend names (in circle order) that `/replica` gives for (db, mm).
-fn replica(proxy: &Proxy, db: &str, mm: &str) -> Vec<String> {
-    let resp = http::get(&format!("{}/replica?db={db}&meas={mm}", proxy.url));
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    resp.json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn metrics_show_queues_delivery_requests_and_process() {
     let (mut servers, config) = two_by_two();
@@ -63,9 +51,9 @@ fn metrics_show_queues_delivery_requests_and_process() {
     let db = unique_db("metrics");
     let mm = (0..200)
         .map(|i| format!("m{i}"))
-        .find(|m| replica(&proxy, &db, m)[0] == "influxdb-1-1")
+        .find(|m| proxy.replica_names(&db, m)[0] == "influxdb-1-1")
         .unwrap();
-    let other = replica(&proxy, &db, &mm)[1].clone();
+    let other = proxy.replica_names(&db, &mm)[1].clone();
 
     // Delivered while everything is up.
     let resp = http::write(&proxy.url, &db, format!("{mm} v=1 1\n{mm} v=2 2\n"));

@@ -20,7 +20,7 @@ use tempfile::TempDir;
 
 use crate::support::http::{self, wait_until};
 use crate::support::influxd::Influxd;
-use crate::support::proxy::{two_by_two, Proxy};
+use crate::support::proxy::{two_by_two, two_by_two_index, Proxy};
 use crate::support::{free_port, kill_and_reap, log_tail, test_log_enabled, LOG_TAIL_LINES};
 
 /// Debian's Prometheus (2.42 on the CI machines).
@@ -569,26 +569,6 @@ fn unroutable_or_refused_remote_requests_get_one_influx_shaped_error() {
     assert_eq!(got[0].1, [1.0]);
 }
 
-/// Backend names (in circle order) that `/replica` gives for (db, mm).
-fn replica(proxy: &Proxy, db: &str, mm: &str) -> Vec<String> {
-    let resp = http::get(&format!("{}/replica?db={db}&meas={mm}", proxy.url));
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    resp.json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Index in `two_by_two`'s server vector of the backend named `influxdb-{c}-{b}`.
-fn server_index(name: &str) -> usize {
-    let mut parts = name.trim_start_matches("influxdb-").split('-');
-    let circle: usize = parts.next().unwrap().parse().unwrap();
-    let backend: usize = parts.next().unwrap().parse().unwrap();
-    (circle - 1) * 2 + (backend - 1)
-}
-
 #[test]
 fn a_remote_read_is_answered_by_the_other_circle_when_the_owner_is_dead() {
     let (mut servers, config) = two_by_two();
@@ -601,8 +581,8 @@ fn a_remote_read_is_answered_by_the_other_circle_when_the_owner_is_dead() {
         &[(5.0, t), (6.0, t + 1)],
     )]);
     assert_eq!(post_raw(&url, &body).status, 204);
-    let owners = replica(&proxy, "prom", "failover");
-    let (first, second) = (server_index(&owners[0]), server_index(&owners[1]));
+    let owners = proxy.replica_names("prom", "failover");
+    let (first, second) = (two_by_two_index(&owners[0]), two_by_two_index(&owners[1]));
     for i in [first, second] {
         let s = &servers[i];
         assert!(

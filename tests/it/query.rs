@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::support::http::{self, wait_until};
 use crate::support::influxd::Influxd;
 use crate::support::proxy::{two_by_two, Proxy};
-use crate::support::python_with;
+use crate::support::run_python;
 
 const DB: &str = "diffdb";
 const T0: i64 = 1_600_000_000_000_000_000;
@@ -416,17 +416,9 @@ fn the_influx_cli_and_the_python_client_work_through_the_proxy() {
          assert pts and pts[0]['v'] == 7, pts\n\
          print('python ok', c.ping())\n"
     );
-    let out = std::process::Command::new(python_with(
+    run_python(
         "influxdb",
         "pip install influxdb (or apt-get install python3-influxdb)",
-    ))
-    .args(["-c", &script])
-    .output()
-    .expect("python3");
-    assert!(
-        out.status.success(),
-        "python client: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        &script,
     );
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::support::http::{self, wait_until};
 use crate::support::proxy::{two_by_two, Proxy};
-use crate::support::{free_port, kill_and_reap};
+use crate::support::{free_port, kill_and_reap, self_signed_cert};
 
 fn with(mut config: Value, extra: Value) -> Value {
     if let (Some(obj), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
@@ -311,30 +311,7 @@ fn bad_input_gets_the_right_status_and_the_proxy_keeps_serving() {
 #[test]
 fn https_serves_the_api_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (Debian package openssl)");
-    assert!(status.success());
+    let (cert, key) = self_signed_cert(dir.path());
     let (_servers, config) = two_by_two();
     let port = free_port();
     let config = with(

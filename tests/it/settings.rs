@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use crate::support::http::{self, wait_until};
 use crate::support::influxd::Influxd;
 use crate::support::proxy::{circles_config, Proxy};
-use crate::support::{free_port, unique_db};
+use crate::support::{free_port, self_signed_cert, unique_db};
 
 /// How long an effect that should happen may take (delivery, health checks): generous.
 const EFFECT: Duration = Duration::from_secs(15);
@@ -392,23 +392,7 @@ impl Shared {
             )
         });
         let tls_dir = tempfile::tempdir().unwrap();
-        let cert = tls_dir.path().join("cert.pem");
-        let key = tls_dir.path().join("key.pem");
-        let status = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (Debian package openssl)");
-        assert!(status.success());
+        let (cert, key) = self_signed_cert(tls_dir.path());
         Shared {
             plain,
             auth,

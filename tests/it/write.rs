@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::support::http::{self, wait_until};
 use crate::support::influxd::Influxd;
 use crate::support::proxy::{two_by_two, Proxy};
-use crate::support::{python_with, unique_db};
+use crate::support::{run_python, unique_db};
 
 /// How long delivery may take in tests (flush_time is 1 s).
 const DELIVERY: Duration = Duration::from_secs(30);
@@ -21,23 +21,6 @@ fn cluster(extra: Value) -> (Vec<Influxd>, Proxy) {
     }
     let proxy = Proxy::start(config);
     (servers, proxy)
-}
-
-/// Backend names (in circle order) that `/replica` gives for (db, mm).
-fn replica(proxy: &Proxy, db: &str, mm: &str) -> Vec<String> {
-    let resp = http::get(&format!(
-        "{}/replica?db={}&meas={}",
-        proxy.url,
-        http::urlencode(db),
-        http::urlencode(mm)
-    ));
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    resp.json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn server<'a>(servers: &'a [Influxd], name: &str) -> &'a Influxd {
@@ -55,7 +38,7 @@ fn server<'a>(servers: &'a [Influxd], name: &str) -> &'a Influxd {
 fn measurement_owned_by(proxy: &Proxy, db: &str, backend: &str) -> String {
     (0..200)
         .map(|i| format!("m{i}"))
-        .find(|m| replica(proxy, db, m)[0] == backend)
+        .find(|m| proxy.replica_names(db, m)[0] == backend)
         .unwrap()
 }
 
@@ -96,21 +79,21 @@ fn placement_matches_replica_and_where_the_data_lands() {
 
     // Placement of the reference's test vectors (spec §4.4, hash_key idx).
     assert_eq!(
-        replica(&proxy, "db1", "cpu"),
+        proxy.replica_names("db1", "cpu"),
         ["influxdb-1-1", "influxdb-2-1"]
     );
     assert_eq!(
-        replica(&proxy, "db1", "mem"),
+        proxy.replica_names("db1", "mem"),
         ["influxdb-1-2", "influxdb-2-2"]
     );
     assert_eq!(
-        replica(&proxy, "telegraf", "mem"),
+        proxy.replica_names("telegraf", "mem"),
         ["influxdb-1-2", "influxdb-2-2"]
     );
 
     let owners: Vec<(String, Vec<String>)> = names
         .iter()
-        .map(|m| (m.clone(), replica(&proxy, &db, m)))
+        .map(|m| (m.clone(), proxy.replica_names(&db, m)))
         .collect();
     let spread: std::collections::BTreeSet<&str> = owners
         .iter()
@@ -161,7 +144,7 @@ fn gzip_bodies_and_precisions_are_honoured() {
         );
         assert_eq!(resp.status, 204, "{precision}: {}", resp.body);
     }
-    let owners = replica(&proxy, &db, "prec");
+    let owners = proxy.replica_names(&db, "prec");
     for owner in owners {
         let s = server(&servers, &owner);
         assert!(wait_until(DELIVERY, || s.count(&db, "prec") == 6));
@@ -186,7 +169,7 @@ fn points_without_timestamp_get_one_time_on_every_replica() {
         false,
     );
     assert_eq!(resp.status, 204, "{}", resp.body);
-    let owners = replica(&proxy, &db, "nots");
+    let owners = proxy.replica_names(&db, "nots");
     let times: Vec<i64> = owners
         .iter()
         .map(|o| {
@@ -218,7 +201,7 @@ fn a_partial_write_keeps_good_lines_and_names_the_bad_one() {
     assert!(error.contains("bad v="), "{error}");
     // influxd counts only points its storage dropped, not lines it could not parse.
     assert!(error.ends_with(" dropped=0"), "{error}");
-    for owner in replica(&proxy, &db, "good") {
+    for owner in proxy.replica_names(&db, "good") {
         let s = server(&servers, &owner);
         assert!(wait_until(DELIVERY, || s.count(&db, "good") == 2));
     }
@@ -285,7 +268,7 @@ fn a_stopped_backend_queues_writes_and_gets_them_all_in_order_after_restart() {
         let h = health_of(&proxy, "influxdb-1-1");
         h["active"] == false && h["backlog"] == true
     }));
-    let other = replica(&proxy, &db, &mm)[1].clone();
+    let other = proxy.replica_names(&db, &mm)[1].clone();
     let s2 = server(&servers, &other);
     assert!(wait_until(DELIVERY, || s2.count(&db, &mm) == 51));
 
@@ -371,7 +354,7 @@ fn kill_9_of_the_proxy_with_a_backlog_loses_nothing() {
     proxy.restart();
     let s1 = &servers[0];
     assert!(wait_until(DELIVERY, || s1.count(&db, &mm) == 100));
-    let other = replica(&proxy, &db, &mm)[1].clone();
+    let other = proxy.replica_names(&db, &mm)[1].clone();
     assert!(wait_until(DELIVERY, || server(&servers, &other)
         .count(&db, &mm)
         == 100));
@@ -417,7 +400,7 @@ fn a_full_queue_answers_503_and_loses_nothing_it_accepted() {
     servers[0].start();
     let s1 = &servers[0];
     assert!(wait_until(DELIVERY, || s1.count(&db, &mm) == accepted));
-    let other = replica(&proxy, &db, &mm)[1].clone();
+    let other = proxy.replica_names(&db, &mm)[1].clone();
     assert_eq!(
         server(&servers, &other).count(&db, &mm),
         accepted,
@@ -459,19 +442,7 @@ fn the_v2_write_api_takes_a_real_v2_client_and_answers_like_influxdb() {
          print('v2 ok')\n",
         proxy.url
     );
-    let out = std::process::Command::new(python_with(
-        "influxdb_client",
-        "pip install influxdb-client",
-    ))
-    .args(["-c", &script])
-    .output()
-    .expect("python3");
-    assert!(
-        out.status.success(),
-        "influxdb-client: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python("influxdb_client", "pip install influxdb-client", &script);
     let select = |q: &str| {
         http::get(&url(&format!(
             "/query?{auth}&db=v2db&epoch=s&q={}",

@@ -122,6 +122,44 @@ pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// Runs `script` with a python that can import `module` (see [`python_with`]); panics with its
+/// output unless it exits 0. Its standard output.
+pub fn run_python(module: &str, install: &str, script: &str) -> String {
+    let out = std::process::Command::new(python_with(module, install))
+        .args(["-c", script])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python ({module}): {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, valid two days, made by `openssl`
+/// in `dir`: (certificate, key) paths, PEM.
+pub fn self_signed_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian package openssl)");
+    assert!(status.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
 /// A python that can import `module` (the one on PATH, else Debian's); panics with how to
 /// install it (`install`) when none can.
 pub fn python_with(module: &str, install: &str) -> &'static str {

@@ -206,6 +206,23 @@ impl Proxy {
         write_json(&self.config_path, &config);
     }
 
+    /// Backend names (in circle order) that `/replica` gives for (db, mm).
+    pub fn replica_names(&self, db: &str, mm: &str) -> Vec<String> {
+        let resp = http::get(&format!(
+            "{}/replica?db={}&meas={}",
+            self.url,
+            http::urlencode(db),
+            http::urlencode(mm)
+        ));
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        resp.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// The current contents of `proxy.json`.
     pub fn config(&self) -> Value {
         serde_json::from_slice(&fs::read(&self.config_path).unwrap()).unwrap()
@@ -300,6 +317,14 @@ pub fn two_by_two() -> (Vec<Influxd>, Value) {
         .collect();
     let config = circles_config(&[&urls[0..2], &urls[2..4]]);
     (influxds, config)
+}
+
+/// Index in [`two_by_two`]'s servers of the backend named `influxdb-{c}-{b}`.
+pub fn two_by_two_index(name: &str) -> usize {
+    let mut parts = name.trim_start_matches("influxdb-").split('-');
+    let circle: usize = parts.next().unwrap().parse().unwrap();
+    let backend: usize = parts.next().unwrap().parse().unwrap();
+    (circle - 1) * 2 + (backend - 1)
 }
 
 /// A config with one circle per entry of `circles`, named `circle-{i}`, whose backends
