@@ -33,13 +33,7 @@ pub async fn write(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = authorized_post(&req, &state)?;
-    let db = params.required_db()?.to_string();
-    let rp = params.str("rp").to_string();
-    let destination = Destination {
-        db,
-        rp,
-        precision: Precision::Nanoseconds,
-    };
+    let destination = Destination::of_params(&params, Precision::Nanoseconds)?;
     ingest(req, payload, state, destination, BodyKind::PromWrite).await
 }
 

@@ -23,6 +23,20 @@ pub(super) struct Destination {
     pub(super) precision: Precision,
 }
 
+impl Destination {
+    /// The 1.x way: `db` (required) and `rp` URL parameters.
+    pub(super) fn of_params(
+        params: &Params,
+        precision: Precision,
+    ) -> Result<Destination, ApiError> {
+        Ok(Destination {
+            db: params.required_db()?.to_string(),
+            rp: params.str("rp").to_string(),
+            precision,
+        })
+    }
+}
+
 /// What a write body holds. Every kind ends up as line protocol on the one write path, so
 /// that all endpoints give the same verdicts and the same 204-once-queued guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +55,8 @@ pub async fn write(
 ) -> Result<HttpResponse, ApiError> {
     let params = authorized_post(&req, &state)?;
     let precision = Precision::parse(params.str("precision")).map_err(ApiError::BadRequest)?;
-    let db = params.required_db()?.to_string();
-    let rp = params.str("rp").to_string();
-    ingest(
-        req,
-        payload,
-        state,
-        Destination { db, rp, precision },
-        BodyKind::LineProtocol,
-    )
-    .await
+    let destination = Destination::of_params(&params, precision)?;
+    ingest(req, payload, state, destination, BodyKind::LineProtocol).await
 }
 
 /// `POST /api/v2/write?bucket=db[/rp]&precision=` (`org` ignored; credentials as

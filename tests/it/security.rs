@@ -1,14 +1,14 @@
 //! Authentication, HTTPS, the credential cipher and bad input: every case
 //! gets the right status and message, and the proxy keeps serving.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::support::http::{self, wait_until};
-use crate::support::proxy::{two_by_two, Proxy};
+use crate::support::proxy::{spawn_unwatched, two_by_two, Proxy};
 use crate::support::{free_port, kill_and_reap, self_signed_cert};
 
 fn with(mut config: Value, extra: Value) -> Value {
@@ -325,15 +325,7 @@ fn https_serves_the_api_with_the_configured_certificate() {
             "mlog_dir": dir.path().join("log"),
         }),
     );
-    let config_path = dir.path().join("proxy.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_influx-proxy"))
-        .arg("-config")
-        .arg(&config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_unwatched(dir.path(), &config);
     let curl = |args: &[&str]| {
         let out = Command::new("curl")
             .args([

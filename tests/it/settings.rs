@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::support::http::{self, wait_until};
 use crate::support::influxd::Influxd;
-use crate::support::proxy::{circles_config, Proxy};
+use crate::support::proxy::{circles_config, spawn_unwatched, Proxy};
 use crate::support::{free_port, self_signed_cert, unique_db};
 
 /// How long an effect that should happen may take (delivery, health checks): generous.
@@ -1275,15 +1275,7 @@ impl HttpsProxy {
                 extra,
             ),
         );
-        let config_path = dir.path().join("proxy.json");
-        fs::write(&config_path, config.to_string()).unwrap();
-        let child = Command::new(crate::support::proxy::BIN)
-            .arg("-config")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn_unwatched(dir.path(), &config);
         let proxy = HttpsProxy {
             port,
             child,

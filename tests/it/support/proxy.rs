@@ -319,6 +319,21 @@ pub fn two_by_two() -> (Vec<Influxd>, Value) {
     (influxds, config)
 }
 
+/// Writes `config` to `dir/proxy.json` and starts the binary on it, output discarded, not
+/// waiting for it to be ready: for proxies the [`Proxy`] harness cannot watch (HTTPS with a
+/// self-signed certificate).
+pub fn spawn_unwatched(dir: &Path, config: &Value) -> Child {
+    let config_path = dir.join("proxy.json");
+    fs::write(&config_path, config.to_string()).unwrap();
+    Command::new(BIN)
+        .arg("-config")
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Index in [`two_by_two`]'s servers of the backend named `influxdb-{c}-{b}`.
 pub fn two_by_two_index(name: &str) -> usize {
     let mut parts = name.trim_start_matches("influxdb-").split('-');
