@@ -8,10 +8,13 @@
 #       proxy in front of 2 x 2 real influxd;
 #   (c) added latency: one connection at a fixed rate, direct vs. through the proxy;
 #   (d) one sink killed for OUTAGE_SECONDS while writing through the proxy: queue growth (from
-#       /health) and proxy RSS, sampled every few seconds, then the drain after it returns.
+#       /health) and proxy RSS, sampled every few seconds, then the drain after it returns;
+#   (e) migration (/rebalance, /recovery) into real influxd, ours vs. the Go proxy
+#       (scripts/bench-section-migrate.sh);
+#   (f) query latency through the proxy vs. one influxd (scripts/bench-section-query.sh).
 #
 # Usage: scripts/bench.sh [--quick]
-# Environment: BENCH_SECONDS (10), OUTAGE_SECONDS (600), BENCH_CONCURRENCY (4), BENCH_BATCH (5000),
+# Environment: BENCH_SECTIONS (which sections, in order: "a a2 b c d e f"), BENCH_SECONDS (10), OUTAGE_SECONDS (600), BENCH_CONCURRENCY (4), BENCH_BATCH (5000),
 #   BENCH_OUTAGE_RATE (points/s during (d), 100000), BENCH_LATENCY_RATE (points/s during (c),
 #   100000), BENCH_LATENCY_SECONDS (length of each (c) run, 60), BENCH_SAMPLE_SECONDS (OUTAGE_SECONDS / 20, at least 3), BENCH_OUTPUT (file),
 #   BENCH_POOL_MB (gzip bodies compressed before a run, 25 x BENCH_SECONDS), BENCH_KEEP=1 keeps
@@ -28,7 +31,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         -h | --help)
-            sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -113,265 +116,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "-- $*" >&2; }
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
-# ---------------------------------------------------------------------------------------------
-# Processes
-# ---------------------------------------------------------------------------------------------
-
-# Ports below the kernel's ephemeral range: a port in it can be the local end of some
-# connection, which nobody listens on yet a server cannot bind (a CI run lost its sink so).
-EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "${EPHEMERAL_LOW:-0}" -gt 12000 ] 2>/dev/null || EPHEMERAL_LOW=32768
-NEXT_PORT=$((10000 + RANDOM % (EPHEMERAL_LOW - 12000)))
-# Sets PORT to a loopback port nobody listens on.
-alloc_port() {
-    while :; do
-        NEXT_PORT=$((NEXT_PORT + 1))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; then
-            PORT=$NEXT_PORT
-            return
-        fi
-    done
-}
-
-# wait_ping URL PID: until URL/ping answers 204 (20 s), failing when PID dies.
-wait_ping() {
-    local url=$1 pid=$2 i
-    for i in $(seq 1 200); do
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/ping" 2>/dev/null)" = 204 ]; then
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || {
-            echo "bench.sh: process $pid for $url died" >&2
-            return 1
-        }
-        sleep 0.1
-    done
-    echo "bench.sh: $url did not answer /ping" >&2
-    return 1
-}
-
-# stop_pid PID: SIGKILL one process we started and reap it.
-stop_pid() {
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-
-# start_sink PORT LOG: sets SINK_PID. Retries a few times: a sink restarted
-# on the same port right after a SIGKILL can find the port briefly taken.
-start_sink() {
-    local attempt
-    for attempt in 1 2 3 4 5 6 7 8 9 10; do
-        "$BENCH_BIN" sink --listen "127.0.0.1:$1" >>"$2" 2>&1 &
-        SINK_PID=$!
-        PIDS+=("$SINK_PID")
-        if wait_ping "http://127.0.0.1:$1" "$SINK_PID" 2>>"$2"; then
-            return 0
-        fi
-        echo "bench.sh: sink on port $1 did not start (attempt $attempt), retrying" >&2
-        sleep 0.5
-    done
-    return 1
-}
-
-# start_sinks N: sets SINK_PORTS and SINK_PIDS.
-start_sinks() {
-    SINK_PORTS=()
-    SINK_PIDS=()
-    local i
-    for i in $(seq 1 "$1"); do
-        alloc_port
-        start_sink "$PORT" "$WORK/sink-$PORT.log"
-        SINK_PORTS+=("$PORT")
-        SINK_PIDS+=("$SINK_PID")
-    done
-}
-
-# Points received by the sinks on PORTS... (GET /debug/sink).
-sink_points() {
-    local port total=0 n
-    for port in "$@"; do
-        n=$(curl -s "http://127.0.0.1:$port/debug/sink" | sed -n 's/.*"points":\([0-9]*\).*/\1/p')
-        total=$((total + ${n:-0}))
-    done
-    echo "$total"
-}
-
-# start_influxd: sets INFLUXD_PORT (HTTP) and INFLUXD_PID; config as tests/it/support/influxd.rs.
-start_influxd() {
-    local rpc dir
-    alloc_port
-    INFLUXD_PORT=$PORT
-    alloc_port
-    rpc=$PORT
-    dir=$(mktemp -d "$WORK/influxd-$INFLUXD_PORT.XXXX")
-    fill_influxd_template "$dir" "$INFLUXD_PORT" "$rpc" warn >"$dir/influxd.conf"
-    influxd -config "$dir/influxd.conf" >"$dir/influxd.log" 2>&1 &
-    INFLUXD_PID=$!
-    PIDS+=("$INFLUXD_PID")
-    wait_ping "http://127.0.0.1:$INFLUXD_PORT" "$INFLUXD_PID"
-}
-
-# write_proxy_config FILE CIRCLES BACKENDS_PER_CIRCLE PORT...: one proxy.json (circle-major);
-# PROXY_EXTRA (e.g. '"write_gzip": false,') is added to the top-level settings.
-write_proxy_config() {
-    local file=$1 circles=$2 per=$3 c b i=0 sep_c="" sep_b
-    shift 3
-    local ports=("$@")
-    local dir
-    dir=$(dirname "$file")
-    {
-        echo '{'
-        echo '  "circles": ['
-        for c in $(seq 1 "$circles"); do
-            printf '%s    {"name": "circle-%s", "backends": [\n' "$sep_c" "$c"
-            sep_b=""
-            for b in $(seq 1 "$per"); do
-                printf '%s      {"name": "backend-%s-%s", "url": "http://127.0.0.1:%s"}' \
-                    "$sep_b" "$c" "$b" "${ports[$i]}"
-                sep_b=$',\n'
-                i=$((i + 1))
-            done
-            printf '\n    ]}'
-            sep_c=$',\n'
-        done
-        echo
-        echo '  ],'
-        echo "  \"listen_addr\": \"127.0.0.1:$PROXY_PORT\","
-        echo "  \"data_dir\": \"$dir/data\","
-        echo "  \"mlog_dir\": \"$dir/log\","
-        echo '  "flush_size": 10000,'
-        echo '  "flush_time": 1,'
-        echo '  "wal_max_bytes": 8589934592,'
-        [ -n "${PROXY_EXTRA:-}" ] && echo "  $PROXY_EXTRA"
-        echo '  "log_level": "info"'
-        echo '}'
-    } >"$file"
-}
-
-# start_proxy CIRCLES PER PORT...: sets PROXY_PID, PROXY_URL, PROXY_DIR. Runs
-# $PROXY_UNDER_TEST when set (the Go proxy reads the same proxy.json), else ours.
-start_proxy() {
-    alloc_port
-    PROXY_PORT=$PORT
-    PROXY_DIR=$(mktemp -d "$WORK/proxy-$PROXY_PORT.XXXX")
-    write_proxy_config "$PROXY_DIR/proxy.json" "$@"
-    "${PROXY_UNDER_TEST:-$PROXY_BIN}" -config "$PROXY_DIR/proxy.json" >"$PROXY_DIR/proxy.log" 2>&1 &
-    PROXY_PID=$!
-    PIDS+=("$PROXY_PID")
-    PROXY_URL="http://127.0.0.1:$PROXY_PORT"
-    wait_ping "$PROXY_URL" "$PROXY_PID" || {
-        tail -20 "$PROXY_DIR/proxy.log" >&2
-        return 1
-    }
-}
-
-# Bytes queued over all backends of the proxy (sum of queue.bytes in /health).
-queue_bytes() {
-    curl -s --max-time 10 "$PROXY_URL/health" | grep -o '"bytes":[0-9]*' | cut -d: -f2 |
-        awk '{s += $1} END {print s + 0}'
-}
-
-# wait_drain: until the proxy's queues are empty; prints the seconds it took (or "timeout").
-wait_drain() {
-    local start now
-    start=$(date +%s.%N)
-    while :; do
-        if [ "$(queue_bytes)" = 0 ]; then
-            now=$(date +%s.%N)
-            awk -v a="$start" -v b="$now" 'BEGIN {printf "%.1f", b - a}'
-            return
-        fi
-        now=$(date +%s.%N)
-        if awk -v a="$start" -v b="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN {exit !(b - a > t)}'; then
-            echo timeout
-            return
-        fi
-        sleep 0.2
-    done
-}
-
-# CPU seconds (user + system) used so far by PID.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-
-# Peak resident memory of PID in MB (VmHWM: the high-water mark since it started).
-peak_rss_mb() {
-    awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0
-}
-
-# wait_sinks WANT PORTS...: until the sinks hold WANT points (the Go proxy has no queue to
-# poll) or DRAIN_TIMEOUT; prints the seconds it took (or "timeout").
-wait_sinks() {
-    local want=$1 start now
-    shift
-    start=$(date +%s.%N)
-    while [ "$(sink_points "$@")" -lt "$want" ]; do
-        now=$(date +%s.%N)
-        if awk -v a="$start" -v b="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN {exit !(b - a > t)}'; then
-            echo timeout
-            return
-        fi
-        sleep 0.2
-    done
-    now=$(date +%s.%N)
-    awk -v a="$start" -v b="$now" 'BEGIN {printf "%.1f", b - a}'
-}
-
-# Resident memory of PID in MB.
-rss_mb() {
-    awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0
-}
-
-# Points stored in influxd at PORT, database DB (sum over measurements of COUNT(f0)).
-stored_points() {
-    curl -s --max-time 120 -G "http://127.0.0.1:$1/query" --data-urlencode "db=$2" \
-        --data-urlencode 'q=SELECT COUNT(f0) FROM /.*/' |
-        grep -o ',[0-9]*\]\]' | tr -dc '0-9\n' | awk '{s += $1} END {print s + 0}'
-}
-
-# ---------------------------------------------------------------------------------------------
-# Load
-# ---------------------------------------------------------------------------------------------
-
-# jget JSON KEY: a numeric field of the load tool's JSON summary.
-jget() {
-    sed -n "s/.*\"$2\":\\([-0-9.e+]*\\).*/\\1/p" <<<"$1"
-}
-
-# run_load URL DB [EXTRA...]: runs the load tool for BENCH_SECONDS; sets LOAD_JSON and LOAD_CPU
-# (the load tool's own CPU during the timed run, in cores).
-run_load() {
-    local url=$1 db=$2
-    shift 2
-    LOAD_JSON=$("$BENCH_BIN" write --url "$url" --db "$db" --concurrency "$CONCURRENCY" \
-        --batch "$BATCH" --duration "${ROW_SECONDS:-$BENCH_SECONDS}s" --json "$@" 2>>"$WORK/load.log") || {
-        echo "bench.sh: load against $url failed:" >&2
-        tail -15 "$WORK/load.log" >&2
-        return 1
-    }
-    LOAD_CPU=$(fmt_2 "$(jget "$LOAD_JSON" cpu_cores)")
-}
-
-fmt_int() {
-    awk -v x="$1" 'BEGIN {
-        s = sprintf("%.0f", x); n = length(s); out = ""
-        for (i = 1; i <= n; i++) { out = out substr(s, i, 1); if ((n - i) % 3 == 0 && i < n) out = out "," }
-        print out
-    }'
-}
-fmt_1() { awk -v x="$1" 'BEGIN {printf "%.1f", x}'; }
-fmt_2() { awk -v x="$1" 'BEGIN {printf "%.2f", x}'; }
-errors_of() {
-    local e
-    e=$(jget "$1" error_total)
-    if [ "${e:-0}" = 0 ]; then echo 0; else grep -o '"errors":{[^}]*}' <<<"$1" | cut -d: -f2-; fi
-}
-
-export LC_ALL=C
-REPORT=$WORK/report.md
 : >"$REPORT"
 out() { echo "$*" >>"$REPORT"; }
 
@@ -411,393 +158,419 @@ out
 # ---------------------------------------------------------------------------------------------
 # (a) the body users send, ours vs. the Go proxy, in front of 2 x 2 null sinks
 # ---------------------------------------------------------------------------------------------
+section_a() {
 
-GO_PROXY=${GO_PROXY:-$ROOT/../shared/reference/bin/influx-proxy-2.5.12}
-out "## (a) The body users send: influx-proxy vs. the Go proxy 2.5.12, 2 circles x 2 null sinks"
-out
-out "Body: \`influx-proxy-bench write --shape telegraf\`, what a fleet of Telegraf agents sends:" \
-    "$BATCH lines per request over 20 measurements (\`cpu\`, \`mem\`, \`disk\`, ...) x 250 hosts," \
-    "tags \`dc\`, \`host\`, \`region\`, a full-precision float and an integer field; every" \
-    "request reaches every backend. Same load, same sinks, same \`proxy.json\`, one after the other." \
-    "\"CPU µs/point\" is the proxy's CPU time from the start of the load until the sinks hold every" \
-    "point (delivery included) per acknowledged point; \"peak RSS\" is the process's VmHWM."
-out
-out "| proxy | body | points/s | p50 ms | p99 ms | errors | CPU µs/point | peak RSS MB | drain s | delivered |"
-out "|---|---|---:|---:|---:|---|---:|---:|---:|---|"
-declare -A USER_PPS USER_CPU USER_RSS
-for who in ours go; do
-    if [ "$who" = go ] && [ ! -x "$GO_PROXY" ]; then
-        out "| Go proxy 2.5.12 | - | not found at \`$GO_PROXY\` (set GO_PROXY) | | | | | | | |"
-        continue
-    fi
-    for body in plain gzip; do
-        extra=(--shape telegraf)
-        [ "$body" = gzip ] && extra+=(--gzip --pool-mb "$POOL_MB")
-        log "(a) $who proxy -> 2x2 sinks, telegraf body, $body"
-        start_sinks 4
-        PROXY_UNDER_TEST=$([ "$who" = go ] && echo "$GO_PROXY" || true)
-        start_proxy 2 2 "${SINK_PORTS[@]}"
-        PROXY_UNDER_TEST=
-        cpu0=$(cpu_seconds "$PROXY_PID")
-        run_load "$PROXY_URL" bench "${extra[@]}"
-        acked=$(jget "$LOAD_JSON" points)
-        drain=$(wait_sinks $((acked * 2)) "${SINK_PORTS[@]}")
-        cpu1=$(cpu_seconds "$PROXY_PID")
-        rss=$(peak_rss_mb "$PROXY_PID")
-        got=$(sink_points "${SINK_PORTS[@]}")
-        per_point=$(awk -v a="$cpu0" -v b="$cpu1" -v p="$acked" 'BEGIN {printf "%.2f", (p > 0 ? (b - a) * 1e6 / p : 0)}')
-        pps=$(jget "$LOAD_JSON" points_per_sec)
-        USER_PPS[$who-$body]=$pps
-        USER_CPU[$who-$body]=$per_point
-        USER_RSS[$who-$body]=$rss
-        out "| $([ "$who" = go ] && echo "Go proxy 2.5.12" || echo "influx-proxy") | $body |" \
-            "$(fmt_int "$pps") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") | $(fmt_2 "$(jget "$LOAD_JSON" p99)") |" \
-            "$(errors_of "$LOAD_JSON") | $per_point | $rss | $drain |" \
-            "$([ "$got" = $((acked * 2)) ] && echo "ok ($got)" || echo "MISMATCH $got of $((acked * 2))") |"
-        stop_pid "$PROXY_PID"
-        for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
-    done
-done
-out
-if [ -n "${USER_PPS[go-gzip]:-}" ]; then
-    ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}'; }
-    for body in plain gzip; do
-        out "- $body bodies, influx-proxy / Go proxy: points/s x$(ratio "${USER_PPS[ours-$body]}" "${USER_PPS[go-$body]}")," \
-            "CPU per point x$(ratio "${USER_CPU[ours-$body]}" "${USER_CPU[go-$body]}")," \
-            "peak RSS x$(ratio "${USER_RSS[ours-$body]}" "${USER_RSS[go-$body]}")."
+    GO_PROXY=${GO_PROXY:-$ROOT/../shared/reference/bin/influx-proxy-2.5.12}
+    out "## (a) The body users send: influx-proxy vs. the Go proxy 2.5.12, 2 circles x 2 null sinks"
+    out
+    out "Body: \`influx-proxy-bench write --shape telegraf\`, what a fleet of Telegraf agents sends:" \
+        "$BATCH lines per request over 20 measurements (\`cpu\`, \`mem\`, \`disk\`, ...) x 250 hosts," \
+        "tags \`dc\`, \`host\`, \`region\`, a full-precision float and an integer field; every" \
+        "request reaches every backend. Same load, same sinks, same \`proxy.json\`, one after the other." \
+        "\"CPU µs/point\" is the proxy's CPU time from the start of the load until the sinks hold every" \
+        "point (delivery included) per acknowledged point; \"peak RSS\" is the process's VmHWM."
+    out
+    out "| proxy | body | points/s | p50 ms | p99 ms | errors | CPU µs/point | peak RSS MB | drain s | delivered |"
+    out "|---|---|---:|---:|---:|---|---:|---:|---:|---|"
+    declare -gA USER_PPS USER_CPU USER_RSS
+    for who in ours go; do
+        if [ "$who" = go ] && [ ! -x "$GO_PROXY" ]; then
+            out "| Go proxy 2.5.12 | - | not found at \`$GO_PROXY\` (set GO_PROXY) | | | | | | | |"
+            continue
+        fi
+        for body in plain gzip; do
+            extra=(--shape telegraf)
+            [ "$body" = gzip ] && extra+=(--gzip --pool-mb "$POOL_MB")
+            log "(a) $who proxy -> 2x2 sinks, telegraf body, $body"
+            start_sinks 4
+            PROXY_UNDER_TEST=$([ "$who" = go ] && echo "$GO_PROXY" || true)
+            start_proxy 2 2 "${SINK_PORTS[@]}"
+            PROXY_UNDER_TEST=
+            cpu0=$(cpu_seconds "$PROXY_PID")
+            run_load "$PROXY_URL" bench "${extra[@]}"
+            acked=$(jget "$LOAD_JSON" points)
+            drain=$(wait_sinks $((acked * 2)) "${SINK_PORTS[@]}")
+            cpu1=$(cpu_seconds "$PROXY_PID")
+            rss=$(peak_rss_mb "$PROXY_PID")
+            got=$(sink_points "${SINK_PORTS[@]}")
+            per_point=$(awk -v a="$cpu0" -v b="$cpu1" -v p="$acked" 'BEGIN {printf "%.2f", (p > 0 ? (b - a) * 1e6 / p : 0)}')
+            pps=$(jget "$LOAD_JSON" points_per_sec)
+            USER_PPS[$who-$body]=$pps
+            USER_CPU[$who-$body]=$per_point
+            USER_RSS[$who-$body]=$rss
+            out "| $([ "$who" = go ] && echo "Go proxy 2.5.12" || echo "influx-proxy") | $body |" \
+                "$(fmt_int "$pps") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") | $(fmt_2 "$(jget "$LOAD_JSON" p99)") |" \
+                "$(errors_of "$LOAD_JSON") | $per_point | $rss | $drain |" \
+                "$([ "$got" = $((acked * 2)) ] && echo "ok ($got)" || echo "MISMATCH $got of $((acked * 2))") |"
+            stop_pid "$PROXY_PID"
+            for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
+        done
     done
     out
-fi
+    if [ -n "${USER_PPS[go-gzip]:-}" ]; then
+        ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}'; }
+        for body in plain gzip; do
+            out "- $body bodies, influx-proxy / Go proxy: points/s x$(ratio "${USER_PPS[ours-$body]}" "${USER_PPS[go-$body]}")," \
+                "CPU per point x$(ratio "${USER_CPU[ours-$body]}" "${USER_CPU[go-$body]}")," \
+                "peak RSS x$(ratio "${USER_RSS[ours-$body]}" "${USER_RSS[go-$body]}")."
+        done
+        out
+    fi
+}
 
 # ---------------------------------------------------------------------------------------------
 # (a2) proxy in front of 2 x 2 null sinks, synthetic body
 # ---------------------------------------------------------------------------------------------
+section_a2() {
 
-out "## (a2) Synthetic body, proxy in front of 2 circles x 2 null sinks"
-out
-out "\"body\" is how the load tool sends, \"to backends\" how the proxy delivers (\`write_gzip\`," \
-    "default gzip). \"delivered\" compares the points the sinks received after the queues drained" \
-    "with acknowledged points x circles."
-out
-out "| setup | body | to backends | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | proxy CPU µs/point | load tool CPU | drain s | delivered |"
-out "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+    out "## (a2) Synthetic body, proxy in front of 2 circles x 2 null sinks"
+    out
+    out "\"body\" is how the load tool sends, \"to backends\" how the proxy delivers (\`write_gzip\`," \
+        "default gzip). \"delivered\" compares the points the sinks received after the queues drained" \
+        "with acknowledged points x circles."
+    out
+    out "| setup | body | to backends | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | proxy CPU µs/point | load tool CPU | drain s | delivered |"
+    out "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
 
-log "(a2) load tool straight into one sink (ceiling of the load tool)"
-for body in plain gzip; do
-    extra=()
-    [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
-    start_sinks 1
-    run_load "http://127.0.0.1:${SINK_PORTS[0]}" bench "${extra[@]}"
-    got=$(sink_points "${SINK_PORTS[@]}")
-    acked=$(jget "$LOAD_JSON" points)
-    out "| load tool -> 1 sink (no proxy) | $body | - | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
-        "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
-        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | - | - | $LOAD_CPU | - |" \
-        "$([ "$got" = "$acked" ] && echo "ok ($got)" || echo "MISMATCH $got of $acked") |"
-    stop_pid "${SINK_PIDS[0]}"
-done
+    log "(a2) load tool straight into one sink (ceiling of the load tool)"
+    for body in plain gzip; do
+        extra=()
+        [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
+        start_sinks 1
+        run_load "http://127.0.0.1:${SINK_PORTS[0]}" bench "${extra[@]}"
+        got=$(sink_points "${SINK_PORTS[@]}")
+        acked=$(jget "$LOAD_JSON" points)
+        out "| load tool -> 1 sink (no proxy) | $body | - | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
+            "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
+            "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | - | - | $LOAD_CPU | - |" \
+            "$([ "$got" = "$acked" ] && echo "ok ($got)" || echo "MISMATCH $got of $acked") |"
+        stop_pid "${SINK_PIDS[0]}"
+    done
 
-for setting in "plain gzip" "plain plain" "gzip gzip" "gzip plain"; do
-    read -r body to_backends <<<"$setting"
-    extra=()
-    [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
-    log "(a2) proxy -> 2x2 sinks, $body body, $to_backends to backends"
-    start_sinks 4
-    PROXY_EXTRA=$([ "$to_backends" = plain ] && echo '"write_gzip": false,' || true)
-    start_proxy 2 2 "${SINK_PORTS[@]}"
-    PROXY_EXTRA=
-    cpu0=$(cpu_seconds "$PROXY_PID")
-    t0=$(date +%s.%N)
-    run_load "$PROXY_URL" bench "${extra[@]}"
-    t1=$(date +%s.%N)
-    cpu1=$(cpu_seconds "$PROXY_PID")
-    drain=$(wait_drain)
-    got=$(sink_points "${SINK_PORTS[@]}")
-    acked=$(jget "$LOAD_JSON" points)
-    cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
-    out "| proxy -> 2x2 sinks | $body | $to_backends | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
-        "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
-        "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores |" \
-        "$(awk -v c="$cores" -v p="$(jget "$LOAD_JSON" points_per_sec)" 'BEGIN {printf "%.2f", c * 1e6 / p}') |" \
-        "$LOAD_CPU | $drain |" \
-        "$([ "$got" = $((acked * 2)) ] && echo "ok ($got)" || echo "MISMATCH $got of $((acked * 2))") |"
-    stop_pid "$PROXY_PID"
-    for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
-done
-out
+    for setting in "plain gzip" "plain plain" "gzip gzip" "gzip plain"; do
+        read -r body to_backends <<<"$setting"
+        extra=()
+        [ "$body" = gzip ] && extra=(--gzip --pool-mb "$POOL_MB")
+        log "(a2) proxy -> 2x2 sinks, $body body, $to_backends to backends"
+        start_sinks 4
+        PROXY_EXTRA=$([ "$to_backends" = plain ] && echo '"write_gzip": false,' || true)
+        start_proxy 2 2 "${SINK_PORTS[@]}"
+        PROXY_EXTRA=
+        cpu0=$(cpu_seconds "$PROXY_PID")
+        t0=$(date +%s.%N)
+        run_load "$PROXY_URL" bench "${extra[@]}"
+        t1=$(date +%s.%N)
+        cpu1=$(cpu_seconds "$PROXY_PID")
+        drain=$(wait_drain)
+        got=$(sink_points "${SINK_PORTS[@]}")
+        acked=$(jget "$LOAD_JSON" points)
+        cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
+        out "| proxy -> 2x2 sinks | $body | $to_backends | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") |" \
+            "$(fmt_1 "$(jget "$LOAD_JSON" mb_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
+            "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores |" \
+            "$(awk -v c="$cores" -v p="$(jget "$LOAD_JSON" points_per_sec)" 'BEGIN {printf "%.2f", c * 1e6 / p}') |" \
+            "$LOAD_CPU | $drain |" \
+            "$([ "$got" = $((acked * 2)) ] && echo "ok ($got)" || echo "MISMATCH $got of $((acked * 2))") |"
+        stop_pid "$PROXY_PID"
+        for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
+    done
+    out
+}
 
 # ---------------------------------------------------------------------------------------------
 # (b) real influxd
 # ---------------------------------------------------------------------------------------------
+section_b() {
 
-out "## (b) Real influxd: direct vs. through the proxy"
-out
-if [ "$HAVE_INFLUXD" = 0 ]; then
-    out "influxd is not installed (Debian package \`influxdb\`); skipped."
-    log "(b) skipped: no influxd"
-else
-    out "The proxy acknowledges a write once it is in its write-ahead queue, before InfluxDB has it," \
-        "so \"acked points/s\" can exceed what InfluxDB absorbs. \"end-to-end points/s\" divides" \
-        "the acknowledged points by the run time plus the time the queues took to drain afterwards;" \
-        "\"stored\" is \`SELECT COUNT(f0)\` summed over all backends and measurements, divided by circles."
+    out "## (b) Real influxd: direct vs. through the proxy"
     out
-    out "| setup | acked points/s | p50 ms | p99 ms | errors | proxy CPU | drain s | end-to-end points/s | stored |"
-    out "|---|---:|---:|---:|---|---:|---:|---:|---|"
+    if [ "$HAVE_INFLUXD" = 0 ]; then
+        out "influxd is not installed (Debian package \`influxdb\`); skipped."
+        log "(b) skipped: no influxd"
+    else
+        out "The proxy acknowledges a write once it is in its write-ahead queue, before InfluxDB has it," \
+            "so \"acked points/s\" can exceed what InfluxDB absorbs. \"end-to-end points/s\" divides" \
+            "the acknowledged points by the run time plus the time the queues took to drain afterwards;" \
+            "\"stored\" is \`SELECT COUNT(f0)\` summed over all backends and measurements, divided by circles."
+        out
+        out "| setup | acked points/s | p50 ms | p99 ms | errors | proxy CPU | drain s | end-to-end points/s | stored |"
+        out "|---|---:|---:|---:|---|---:|---:|---:|---|"
 
-    # influx_row LABEL CIRCLES PROXY_PID|- PORTS...: runs the load against $TARGET_URL.
-    influx_row() {
-        local label=$1 circles=$2 ppid=$3 cpu0 cpu1 t0 t1 drain=0 cores=- stored=0 port e2e acked
-        shift 3
-        [ "$ppid" != - ] && cpu0=$(cpu_seconds "$ppid")
-        t0=$(date +%s.%N)
-        run_load "$TARGET_URL" bench --create-db ${ROW_RATE:+--rate "$ROW_RATE"} \
-            ${ROW_POINTS:+--points "$ROW_POINTS"}
-        t1=$(date +%s.%N)
-        if [ "$ppid" != - ]; then
-            cpu1=$(cpu_seconds "$ppid")
-            cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
-            drain=$(wait_drain)
-        fi
-        acked=$(jget "$LOAD_JSON" points)
-        e2e=$(awk -v p="$acked" -v s="$t0" -v e="$t1" -v d="$drain" 'BEGIN {printf "%.0f", p / (e - s + d)}')
-        for port in "$@"; do
-            stored=$((stored + $(stored_points "$port" bench)))
-        done
-        stored=$((stored / circles))
-        out "| $label | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
-            "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores | $([ "$ppid" = - ] && echo - || echo "$drain") |" \
-            "$(fmt_int "$e2e") | $([ "$stored" = "$acked" ] && echo "ok ($stored)" || echo "MISMATCH $stored of $acked") |"
-        ROW_PPS=$(jget "$LOAD_JSON" points_per_sec)
-        ROW_P50=$(jget "$LOAD_JSON" p50)
-        ROW_P99=$(jget "$LOAD_JSON" p99)
-        ROW_E2E=$e2e
-        ROW_ACKED=$acked
-    }
+        # influx_row LABEL CIRCLES PROXY_PID|- PORTS...: runs the load against $TARGET_URL.
+        influx_row() {
+            local label=$1 circles=$2 ppid=$3 cpu0 cpu1 t0 t1 drain=0 cores=- stored=0 port e2e acked
+            shift 3
+            [ "$ppid" != - ] && cpu0=$(cpu_seconds "$ppid")
+            t0=$(date +%s.%N)
+            run_load "$TARGET_URL" bench --create-db ${ROW_RATE:+--rate "$ROW_RATE"} \
+                ${ROW_POINTS:+--points "$ROW_POINTS"}
+            t1=$(date +%s.%N)
+            if [ "$ppid" != - ]; then
+                cpu1=$(cpu_seconds "$ppid")
+                cores=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / (e - s)}')
+                drain=$(wait_drain)
+            fi
+            acked=$(jget "$LOAD_JSON" points)
+            e2e=$(awk -v p="$acked" -v s="$t0" -v e="$t1" -v d="$drain" 'BEGIN {printf "%.0f", p / (e - s + d)}')
+            for port in "$@"; do
+                stored=$((stored + $(stored_points "$port" bench)))
+            done
+            stored=$((stored / circles))
+            out "| $label | $(fmt_int "$(jget "$LOAD_JSON" points_per_sec)") | $(fmt_2 "$(jget "$LOAD_JSON" p50)") |" \
+                "$(fmt_2 "$(jget "$LOAD_JSON" p99)") | $(errors_of "$LOAD_JSON") | $cores | $([ "$ppid" = - ] && echo - || echo "$drain") |" \
+                "$(fmt_int "$e2e") | $([ "$stored" = "$acked" ] && echo "ok ($stored)" || echo "MISMATCH $stored of $acked") |"
+            ROW_PPS=$(jget "$LOAD_JSON" points_per_sec)
+            ROW_P50=$(jget "$LOAD_JSON" p50)
+            ROW_P99=$(jget "$LOAD_JSON" p99)
+            ROW_E2E=$e2e
+            ROW_ACKED=$acked
+        }
 
-    log "(b) load tool -> influxd"
-    start_influxd
-    TARGET_URL="http://127.0.0.1:$INFLUXD_PORT"
-    influx_row "load tool -> influxd" 1 - "$INFLUXD_PORT"
-    D_PPS=$ROW_PPS D_P50=$ROW_P50 D_P99=$ROW_P99 D_POINTS=$ROW_ACKED
-    stop_pid "$INFLUXD_PID"
-
-    # proxy_1x1_row LABEL: a fresh influxd behind a fresh 1x1 proxy; PROXY_EXTRA, ROW_RATE,
-    # ROW_POINTS and ROW_SECONDS apply as set by the caller. Sets ROW_* like influx_row.
-    proxy_1x1_row() {
+        log "(b) load tool -> influxd"
         start_influxd
-        start_proxy 1 1 "$INFLUXD_PORT"
-        TARGET_URL=$PROXY_URL
-        influx_row "$1" 1 "$PROXY_PID" "$INFLUXD_PORT"
-        stop_pid "$PROXY_PID"
+        TARGET_URL="http://127.0.0.1:$INFLUXD_PORT"
+        influx_row "load tool -> influxd" 1 - "$INFLUXD_PORT"
+        D_PPS=$ROW_PPS D_P50=$ROW_P50 D_P99=$ROW_P99 D_POINTS=$ROW_ACKED
         stop_pid "$INFLUXD_PID"
-    }
 
-    log "(b) proxy -> 1x1 influxd"
-    proxy_1x1_row "proxy -> 1 influxd"
-    P_PPS=$ROW_PPS P_P50=$ROW_P50 P_P99=$ROW_P99 P_E2E=$ROW_E2E
+        # proxy_1x1_row LABEL: a fresh influxd behind a fresh 1x1 proxy; PROXY_EXTRA, ROW_RATE,
+        # ROW_POINTS and ROW_SECONDS apply as set by the caller. Sets ROW_* like influx_row.
+        proxy_1x1_row() {
+            start_influxd
+            start_proxy 1 1 "$INFLUXD_PORT"
+            TARGET_URL=$PROXY_URL
+            influx_row "$1" 1 "$PROXY_PID" "$INFLUXD_PORT"
+            stop_pid "$PROXY_PID"
+            stop_pid "$INFLUXD_PID"
+        }
 
-    log "(b) proxy -> 1x1 influxd, write_gzip false"
-    PROXY_EXTRA='"write_gzip": false,'
-    proxy_1x1_row "proxy -> 1 influxd, \`write_gzip: false\`"
-    PROXY_EXTRA=
-    P2_E2E=$ROW_E2E
+        log "(b) proxy -> 1x1 influxd"
+        proxy_1x1_row "proxy -> 1 influxd"
+        P_PPS=$ROW_PPS P_P50=$ROW_P50 P_P99=$ROW_P99 P_E2E=$ROW_E2E
 
-    # The unlimited rows above let the proxy accept several times what influxd takes and then
-    # drain it into an ever larger database; at influxd's own rate both sides store about as
-    # much data, which is what "overhead" means to an operator sizing a deployment.
-    log "(b) proxy -> 1x1 influxd at the direct rate"
-    ROW_RATE=$(awk -v r="$D_PPS" 'BEGIN {printf "%.0f", r}')
-    # Longer, so the last partial batch's flush_time (1 s) weighs little.
-    ROW_SECONDS=$((BENCH_SECONDS * 3))
-    proxy_1x1_row "proxy -> 1 influxd, load limited to the direct rate ($(fmt_int "$ROW_RATE") points/s)"
-    ROW_RATE=
-    ROW_SECONDS=
-    P3_E2E=$ROW_E2E
+        log "(b) proxy -> 1x1 influxd, write_gzip false"
+        PROXY_EXTRA='"write_gzip": false,'
+        proxy_1x1_row "proxy -> 1 influxd, \`write_gzip: false\`"
+        PROXY_EXTRA=
+        P2_E2E=$ROW_E2E
 
-    # The same work both ways: the points the direct run stored, sent flat out through the
-    # proxy and timed until influxd has them all.
-    log "(b) proxy -> 1x1 influxd, the direct run's point count"
-    ROW_POINTS=$D_POINTS
-    ROW_SECONDS=$((BENCH_SECONDS * 6))
-    proxy_1x1_row "proxy -> 1 influxd, the direct run's $(fmt_int "$D_POINTS") points flat out"
-    ROW_POINTS=
-    ROW_SECONDS=
-    P4_E2E=$ROW_E2E
+        # The unlimited rows above let the proxy accept several times what influxd takes and then
+        # drain it into an ever larger database; at influxd's own rate both sides store about as
+        # much data, which is what "overhead" means to an operator sizing a deployment.
+        log "(b) proxy -> 1x1 influxd at the direct rate"
+        ROW_RATE=$(awk -v r="$D_PPS" 'BEGIN {printf "%.0f", r}')
+        # Longer, so the last partial batch's flush_time (1 s) weighs little.
+        ROW_SECONDS=$((BENCH_SECONDS * 3))
+        proxy_1x1_row "proxy -> 1 influxd, load limited to the direct rate ($(fmt_int "$ROW_RATE") points/s)"
+        ROW_RATE=
+        ROW_SECONDS=
+        P3_E2E=$ROW_E2E
 
-    log "(b) proxy -> 2x2 influxd"
-    ports=()
-    pids=()
-    for i in 1 2 3 4; do
-        start_influxd
-        ports+=("$INFLUXD_PORT")
-        pids+=("$INFLUXD_PID")
-    done
-    start_proxy 2 2 "${ports[@]}"
-    TARGET_URL=$PROXY_URL
-    influx_row "proxy -> 2x2 influxd" 2 "$PROXY_PID" "${ports[@]}"
-    stop_pid "$PROXY_PID"
-    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+        # The same work both ways: the points the direct run stored, sent flat out through the
+        # proxy and timed until influxd has them all.
+        log "(b) proxy -> 1x1 influxd, the direct run's point count"
+        ROW_POINTS=$D_POINTS
+        ROW_SECONDS=$((BENCH_SECONDS * 6))
+        proxy_1x1_row "proxy -> 1 influxd, the direct run's $(fmt_int "$D_POINTS") points flat out"
+        ROW_POINTS=
+        ROW_SECONDS=
+        P4_E2E=$ROW_E2E
+
+        log "(b) proxy -> 2x2 influxd"
+        ports=()
+        pids=()
+        for i in 1 2 3 4; do
+            start_influxd
+            ports+=("$INFLUXD_PORT")
+            pids+=("$INFLUXD_PID")
+        done
+        start_proxy 2 2 "${ports[@]}"
+        TARGET_URL=$PROXY_URL
+        influx_row "proxy -> 2x2 influxd" 2 "$PROXY_PID" "${ports[@]}"
+        stop_pid "$PROXY_PID"
+        for pid in "${pids[@]}"; do stop_pid "$pid"; done
+        out
+        out "Proxy (one circle of that influxd) vs. influxd direct: acked points/s x$(awk -v a="$P_PPS" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')," \
+            "end-to-end points/s x$(awk -v a="$P_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')" \
+            "(x$(awk -v a="$P2_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') without gzip towards influxd;" \
+            "x$(awk -v a="$P3_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') with the load limited to the direct rate;" \
+            "x$(awk -v a="$P4_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') for the direct run's point count sent flat out, the same work both ways)," \
+            "p50 latency x$(awk -v a="$P_P50" -v b="$D_P50" 'BEGIN {printf "%.2f", a / b}')," \
+            "p99 latency x$(awk -v a="$P_P99" -v b="$D_P99" 'BEGIN {printf "%.2f", a / b}')."
+    fi
     out
-    out "Proxy (one circle of that influxd) vs. influxd direct: acked points/s x$(awk -v a="$P_PPS" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')," \
-        "end-to-end points/s x$(awk -v a="$P_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}')" \
-        "(x$(awk -v a="$P2_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') without gzip towards influxd;" \
-        "x$(awk -v a="$P3_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') with the load limited to the direct rate;" \
-        "x$(awk -v a="$P4_E2E" -v b="$D_PPS" 'BEGIN {printf "%.2f", a / b}') for the direct run's point count sent flat out, the same work both ways)," \
-        "p50 latency x$(awk -v a="$P_P50" -v b="$D_P50" 'BEGIN {printf "%.2f", a / b}')," \
-        "p99 latency x$(awk -v a="$P_P99" -v b="$D_P99" 'BEGIN {printf "%.2f", a / b}')."
-fi
-out
+}
 
 # ---------------------------------------------------------------------------------------------
 # (c) added latency
 # ---------------------------------------------------------------------------------------------
+section_c() {
 
-out "## (c) Added latency per $BATCH-point request"
-out
-out "One connection at $(fmt_int "$LATENCY_RATE") points/s (rate-limited, so neither side is saturated)," \
-    "${LATENCY_SECONDS} s ($(fmt_int $((LATENCY_RATE * LATENCY_SECONDS / BATCH))) requests) per run. The proxy answers once the request is in its write-ahead queue for every" \
-    "circle, so its latency is parsing, routing and the queue append; against real influxd it" \
-    "does not include InfluxDB's own write time. \"added\" = through the proxy minus direct."
-out
-out "| target | direct p50 ms | direct p99 ms | proxy p50 ms | proxy p99 ms | added p50 ms | added p99 ms |"
-out "|---|---:|---:|---:|---:|---:|---:|"
+    out "## (c) Added latency per $BATCH-point request"
+    out
+    out "One connection at $(fmt_int "$LATENCY_RATE") points/s (rate-limited, so neither side is saturated)," \
+        "${LATENCY_SECONDS} s ($(fmt_int $((LATENCY_RATE * LATENCY_SECONDS / BATCH))) requests) per run. The proxy answers once the request is in its write-ahead queue for every" \
+        "circle, so its latency is parsing, routing and the queue append; against real influxd it" \
+        "does not include InfluxDB's own write time. \"added\" = through the proxy minus direct."
+    out
+    out "| target | direct p50 ms | direct p99 ms | proxy p50 ms | proxy p99 ms | added p50 ms | added p99 ms |"
+    out "|---|---:|---:|---:|---:|---:|---:|"
 
-# latency_load URL: one connection at LATENCY_RATE; sets LAT_P50 and LAT_P99.
-latency_load() {
-    local json
-    json=$("$BENCH_BIN" write --url "$1" --db bench --concurrency 1 --batch "$BATCH" \
-        --rate "$LATENCY_RATE" --duration "${LATENCY_SECONDS}s" --create-db --json 2>>"$WORK/load.log")
-    LAT_P50=$(jget "$json" p50)
-    LAT_P99=$(jget "$json" p99)
-}
+    # latency_load URL: one connection at LATENCY_RATE; sets LAT_P50 and LAT_P99.
+    latency_load() {
+        local json
+        json=$("$BENCH_BIN" write --url "$1" --db bench --concurrency 1 --batch "$BATCH" \
+            --rate "$LATENCY_RATE" --duration "${LATENCY_SECONDS}s" --create-db --json 2>>"$WORK/load.log")
+        LAT_P50=$(jget "$json" p50)
+        LAT_P99=$(jget "$json" p99)
+    }
 
-# latency_row LABEL: prints the row from DIRECT_* and LAT_*.
-latency_row() {
-    out "| $1 | $(fmt_2 "$DIRECT_P50") | $(fmt_2 "$DIRECT_P99") | $(fmt_2 "$LAT_P50") | $(fmt_2 "$LAT_P99") |" \
-        "$(awk -v a="$LAT_P50" -v b="$DIRECT_P50" 'BEGIN {printf "%.2f", a - b}') |" \
-        "$(awk -v a="$LAT_P99" -v b="$DIRECT_P99" 'BEGIN {printf "%.2f", a - b}') |"
-}
+    # latency_row LABEL: prints the row from DIRECT_* and LAT_*.
+    latency_row() {
+        out "| $1 | $(fmt_2 "$DIRECT_P50") | $(fmt_2 "$DIRECT_P99") | $(fmt_2 "$LAT_P50") | $(fmt_2 "$LAT_P99") |" \
+            "$(awk -v a="$LAT_P50" -v b="$DIRECT_P50" 'BEGIN {printf "%.2f", a - b}') |" \
+            "$(awk -v a="$LAT_P99" -v b="$DIRECT_P99" 'BEGIN {printf "%.2f", a - b}') |"
+    }
 
-log "(c) latency: sink direct vs. proxy -> 2x2 sinks"
-start_sinks 4
-latency_load "http://127.0.0.1:${SINK_PORTS[0]}"
-DIRECT_P50=$LAT_P50 DIRECT_P99=$LAT_P99
-start_proxy 2 2 "${SINK_PORTS[@]}"
-latency_load "$PROXY_URL"
-latency_row "null sink / proxy -> 2x2 null sinks"
-stop_pid "$PROXY_PID"
-for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
-
-if [ "$HAVE_INFLUXD" = 1 ]; then
-    log "(c) latency: influxd direct vs. proxy -> 1 influxd"
-    start_influxd
-    latency_load "http://127.0.0.1:$INFLUXD_PORT"
+    log "(c) latency: sink direct vs. proxy -> 2x2 sinks"
+    start_sinks 4
+    latency_load "http://127.0.0.1:${SINK_PORTS[0]}"
     DIRECT_P50=$LAT_P50 DIRECT_P99=$LAT_P99
-    stop_pid "$INFLUXD_PID"
-    start_influxd
-    start_proxy 1 1 "$INFLUXD_PORT"
+    start_proxy 2 2 "${SINK_PORTS[@]}"
     latency_load "$PROXY_URL"
-    latency_row "influxd / proxy -> 1 influxd"
+    latency_row "null sink / proxy -> 2x2 null sinks"
     stop_pid "$PROXY_PID"
-    stop_pid "$INFLUXD_PID"
-fi
-out
+    for pid in "${SINK_PIDS[@]}"; do stop_pid "$pid"; done
+
+    if [ "$HAVE_INFLUXD" = 1 ]; then
+        log "(c) latency: influxd direct vs. proxy -> 1 influxd"
+        start_influxd
+        latency_load "http://127.0.0.1:$INFLUXD_PORT"
+        DIRECT_P50=$LAT_P50 DIRECT_P99=$LAT_P99
+        stop_pid "$INFLUXD_PID"
+        start_influxd
+        start_proxy 1 1 "$INFLUXD_PORT"
+        latency_load "$PROXY_URL"
+        latency_row "influxd / proxy -> 1 influxd"
+        stop_pid "$PROXY_PID"
+        stop_pid "$INFLUXD_PID"
+    fi
+    out
+}
 
 # ---------------------------------------------------------------------------------------------
 # (d) one backend down
 # ---------------------------------------------------------------------------------------------
+section_d() {
 
-log "(d) outage of one sink for ${OUTAGE_SECONDS}s"
-start_sinks 4
-start_proxy 2 2 "${SINK_PORTS[@]}"
-VICTIM_PORT=${SINK_PORTS[0]}
-VICTIM_PID=${SINK_PIDS[0]}
-TOTAL=$((PRE_OUTAGE + OUTAGE_SECONDS + POST_OUTAGE))
-"$BENCH_BIN" write --url "$PROXY_URL" --db bench --concurrency "$CONCURRENCY" --batch "$BATCH" \
-    --rate "$OUTAGE_RATE" --duration "${TOTAL}s" --json >"$WORK/outage.json" 2>>"$WORK/load.log" &
-LOAD_PID=$!
-PIDS+=("$LOAD_PID")
+    log "(d) outage of one sink for ${OUTAGE_SECONDS}s"
+    start_sinks 4
+    start_proxy 2 2 "${SINK_PORTS[@]}"
+    VICTIM_PORT=${SINK_PORTS[0]}
+    VICTIM_PID=${SINK_PIDS[0]}
+    TOTAL=$((PRE_OUTAGE + OUTAGE_SECONDS + POST_OUTAGE))
+    "$BENCH_BIN" write --url "$PROXY_URL" --db bench --concurrency "$CONCURRENCY" --batch "$BATCH" \
+        --rate "$OUTAGE_RATE" --duration "${TOTAL}s" --json >"$WORK/outage.json" 2>>"$WORK/load.log" &
+    LOAD_PID=$!
+    PIDS+=("$LOAD_PID")
 
-out "## (d) One of 4 sinks killed for ${OUTAGE_SECONDS} s while writing through the proxy"
-out
-out "Load: $(fmt_int "$OUTAGE_RATE") points/s (rate-limited) into a proxy with 2 circles x 2 sinks;" \
-    "backend-1-1 is SIGKILLed after ${PRE_OUTAGE} s and restarted on the same port" \
-    "${OUTAGE_SECONDS} s later. Queue = sum of \`queue.bytes\` over all backends in \`/health\`;" \
-    "RSS = \`VmRSS\` of the proxy."
-out
-out "| t s | phase | queue MB | proxy RSS MB |"
-out "|---:|---|---:|---:|"
-START=$(date +%s.%N)
-phase=before
-killed=0
-restarted=0
-next_sample=0
-while :; do
-    now=$(awk -v a="$START" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
-    if [ "$killed" = 0 ] && awk -v t="$now" -v p="$PRE_OUTAGE" 'BEGIN {exit !(t >= p)}'; then
-        VICTIM_BEFORE=$(sink_points "$VICTIM_PORT")
-        stop_pid "$VICTIM_PID"
-        killed=1
-        phase=outage
-        next_sample=0
-    fi
-    if [ "$killed" = 1 ] && [ "$restarted" = 0 ] &&
-        awk -v t="$now" -v p="$((PRE_OUTAGE + OUTAGE_SECONDS))" 'BEGIN {exit !(t >= p)}'; then
-        start_sink "$VICTIM_PORT" "$WORK/sink-$VICTIM_PORT.log"
-        SINK_PIDS[0]=$SINK_PID
-        restarted=1
-        phase=recovery
-        next_sample=0
-    fi
-    load_done=0
-    kill -0 "$LOAD_PID" 2>/dev/null || load_done=1
-    if awk -v t="$now" -v n="$next_sample" 'BEGIN {exit !(t >= n)}'; then
-        q=$(queue_bytes)
-        rss=$(rss_mb "$PROXY_PID")
-        out "| $now | $phase | $(fmt_1 "$(awk -v b="$q" 'BEGIN {print b / 1e6}')") | $rss |"
-        echo "$now $phase $q $rss" >>"$WORK/outage-samples.txt"
-        # Long outages are sampled sparsely; the drain afterwards closely.
-        step=$([ "$phase" = outage ] && echo "$SAMPLE_SECONDS" || echo "$DRAIN_SAMPLE_SECONDS")
-        next_sample=$(awk -v t="$now" -v s="$step" 'BEGIN {print t + s}')
-        if [ "$load_done" = 1 ] && [ "$restarted" = 1 ] && [ "$q" = 0 ]; then
+    out "## (d) One of 4 sinks killed for ${OUTAGE_SECONDS} s while writing through the proxy"
+    out
+    out "Load: $(fmt_int "$OUTAGE_RATE") points/s (rate-limited) into a proxy with 2 circles x 2 sinks;" \
+        "backend-1-1 is SIGKILLed after ${PRE_OUTAGE} s and restarted on the same port" \
+        "${OUTAGE_SECONDS} s later. Queue = sum of \`queue.bytes\` over all backends in \`/health\`;" \
+        "RSS = \`VmRSS\` of the proxy."
+    out
+    out "| t s | phase | queue MB | proxy RSS MB |"
+    out "|---:|---|---:|---:|"
+    START=$(date +%s.%N)
+    phase=before
+    killed=0
+    restarted=0
+    next_sample=0
+    while :; do
+        now=$(awk -v a="$START" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+        if [ "$killed" = 0 ] && awk -v t="$now" -v p="$PRE_OUTAGE" 'BEGIN {exit !(t >= p)}'; then
+            VICTIM_BEFORE=$(sink_points "$VICTIM_PORT")
+            stop_pid "$VICTIM_PID"
+            killed=1
+            phase=outage
+            next_sample=0
+        fi
+        if [ "$killed" = 1 ] && [ "$restarted" = 0 ] &&
+            awk -v t="$now" -v p="$((PRE_OUTAGE + OUTAGE_SECONDS))" 'BEGIN {exit !(t >= p)}'; then
+            start_sink "$VICTIM_PORT" "$WORK/sink-$VICTIM_PORT.log"
+            SINK_PIDS[0]=$SINK_PID
+            restarted=1
+            phase=recovery
+            next_sample=0
+        fi
+        load_done=0
+        kill -0 "$LOAD_PID" 2>/dev/null || load_done=1
+        if awk -v t="$now" -v n="$next_sample" 'BEGIN {exit !(t >= n)}'; then
+            q=$(queue_bytes)
+            rss=$(rss_mb "$PROXY_PID")
+            out "| $now | $phase | $(fmt_1 "$(awk -v b="$q" 'BEGIN {print b / 1e6}')") | $rss |"
+            echo "$now $phase $q $rss" >>"$WORK/outage-samples.txt"
+            # Long outages are sampled sparsely; the drain afterwards closely.
+            step=$([ "$phase" = outage ] && echo "$SAMPLE_SECONDS" || echo "$DRAIN_SAMPLE_SECONDS")
+            next_sample=$(awk -v t="$now" -v s="$step" 'BEGIN {print t + s}')
+            if [ "$load_done" = 1 ] && [ "$restarted" = 1 ] && [ "$q" = 0 ]; then
+                break
+            fi
+        fi
+        if [ "$load_done" = 1 ] && [ "$phase" != drain ] && [ "$restarted" = 1 ]; then
+            phase=drain
+            next_sample=0
+            LOAD_END=$now
+        fi
+        if awk -v t="$now" -v m="$((TOTAL + DRAIN_TIMEOUT))" 'BEGIN {exit !(t > m)}'; then
+            out "| $now | gave up waiting for the queue to drain | | |"
             break
         fi
-    fi
-    if [ "$load_done" = 1 ] && [ "$phase" != drain ] && [ "$restarted" = 1 ]; then
-        phase=drain
-        next_sample=0
-        LOAD_END=$now
-    fi
-    if awk -v t="$now" -v m="$((TOTAL + DRAIN_TIMEOUT))" 'BEGIN {exit !(t > m)}'; then
-        out "| $now | gave up waiting for the queue to drain | | |"
-        break
-    fi
-    sleep 0.2
+        sleep 0.2
+    done
+    wait "$LOAD_PID" || true
+    OUTAGE_JSON=$(cat "$WORK/outage.json")
+    acked=$(jget "$OUTAGE_JSON" points)
+    got=$(($(sink_points "${SINK_PORTS[@]}") + ${VICTIM_BEFORE:-0}))
+    out
+    out "Acknowledged $(fmt_int "$acked") points ($(fmt_int "$(jget "$OUTAGE_JSON" points_per_sec)") points/s," \
+        "p50 $(fmt_2 "$(jget "$OUTAGE_JSON" p50)") ms, p99 $(fmt_2 "$(jget "$OUTAGE_JSON" p99)") ms," \
+        "max $(fmt_2 "$(jget "$OUTAGE_JSON" max)") ms, errors $(errors_of "$OUTAGE_JSON"))." \
+        "The queue was empty again $(awk -v a="${LOAD_END:-0}" -v b="$now" 'BEGIN {printf "%.1f", b - a}') s after the load stopped." \
+        "Sinks received $(fmt_int "$got") points of $(fmt_int $((acked * 2))) expected" \
+        "$([ "$got" -ge $((acked * 2)) ] && echo "(ok; more means batches in flight at the kill were delivered twice, at-least-once)" || echo "(MISMATCH)")."
+    stop_pid "$PROXY_PID"
+    # Flat memory: compare the first and the last third of the outage samples.
+    out
+    out "$(awk -v secs="$OUTAGE_SECONDS" '$2 == "outage" {n++; t[n] = $1; q[n] = $3; r[n] = $4}
+        END {
+            if (n < 3) { print "Too few outage samples for a memory summary."; exit }
+            min = r[1]; max = r[1]
+            for (i = 1; i <= n; i++) { if (r[i] < min) min = r[i]; if (r[i] > max) max = r[i] }
+            k = int(n / 3); a = 0; b = 0
+            for (i = 1; i <= k; i++) { a += r[i]; b += r[n - k + i] }
+            printf "Proxy RSS over the %d s outage (%d samples): min %d MB, max %d MB; mean %.0f MB in the first third (queue %.0f MB at its end) vs. %.0f MB in the last third (queue %.0f MB at its end).", \
+                secs, n, min, max, a / k, q[k] / 1e6, b / k, q[n] / 1e6
+        }' "$WORK/outage-samples.txt")"
+}
+
+# Sections kept in their own files: (e) migration, (f) query latency.
+for f in "$ROOT"/scripts/bench-section-*.sh; do
+    # shellcheck source=/dev/null
+    . "$f"
 done
-wait "$LOAD_PID" || true
-OUTAGE_JSON=$(cat "$WORK/outage.json")
-acked=$(jget "$OUTAGE_JSON" points)
-got=$(($(sink_points "${SINK_PORTS[@]}") + ${VICTIM_BEFORE:-0}))
-out
-out "Acknowledged $(fmt_int "$acked") points ($(fmt_int "$(jget "$OUTAGE_JSON" points_per_sec)") points/s," \
-    "p50 $(fmt_2 "$(jget "$OUTAGE_JSON" p50)") ms, p99 $(fmt_2 "$(jget "$OUTAGE_JSON" p99)") ms," \
-    "max $(fmt_2 "$(jget "$OUTAGE_JSON" max)") ms, errors $(errors_of "$OUTAGE_JSON"))." \
-    "The queue was empty again $(awk -v a="${LOAD_END:-0}" -v b="$now" 'BEGIN {printf "%.1f", b - a}') s after the load stopped." \
-    "Sinks received $(fmt_int "$got") points of $(fmt_int $((acked * 2))) expected" \
-    "$([ "$got" -ge $((acked * 2)) ] && echo "(ok; more means batches in flight at the kill were delivered twice, at-least-once)" || echo "(MISMATCH)")."
-stop_pid "$PROXY_PID"
-# Flat memory: compare the first and the last third of the outage samples.
-out
-out "$(awk -v secs="$OUTAGE_SECONDS" '$2 == "outage" {n++; t[n] = $1; q[n] = $3; r[n] = $4}
-    END {
-        if (n < 3) { print "Too few outage samples for a memory summary."; exit }
-        min = r[1]; max = r[1]
-        for (i = 1; i <= n; i++) { if (r[i] < min) min = r[i]; if (r[i] > max) max = r[i] }
-        k = int(n / 3); a = 0; b = 0
-        for (i = 1; i <= k; i++) { a += r[i]; b += r[n - k + i] }
-        printf "Proxy RSS over the %d s outage (%d samples): min %d MB, max %d MB; mean %.0f MB in the first third (queue %.0f MB at its end) vs. %.0f MB in the last third (queue %.0f MB at its end).", \
-            secs, n, min, max, a / k, q[k] / 1e6, b / k, q[n] / 1e6
-    }' "$WORK/outage-samples.txt")"
+
+# The sections in order; BENCH_SECTIONS (e.g. "a e") runs a subset.
+for section in ${BENCH_SECTIONS:-a a2 b c d e f}; do
+    if declare -F "section_$section" >/dev/null; then
+        "section_$section"
+    else
+        echo "bench.sh: no section $section" >&2
+        exit 2
+    fi
+done
 
 out
 out "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
