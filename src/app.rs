@@ -70,7 +70,13 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let wal = Arc::new(Wal::open(&config.data_dir.join("wal"), config.wal_sync)?);
+    let budget = config.memory_budget();
+    crate::memory::apply(&budget);
+    let wal = Arc::new(Wal::open_within(
+        &config.data_dir.join("wal"),
+        config.wal_sync,
+        &budget,
+    )?);
     if let Err(e) = crate::wal::spawn_unsharer(&wal) {
         error!(error = %e, "Starting the queue's unsharing thread failed; lines of late records stay shared.");
     }

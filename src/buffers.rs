@@ -4,27 +4,41 @@
 //! (body, one record per target backend). Fresh ones come from the kernel
 //! untouched, and faulting their pages in cost more than the copies into
 //! them (~3 µs a page on the VMs we measured, ~0.3 ms per 400 KB buffer).
-//! Kept per thread they stay mapped from one request to the next; the cap
-//! below bounds what an idle thread holds.
+//! Kept per thread they stay mapped from one request to the next. What all
+//! threads keep together is bounded by the memory budget's share
+//! ([`crate::memory::kept_limit`]): a per-thread bound alone let the
+//! blocking pool's threads each keep 16 MiB.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Buffers larger than this are dropped rather than kept.
 const MAX_KEPT_CAPACITY: usize = 4 << 20;
 /// Most buffers a thread keeps.
 const MAX_KEPT: usize = 16;
-/// Most bytes (capacity) a thread keeps.
-const MAX_KEPT_BYTES: usize = 16 << 20;
+
+/// Bytes (capacity) kept over all threads.
+static KEPT_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// One thread's kept buffers; what it holds leaves the global count when the thread ends.
+struct Kept(Vec<Vec<u8>>);
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let held: usize = self.0.iter().map(Vec::capacity).sum();
+        KEPT_BYTES.fetch_sub(held, Ordering::Relaxed);
+    }
+}
 
 thread_local! {
-    static KEPT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static KEPT: RefCell<Kept> = const { RefCell::new(Kept(Vec::new())) };
 }
 
 /// An empty buffer with room for at least `capacity` bytes, reused from
 /// this thread's earlier requests where one is large enough.
 pub fn take(capacity: usize) -> Vec<u8> {
     let reused = KEPT.with(|kept| {
-        let mut kept = kept.borrow_mut();
+        let kept = &mut kept.borrow_mut().0;
         // The smallest that fits wastes least; few enough to scan.
         let best = kept
             .iter()
@@ -32,10 +46,14 @@ pub fn take(capacity: usize) -> Vec<u8> {
             .filter(|(_, b)| b.capacity() >= capacity)
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
-        match best {
+        let buf = match best {
             Some(i) => Some(kept.swap_remove(i)),
             None => kept.pop(),
+        };
+        if let Some(b) = &buf {
+            KEPT_BYTES.fetch_sub(b.capacity(), Ordering::Relaxed);
         }
+        buf
     });
     let mut buf = reused.unwrap_or_default();
     buf.clear();
@@ -45,16 +63,29 @@ pub fn take(capacity: usize) -> Vec<u8> {
 
 /// Hands a buffer back for reuse by this thread.
 pub fn give(buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_CAPACITY {
+    let cap = buf.capacity();
+    if cap == 0 || cap > MAX_KEPT_CAPACITY {
         return;
     }
     KEPT.with(|kept| {
-        let mut kept = kept.borrow_mut();
-        let held: usize = kept.iter().map(Vec::capacity).sum();
-        if kept.len() < MAX_KEPT && held + buf.capacity() <= MAX_KEPT_BYTES {
+        let kept = &mut kept.borrow_mut().0;
+        if kept.len() < MAX_KEPT && reserve(&KEPT_BYTES, cap, crate::memory::kept_limit()) {
             kept.push(buf);
         }
     });
+}
+
+/// Bytes (capacity) kept for reuse over all threads now.
+pub fn kept_bytes() -> usize {
+    KEPT_BYTES.load(Ordering::Relaxed)
+}
+
+/// Counts `cap` more bytes in `held` if that stays within `limit`.
+fn reserve(held: &AtomicUsize, cap: usize, limit: usize) -> bool {
+    held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+        (held + cap <= limit).then_some(held + cap)
+    })
+    .is_ok()
 }
 
 #[cfg(test)]
@@ -82,7 +113,7 @@ mod tests {
         assert!(take(5_000).capacity() >= 10_000);
         // Only the 100-byte one is left: it is grown, not wasted.
         assert!(take(3_000).capacity() >= 3_000);
-        assert_eq!(KEPT.with(|k| k.borrow().len()), 0);
+        assert_eq!(KEPT.with(|k| k.borrow().0.len()), 0);
     }
 
     #[test]
@@ -92,9 +123,18 @@ mod tests {
             give(Vec::with_capacity(1 << 20));
         }
         KEPT.with(|k| {
-            let k = k.borrow();
+            let k = &k.borrow().0;
             assert_eq!(k.len(), MAX_KEPT);
             assert!(k.iter().all(|b| b.capacity() <= MAX_KEPT_CAPACITY));
         });
+    }
+
+    #[test]
+    fn what_all_threads_keep_is_bounded() {
+        let held = AtomicUsize::new(1000);
+        assert!(reserve(&held, 2000, 4000));
+        assert!(!reserve(&held, 2000, 4000), "beyond the bound");
+        assert!(reserve(&held, 1000, 4000));
+        assert_eq!(held.load(Ordering::Relaxed), 4000);
     }
 }

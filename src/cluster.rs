@@ -145,6 +145,11 @@ impl Queues {
 }
 
 impl Cluster {
+    /// The write-ahead queue's memory (`/metrics`).
+    pub fn wal_memory(&self) -> Option<wal::MemoryUsage> {
+        self.wal.memory_usage()
+    }
+
     /// Registers every backend's queue and starts the backend actors and
     /// circle supervisors. Must run inside an actix System.
     pub fn start(config: &Config, wal: Arc<Wal>) -> Result<Cluster, Error> {

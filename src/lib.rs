@@ -32,6 +32,7 @@ pub mod dead_letters;
 pub mod flux;
 pub mod influxql;
 pub mod line_protocol;
+pub mod memory;
 pub mod metrics;
 pub mod migrate;
 pub mod prom;

@@ -31,6 +31,7 @@ pub async fn metrics(
     let mut enc = Encoder::new();
     encode_build_info(&mut enc);
     encode_cluster(&mut enc, &state.cluster());
+    encode_memory(&mut enc, &state);
     metrics::global().encode_into(&mut enc);
     metrics::encode_process(&mut enc);
     Ok(HttpResponse::Ok()
@@ -52,6 +53,42 @@ fn encode_build_info(enc: &mut Encoder) {
         ],
         1u64,
     );
+}
+
+/// The memory budget and what its parts hold now, so an operator sees which share a resident
+/// size comes from (`crate::memory`).
+fn encode_memory(enc: &mut Encoder, state: &AppState) {
+    let budget = state.config().memory_budget();
+    enc.header(
+        "influx_proxy_memory_budget_bytes",
+        "The memory budget (memory_budget_mb).",
+        Kind::Gauge,
+    );
+    enc.sample("influx_proxy_memory_budget_bytes", &[], budget.total());
+    let admission = state.admission();
+    let mut parts = vec![(
+        "request_bodies",
+        admission.capacity_bytes() - admission.available_bytes(),
+    )];
+    if let Some(wal) = state.cluster().wal_memory() {
+        parts.push(("wal_memtables", wal.memtables));
+        parts.push(("wal_block_cache", wal.block_cache));
+        parts.push(("wal_table_readers", wal.table_readers));
+    }
+    parts.push(("kept_buffers", crate::buffers::kept_bytes() as u64));
+    if let Some(heap) = crate::memory::allocator() {
+        parts.push(("heap_allocated", heap.allocated));
+        parts.push(("heap_resident", heap.resident));
+    }
+    enc.header(
+        "influx_proxy_memory_bytes",
+        "Bytes held now by each part of the memory budget; heap_allocated is what the program \
+         holds from the allocator, heap_resident what the allocator holds from the kernel.",
+        Kind::Gauge,
+    );
+    for (part, bytes) in parts {
+        enc.sample("influx_proxy_memory_bytes", &[("part", part)], bytes);
+    }
 }
 
 /// One metric with a sample per backend, labelled `circle` and `backend`.

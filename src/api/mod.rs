@@ -40,6 +40,8 @@ pub struct AppState {
     migration: Arc<crate::migrate::Shared>,
     migrator: actix::Addr<crate::migrate::Migrator>,
     load_cache: Arc<admin::LoadCache>,
+    /// Request bodies in flight, within the memory budget (`memory_budget_mb`, not reloadable).
+    admission: crate::memory::Admission,
 }
 
 impl AppState {
@@ -51,12 +53,18 @@ impl AppState {
         migrator: actix::Addr<crate::migrate::Migrator>,
     ) -> AppState {
         AppState {
+            admission: crate::memory::Admission::new(config.memory_budget().in_flight_bytes()),
             config: ArcSwap::new(config),
             cluster: ArcSwap::new(cluster),
             migration,
             migrator,
             load_cache: Arc::default(),
         }
+    }
+
+    /// Admission of request bodies against the memory budget.
+    pub fn admission(&self) -> &crate::memory::Admission {
+        &self.admission
     }
 
     /// What each backend held at the last `/health` (see `admin::LoadCache`).

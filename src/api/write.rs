@@ -139,18 +139,32 @@ pub(super) async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     let config = state.config();
     check_db_allowed(&config, &db)?;
-    let raw = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
     // Prometheus' snappy is its own; its Content-Encoding header says so and is not gzip.
     let gzipped = kind == BodyKind::LineProtocol && is_gzipped(&req);
     // gzip'd line protocol inflates about tenfold; so does a remote write (snappy about
     // threefold, then every sample repeats its series' labels as text).
-    let expected_bytes = raw
-        .len()
-        .saturating_mul(if gzipped || kind == BodyKind::PromWrite {
-            10
-        } else {
-            1
-        });
+    let inflation = if gzipped || kind == BodyKind::PromWrite {
+        10
+    } else {
+        1
+    };
+    // Bodies being read and parsed stay within the memory budget's share: sent plus inflated,
+    // estimated from the declared length (a chunked body counts once read).
+    let declared = content_length(&req).min(config.max_body_bytes);
+    let mut admitted = state
+        .admission()
+        .admit(budgeted_bytes(declared, inflation))
+        .await;
+    let raw = read_body(payload, config.max_body_bytes, declared).await?;
+    if declared == 0 {
+        // Let go first: waiting while holding even a little could starve the others.
+        drop(admitted);
+        admitted = state
+            .admission()
+            .admit(budgeted_bytes(raw.len(), inflation))
+            .await;
+    }
+    let expected_bytes = raw.len().saturating_mul(inflation);
     let inline = expected_bytes <= INLINE_BODY_BYTES && !config.wal_sync;
     let cluster = state.cluster();
     let schema = cluster
@@ -179,6 +193,7 @@ pub(super) async fn ingest(
         if let Some(inflated) = inflated {
             buffers::give(inflated);
         }
+        drop(admitted);
         outcome
     };
     let mut outcome = if inline {
@@ -204,6 +219,15 @@ pub(super) async fn ingest(
         None => Ok(HttpResponse::NoContent().finish()),
         Some(message) => Err(ApiError::LineProtocol(message)),
     }
+}
+
+/// What a body of `sent` bytes is charged against the in-flight share: the body as sent, the
+/// inflated body when it was compressed (`inflation` times larger), the normalised lines and
+/// the queue's write batch (each about the size of the plain lines).
+fn budgeted_bytes(sent: usize, inflation: usize) -> u64 {
+    let plain = sent.saturating_mul(inflation);
+    let copies = if inflation > 1 { 3 } else { 2 };
+    sent.saturating_add(plain.saturating_mul(copies)) as u64
 }
 
 /// influxd's answer to a write, from what happened to its lines (`httpd` `serveWrite`): the

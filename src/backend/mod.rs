@@ -49,8 +49,6 @@ use batch::Body;
 use bytes::Bytes;
 use client::Client;
 
-/// Largest batch body read from the queue in one go.
-const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// First retry delay after a failure; doubles up to `rewrite_interval`.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -84,6 +82,9 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Timeout of each request to the backend.
     pub timeout: Duration,
+    /// Most bytes read from the queue for one batch: this backend's part of the memory
+    /// budget's delivery share (`crate::memory`).
+    pub max_batch_bytes: u64,
 }
 
 /// Live state of a backend, shared with the HTTP layer.
@@ -407,7 +408,10 @@ impl BackendActor {
         // Counted before the read, so appends racing with it can only make
         // the batch look partial (see `delivered`).
         let queued = self.backend.queue.stats.records.load(Ordering::Acquire);
-        let entries = match self.reader.read(self.cursor, max_points, MAX_BATCH_BYTES) {
+        let entries = match self
+            .reader
+            .read(self.cursor, max_points, self.settings.max_batch_bytes)
+        {
             Ok(e) => e,
             // Shutting down: the queue was closed under a stopping actor.
             Err(wal::Error::Closed) => {
@@ -899,6 +903,7 @@ mod tests {
         Settings {
             flush_size: 100,
             concurrency: 1,
+            max_batch_bytes: 64 << 20,
             gzip: false,
             flush_time: Duration::from_secs(1),
             check_interval: Duration::from_secs(1),

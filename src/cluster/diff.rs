@@ -211,6 +211,9 @@ pub(super) fn settings(config: &Config) -> Settings {
         check_interval: config.check_interval,
         max_backoff: config.rewrite_interval,
         timeout: config.write_timeout,
+        max_batch_bytes: config
+            .memory_budget()
+            .batch_bytes(config.circles.iter().map(|c| c.backends.len()).sum()),
     }
 }
 
@@ -259,6 +262,7 @@ fn changed_restart_fields(old: &Config, new: &Config) -> Vec<&'static str> {
         wal_sync,
         idle_timeout,
         shutdown_timeout,
+        memory_budget_mb,
     )
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::memory;
 use crate::ring::{HashKey, ShardKey};
 
 use super::model::*;
@@ -600,6 +601,7 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
         ),
         max_line_bytes: f.count(cx, "max_line_bytes", DEFAULT_MAX_LINE_BYTES),
         shutdown_timeout: f.secs(cx, "shutdown_timeout", default_secs::SHUTDOWN_TIMEOUT),
+        memory_budget_mb: f.positive(cx, "memory_budget_mb", memory::DEFAULT_BUDGET_MB),
     };
     f.finish(cx);
     Some(config)

@@ -397,9 +397,18 @@ pub struct Config {
     /// Longest a graceful shutdown waits for in-flight work before exiting (key in seconds).
     /// Default: `30` s.
     pub shutdown_timeout: Duration,
+    /// Memory budget in MiB, split over the queue's memtables and cache, delivery batches,
+    /// request bodies in flight and kept buffers (`crate::memory`). Not reloadable.
+    /// Default: `96`. Minimum: `32`.
+    pub memory_budget_mb: u64,
 }
 
 impl Config {
+    /// The memory budget this config sets.
+    pub fn memory_budget(&self) -> crate::memory::Budget {
+        crate::memory::Budget::from_mb(self.memory_budget_mb)
+    }
+
     /// The address to bind: `listen_addr` with an empty host meaning `0.0.0.0`.
     pub fn socket_addr(&self) -> std::result::Result<SocketAddr, String> {
         parse_listen_addr(&self.listen_addr)

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::cipher;
+use crate::memory;
 
 use super::model::{
     Config, Error, Result, Secret, DEFAULT_CONN_POOL_SIZE, DEFAULT_REWRITE_THREADS, LOG_LEVELS,
@@ -165,6 +166,16 @@ impl Config {
                     format!("must be at least {MIN_QUEUE_BYTES} bytes, got {value}"),
                 ));
             }
+        }
+        if self.memory_budget_mb < memory::MIN_BUDGET_MB {
+            out.push((
+                "memory_budget_mb".into(),
+                format!(
+                    "must be at least {} (MiB), got {}",
+                    memory::MIN_BUDGET_MB,
+                    self.memory_budget_mb
+                ),
+            ));
         }
         if let Err(msg) = check_log_level(&self.log_level) {
             out.push(("log_level".into(), msg));

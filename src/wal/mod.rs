@@ -117,7 +117,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard};
-use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
+
+use crate::memory::Budget;
 
 pub use reader::{Reader, Refused, Work};
 use record::Record;
@@ -379,18 +384,45 @@ struct Encoded<'a> {
     pub bytes: u64,
 }
 
+/// RocksDB's memory, as [`Wal::memory_usage`] reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Memtables, the one filling and those not yet written out.
+    pub memtables: u64,
+    /// Block cache in use.
+    pub block_cache: u64,
+    /// Index and filter blocks of table readers held outside the cache.
+    pub table_readers: u64,
+}
+
+/// RocksDB's options within `budget`. The queue is written once and read once, mostly while
+/// still in a memtable: two memtables (one filling while the other is written out) bound what
+/// it holds in memory, and the block cache, which only a backlog on disk is read through, takes
+/// index and filter blocks too so that table readers stay inside it.
+fn rocksdb_options(budget: &Budget) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.set_write_buffer_size(budget.memtable_bytes());
+    opts.set_max_write_buffer_number(2);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_keep_log_file_num(4);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&Cache::new_lru_cache(budget.block_cache_bytes()));
+    table.set_cache_index_and_filter_blocks(true);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
 impl Wal {
-    /// Opens (or creates) the queue under `dir` and recovers its state.
+    /// Opens (or creates) the queue under `dir` within the default memory budget.
     pub fn open(dir: &Path, sync: bool) -> Result<Wal> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        // The queue is written once and read once; keep memtables modest
-        // and let compaction drop acknowledged ranges quickly.
-        opts.set_write_buffer_size(64 << 20);
-        opts.set_max_write_buffer_number(4);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        opts.set_keep_log_file_num(4);
-        let db = DB::open(&opts, dir)?;
+        Wal::open_within(dir, sync, &Budget::default())
+    }
+
+    /// Opens (or creates) the queue under `dir` and recovers its state; RocksDB's memtables and
+    /// block cache take their shares of `budget`.
+    pub fn open_within(dir: &Path, sync: bool, budget: &Budget) -> Result<Wal> {
+        let db = DB::open(&rocksdb_options(budget), dir)?;
         let wal = Wal {
             db: RwLock::new(Some(db)),
             sync,
@@ -501,6 +533,18 @@ impl Wal {
         let seq = it.key().and_then(record::parse_key).map(|(_, _, seq)| seq);
         it.status()?;
         Ok(seq)
+    }
+
+    /// What RocksDB holds in memory now, in bytes: memtables (active, immutable and being
+    /// flushed), block cache and table readers (`None` once closed).
+    pub fn memory_usage(&self) -> Option<MemoryUsage> {
+        let db = self.db().ok()?;
+        let prop = |name: &str| db.property_int_value(name).ok().flatten().unwrap_or(0);
+        Some(MemoryUsage {
+            memtables: prop("rocksdb.size-all-mem-tables"),
+            block_cache: prop("rocksdb.block-cache-usage"),
+            table_readers: prop("rocksdb.estimate-table-readers-mem"),
+        })
     }
 
     /// Test hook: stores an id for backend `name` that [`Wal::queue`] cannot read.

@@ -157,6 +157,7 @@ const PROOFS: &[(&str, Proof)] = &[
     ),
     ("shutdown_timeout", Probe(shutdown_timeout)),
     ("log_level", Probe(log_level)),
+    ("memory_budget_mb", Probe(memory_budget_mb)),
 ];
 
 #[test]
@@ -805,6 +806,35 @@ fn flush_size(_s: &Shared) {
     let default = writes(json!({}));
     assert!(small >= 4, "{small} writes with flush_size 5");
     assert!(default <= 2, "{default} writes with the default flush_size");
+}
+
+/// A backend's delivery batches take their share of `memory_budget_mb`: ~6 MB queued within
+/// `flush_time` reach influxd in >= 3 requests with the smallest budget (32 MiB: batches of
+/// ~2.7 MiB), in at most 2 with 1024.
+fn memory_budget_mb(_s: &Shared) {
+    let writes = |budget: u64| {
+        let influxd = Influxd::spawn();
+        let proxy = Proxy::start(one(
+            &influxd.url,
+            json!({"flush_time": 3, "flush_size": 1_000_000, "write_concurrency": 1,
+                   "memory_budget_mb": budget}),
+        ));
+        let db = unique_db("mb");
+        influxd.create_db(&db);
+        let before = httpd_stat(&influxd, "writeReq");
+        for w in 0..60 {
+            let body: String = (0..1000)
+                .map(|i| format!("mb,host=server-{i:04},region=eu-west-1,writer=w{w:02} usage_user=12.345678901,usage_system=1.2345678901 {}\n", 1_600_000_000_000_000_000i64 + i))
+                .collect();
+            write_ok(&proxy, &db, &body);
+        }
+        assert!(wait_until(EFFECT, || influxd.count(&db, "mb") == 60_000));
+        httpd_stat(&influxd, "writeReq") - before
+    };
+    let small = writes(32);
+    let large = writes(1024);
+    assert!(small >= 3, "{small} writes with memory_budget_mb 32");
+    assert!(large <= 2, "{large} writes with memory_budget_mb 1024");
 }
 
 /// A lone point waits for `flush_time`: there within seconds with 1, not after 4 s with 60.
