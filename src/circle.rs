@@ -235,7 +235,6 @@ mod tests {
         let settings = Settings {
             flush_size: 10,
             concurrency: 1,
-            max_batch_bytes: 64 << 20,
             gzip: true,
             flush_time: Duration::from_millis(10),
             check_interval: Duration::from_secs(60),

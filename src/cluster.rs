@@ -172,6 +172,7 @@ impl Cluster {
         queues: Queues,
     ) -> (Cluster, Vec<Arc<BackendHandle>>) {
         let settings = diff::settings(config);
+        crate::memory::set_backends(config.circles.iter().map(|c| c.backends.len()).sum());
         let mut unused: Vec<Arc<BackendHandle>> = previous
             .map(|p| p.backends().cloned().collect())
             .unwrap_or_default();

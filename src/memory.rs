@@ -11,19 +11,25 @@
 //! # Shares (of the budget `B`)
 //! | part | share | at the default 96 MiB |
 //! |---|---|---|
-//! | RocksDB memtables (2, one filling while the other is written to disk) | `B / 5` | 19 MiB |
+//! | RocksDB memtables (2, one filling while the other is written to disk) | `B / 4` | 24 MiB |
 //! | RocksDB block cache (reads of a backlog that reached disk) | `B / 48` | 2 MiB |
-//! | delivery batches, over all backends (read, split, gzip'd: ~3 copies) | `B / 6` | 16 MiB |
-//! | request bodies being parsed (sent and inflated) | `B / 8` | 12 MiB |
+//! | delivery batches, over all backends (read, split, gzip'd: ~3 copies) | `B / 8` | 12 MiB |
+//! | request bodies being parsed (sent, inflated, normalised, queued) | `B / 8` | 12 MiB |
 //! | buffers kept for reuse, over all threads | `B / 16` | 6 MiB |
-//! | the rest: code (~20 MiB resident at start), stacks, connections, indexes, allocator slack | | ~41 MiB |
+//! | the rest: code (~20 MiB resident at start), stacks, connections, indexes, allocator slack | | ~40 MiB |
+//!
+//! The memtables get the largest share because their size decides how much of the queue
+//! reaches disk at all: a record delivered while its memtable is still in memory is dropped
+//! at flush, one delivered later is compressed, written, read back and decompressed. Under a
+//! flat-out load 2 x 12 MiB cost ~1.45 CPU-µs per point against ~1.25 with 2 x 24 MiB (budget
+//! 192) on the bench machine (`docs/perf.md`).
 //!
 //! Requests whose bodies would take the in-flight share beyond its bound wait for earlier ones
 //! to finish (backpressure, not errors); one request larger than the whole share still runs,
-//! alone. The allocator gives freed pages back to the kernel within a second
+//! alone. The allocator gives freed pages back to the kernel within a quarter of a second
 //! (`.cargo/config.toml`), so the resident size follows the shares rather than the peak.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -62,7 +68,7 @@ impl Budget {
 
     /// Size of one RocksDB memtable; two exist at most.
     pub fn memtable_bytes(&self) -> usize {
-        to_usize(self.total / 10)
+        to_usize(self.total / 8)
     }
 
     /// RocksDB's block cache.
@@ -73,7 +79,7 @@ impl Budget {
     /// Most bytes one backend reads from its queue for one batch, with `backends` sharing the
     /// delivery share (a batch exists as read, as split requests and gzip'd: three copies).
     pub fn batch_bytes(&self, backends: usize) -> u64 {
-        (self.total / 6 / 3 / backends.max(1) as u64).max(256 << 10)
+        (self.total / 8 / 3 / backends.max(1) as u64).max(256 << 10)
     }
 
     /// Bytes of request bodies (as sent plus inflated) parsed at once.
@@ -142,12 +148,33 @@ impl Admission {
     }
 }
 
+/// The memory budget in force, in bytes, and how many backends share its delivery share: set
+/// at start and at every reload ([`apply`], [`set_backends`]), read at every batch.
+static BUDGET_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_BUDGET_MB * MIB);
+static BACKENDS: AtomicUsize = AtomicUsize::new(1);
+
+/// Records how many backends the running cluster delivers to (their batches share the
+/// delivery share). A count rather than per-actor settings: adding a backend must not replace
+/// every running actor.
+pub fn set_backends(n: usize) {
+    BACKENDS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// Most bytes one backend reads from its queue for one batch now ([`Budget::batch_bytes`]).
+pub fn batch_bytes() -> u64 {
+    let budget = Budget {
+        total: BUDGET_BYTES.load(Ordering::Relaxed),
+    };
+    budget.batch_bytes(BACKENDS.load(Ordering::Relaxed))
+}
+
 /// The bound on [`crate::buffers`]' kept bytes over all threads, set at start ([`apply`]); until
 /// then (tests, tools) one generous enough not to matter.
 static KEPT_LIMIT: AtomicUsize = AtomicUsize::new(64 << 20);
 
-/// Applies the process-wide parts of `budget` (kept buffers). Called at start.
+/// Applies the process-wide parts of `budget` (kept buffers, batch sizes). Called at start.
 pub fn apply(budget: &Budget) {
+    BUDGET_BYTES.store(budget.total, Ordering::Relaxed);
     KEPT_LIMIT.store(budget.kept_buffer_bytes(), Ordering::Relaxed);
 }
 

@@ -82,9 +82,6 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Timeout of each request to the backend.
     pub timeout: Duration,
-    /// Most bytes read from the queue for one batch: this backend's part of the memory
-    /// budget's delivery share (`crate::memory`).
-    pub max_batch_bytes: u64,
 }
 
 /// Live state of a backend, shared with the HTTP layer.
@@ -410,7 +407,7 @@ impl BackendActor {
         let queued = self.backend.queue.stats.records.load(Ordering::Acquire);
         let entries = match self
             .reader
-            .read(self.cursor, max_points, self.settings.max_batch_bytes)
+            .read(self.cursor, max_points, crate::memory::batch_bytes())
         {
             Ok(e) => e,
             // Shutting down: the queue was closed under a stopping actor.
@@ -903,7 +900,6 @@ mod tests {
         Settings {
             flush_size: 100,
             concurrency: 1,
-            max_batch_bytes: 64 << 20,
             gzip: false,
             flush_time: Duration::from_secs(1),
             check_interval: Duration::from_secs(1),

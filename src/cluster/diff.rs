@@ -211,9 +211,6 @@ pub(super) fn settings(config: &Config) -> Settings {
         check_interval: config.check_interval,
         max_backoff: config.rewrite_interval,
         timeout: config.write_timeout,
-        max_batch_bytes: config
-            .memory_budget()
-            .batch_bytes(config.circles.iter().map(|c| c.backends.len()).sum()),
     }
 }
 
