@@ -422,6 +422,17 @@ fn csv_field(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A merged answer re-encodes the backends' floats: each must come out as the same double
+    /// influxd printed (serde_json's default parser was off by one ulp on some, e.g. these from
+    /// bench (f)).
+    #[test]
+    fn floats_survive_the_merge_bit_for_bit() {
+        for text in ["56.810217203255476", "47.497711100349676", "96.58320371969593"] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(value.to_string(), text);
+        }
+    }
+
     fn show(name: &str, col: &str, vals: &[&str]) -> Value {
         json!({"statement_id":0,"series":[{"name":name,"columns":[col],"values":vals.iter().map(|v| json!([v])).collect::<Vec<_>>()}]})
     }
