@@ -269,13 +269,15 @@ EOF
 
     # The time range of the data, from the data: its first minute (epoch s) on the single
     # influxd, checked against the proxy's.
-    local t0 t0_proxy range
+    local t0 t0_proxy range span
     t0=$(curl -s -G "$direct/query" --data-urlencode db=bench --data-urlencode epoch=s \
         --data-urlencode 'q=SELECT first(count) FROM cpu' | sed -n 's/.*"values":\[\[\([0-9]*\),.*/\1/p' || true)
     t0_proxy=$(curl -s -G "$ours_url/query" --data-urlencode db=bench --data-urlencode epoch=s \
         --data-urlencode 'q=SELECT first(count) FROM cpu' | sed -n 's/.*"values":\[\[\([0-9]*\),.*/\1/p' || true)
     t0=${t0:-$(($(date +%s) / 60 * 60))}
-    range="time >= '$(date -u -d "@$t0" +%Y-%m-%dT%H:%M:%SZ)' AND time < '$(date -u -d "@$((t0 + minutes * 60))" +%Y-%m-%dT%H:%M:%SZ)'"
+    # What a dashboard asks: the last hour (here the first hour of the data), by minute.
+    span=$((minutes < 60 ? minutes : 60))
+    range="time >= '$(date -u -d "@$t0" +%Y-%m-%dT%H:%M:%SZ)' AND time < '$(date -u -d "@$((t0 + span * 60))" +%Y-%m-%dT%H:%M:%SZ)'"
 
     local go_ok=0 go_pid="" go_url="" go_note=""
     if [ -x "$go_proxy" ]; then
@@ -296,10 +298,11 @@ EOF
         "20 measurements x $hosts hosts ($(fmt_int "$series") series), one point per series and minute" \
         "for $minutes minutes ($(fmt_int "$points") points; the load tool starts its timestamps at the" \
         "current minute, so the data lies ahead of now and every SELECT names its range, \`<range>\`" \
-        "below: all $minutes minutes). Written at the same time through influx-proxy into 2 circles x 2" \
+        "below: the first $span minutes, $span points per series, as a dashboard's last hour" \
+        "by minute). Written at the same time through influx-proxy into 2 circles x 2" \
         "influxd and straight into one influxd (2 connections each, one request per minute of data):" \
-        "$(awk -v a="$t_load0" -v b="$t_load1" 'BEGIN {printf "%.1f", b - a}') s until both were stored," \
-        "the last $drain s of it the proxy's queues draining after the load tool finished." \
+        "$(awk -v a="$t_load0" -v b="$t_load1" 'BEGIN {printf "%.1f", b - a}') s until both were stored" \
+        "(the proxy's queues were empty $drain s after both load tools had finished)." \
         "Stored: $(fmt_int "$stored_direct") points in the single influxd, $(fmt_int "$stored_2x2") over" \
         "the 4 behind the proxy ($([ "$stored_direct" = "$points" ] && [ "$stored_2x2" = $((points * 2)) ] &&
             echo "ok, 2 copies" || echo "MISMATCH: expected $points and $((points * 2))"))." \
@@ -327,10 +330,10 @@ EOF
         "fan-out to both backends of one circle, merged|SHOW TAG VALUES WITH KEY = \"host\""
         "fan-out to both backends of one circle, merged|SHOW SERIES"
         "fan-out to both backends of one circle, counts merged|SHOW MEASUREMENT EXACT CARDINALITY"
-        "one measurement: relayed from its owner (baseline)|SELECT mean(usage) FROM cpu WHERE @RANGE@ GROUP BY time(5m)"
-        "4 measurements on 2 backends: FROM split, answers merged|SELECT mean(usage) FROM $from WHERE @RANGE@ GROUP BY time(5m)"
-        "regex: resolved (SHOW MEASUREMENTS on both backends), split, merged|SELECT mean(usage) FROM /^($regex)\$/ WHERE @RANGE@ GROUP BY time(5m)"
-        "4 measurements x $hosts hosts on 2 backends: split, merged|SELECT mean(usage) FROM $from WHERE @RANGE@ GROUP BY time(5m), host"
+        "one measurement: relayed from its owner (baseline)|SELECT mean(usage) FROM cpu WHERE @RANGE@ GROUP BY time(1m)"
+        "4 measurements on 2 backends: FROM split, answers merged|SELECT mean(usage) FROM $from WHERE @RANGE@ GROUP BY time(1m)"
+        "regex: resolved (SHOW MEASUREMENTS on both backends), split, merged|SELECT mean(usage) FROM /^($regex)\$/ WHERE @RANGE@ GROUP BY time(1m)"
+        "4 measurements x $hosts hosts on 2 backends: split, merged|SELECT mean(usage) FROM $from WHERE @RANGE@ GROUP BY time(1m), host"
     )
     mkdir -p "$WORK/qf-answers"
     local entry how template q shown path n=0 st_d st_o st_g v_o v_g cell_o cell_g
