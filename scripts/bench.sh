@@ -566,10 +566,12 @@ section_d() {
 }
 
 # Sections kept in their own files: (e) migration, (f) query latency.
+shopt -s nullglob
 for f in "$ROOT"/scripts/bench-section-*.sh; do
     # shellcheck source=/dev/null
     . "$f"
 done
+shopt -u nullglob
 
 # The sections in order; BENCH_SECTIONS (e.g. "a e") runs a subset.
 for section in ${BENCH_SECTIONS:-a a2 b c d e f}; do
