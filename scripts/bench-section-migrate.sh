@@ -20,7 +20,9 @@
 #   (100; --quick 10), BENCH_MIGRATE_CPUS (the jobs' `cpus`, concurrent measurement copies; the
 #   Go proxy accepts at most nproc; default min(nproc, 2)), BENCH_MIGRATE_TIMEOUT (s per run,
 #   3600), GO_MIGRATE_PROXY (the Go binary, ../shared/reference/bin/influx-proxy-2.4.4),
-#   BENCH_MIGRATE_OPS ("rebalance recovery"), BENCH_MIGRATE_PROXIES ("ours go").
+#   BENCH_MIGRATE_OPS ("rebalance recovery"), BENCH_MIGRATE_PROXIES ("ours go"; "base" runs the
+#   influx-proxy binary BENCH_MIGRATE_BASE too, e.g. a build of main, for before/after figures),
+#   BENCH_MIGRATE_PERF=1 (perf record -g of each proxy during its run, kept with BENCH_KEEP=1).
 # shellcheck shell=bash
 
 # mig_start_influxd SNAPSHOT|- [EXTRA_DATA_SETTINGS]: a fresh influxd, its data dir a copy of
@@ -190,7 +192,11 @@ mig_run() {
         ports+=("$INFLUXD_PORT")
         pids+=("$INFLUXD_PID")
     done
-    PROXY_UNDER_TEST=$([ "$who" = go ] && echo "$GO_MIGRATE_PROXY" || true)
+    case $who in
+        go) PROXY_UNDER_TEST=$GO_MIGRATE_PROXY ;;
+        base) PROXY_UNDER_TEST=$BENCH_MIGRATE_BASE ;;
+        *) PROXY_UNDER_TEST= ;;
+    esac
     start_proxy "$circles" "$per" "${ports[@]}"
     PROXY_UNDER_TEST=
     if [ "$op" = rebalance ]; then
@@ -198,7 +204,11 @@ mig_run() {
     else
         url="$PROXY_URL/recovery?from_circle_id=0&to_circle_id=1&cpus=$MIG_CPUS"
     fi
-    label=$([ "$who" = go ] && echo "Go proxy 2.4.4" || echo "influx-proxy")
+    case $who in
+        go) label="Go proxy 2.4.4" ;;
+        base) label="influx-proxy ($(basename "$BENCH_MIGRATE_BASE"))" ;;
+        *) label=influx-proxy ;;
+    esac
     log "(e) $label: $op"
     if [ "${BENCH_MIGRATE_PERF:-0}" = 1 ]; then
         perf record -g -o "$WORK/perf-$who-$op.data" -p "$PROXY_PID" >>"$WORK/perf.log" 2>&1 &
@@ -235,7 +245,7 @@ mig_run() {
         pps=$(awk -v p="$MIG_MOVED" -v s="$secs" 'BEGIN {printf "%.0f", (s > 0 ? p / s : 0)}')
         cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.2f", b - a}')
         per_point=$(awk -v c="$cpu" -v p="$MIG_MOVED" 'BEGIN {printf "%.2f", (p > 0 ? c * 1e6 / p : 0)}')
-        drain=$([ "$who" = ours ] && [ -n "$MIG_COPY_S" ] &&
+        drain=$([ "$who" != go ] && [ -n "$MIG_COPY_S" ] &&
             awk -v a="$MIG_COPY_S" -v b="$secs" 'BEGIN {printf "%.1f", b - a}' || echo -)
         MIG_PPS[$who-$op]=$pps
         MIG_CPU[$who-$op]=$per_point
@@ -350,6 +360,10 @@ section_e() {
         for who in ${BENCH_MIGRATE_PROXIES:-ours go}; do
             if [ "$who" = go ] && [ ! -x "$GO_MIGRATE_PROXY" ]; then
                 out "| Go proxy 2.4.4 | $op | not found at \`$GO_MIGRATE_PROXY\` (set GO_MIGRATE_PROXY) | | | | | | | | |"
+                continue
+            fi
+            if [ "$who" = base ] && [ ! -x "${BENCH_MIGRATE_BASE:-}" ]; then
+                out "| influx-proxy (base) | $op | BENCH_MIGRATE_BASE (another influx-proxy binary) not set | | | | | | | | |"
                 continue
             fi
             mig_run "$who" "$op"
