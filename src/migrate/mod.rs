@@ -20,6 +20,7 @@
 //! also sent to every proxy of `ha_addrs`. Progress is kept per source
 //! backend (`/migrate/stats`) and logged to `<mlog_dir>/<operation>.log`.
 
+pub mod convert;
 pub mod copy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
