@@ -623,7 +623,7 @@ async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
         }
     }
     let workers = job.workers.max(1);
-    let results: Vec<(String, u64)> = stream::iter(tasks)
+    let results: Vec<(String, u64)> = stream::iter(interleave_by(tasks, |t| t.source_url.as_str()))
         .map(|t| async move {
             let started = Instant::now();
             let mut copied = 0u64;
@@ -666,6 +666,30 @@ async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
         total += n;
     }
     total
+}
+
+/// `items` reordered round robin by `key` (each key's own order kept):
+/// consecutive copies read from different sources, so the `workers` copies
+/// in flight spread over the source backends instead of all querying the
+/// first one.
+fn interleave_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut groups: Vec<std::collections::VecDeque<T>> = Vec::new();
+    for item in items {
+        match groups
+            .iter_mut()
+            .find(|g| g.front().is_some_and(|f| key(f) == key(&item)))
+        {
+            Some(g) => g.push_back(item),
+            None => groups.push(std::collections::VecDeque::from([item])),
+        }
+    }
+    let mut out = Vec::new();
+    while groups.iter().any(|g| !g.is_empty()) {
+        for g in &mut groups {
+            out.extend(g.pop_front());
+        }
+    }
+    out
 }
 
 /// Where a measurement of a source must be copied (empty: in place).
@@ -774,4 +798,17 @@ async fn clear(shared: &Shared, job: &Start, circle: usize, log: &mut MigrationL
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave_by;
+
+    #[test]
+    fn copies_take_turns_between_sources_in_their_own_order() {
+        let items = vec!["a1", "a2", "a3", "b1", "c1", "c2", "b2"];
+        let out = interleave_by(items, |s| &s[..1]);
+        assert_eq!(out, ["a1", "b1", "c1", "a2", "b2", "c2", "a3"]);
+        assert!(interleave_by(Vec::<&str>::new(), |s| s).is_empty());
+    }
 }
