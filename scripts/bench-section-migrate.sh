@@ -370,12 +370,12 @@ section_e() {
         done
     done
     out
-    ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}'; }
+    ratio() { awk -v a="$1" -v b="$2" -v f="${3:-%.1f}" 'BEGIN {printf f, (b > 0 ? a / b : 0)}'; }
     for op in ${BENCH_MIGRATE_OPS:-rebalance recovery}; do
         if [ -n "${MIG_PPS[ours-$op]:-}" ] && [ -n "${MIG_PPS[go-$op]:-}" ]; then
             out "- $op, influx-proxy / Go proxy: points/s x$(ratio "${MIG_PPS[ours-$op]}" "${MIG_PPS[go-$op]}")," \
-                "CPU per point x$(ratio "${MIG_CPU[ours-$op]}" "${MIG_CPU[go-$op]}")," \
-                "peak RSS x$(ratio "${MIG_RSS[ours-$op]}" "${MIG_RSS[go-$op]}")."
+                "CPU per point x$(ratio "${MIG_CPU[ours-$op]}" "${MIG_CPU[go-$op]}" %.2f)," \
+                "peak RSS x$(ratio "${MIG_RSS[ours-$op]}" "${MIG_RSS[go-$op]}" %.2f)."
         fi
     done
     out

@@ -307,19 +307,18 @@ impl<'a> Converter<'a> {
     /// A JSON number, as InfluxDB wrote it.
     fn cell_number(&mut self, column: usize, text: &str) {
         match self.roles.get(column) {
-            Some(Role::Time) if text.parse::<i64>().is_ok() => {
+            Some(Role::Time) if fits_i64(text) => {
                 self.time.push_str(text);
                 self.has_time = true;
             }
             Some(Role::Field { .. }) => {
                 if self.field_key(column) == Some(FieldType::Integer) {
-                    if is_small_integer(text) {
+                    if fits_i64(text) {
                         self.fields.push_str(text);
                     } else {
-                        // Out of range or not an integer: as Go's float64 to int64 conversion.
-                        let v = text
-                            .parse::<i64>()
-                            .unwrap_or_else(|_| text.parse::<f64>().map_or(0, |f| f as i64));
+                        // Out of range or not an integer: saturated, as Go's float64 to
+                        // int64 conversion.
+                        let v = text.parse::<f64>().map_or(0, |f| f as i64);
                         let _ = write!(self.fields, "{v}");
                     }
                     self.fields.push('i');
@@ -342,10 +341,16 @@ impl<'a> Converter<'a> {
     }
 }
 
-/// An optional `-` and at most 18 digits: fits an i64 whatever the digits.
-fn is_small_integer(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
+/// Whether a JSON number is an integer that fits an i64 (JSON numbers have
+/// no leading zeros, so digit strings of one length compare as numbers).
+fn fits_i64(text: &str) -> bool {
+    let (digits, max) = match text.strip_prefix('-') {
+        Some(d) => (d, "9223372036854775808"),
+        None => (text, "9223372036854775807"),
+    };
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits.len() < max.len() || (digits.len() == max.len() && digits <= max))
 }
 
 /// A hand-written reader of `values` (valid JSON: serde_json checked it
@@ -929,6 +934,34 @@ mod tests {
                 r#"m,dc=eu\ 1,host=z f=3.5,i=7i 4"#,
             ]
         );
+    }
+
+    #[test]
+    fn integers_that_fit_an_i64() {
+        for yes in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "1796409134656363836",
+        ] {
+            assert!(fits_i64(yes), "{yes}");
+            assert!(yes.parse::<i64>().is_ok(), "{yes}");
+        }
+        for no in [
+            "",
+            "-",
+            "1.5",
+            "1e3",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+            "+1",
+        ] {
+            assert!(!fits_i64(no), "{no}");
+        }
     }
 
     #[test]
