@@ -623,7 +623,7 @@ async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
         }
     }
     let workers = job.workers.max(1);
-    let results: Vec<(String, u64)> = stream::iter(interleave_by(tasks, |t| t.source_url.as_str()))
+    let results = stream::iter(interleave_by(tasks, |t| t.source_url.as_str()))
         .map(|t| async move {
             let started = Instant::now();
             let mut copied = 0u64;
@@ -657,11 +657,11 @@ async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
                 copied,
             )
         })
-        .buffer_unordered(workers)
-        .collect()
-        .await;
+        .buffer_unordered(workers);
+    // Logged as each copy ends, so the log shows the progress of a long job.
+    let mut results = std::pin::pin!(results);
     let mut total = 0;
-    for (line, n) in results {
+    while let Some((line, n)) = results.next().await {
         log.line(&line);
         total += n;
     }
