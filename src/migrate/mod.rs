@@ -20,6 +20,7 @@
 //! also sent to every proxy of `ha_addrs`. Progress is kept per source
 //! backend (`/migrate/stats`) and logged to `<mlog_dir>/<operation>.log`.
 
+pub mod convert;
 pub mod copy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -622,7 +623,7 @@ async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
         }
     }
     let workers = job.workers.max(1);
-    let results: Vec<(String, u64)> = stream::iter(tasks)
+    let results = stream::iter(interleave_by(tasks, |t| t.source_url.as_str()))
         .map(|t| async move {
             let started = Instant::now();
             let mut copied = 0u64;
@@ -656,15 +657,39 @@ async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
                 copied,
             )
         })
-        .buffer_unordered(workers)
-        .collect()
-        .await;
+        .buffer_unordered(workers);
+    // Logged as each copy ends, so the log shows the progress of a long job.
+    let mut results = std::pin::pin!(results);
     let mut total = 0;
-    for (line, n) in results {
+    while let Some((line, n)) = results.next().await {
         log.line(&line);
         total += n;
     }
     total
+}
+
+/// `items` reordered round robin by `key` (each key's own order kept):
+/// consecutive copies read from different sources, so the `workers` copies
+/// in flight spread over the source backends instead of all querying the
+/// first one.
+fn interleave_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut groups: Vec<std::collections::VecDeque<T>> = Vec::new();
+    for item in items {
+        match groups
+            .iter_mut()
+            .find(|g| g.front().is_some_and(|f| key(f) == key(&item)))
+        {
+            Some(g) => g.push_back(item),
+            None => groups.push(std::collections::VecDeque::from([item])),
+        }
+    }
+    let mut out = Vec::new();
+    while groups.iter().any(|g| !g.is_empty()) {
+        for g in &mut groups {
+            out.extend(g.pop_front());
+        }
+    }
+    out
 }
 
 /// Where a measurement of a source must be copied (empty: in place).
@@ -773,4 +798,17 @@ async fn clear(shared: &Shared, job: &Start, circle: usize, log: &mut MigrationL
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave_by;
+
+    #[test]
+    fn copies_take_turns_between_sources_in_their_own_order() {
+        let items = vec!["a1", "a2", "a3", "b1", "c1", "c2", "b2"];
+        let out = interleave_by(items, |s| &s[..1]);
+        assert_eq!(out, ["a1", "b1", "c1", "a2", "b2", "c2", "a3"]);
+        assert!(interleave_by(Vec::<&str>::new(), |s| s).is_empty());
+    }
 }
