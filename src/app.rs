@@ -177,9 +177,10 @@ const ACTORS_SETTLE: Duration = Duration::from_millis(50);
 fn no_delay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
     use actix_tls::accept::rustls_0_23::TlsStream;
     use actix_web::rt::net::TcpStream;
-    let tcp = conn
-        .downcast_ref::<TcpStream>()
-        .or_else(|| conn.downcast_ref::<TlsStream<TcpStream>>().map(|s| s.get_ref().0));
+    let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
+        conn.downcast_ref::<TlsStream<TcpStream>>()
+            .map(|s| s.get_ref().0)
+    });
     if let Some(tcp) = tcp {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "Setting TCP_NODELAY on a client connection failed.");

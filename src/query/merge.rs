@@ -427,7 +427,11 @@ mod tests {
     /// bench (f)).
     #[test]
     fn floats_survive_the_merge_bit_for_bit() {
-        for text in ["56.810217203255476", "47.497711100349676", "96.58320371969593"] {
+        for text in [
+            "56.810217203255476",
+            "47.497711100349676",
+            "96.58320371969593",
+        ] {
             let value: Value = serde_json::from_str(text).unwrap();
             assert_eq!(value.to_string(), text);
         }
