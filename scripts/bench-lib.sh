@@ -164,16 +164,12 @@ queue_bytes() {
         awk '{s += $1} END {print s + 0}'
 }
 
-# wait_drain: until the proxy's queues are empty; prints the seconds it took (or "timeout").
-wait_drain() {
+# wait_for CMD...: until CMD succeeds or DRAIN_TIMEOUT passes; prints the seconds it took (or
+# "timeout").
+wait_for() {
     local start now
     start=$(date +%s.%N)
-    while :; do
-        if [ "$(queue_bytes)" = 0 ]; then
-            now=$(date +%s.%N)
-            awk -v a="$start" -v b="$now" 'BEGIN {printf "%.1f", b - a}'
-            return
-        fi
+    until "$@"; do
         now=$(date +%s.%N)
         if awk -v a="$start" -v b="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN {exit !(b - a > t)}'; then
             echo timeout
@@ -181,7 +177,14 @@ wait_drain() {
         fi
         sleep 0.2
     done
+    now=$(date +%s.%N)
+    awk -v a="$start" -v b="$now" 'BEGIN {printf "%.1f", b - a}'
 }
+
+queue_empty() { [ "$(queue_bytes)" = 0 ]; }
+
+# wait_drain: until the proxy's queues are empty (see wait_for).
+wait_drain() { wait_for queue_empty; }
 
 # CPU seconds (user + system) used so far by PID.
 cpu_seconds() {
@@ -193,23 +196,16 @@ peak_rss_mb() {
     awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
-# wait_sinks WANT PORTS...: until the sinks hold WANT points (the Go proxy has no queue to
-# poll) or DRAIN_TIMEOUT; prints the seconds it took (or "timeout").
-wait_sinks() {
-    local want=$1 start now
+# sinks_hold WANT PORTS...: whether the sinks on PORTS hold at least WANT points.
+sinks_hold() {
+    local want=$1
     shift
-    start=$(date +%s.%N)
-    while [ "$(sink_points "$@")" -lt "$want" ]; do
-        now=$(date +%s.%N)
-        if awk -v a="$start" -v b="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN {exit !(b - a > t)}'; then
-            echo timeout
-            return
-        fi
-        sleep 0.2
-    done
-    now=$(date +%s.%N)
-    awk -v a="$start" -v b="$now" 'BEGIN {printf "%.1f", b - a}'
+    [ "$(sink_points "$@")" -ge "$want" ]
 }
+
+# wait_sinks WANT PORTS...: until the sinks hold WANT points (the Go proxy has no queue to
+# poll; see wait_for).
+wait_sinks() { wait_for sinks_hold "$@"; }
 
 # Resident memory of PID in MB.
 rss_mb() {
