@@ -151,19 +151,20 @@ pub(super) async fn ingest(
     // Bodies being read and parsed stay within the memory budget's share: sent plus inflated,
     // estimated from the declared length (a chunked body counts once read).
     let declared = content_length(&req).min(config.max_body_bytes);
-    let mut admitted = state
-        .admission()
-        .admit(budgeted_bytes(declared, inflation))
-        .await;
+    let early = match declared {
+        0 => None,
+        n => Some(state.admission().admit(budgeted_bytes(n, inflation)).await),
+    };
     let raw = read_body(payload, config.max_body_bytes, declared).await?;
-    if declared == 0 {
-        // Let go first: waiting while holding even a little could starve the others.
-        drop(admitted);
-        admitted = state
-            .admission()
-            .admit(budgeted_bytes(raw.len(), inflation))
-            .await;
-    }
+    let admitted = match early {
+        Some(a) => a,
+        None => {
+            state
+                .admission()
+                .admit(budgeted_bytes(raw.len(), inflation))
+                .await
+        }
+    };
     let expected_bytes = raw.len().saturating_mul(inflation);
     let inline = expected_bytes <= INLINE_BODY_BYTES && !config.wal_sync;
     let cluster = state.cluster();

@@ -531,6 +531,21 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_budget_has_a_minimum_and_a_default() {
+        assert_eq!(
+            problems(&minimal(r#""memory_budget_mb": 16"#)),
+            ["memory_budget_mb: must be at least 32 (MiB), got 16"]
+        );
+        assert_eq!(load(&minimal("")).memory_budget_mb, 96);
+        assert_eq!(
+            load(&minimal(r#""memory_budget_mb": 256"#))
+                .memory_budget()
+                .total(),
+            256 << 20
+        );
+    }
+
+    #[test]
     fn queue_sizes_have_a_minimum() {
         let p = problems(&minimal(
             r#""wal_max_bytes": 4095, "dead_letter_max_bytes": "100""#,
