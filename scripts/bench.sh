@@ -77,20 +77,21 @@ done
 HAVE_INFLUXD=1
 command -v influxd >/dev/null || HAVE_INFLUXD=0
 
-if command -v sccache >/dev/null && [ -z "${RUSTC_WRAPPER:-}" ]; then
-    export RUSTC_WRAPPER=sccache
-fi
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# The release build the tests ran and the packages ship (scripts/toolchain.sh): after
+# scripts/test.sh this build is a no-op.
+# shellcheck source=scripts/toolchain.sh
+. "$ROOT/scripts/toolchain.sh"
 if [ "$QUICK" = 1 ]; then
     OUTPUT=${BENCH_OUTPUT:-$TARGET_DIR/bench/perf-quick.md}
 else
     OUTPUT=${BENCH_OUTPUT:-$ROOT/docs/perf.md}
 fi
 
-echo "== cargo build --release --bins" >&2
-cargo build --release --bins >&2
-PROXY_BIN=$TARGET_DIR/release/influx-proxy
-BENCH_BIN=$TARGET_DIR/release/influx-proxy-bench
+echo "== cargo-zigbuild build --release --bins --target $BUILD_TARGET" >&2
+ensure_zigbuild >&2
+zig_cargo build --bins >&2
+PROXY_BIN=$RELEASE_DIR/influx-proxy
+BENCH_BIN=$RELEASE_DIR/influx-proxy-bench
 
 if awk '{exit !($1 > 1.0)}' /proc/loadavg; then
     echo "bench.sh: warning: load average is $(cut -d' ' -f1 /proc/loadavg); other work skews the figures" >&2

@@ -10,7 +10,7 @@
 # Idempotent: a previous install of influx-proxy is purged first. On failure
 # it exits non-zero with a "FAIL:" line and leaves the package installed for
 # inspection (the next run purges it). Installs the `rpm` Debian package when
-# rpm is missing. Honours RUSTC_WRAPPER / CARGO_TARGET_DIR like package.sh.
+# rpm is missing. Honours CARGO_TARGET_DIR like package.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -155,6 +155,8 @@ rpm -qpR "$RPM" >"$WORK/rpm.requires"
 while read -r req; do
     case "$req" in
         "rpmlib("*) ;;
+        # rpm's elfdeps: the dynamic linker's GNU hash tables (glibc has had them since 2.5).
+        "rtld(GNU_HASH)") ;;
         /bin/sh | /usr/bin/sh | /usr/sbin/useradd | shadow-utils | systemd | systemd-units | "config(influx-proxy) = "*) ;;
         "libc.so.6"* | "libm.so.6"* | "libdl.so.2"* | "libpthread.so.0"* | "librt.so.1"* | "libgcc_s.so.1"* | "ld-linux-x86-64.so.2"*)
             v="$(grep -o 'GLIBC_[0-9.]*' <<<"$req" | sed 's/GLIBC_//')" || true

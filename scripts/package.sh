@@ -1,29 +1,23 @@
 #!/usr/bin/env bash
-# Builds the release binary once and packages that same binary as a .deb
-# (cargo-deb) and an .rpm (cargo-generate-rpm). The package layout is in
-# Cargo.toml [package.metadata.deb] / [package.metadata.generate-rpm] and
-# docs/packaging.md.
+# Builds the release binary once (scripts/toolchain.sh: glibc 2.28, the same
+# build the test suite runs) and packages that same binary as a .deb
+# (dpkg-deb) and an .rpm (rpmbuild). The layout is in packaging/ (deb control,
+# rpm spec), the maintainer scripts in debian/ and rpm/, and docs/packaging.md
+# describes it. Debian's own packagers: nothing is compiled from source but
+# the proxy.
 #
 # Usage: scripts/package.sh
 #
-# Honours RUSTC_WRAPPER (defaults to sccache when installed) and
-# CARGO_TARGET_DIR (default: ./target). Installs cargo-deb and
-# cargo-generate-rpm with `cargo install --locked` when they are missing
-# (~1.5 and ~4.5 minutes). The last lines of the output name the artifacts:
+# Honours CARGO_TARGET_DIR (default: ./target). dpkg-deb comes with dpkg,
+# rpmbuild with Debian's `rpm` package (installed when missing); zig and
+# cargo-zigbuild are PyPI wheels (scripts/toolchain.sh). The last lines of the
+# output name the artifacts:
 #   bin: <path of the packaged binary>
 #   deb: <path>
 #   rpm: <path>
-# The binary is built with cargo-zigbuild against glibc 2.28 (installs
-# ziglang and cargo-zigbuild from PyPI with pip when missing).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-# Versions the metadata was written and tested against; override to try others.
-CARGO_DEB_VERSION="${CARGO_DEB_VERSION:-3.8.0}"
-CARGO_GENERATE_RPM_VERSION="${CARGO_GENERATE_RPM_VERSION:-0.21.1}"
-# The glibc-2.28 build's toolchain (PyPI), installed with pip when missing.
-ZIGLANG_VERSION="${ZIGLANG_VERSION:-0.15.2}"
-CARGO_ZIGBUILD_VERSION="${CARGO_ZIGBUILD_VERSION:-0.24.1}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
 
 say() { printf '==> %s\n' "$*"; }
 die() {
@@ -31,88 +25,76 @@ die() {
     exit 1
 }
 
-# Debian 12's system python refuses a plain `pip install` (PEP 668).
-pip_install() {
-    if ! python3 -m pip --version >/dev/null 2>&1; then
-        apt-get install -y -q --no-install-recommends python3-pip >/dev/null
-    fi
-    python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
-}
+# shellcheck source=scripts/toolchain.sh
+. "$ROOT/scripts/toolchain.sh"
+# shellcheck source=scripts/apt-need.sh
+. "$ROOT/scripts/apt-need.sh"
+apt_need dpkg-deb:dpkg rpmbuild:rpm strip:binutils
 
-if command -v sccache >/dev/null && [ -z "${RUSTC_WRAPPER:-}" ]; then
-    export RUSTC_WRAPPER=sccache
-fi
-TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-case "$TARGET_DIR" in
-    /*) ;;
-    *) TARGET_DIR="$PWD/$TARGET_DIR" ;;
-esac
+VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+[ -n "$VERSION" ] || die "no version in Cargo.toml"
 
-grep -q '^\[package\.metadata\.deb\]' Cargo.toml \
-    || die "Cargo.toml has no [package.metadata.deb] section"
-grep -q '^\[package\.metadata\.generate-rpm\]' Cargo.toml \
-    || die "Cargo.toml has no [package.metadata.generate-rpm] section"
+ensure_zigbuild
+say "cargo-zigbuild build --release --bin influx-proxy --target $BUILD_TARGET"
+zig_cargo build --bin influx-proxy
+[ -x "$RELEASE_DIR/influx-proxy" ] || die "$RELEASE_DIR/influx-proxy was not built"
 
-# `cargo install` puts the tools in ~/.cargo/bin; `cargo deb` finds them there.
-if ! cargo deb --version >/dev/null 2>&1; then
-    say "installing cargo-deb $CARGO_DEB_VERSION"
-    cargo install --locked --version "$CARGO_DEB_VERSION" cargo-deb
-fi
-if ! cargo generate-rpm --version >/dev/null 2>&1; then
-    say "installing cargo-generate-rpm $CARGO_GENERATE_RPM_VERSION"
-    cargo install --locked --version "$CARGO_GENERATE_RPM_VERSION" cargo-generate-rpm
-fi
-
-# The one build, for glibc 2.28 (RHEL/Rocky/Alma 8, Debian 10, Ubuntu 18.10)
-# and later: cargo-zigbuild links against zig's glibc 2.28 stubs, so no symbol
-# newer than GLIBC_2.28 can be referenced, and zig's libc++ is linked
-# statically (RocksDB's C++ needs no libstdc++ on the target). A build on
-# this Debian 12 host with plain `cargo build` would need glibc 2.34 and
-# GCC 12's libstdc++, which RHEL 8/9 do not have. Its own target directory
-# (a different linker and C++ runtime): the first build compiles RocksDB once
-# (~20 min on 2 cores), later ones are incremental.
-ZIG_TARGET=x86_64-unknown-linux-gnu
-ZIG_GLIBC=2.28
-ZIG_TARGET_DIR="$TARGET_DIR/zig-glibc$ZIG_GLIBC"
-have_zig() { command -v zig >/dev/null || python3 -m ziglang version >/dev/null 2>&1; }
-if ! command -v cargo-zigbuild >/dev/null || ! have_zig; then
-    say "installing ziglang $ZIGLANG_VERSION and cargo-zigbuild $CARGO_ZIGBUILD_VERSION (pip)"
-    pip_install ziglang=="$ZIGLANG_VERSION" cargo-zigbuild=="$CARGO_ZIGBUILD_VERSION"
-fi
-rustup target list --installed 2>/dev/null | grep -qx "$ZIG_TARGET" || rustup target add "$ZIG_TARGET"
-say "cargo zigbuild --release --target $ZIG_TARGET.$ZIG_GLIBC (target dir $ZIG_TARGET_DIR)"
-CARGO_TARGET_DIR="$ZIG_TARGET_DIR" cargo zigbuild --release --bin influx-proxy --target "$ZIG_TARGET.$ZIG_GLIBC"
-BIN="$ZIG_TARGET_DIR/$ZIG_TARGET/release/influx-proxy"
-[ -x "$BIN" ] || die "$BIN was not built"
-# Stripped in place (cargo-generate-rpm never strips) and both packagers copy
-# that file as is, so the .deb and the .rpm ship the very same bytes
-# (scripts/package-test.sh compares them).
-if command -v strip >/dev/null; then
-    strip --strip-unneeded "$BIN"
-fi
+PKG_DIR="$TARGET_DIR/package"
+rm -rf "$PKG_DIR"
+mkdir -p "$PKG_DIR"
+# A stripped copy: cargo's own artifact stays as built (the tests run it),
+# and both packages ship these very bytes (scripts/package-test.sh compares).
+BIN="$PKG_DIR/influx-proxy"
+cp "$RELEASE_DIR/influx-proxy" "$BIN"
+strip --strip-unneeded "$BIN"
 "$BIN" -version
 
-DEB_DIR="$TARGET_DIR/debian"
-RPM_DIR="$TARGET_DIR/generate-rpm"
-# Old artifacts (another version) would make "the" artifact ambiguous.
-rm -f "$DEB_DIR"/influx-proxy_*.deb "$RPM_DIR"/influx-proxy-*.rpm
+# stage DIR UNIT_DIR ENV_FILE: the installed tree, modes as installed.
+stage() {
+    local dir="$1"
+    install -D -m 755 "$BIN" "$dir/usr/bin/influx-proxy"
+    install -D -m 644 systemd/influx-proxy.service "$dir/$2/influx-proxy.service"
+    install -D -m 640 packaging/etc-proxy.json "$dir/etc/influx-proxy/proxy.json"
+    install -D -m 644 packaging/influx-proxy.default "$dir/$3"
+    install -D -m 644 README.md "$dir/usr/share/doc/influx-proxy/README.md"
+    install -D -m 644 docs/packaging.md "$dir/usr/share/doc/influx-proxy/packaging.md"
+}
 
-# --target: the assets' target/release/ paths are looked up as
-# $CARGO_TARGET_DIR/$ZIG_TARGET/release/ (the zig build's directory).
-say "cargo deb --no-build --target $ZIG_TARGET"
-CARGO_TARGET_DIR="$ZIG_TARGET_DIR" cargo deb --no-build --no-strip --target "$ZIG_TARGET" --output "$DEB_DIR/"
+# --- .deb --------------------------------------------------------------------
+say "dpkg-deb --build"
+DEB_ROOT="$PKG_DIR/deb-root"
+stage "$DEB_ROOT" lib/systemd/system etc/default/influx-proxy
+mkdir -p "$DEB_ROOT/DEBIAN"
+(cd "$DEB_ROOT" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs md5sum) >"$DEB_ROOT/DEBIAN/md5sums"
+installed_kb="$(du -sk --exclude=DEBIAN "$DEB_ROOT" | cut -f1)"
+sed -e "s/@VERSION@/$VERSION/" -e "s/@INSTALLED_SIZE@/$installed_kb/" packaging/deb/control.in >"$DEB_ROOT/DEBIAN/control"
+# Files under /etc are conffiles: kept across upgrades once edited.
+printf '/etc/default/influx-proxy\n/etc/influx-proxy/proxy.json\n' >"$DEB_ROOT/DEBIAN/conffiles"
+for script in postinst prerm postrm; do
+    install -m 755 "debian/$script" "$DEB_ROOT/DEBIAN/$script"
+done
+chmod 0644 "$DEB_ROOT/DEBIAN/control" "$DEB_ROOT/DEBIAN/conffiles" "$DEB_ROOT/DEBIAN/md5sums"
+DEB="$PKG_DIR/influx-proxy_${VERSION}-1_amd64.deb"
+dpkg-deb --root-owner-group -Zxz --build "$DEB_ROOT" "$DEB" >/dev/null
 
-say "cargo generate-rpm"
-mkdir -p "$RPM_DIR"
+# --- .rpm --------------------------------------------------------------------
+say "rpmbuild -bb"
+RPM_STAGE="$PKG_DIR/rpm-root"
+stage "$RPM_STAGE" usr/lib/systemd/system etc/sysconfig/influx-proxy
+RPM_TOP="$PKG_DIR/rpmbuild"
+mkdir -p "$RPM_TOP"/{BUILD,RPMS,SPECS,SOURCES,SRPMS}
+sed -e "s|@VERSION@|$VERSION|" -e "s|@STAGE@|$RPM_STAGE|" -e "s|@SCRIPTS@|$ROOT/rpm|" \
+    packaging/rpm/influx-proxy.spec.in >"$RPM_TOP/SPECS/influx-proxy.spec"
 # xz payload: what RHEL 8/9's own packages use; a zstd payload needs an rpm
 # with zstd support (rpmlib(PayloadIsZstd)), not a given on RHEL 8.
-cargo generate-rpm --payload-compress xz --target "$ZIG_TARGET" --target-dir "$ZIG_TARGET_DIR" --output "$RPM_DIR/"
+rpmbuild -bb --quiet --target x86_64-linux \
+    --define "_topdir $RPM_TOP" \
+    --define "_binary_payload w6.xzdio" \
+    "$RPM_TOP/SPECS/influx-proxy.spec" >"$PKG_DIR/rpmbuild.log" 2>&1 \
+    || { cat "$PKG_DIR/rpmbuild.log" >&2; die "rpmbuild failed"; }
+RPM="$PKG_DIR/influx-proxy-${VERSION}-1.x86_64.rpm"
+cp "$RPM_TOP/RPMS/x86_64/influx-proxy-${VERSION}-1.x86_64.rpm" "$RPM"
 
-shopt -s nullglob
-debs=("$DEB_DIR"/influx-proxy_*.deb)
-rpms=("$RPM_DIR"/influx-proxy-*.rpm)
-[ "${#debs[@]}" -eq 1 ] || die "expected one .deb in $DEB_DIR, found ${#debs[@]}"
-[ "${#rpms[@]}" -eq 1 ] || die "expected one .rpm in $RPM_DIR, found ${#rpms[@]}"
 echo "bin: $BIN"
-echo "deb: ${debs[0]}"
-echo "rpm: ${rpms[0]}"
+echo "deb: $DEB"
+echo "rpm: $RPM"

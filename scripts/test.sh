@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, property tests, and the integration
-# tests that start real influxd servers and the release binary.
+# The whole test suite: unit tests, property tests, the fuzz regressions, the
+# benches in test mode, and the integration tests that start real influxd
+# servers and the release binary.
+#
+# Usage: scripts/test.sh              every group, each timed
+#        scripts/test.sh ARGS...      one `cargo test` with ARGS (a filter, say)
+#
+# Everything runs on the one build the packages ship (scripts/toolchain.sh:
+# release, glibc 2.28 via cargo-zigbuild), so RocksDB is compiled once.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if command -v sccache >/dev/null && [ -z "${RUSTC_WRAPPER:-}" ]; then
-    export RUSTC_WRAPPER=sccache
-fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/toolchain.sh
+. "$ROOT/scripts/toolchain.sh"
+# shellcheck source=scripts/stages.sh
+. "$ROOT/scripts/stages.sh"
+
 # The tests start these real servers themselves.
 for need in influxd:influxdb prometheus:prometheus strace:strace openssl:openssl curl:curl; do
     command -v "${need%%:*}" >/dev/null || {
@@ -13,4 +23,13 @@ for need in influxd:influxdb prometheus:prometheus strace:strace openssl:openssl
         exit 1
     }
 done
-cargo test --release --all-targets "$@"
+ensure_zigbuild
+
+if [ "$#" -gt 0 ]; then
+    exec cargo-zigbuild test --release --target "$BUILD_TARGET" --all-targets "$@"
+fi
+stage "build: tests and binaries" zig_cargo test --all-targets --no-run
+stage "tests: unit and property (lib, bins)" zig_cargo test --lib --bins
+stage "tests: fuzz regressions" zig_cargo test --test fuzz_regressions
+stage "tests: benches in test mode" zig_cargo test --benches
+stage "tests: integration (tests/it, real influxd)" zig_cargo test --test it
