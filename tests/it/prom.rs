@@ -313,14 +313,24 @@ fn prometheus_remote_writes_and_reads_through_the_proxy() {
         "no sample of `up` reached influxd; proxy log:\n{}",
         proxy.log()
     );
-    let keys = values(&http::query(&proxy.url, "prom", "SHOW TAG KEYS FROM up").json());
-    for key in ["__name__", "instance", "job"] {
-        assert!(keys.contains(&json!([key])), "{key} missing: {keys:?}");
-    }
-    let jobs =
-        values(&http::query(&proxy.url, "prom", "SHOW TAG VALUES FROM up WITH KEY = job").json());
-    assert!(jobs.contains(&json!(["job", "proxy"])), "{jobs:?}");
-    assert!(jobs.contains(&json!(["job", "prometheus"])), "{jobs:?}");
+    // Each query may be answered by the other circle, which may not have the first samples yet
+    // (Prometheus keeps writing, so the queues are never empty for long): poll each answer.
+    let mut keys = Vec::new();
+    let tagged = wait_until(SETTLE, || {
+        keys = values(&http::query(&proxy.url, "prom", "SHOW TAG KEYS FROM up").json());
+        ["__name__", "instance", "job"]
+            .iter()
+            .all(|key| keys.contains(&json!([key])))
+    });
+    assert!(tagged, "a label is missing from the tag keys: {keys:?}");
+    let mut jobs = Vec::new();
+    let both_jobs = wait_until(SETTLE, || {
+        jobs = values(
+            &http::query(&proxy.url, "prom", "SHOW TAG VALUES FROM up WITH KEY = job").json(),
+        );
+        jobs.contains(&json!(["job", "proxy"])) && jobs.contains(&json!(["job", "prometheus"]))
+    });
+    assert!(both_jobs, "{jobs:?}");
 
     // A series only influxd holds: PromQL finds it through remote read, so through the proxy.
     let ns = now_ms() * 1_000_000;
@@ -376,6 +386,8 @@ fn remote_writes_store_what_influxd_itself_would() {
     let direct = format!("{}/api/v1/prom/write?db=direct", servers[0].url);
     let answer = post_raw(&direct, &write_body(finite));
     assert!(answer.status < 300, "{} {}", answer.status, answer.text());
+    // Every circle has it before the reads, whichever circle answers each.
+    proxy.wait_delivered();
     for m in ["odd", "prom_metric_not_specified", "stale"] {
         let q = format!("SELECT * FROM {m}");
         let wanted = servers[0].query("direct", &q);

@@ -400,6 +400,8 @@ fn the_influx_cli_and_the_python_client_work_through_the_proxy() {
     )
     .1
     .contains("42")));
+    // The SELECT above may have been answered by one circle and this by the other.
+    proxy.wait_delivered();
     let (ok, out) = influx("SHOW MEASUREMENTS");
     assert!(ok && out.contains("cli"), "{out}");
 

@@ -21,6 +21,9 @@ use super::{
     LOG_TAIL_LINES,
 };
 
+/// Longest [`Proxy::wait_delivered`] waits for healthy backends to take what was queued.
+pub const DELIVERED_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_influx-proxy");
 /// How long the proxy may take to answer `/ping` after start (WAL recovery included).
@@ -221,6 +224,38 @@ impl Proxy {
             .iter()
             .map(|r| r["name"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// Waits until every backend's write-ahead queue is empty: everything acknowledged so far is
+    /// then in every circle's influxd, so whichever circle serves the next read has it.
+    ///
+    /// Reads are spread over the up-to-date circles, and a circle may trail an acknowledged write
+    /// by up to `flush_time` + 2 s; a test that reads through the proxy what it has just written
+    /// waits here first (or polls that very read with `wait_until`). Needs `/metrics` without
+    /// credentials.
+    pub fn wait_delivered(&self) {
+        let queued = || -> Option<u64> {
+            let r = http::try_get(&format!("{}/metrics", self.url)).ok()?;
+            let gauges: Vec<u64> = r
+                .body
+                .lines()
+                .filter(|l| l.starts_with("influx_proxy_backend_queue_records{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .map(|v| v as u64)
+                .collect();
+            // No gauge at all is a broken probe, not an empty queue.
+            (r.status == 200 && !gauges.is_empty()).then(|| gauges.iter().sum())
+        };
+        let mut last = None;
+        let empty = super::http::wait_until(DELIVERED_TIMEOUT, || {
+            last = queued();
+            last == Some(0)
+        });
+        assert!(
+            empty,
+            "queued records left after {DELIVERED_TIMEOUT:?}: {last:?}; proxy log:\n{}",
+            log_tail(&self.log_path, LOG_TAIL_LINES)
+        );
     }
 
     /// The current contents of `proxy.json`.
