@@ -9,7 +9,7 @@
 # Usage: scripts/quickstart.sh          set up, build, then exec the proxy in the foreground
 #        scripts/quickstart.sh stop     stop the InfluxDB servers a previous run started
 #
-# As root on Debian it installs missing packages (influxdb, influxdb-client, sccache, and the
+# As root on Debian it installs missing packages (influxdb, influxdb-client, pip, and the
 # RocksDB build deps). Each influxd gets its own config and data under
 # ${QUICKSTART_DIR:-/tmp/influx-proxy-quickstart}/<name>/, RPC ports 18086-18089, and UDP,
 # Graphite, collectd, OpenTSDB and the _internal monitor store disabled. A port that already
@@ -26,7 +26,7 @@ CONFIG="packaging/proxy.json"
 NAMES=(influxdb-1-1 influxdb-1-2 influxdb-2-1 influxdb-2-2)
 HTTP_PORTS=(8086 8087 8088 8089)
 RPC_PORTS=(18086 18087 18088 18089)
-PACKAGES=(influxdb influxdb-client sccache libclang-dev clang build-essential pkg-config)
+PACKAGES=(influxdb influxdb-client libclang-dev clang build-essential pkg-config python3-pip)
 STARTED_PIDS=()
 
 say() { printf '==> %s\n' "$*"; }
@@ -195,13 +195,15 @@ main() {
     done
 
     cd "$ROOT"
-    if [[ -z "${RUSTC_WRAPPER:-}" ]] && command -v sccache >/dev/null; then
-        export RUSTC_WRAPPER=sccache
-    fi
-    say "building: cargo build --release${RUSTC_WRAPPER:+ (RUSTC_WRAPPER=$RUSTC_WRAPPER)}"
-    cargo build --release
+    # The build the tests run and the packages ship (scripts/toolchain.sh): after
+    # scripts/test.sh it is already there.
+    # shellcheck source=scripts/toolchain.sh
+    . "$ROOT/scripts/toolchain.sh"
+    ensure_zigbuild
+    say "building: cargo-zigbuild build --release --bin influx-proxy --target $BUILD_TARGET"
+    zig_cargo build --bin influx-proxy
 
-    local bin="${CARGO_TARGET_DIR:-target}/release/influx-proxy"
+    local bin="$RELEASE_DIR/influx-proxy"
     say "running: $bin -config $CONFIG (in $ROOT, listening on :7076)"
     say "try: curl -i http://127.0.0.1:7076/ping; stop the InfluxDB servers later with: $0 stop"
     trap - EXIT INT TERM
