@@ -31,5 +31,5 @@ fi
 stage "build: tests and binaries" zig_cargo test --all-targets --no-run
 stage "tests: unit and property (lib, bins)" zig_cargo test --lib --bins
 stage "tests: fuzz regressions" zig_cargo test --test fuzz_regressions
-stage "tests: benches in test mode" zig_cargo test --benches
+stage "tests: benches in test mode" zig_cargo test --bench hot_paths
 stage "tests: integration (tests/it, real influxd)" zig_cargo test --test it
