@@ -87,9 +87,9 @@ else
     OUTPUT=${BENCH_OUTPUT:-$ROOT/docs/perf.md}
 fi
 
-echo "== cargo-zigbuild build --release --bins --target $BUILD_TARGET" >&2
+echo "== the release build (scripts/toolchain.sh build_release)" >&2
 ensure_zigbuild >&2
-zig_cargo build --bins >&2
+build_release >&2
 PROXY_BIN=$RELEASE_DIR/influx-proxy
 BENCH_BIN=$RELEASE_DIR/influx-proxy-bench
 

@@ -35,8 +35,8 @@ VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
 [ -n "$VERSION" ] || die "no version in Cargo.toml"
 
 ensure_zigbuild
-say "cargo-zigbuild build --release --bin influx-proxy --target $BUILD_TARGET"
-zig_cargo build --bin influx-proxy
+say "cargo-zigbuild test --release --all-targets --no-run --target $BUILD_TARGET (the tests' build)"
+build_release
 [ -x "$RELEASE_DIR/influx-proxy" ] || die "$RELEASE_DIR/influx-proxy was not built"
 
 PKG_DIR="$TARGET_DIR/package"

@@ -200,8 +200,8 @@ main() {
     # shellcheck source=scripts/toolchain.sh
     . "$ROOT/scripts/toolchain.sh"
     ensure_zigbuild
-    say "building: cargo-zigbuild build --release --bin influx-proxy --target $BUILD_TARGET"
-    zig_cargo build --bin influx-proxy
+    say "building: cargo-zigbuild test --release --all-targets --no-run --target $BUILD_TARGET"
+    build_release
 
     local bin="$RELEASE_DIR/influx-proxy"
     say "running: $bin -config $CONFIG (in $ROOT, listening on :7076)"

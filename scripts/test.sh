@@ -28,7 +28,7 @@ ensure_zigbuild
 if [ "$#" -gt 0 ]; then
     exec cargo-zigbuild test --release --target "$BUILD_TARGET" --all-targets "$@"
 fi
-stage "build: tests and binaries" zig_cargo test --all-targets --no-run
+stage "build: tests and binaries" build_release
 stage "tests: unit and property (lib, bins)" zig_cargo test --lib --bins
 stage "tests: fuzz regressions" zig_cargo test --test fuzz_regressions
 stage "tests: benches in test mode" zig_cargo test --bench hot_paths

@@ -18,6 +18,7 @@
 #                    and the rustup target when missing
 #   zig_cargo CMD    cargo-zigbuild CMD --release --target $BUILD_TARGET ...
 #                    (CMD: build, test, clippy)
+#   build_release    the release build of every target, binaries in $RELEASE_DIR
 
 ZIG_TRIPLE=x86_64-unknown-linux-gnu
 ZIG_GLIBC=2.28
@@ -56,4 +57,12 @@ zig_cargo() {
     shift
     [ "$cmd" = build ] && cmd=zigbuild
     cargo-zigbuild "$cmd" --release --target "$BUILD_TARGET" "$@"
+}
+
+# Every target, as `cargo test --all-targets` builds them. Not `cargo build --bin`: with
+# resolver 2, a build without the test targets resolves the dev-dependencies' features away,
+# which gives several shared crates (serde, regex, ...) other features, so other hashes: a second
+# build of them and of the proxy, and a packaged binary that is not the one the tests ran.
+build_release() {
+    zig_cargo test --all-targets --no-run "$@"
 }
