@@ -4,7 +4,7 @@
 # servers and the release binary.
 #
 # Usage: scripts/test.sh              every group, each timed
-#        scripts/test.sh ARGS...      one `cargo test` with ARGS (a filter, say)
+#        scripts/test.sh ARGS...      one `cargo test` with ARGS, e.g. `--test it prom::`
 #
 # Everything runs on the one build the packages ship (scripts/toolchain.sh:
 # release, glibc 2.28 via cargo-zigbuild), so RocksDB is compiled once.
@@ -26,7 +26,7 @@ done
 ensure_zigbuild
 
 if [ "$#" -gt 0 ]; then
-    exec cargo-zigbuild test --release --target "$BUILD_TARGET" --all-targets "$@"
+    exec cargo-zigbuild test --release --target "$BUILD_TARGET" "$@"
 fi
 stage "build: tests and binaries" build_release
 stage "tests: unit and property (lib, bins)" zig_cargo test --lib --bins
