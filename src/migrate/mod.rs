@@ -779,7 +779,7 @@ async fn clear(shared: &Shared, job: &Start, circle: usize, log: &mut MigrationL
                 if misplaced {
                     let q = format!("DROP MEASUREMENT {}", quote_ident(&mm));
                     match job.cluster.queue_statement(h, &db, &q) {
-                        Ok(()) => log.line(&format!("clear backend={url} db={db} mm={mm}")),
+                        Ok(_) => log.line(&format!("clear backend={url} db={db} mm={mm}")),
                         Err(e) => {
                             warn!(backend = %h.backend.info.name, error = %e, "Queueing DROP MEASUREMENT failed.")
                         }
