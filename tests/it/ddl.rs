@@ -109,8 +109,27 @@ fn a_database_created_with_its_own_policy_is_written_into_at_once() {
     let (servers, config) = two_by_two();
     let proxy = Proxy::start(config);
     let busy = unique_db("busy");
-    assert_eq!(http::write(&proxy.url, &busy, filler()).status, 204);
     let now = now_ns();
+    // A database dropped and created again with another policy, and another field type:
+    // the backends still hold the old one.
+    let again = unique_db("again");
+    assert_eq!(
+        http::write(&proxy.url, &again, "m v=1 1000000000\n").status,
+        204
+    );
+    wait_in_every_circle(&servers, &proxy, &again, "autogen", "m", 1);
+    assert_eq!(http::write(&proxy.url, &busy, filler()).status, 204);
+    query_ok(&proxy, "", &format!("DROP DATABASE \"{again}\""));
+    query_ok(
+        &proxy,
+        "",
+        &format!("CREATE DATABASE \"{again}\" WITH NAME fresh"),
+    );
+    let renewed = write_rp(&proxy, &again, "fresh", format!("m v=\"s\" {now}\n"));
+    assert_eq!(renewed.status, 204, "{}", renewed.body);
+
+    // A new database, with its own policy.
+    assert_eq!(http::write(&proxy.url, &busy, filler()).status, 204);
     let db = unique_db("fresh");
     query_ok(
         &proxy,
@@ -138,23 +157,6 @@ fn a_database_created_with_its_own_policy_is_written_into_at_once() {
         "{}",
         autogen.body
     );
-
-    // A database dropped and created again with another policy, and another field type.
-    let again = unique_db("again");
-    assert_eq!(
-        http::write(&proxy.url, &again, "m v=1 1000000000\n").status,
-        204
-    );
-    wait_in_every_circle(&servers, &proxy, &again, "autogen", "m", 1);
-    assert_eq!(http::write(&proxy.url, &busy, filler()).status, 204);
-    query_ok(&proxy, "", &format!("DROP DATABASE \"{again}\""));
-    query_ok(
-        &proxy,
-        "",
-        &format!("CREATE DATABASE \"{again}\" WITH NAME fresh"),
-    );
-    let renewed = write_rp(&proxy, &again, "fresh", format!("m v=\"s\" {now}\n"));
-    assert_eq!(renewed.status, 204, "{}", renewed.body);
 
     wait_in_every_circle(&servers, &proxy, &db, "month", "m", 2);
     wait_in_every_circle(&servers, &proxy, &db, "week", "w", 1);
