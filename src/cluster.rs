@@ -320,17 +320,19 @@ impl Cluster {
         Ok((router, outcome))
     }
 
-    /// Queues an InfluxQL statement for one backend, in order with its writes.
+    /// Queues an InfluxQL statement for one backend, in order with its writes; its sequence
+    /// number in the backend's queue.
     pub fn queue_statement(
         &self,
         backend: &BackendHandle,
         db: &str,
         query: &str,
-    ) -> Result<(), wal::Error> {
-        self.wal
+    ) -> Result<u64, wal::Error> {
+        let seq = self
+            .wal
             .append_statement(&backend.backend.queue, db, query)?;
         backend.notify();
-        Ok(())
+        Ok(seq)
     }
 
     /// Stops supervising the circles (this cluster is being replaced).

@@ -15,10 +15,19 @@
 //!   policies (duration, shard group duration, default) and every field's type. A field that
 //!   the backends report with more than one type (written into different shards) is not used.
 //! * From what the proxy itself accepted: the type of each field per retention policy and
-//!   shard group, which is where influxd keeps field types.
+//!   shard group, which is where influxd keeps field types; and every statement that changes
+//!   what the verdicts depend on ([`Change`]: databases, retention policies, dropped
+//!   measurements), applied as influxd applies it.
 //!
-//! A statement that changes the schema (`DROP`, `DELETE`, `CREATE`/`ALTER RETENTION POLICY`)
-//! passing through the proxy forgets the database, which is asked again on its next write.
+//! # Statements accepted before the backends run them
+//! A statement runs at once only on a backend with nothing queued; elsewhere it waits in the
+//! queue behind the writes accepted before it, and the backends' answers show it only once it
+//! is delivered. A client that creates a retention policy and writes into it at once used to
+//! get `retention policy not found` for as long (influxd answers 204 to the same sequence),
+//! and a measurement dropped and written with another field type a `field type conflict`.
+//! So an accepted statement is applied to what the backends said, and again on top of every
+//! later answer, until it has left every queue it was appended to
+//! ([`wal::Queue::has_removed`]) and an answer asked after that shows its effect itself.
 //!
 //! # Differences from influxd, on purpose
 //! * The types reported by `SHOW FIELD KEYS` cover every shard, while influxd checks a point
@@ -34,22 +43,26 @@
 //! At most [`MAX_FIELDS`] field types per database and source (backends, accepted), about 80
 //! bytes each with a 20-byte measurement and field name: under 16 MiB for a database at the
 //! bound. Past the bound the accepted types of the oldest shard group are forgotten (they are
-//! the least likely to be written again) and the backends' list is cut.
+//! the least likely to be written again) and the backends' list is cut. At most
+//! [`MAX_CHANGES`] accepted statements wait per database; past that the oldest is left to the
+//! backends' next answer.
 
 use std::collections::hash_map::Entry;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures_util::future::join_all;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::backend::client;
 use crate::circle::BackendHandle;
+use crate::influxql::{Kind, Source, Statement};
 use crate::line_protocol::{FieldType, Line, Precision};
+use crate::wal;
 
 /// How often a database's schema is asked again from the backends (in the background, while
 /// the previous answer keeps serving).
@@ -64,6 +77,15 @@ pub const MAX_FIELDS: usize = 100_000;
 
 /// Longest the first write to a database waits for the backends' answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bound on accepted statements waiting for the backends per database (see the module doc).
+pub const MAX_CHANGES: usize = 1_000;
+
+/// influxd's shortest retention policy duration (`MinRetentionPolicyDuration`).
+const MIN_RP_DURATION: i64 = 3_600_000_000_000;
+
+/// A day: the default shard group duration influxd gives a policy of 2 to 180 days.
+const DAY: i64 = 24 * 3_600_000_000_000;
 
 /// Shard group duration influxd gives a retention policy created without one and infinite
 /// duration (`autogen`): 7 days.
@@ -82,13 +104,37 @@ pub struct Schema {
 /// One database.
 #[derive(Debug)]
 pub struct DbSchema {
+    /// What the backends said, with the accepted statements of `changes` applied.
     known: ArcSwap<Known>,
     accepted: RwLock<Accepted>,
+    /// Accepted statements the backends' answers may not show yet, oldest first.
+    changes: Mutex<Vec<Pending>>,
+    /// `changes` is not empty (read on every write without the lock).
+    has_changes: AtomicBool,
     refreshing: AtomicBool,
 }
 
+/// An accepted statement, and where it waits for delivery.
+#[derive(Debug)]
+struct Pending {
+    id: u64,
+    change: Change,
+    /// The queues it was appended to, with its sequence number in them (empty: it ran at
+    /// once on every backend).
+    queued: Vec<(wal::Queue, u64)>,
+}
+
+impl Pending {
+    /// Delivered (or refused) everywhere: an answer asked from now on shows its effect.
+    fn is_settled(&self) -> bool {
+        self.queued
+            .iter()
+            .all(|(queue, seq)| queue.has_removed(*seq))
+    }
+}
+
 /// What the backends said about a database.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Known {
     asked: Option<Instant>,
     /// At least one backend answered.
@@ -100,13 +146,23 @@ struct Known {
     fields: FxHashMap<Box<[u8]>, FieldType>,
 }
 
+/// A retention policy, as far as verdicts on writes depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct RetentionPolicy {
+pub struct RetentionPolicy {
     name: String,
     /// 0 for infinite.
     duration_ns: i64,
     shard_group_ns: i64,
     default: bool,
+}
+
+impl RetentionPolicy {
+    /// influxd accepts these durations (`ErrRetentionPolicyDurationTooLow`,
+    /// `ErrIncompatibleDurations`).
+    fn is_valid(&self) -> bool {
+        self.duration_ns == 0
+            || (self.duration_ns >= MIN_RP_DURATION && self.duration_ns >= self.shard_group_ns)
+    }
 }
 
 /// `measurement \xff field` → type.
@@ -149,6 +205,137 @@ impl Accepted {
             self.len -= dropped;
         }
     }
+
+    /// Forgets what influxd forgets when it applies `change`.
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::DropDatabase => *self = Accepted::default(),
+            Change::DropRetentionPolicy(name) => {
+                self.groups.remove(name.as_str());
+            }
+            Change::DropMeasurement(name) => {
+                let prefix = field_key(name.as_bytes(), b"");
+                for groups in self.groups.values_mut() {
+                    for fields in groups.values_mut() {
+                        fields.retain(|key, _| !key.starts_with(&prefix));
+                    }
+                }
+            }
+            Change::CreateDatabase(_)
+            | Change::CreateRetentionPolicy(_)
+            | Change::AlterRetentionPolicy { .. }
+            | Change::Unknown => return,
+        }
+        self.len = self
+            .groups
+            .values()
+            .flat_map(|groups| groups.values())
+            .map(|fields| fields.len())
+            .sum();
+    }
+}
+
+/// A statement that changes what influxd's verdicts on a write depend on, as influxd applies
+/// it (`influxdb/services/meta/data.go` 1.6: durations normalised and checked the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `CREATE DATABASE [WITH ...]`: its policy, when the database is new.
+    CreateDatabase(RetentionPolicy),
+    /// `DROP DATABASE`: delivery creates it again, with `autogen`.
+    DropDatabase,
+    /// `CREATE RETENTION POLICY`.
+    CreateRetentionPolicy(RetentionPolicy),
+    /// `ALTER RETENTION POLICY`: what it sets (`None`: unchanged).
+    AlterRetentionPolicy {
+        /// The policy.
+        name: String,
+        /// `DURATION`, 0 for infinite.
+        duration_ns: Option<i64>,
+        /// `SHARD DURATION` as written.
+        shard_duration_ns: Option<i64>,
+        /// `DEFAULT`.
+        default: bool,
+    },
+    /// `DROP RETENTION POLICY`.
+    DropRetentionPolicy(String),
+    /// `DROP MEASUREMENT`: its field types go with it.
+    DropMeasurement(String),
+    /// A schema statement whose effect the proxy cannot tell (influxd refuses it, or it
+    /// failed somewhere): only the backends' next answer says.
+    Unknown,
+}
+
+impl Change {
+    /// What `stmt` changes, `None` for statements that change nothing the verdicts depend on
+    /// (`DELETE` and `DROP SERIES`: influxd 1.6 keeps the field types of a measurement whose
+    /// series are all deleted).
+    pub fn of(stmt: &Statement) -> Option<Change> {
+        let rp = || stmt.retention_policy.clone().unwrap_or_default();
+        let settings = stmt.retention.as_ref();
+        let change = match stmt.kind {
+            Kind::CreateDatabase => settings
+                .and_then(|s| {
+                    let name = stmt.retention_policy.as_deref().unwrap_or("autogen");
+                    new_policy(name, s.duration_ns.unwrap_or(0), s.shard_duration_ns, true)
+                })
+                .map_or(Change::Unknown, Change::CreateDatabase),
+            Kind::DropDatabase => Change::DropDatabase,
+            Kind::CreateRetentionPolicy => settings
+                .and_then(|s| new_policy(&rp(), s.duration_ns?, s.shard_duration_ns, s.default))
+                .map_or(Change::Unknown, Change::CreateRetentionPolicy),
+            Kind::AlterRetentionPolicy => match settings {
+                Some(s) => Change::AlterRetentionPolicy {
+                    name: rp(),
+                    duration_ns: s.duration_ns,
+                    shard_duration_ns: s.shard_duration_ns,
+                    default: s.default,
+                },
+                None => Change::Unknown,
+            },
+            Kind::DropRetentionPolicy => Change::DropRetentionPolicy(rp()),
+            Kind::DropMeasurement => match stmt.sources.first() {
+                Some(Source::Measurement { name, .. }) => Change::DropMeasurement(name.clone()),
+                _ => Change::Unknown,
+            },
+            _ => return None,
+        };
+        Some(change)
+    }
+}
+
+/// A policy as influxd creates it, `None` when influxd refuses these durations.
+fn new_policy(
+    name: &str,
+    duration_ns: i64,
+    shard_ns: Option<i64>,
+    default: bool,
+) -> Option<RetentionPolicy> {
+    let policy = RetentionPolicy {
+        name: name.to_string(),
+        duration_ns,
+        shard_group_ns: normalised_shard_group(shard_ns.unwrap_or(0), duration_ns),
+        default,
+    };
+    policy.is_valid().then_some(policy)
+}
+
+/// influxd's `normalisedShardDuration`: a shard group duration left out (0) follows the
+/// policy's duration, one under an hour becomes an hour.
+fn normalised_shard_group(shard_ns: i64, duration_ns: i64) -> i64 {
+    let default_for = |d: i64| {
+        if d == 0 || d >= 180 * DAY {
+            DEFAULT_SHARD_GROUP
+        } else if d >= 2 * DAY {
+            DAY
+        } else {
+            MIN_RP_DURATION
+        }
+    };
+    match shard_ns {
+        0 => default_for(duration_ns),
+        s if s < MIN_RP_DURATION => default_for(MIN_RP_DURATION),
+        s => s,
+    }
 }
 
 /// Why a write request is refused as a whole, before anything is queued.
@@ -176,14 +363,15 @@ impl Schema {
         let state = match current {
             Some(state) => state,
             None => {
-                let known = fetch(&backends(), db).await;
-                let fresh = Arc::new(DbSchema::new(known));
-                return self
+                let fresh = Arc::new(DbSchema::new(Known::default()));
+                let state = self
                     .dbs
                     .write()
                     .entry(db.to_string())
                     .or_insert(fresh)
                     .clone();
+                state.refresh(&backends(), db).await;
+                return state;
             }
         };
         let known = state.known.load_full();
@@ -191,26 +379,106 @@ impl Schema {
         let missing_rp = !rp.is_empty() && known.answered && known.rp(rp).is_none();
         if (!known.answered || missing_rp) && age >= RETRY {
             // A write waits for this answer: without it the verdict would be a guess.
-            state.known.store(Arc::new(fetch(&backends(), db).await));
-        } else if age >= REFRESH && !state.refreshing.swap(true, Ordering::AcqRel) {
+            state.refresh(&backends(), db).await;
+        } else if (age >= REFRESH || (age >= RETRY && state.has_settled_changes()))
+            && !state.refreshing.swap(true, Ordering::AcqRel)
+        {
             let (state, db, backends) = (state.clone(), db.to_string(), backends());
             actix_web::rt::spawn(async move {
-                state.known.store(Arc::new(fetch(&backends, &db).await));
+                state.refresh(&backends, &db).await;
                 state.refreshing.store(false, Ordering::Release);
             });
         }
         state
     }
 
-    /// Forgets a database (a statement changed its schema); its next write asks again.
-    pub fn forget(&self, db: &str) {
-        self.dbs.write().remove(db);
+    /// Records a statement the proxy accepted for `db`: ran at once on some backends, and
+    /// appended to the queues of the others (`queued`: each with the statement's sequence
+    /// number there). Writes are checked as influxd will check them once it has run
+    /// everywhere (see the module doc).
+    pub fn accepted(&self, db: &str, change: Change, queued: Vec<(wal::Queue, u64)>) {
+        let state = self
+            .dbs
+            .write()
+            .entry(db.to_string())
+            .or_insert_with(|| Arc::new(DbSchema::new(Known::default())))
+            .clone();
+        state.accept(change, queued);
     }
 }
 
 impl Known {
     fn rp(&self, name: &str) -> Option<&RetentionPolicy> {
         self.rps.iter().find(|r| r.name == name)
+    }
+
+    /// `change` applied as influxd applies it (a statement influxd would refuse changes
+    /// nothing).
+    fn apply(&mut self, change: &Change) {
+        // Nobody answered yet: whether the database exists is not known either.
+        let exists = self.exists || !self.answered;
+        match change {
+            Change::CreateDatabase(rp) if !self.exists => {
+                self.exists = true;
+                self.rps = vec![rp.clone()];
+            }
+            Change::DropDatabase => {
+                self.exists = false;
+                self.rps = vec![autogen()];
+                self.fields.clear();
+            }
+            Change::CreateRetentionPolicy(rp) if exists && self.rp(&rp.name).is_none() => {
+                self.exists = true;
+                self.add_policy(rp.clone());
+            }
+            Change::AlterRetentionPolicy {
+                name,
+                duration_ns,
+                shard_duration_ns,
+                default,
+            } => {
+                let Some(old) = self.rp(name) else { return };
+                let mut rp = old.clone();
+                if let Some(d) = duration_ns {
+                    rp.duration_ns = *d;
+                }
+                if let Some(s) = shard_duration_ns {
+                    rp.shard_group_ns = normalised_shard_group(*s, rp.duration_ns);
+                }
+                rp.default |= *default;
+                if rp.is_valid() {
+                    self.rps.retain(|r| r.name != *name);
+                    self.add_policy(rp);
+                }
+            }
+            Change::DropRetentionPolicy(name) => self.rps.retain(|r| r.name != *name),
+            Change::DropMeasurement(name) => {
+                let prefix = field_key(name.as_bytes(), b"");
+                self.fields.retain(|key, _| !key.starts_with(&prefix));
+            }
+            Change::CreateDatabase(_) | Change::CreateRetentionPolicy(_) | Change::Unknown => {}
+        }
+    }
+
+    /// Adds a policy; a new default replaces the old one.
+    fn add_policy(&mut self, rp: RetentionPolicy) {
+        if rp.default {
+            for other in &mut self.rps {
+                other.default = false;
+            }
+        }
+        self.rps.push(rp);
+    }
+}
+
+/// The policy influxd gives a database it creates without one (and delivery creates a
+/// missing database that way).
+fn autogen() -> RetentionPolicy {
+    RetentionPolicy {
+        name: "autogen".into(),
+        duration_ns: 0,
+        shard_group_ns: DEFAULT_SHARD_GROUP,
+        default: true,
     }
 }
 
@@ -247,12 +515,7 @@ async fn fetch(backends: &[Arc<BackendHandle>], db: &str) -> Known {
         .take(MAX_FIELDS)
         .collect();
     if !known.exists {
-        known.rps = vec![RetentionPolicy {
-            name: "autogen".into(),
-            duration_ns: 0,
-            shard_group_ns: DEFAULT_SHARD_GROUP,
-            default: true,
-        }];
+        known.rps = vec![autogen()];
     }
     tracing::debug!(
         db,
@@ -271,17 +534,18 @@ fn merge_answer(
     types: &mut FxHashMap<Box<[u8]>, Option<FieldType>>,
 ) {
     let results = body.get("results").and_then(Value::as_array);
-    let (Some(rps), Some(fields)) = (
-        results.and_then(|r| r.first()),
-        results.and_then(|r| r.get(1)),
-    ) else {
+    let Some(rps) = results.and_then(|r| r.first()) else {
         return;
     };
     known.answered = true;
-    if rps.get("error").is_some() {
-        // `database not found` on this backend.
+    // The database is missing on this backend: influxd 1.6 then answers the first statement
+    // alone, with an error (`not executed`).
+    let Some(fields) = results
+        .and_then(|r| r.get(1))
+        .filter(|_| rps.get("error").is_none())
+    else {
         return;
-    }
+    };
     known.exists = true;
     for row in values(rps) {
         if let Some(rp) = retention_policy(row) {
@@ -462,8 +726,72 @@ impl DbSchema {
         DbSchema {
             known: ArcSwap::from_pointee(known),
             accepted: RwLock::default(),
+            changes: Mutex::default(),
+            has_changes: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
         }
+    }
+
+    /// Asks the backends again; the accepted statements they may not show yet are applied
+    /// to their answer.
+    async fn refresh(&self, backends: &[Arc<BackendHandle>], db: &str) {
+        // Settled before the question was asked: the answer shows them.
+        let settled = self.settled_changes();
+        let answer = fetch(backends, db).await;
+        self.learned(answer, &settled);
+    }
+
+    /// Ids of the accepted statements delivered everywhere.
+    fn settled_changes(&self) -> Vec<u64> {
+        if !self.has_changes.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let changes = self.changes.lock();
+        changes
+            .iter()
+            .filter(|p| p.is_settled())
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// Some accepted statement was delivered everywhere: an answer asked now would show it.
+    fn has_settled_changes(&self) -> bool {
+        self.has_changes.load(Ordering::Acquire)
+            && self.changes.lock().iter().any(Pending::is_settled)
+    }
+
+    /// Takes the backends' `answer` (asked after the statements `settled` were delivered):
+    /// the statements still on their way are applied to it.
+    fn learned(&self, mut answer: Known, settled: &[u64]) {
+        let mut changes = self.changes.lock();
+        if answer.answered {
+            changes.retain(|p| !settled.contains(&p.id));
+        }
+        for p in changes.iter() {
+            answer.apply(&p.change);
+        }
+        self.has_changes
+            .store(!changes.is_empty(), Ordering::Release);
+        self.known.store(Arc::new(answer));
+    }
+
+    /// See [`Schema::accepted`].
+    fn accept(&self, change: Change, queued: Vec<(wal::Queue, u64)>) {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        let mut changes = self.changes.lock();
+        let mut known = Known::clone(&self.known.load());
+        known.apply(&change);
+        self.accepted.write().apply(&change);
+        self.known.store(Arc::new(known));
+        if changes.len() >= MAX_CHANGES {
+            changes.remove(0);
+        }
+        changes.push(Pending {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            change,
+            queued,
+        });
+        self.has_changes.store(true, Ordering::Release);
     }
 
     /// A database the backends told nothing about: only what its own requests show is checked.
@@ -704,6 +1032,180 @@ mod tests {
             shard_group_start(3_600_000_000_001, 3_600_000_000_000),
             3_600_000_000_000
         );
+    }
+
+    /// What influxd 1.6.7 made of each statement (`SHOW RETENTION POLICIES`), `None` where it
+    /// refused it.
+    #[test]
+    fn policies_are_created_with_the_durations_influxd_gives_them() {
+        const H: i64 = 3_600_000_000_000;
+        let policy = |q: &str| match Change::of(&crate::influxql::classify(q).unwrap()) {
+            Some(Change::CreateRetentionPolicy(rp) | Change::CreateDatabase(rp)) => Some((
+                rp.name,
+                rp.duration_ns / H,
+                rp.shard_group_ns / H,
+                rp.default,
+            )),
+            Some(Change::Unknown) => None,
+            other => panic!("{q}: {other:?}"),
+        };
+        let on = |rest: &str| format!("CREATE RETENTION POLICY p ON d {rest}");
+        let p = |d, s, default| Some(("p".to_string(), d, s, default));
+        assert_eq!(policy(&on("DURATION 1d REPLICATION 1")), p(24, 1, false));
+        assert_eq!(
+            policy(&on("DURATION 3d REPLICATION 1 SHARD DURATION 30m")),
+            p(72, 1, false)
+        );
+        assert_eq!(
+            policy(&on("DURATION 1h30m REPLICATION 1 DEFAULT")),
+            p(1, 1, true)
+        );
+        assert_eq!(
+            policy(&on("DURATION INF REPLICATION 1 SHARD DURATION 2w")),
+            p(0, 336, false)
+        );
+        assert_eq!(
+            policy(&on("DURATION 200d REPLICATION 1")),
+            p(4800, 168, false)
+        );
+        assert_eq!(
+            policy(&on("DURATION 0s REPLICATION 1 SHARD DURATION 0s")),
+            p(0, 168, false)
+        );
+        assert_eq!(policy(&on("DURATION 30m REPLICATION 1")), None);
+        assert_eq!(
+            policy(&on("DURATION 2h REPLICATION 1 SHARD DURATION 3h")),
+            None
+        );
+        let db = |name: &str, d, s| Some((name.to_string(), d, s, true));
+        assert_eq!(
+            policy("CREATE DATABASE u WITH DURATION 3d NAME x"),
+            db("x", 72, 24)
+        );
+        assert_eq!(
+            policy("CREATE DATABASE v WITH SHARD DURATION 2h"),
+            db("autogen", 0, 2)
+        );
+        assert_eq!(
+            policy("CREATE DATABASE w WITH DURATION 1d"),
+            db("autogen", 24, 1)
+        );
+        assert_eq!(policy("CREATE DATABASE w"), db("autogen", 0, 168));
+        assert_eq!(
+            Change::of(&crate::influxql::classify("DELETE FROM m").unwrap()),
+            None
+        );
+    }
+
+    /// A database the backends answered for, holding `autogen` and a float field `m.f`.
+    fn answered() -> Known {
+        let mut known = Known {
+            asked: Some(Instant::now()),
+            answered: true,
+            exists: true,
+            rps: vec![autogen()],
+            fields: FxHashMap::default(),
+        };
+        known
+            .fields
+            .insert(field_key(b"m", b"f").into_boxed_slice(), FieldType::Float);
+        known
+    }
+
+    fn change(q: &str) -> Change {
+        Change::of(&crate::influxql::classify(q).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_accepted_policy_is_known_until_an_answer_asked_after_its_delivery_shows_it() {
+        let db = DbSchema::new(answered());
+        assert_eq!(
+            db.check("py", Precision::Nanoseconds, 0).err(),
+            Some(Refusal::RetentionPolicyNotFound("py".into()))
+        );
+        db.accept(
+            change("CREATE RETENTION POLICY py ON d DURATION 1d REPLICATION 1"),
+            Vec::new(),
+        );
+        assert!(db.check("py", Precision::Nanoseconds, 0).is_ok());
+        // The backends have not run it yet: their answer is taken, the statement kept on top.
+        db.learned(answered(), &[]);
+        assert!(db.check("py", Precision::Nanoseconds, 0).is_ok());
+        assert!(db.has_settled_changes(), "it ran at once everywhere");
+        let settled = db.settled_changes();
+        // An answer asked after it settled is the truth (here: someone dropped it meanwhile).
+        db.learned(answered(), &settled);
+        assert!(db.check("py", Precision::Nanoseconds, 0).is_err());
+        assert!(!db.has_settled_changes());
+    }
+
+    #[test]
+    fn a_dropped_measurement_takes_its_field_types_with_it() {
+        let db = DbSchema::new(answered());
+        check(&db, "n g=1i 1").unwrap();
+        assert!(check(&db, "m f=\"s\" 2").unwrap().1.message().is_some());
+        assert!(check(&db, "n g=\"s\" 2").unwrap().1.message().is_some());
+        db.accept(change("DROP MEASUREMENT m"), Vec::new());
+        db.learned(answered(), &[]);
+        let (kept, f) = check(&db, "m f=\"s\" 3\nn g=\"s\" 4").unwrap();
+        assert_eq!(kept, ["m f=\"s\" 3"]);
+        assert!(f.message().unwrap().contains("on measurement \"n\""));
+        // The new type is the one now accepted.
+        assert!(check(&db, "m f=2 5").unwrap().1.message().is_some());
+    }
+
+    #[test]
+    fn a_new_database_takes_the_policy_its_statement_names() {
+        let missing = Known {
+            exists: false,
+            rps: vec![autogen()],
+            fields: FxHashMap::default(),
+            ..answered()
+        };
+        let db = DbSchema::new(missing.clone());
+        db.accept(
+            change("CREATE DATABASE d WITH DURATION 30d NAME month"),
+            Vec::new(),
+        );
+        db.learned(missing, &[]);
+        let c = db.check("", Precision::Nanoseconds, 0).unwrap();
+        assert_eq!(c.rp.name, "month");
+        drop(c);
+        assert!(db.check("month", Precision::Nanoseconds, 0).is_ok());
+        assert!(db.check("autogen", Precision::Nanoseconds, 0).is_err());
+        // Dropped again: delivery would create it with autogen.
+        db.accept(change("DROP DATABASE d"), Vec::new());
+        assert!(db.check("month", Precision::Nanoseconds, 0).is_err());
+        assert_eq!(
+            db.check("", Precision::Nanoseconds, 0).unwrap().rp.name,
+            "autogen"
+        );
+    }
+
+    #[test]
+    fn altering_a_policy_changes_what_it_sets_and_moves_the_default() {
+        const H: i64 = 3_600_000_000_000;
+        let mut known = answered();
+        known.apply(&change(
+            "CREATE RETENTION POLICY a ON d DURATION 1d REPLICATION 1",
+        ));
+        known.apply(&change("ALTER RETENTION POLICY a ON d DURATION 1w"));
+        let a = known.rp("a").unwrap().clone();
+        assert_eq!(
+            (a.duration_ns, a.shard_group_ns, a.default),
+            (168 * H, H, false)
+        );
+        known.apply(&change(
+            "ALTER RETENTION POLICY a ON d SHARD DURATION 2h DEFAULT",
+        ));
+        assert_eq!(known.rp("a").unwrap().shard_group_ns, 2 * H);
+        assert!(known.rp("a").unwrap().default);
+        assert!(!known.rp("autogen").unwrap().default);
+        // influxd refuses a duration under the shard group's: nothing changes.
+        known.apply(&change("ALTER RETENTION POLICY a ON d DURATION 1h"));
+        assert_eq!(known.rp("a").unwrap().duration_ns, 168 * H);
+        known.apply(&change("DROP RETENTION POLICY a ON d"));
+        assert!(known.rp("a").is_none());
     }
 
     #[test]

@@ -308,6 +308,23 @@ pub struct Statement {
     pub slimit: Option<u64>,
     /// Top-level `SOFFSET n`; `0` is `None`. Kept like [`Statement::slimit`].
     pub soffset: Option<u64>,
+    /// The settings of `CREATE DATABASE ... WITH`, `CREATE` / `ALTER RETENTION POLICY`, as
+    /// written; `None` for other statements, or when a duration in them is not one InfluxDB
+    /// would accept (InfluxDB then refuses the statement).
+    pub retention: Option<RetentionSettings>,
+}
+
+/// What a statement says about a retention policy; `None` for what it leaves out. Durations
+/// are in nanoseconds as written (InfluxDB normalises a shard duration itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `DURATION d`; 0 for `INF`.
+    pub duration_ns: Option<i64>,
+    /// `SHARD DURATION d`.
+    pub shard_duration_ns: Option<i64>,
+    /// `DEFAULT` (retention-policy statements; `CREATE DATABASE`'s policy is always the
+    /// default).
+    pub default: bool,
 }
 
 impl Statement {
@@ -327,6 +344,7 @@ impl Statement {
             offset: None,
             slimit: None,
             soffset: None,
+            retention: None,
         }
     }
 

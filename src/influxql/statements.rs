@@ -14,7 +14,7 @@
 //! bounded; the parser never indexes past its `end`.
 
 use super::tokenizer::{syntax_error, tokenize, Token, TokenKind};
-use super::{Error, Explain, Kind, Source, Statement};
+use super::{Error, Explain, Kind, RetentionSettings, Source, Statement};
 
 /// Deepest subquery nesting accepted (bounds recursion on hostile input).
 const MAX_SUBQUERY_DEPTH: usize = 32;
@@ -684,11 +684,7 @@ impl<'a> Parser<'a> {
                 let mut stmt = Statement::new(Kind::CreateDatabase);
                 stmt.database = Some(self.ident()?);
                 // `WITH [DURATION d] [REPLICATION n] [SHARD DURATION d] [NAME rp]`
-                while let Some(token) = self.bump() {
-                    if token.is_keyword("name") {
-                        stmt.retention_policy = non_empty(Some(self.ident()?));
-                    }
-                }
+                stmt.retention = self.retention_settings(&mut stmt)?;
                 Ok(stmt)
             }
             Some("retention") => self.retention_policy(Kind::CreateRetentionPolicy),
@@ -742,7 +738,37 @@ impl<'a> Parser<'a> {
         stmt.retention_policy = Some(self.ident()?);
         self.expect_keyword("on")?;
         stmt.database = Some(self.ident()?);
+        if kind != Kind::DropRetentionPolicy {
+            stmt.retention = self.retention_settings(&mut stmt)?;
+        }
         Ok(stmt)
+    }
+
+    /// The rest of a statement that sets a retention policy: `DURATION d`, `SHARD DURATION
+    /// d`, `DEFAULT`, `REPLICATION n` and (`CREATE DATABASE ... WITH`) `NAME rp`, in any
+    /// order. `None` when a duration is not one InfluxDB accepts.
+    fn retention_settings(
+        &mut self,
+        stmt: &mut Statement,
+    ) -> Result<Option<RetentionSettings>, Error> {
+        let mut settings = RetentionSettings::default();
+        let mut valid = true;
+        while let Some(token) = self.bump() {
+            if token.is_keyword("name") {
+                stmt.retention_policy = non_empty(Some(self.ident()?));
+            } else if token.is_keyword("default") {
+                settings.default = true;
+            } else if token.is_keyword("shard") {
+                if self.eat_keyword("duration") {
+                    settings.shard_duration_ns = self.bump().and_then(duration_ns);
+                    valid &= settings.shard_duration_ns.is_some();
+                }
+            } else if token.is_keyword("duration") {
+                settings.duration_ns = self.bump().and_then(duration_ns);
+                valid &= settings.duration_ns.is_some();
+            }
+        }
+        Ok(valid.then_some(settings))
     }
 
     /// After `DELETE` / `DROP SERIES`: `[FROM sources] [WHERE ...]`, at least
@@ -762,6 +788,40 @@ impl<'a> Parser<'a> {
         derive_database(&mut stmt);
         Ok(stmt)
     }
+}
+
+/// A duration literal as InfluxQL's `ParseDuration` reads it (`1h30m`, `7d`, `100ms`, `2w`;
+/// integers only; `u` and `µ` are microseconds), or `INF` (0), in nanoseconds.
+fn duration_ns(token: &Token) -> Option<i64> {
+    if token.kind == TokenKind::Word && token.value.eq_ignore_ascii_case("inf") {
+        return Some(0);
+    }
+    if token.kind != TokenKind::Number {
+        return None;
+    }
+    let mut rest = token.value.as_str();
+    let mut total: i64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n: i64 = rest.get(..digits)?.parse().ok()?;
+        rest = rest.get(digits..)?;
+        let (unit, scale): (&str, i64) = [
+            ("ns", 1),
+            ("ms", 1_000_000),
+            ("u", 1_000),
+            ("\u{b5}", 1_000),
+            ("s", 1_000_000_000),
+            ("m", 60_000_000_000),
+            ("h", 3_600_000_000_000),
+            ("d", 86_400_000_000_000),
+            ("w", 604_800_000_000_000),
+        ]
+        .into_iter()
+        .find(|(unit, _)| rest.starts_with(unit))?;
+        rest = &rest[unit.len()..];
+        total = total.checked_add(n.checked_mul(scale)?)?;
+    }
+    Some(total)
 }
 
 /// `[]` → (None, None); `[rp]` → (None, rp); `[db, rp]` → (db, rp).

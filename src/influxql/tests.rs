@@ -824,6 +824,57 @@ fn exercise(q: &str) {
     let _ = without_limit_offset(q);
 }
 
+#[test]
+fn retention_settings_are_read_as_influxql_reads_durations() {
+    const H: i64 = 3_600_000_000_000;
+    let settings = |q: &str| classify(q).unwrap().retention;
+    let s = settings(
+        "CREATE RETENTION POLICY rp ON db DURATION 1h30m REPLICATION 1 SHARD DURATION 2w DEFAULT",
+    )
+    .unwrap();
+    assert_eq!(
+        (s.duration_ns, s.shard_duration_ns, s.default),
+        (Some(H + H / 2), Some(14 * 24 * H), true)
+    );
+    let s = settings("create database d with duration INF shard duration 100ms name x").unwrap();
+    assert_eq!(
+        (s.duration_ns, s.shard_duration_ns, s.default),
+        (Some(0), Some(100_000_000), false)
+    );
+    assert_eq!(
+        classify("CREATE DATABASE d WITH NAME x")
+            .unwrap()
+            .retention_policy
+            .as_deref(),
+        Some("x")
+    );
+    let s = settings("ALTER RETENTION POLICY rp ON db DEFAULT").unwrap();
+    assert_eq!(
+        (s.duration_ns, s.shard_duration_ns, s.default),
+        (None, None, true)
+    );
+    assert_eq!(
+        settings("CREATE DATABASE d").unwrap(),
+        RetentionSettings::default()
+    );
+    // InfluxQL's ParseDuration: integers with a unit; `u`/`µ` alone are microseconds.
+    assert_eq!(
+        settings("CREATE DATABASE d WITH DURATION 5u")
+            .unwrap()
+            .duration_ns,
+        Some(5_000)
+    );
+    for bad in ["1.5h", "5", "1h30", "10us", "3y"] {
+        assert_eq!(
+            settings(&format!("CREATE DATABASE d WITH DURATION {bad}")),
+            None,
+            "{bad}"
+        );
+    }
+    assert_eq!(settings("DROP RETENTION POLICY rp ON db"), None);
+    assert_eq!(settings("DROP MEASUREMENT m"), None);
+}
+
 proptest! {
     #[test]
     fn never_panics_on_arbitrary_text(q in any::<String>()) {

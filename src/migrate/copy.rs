@@ -5,12 +5,16 @@
 //! keeps every tag and every field's type, and appended to the write-ahead
 //! queue of each destination backend, so a destination that goes down
 //! mid-copy loses nothing. When a destination queue is full the copy waits.
+//! What a copy appended is noted in an [`Appended`], so the job can wait
+//! until its destinations have delivered it.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use parking_lot::Mutex;
 
 use crate::backend::client::{self, Client};
 use crate::circle::BackendHandle;
@@ -57,13 +61,42 @@ pub struct Job {
     pub batch: usize,
 }
 
+/// The last record a job appended to each destination queue, by backend name.
+#[derive(Debug, Default)]
+pub struct Appended(Mutex<HashMap<String, (wal::Queue, u64)>>);
+
+impl Appended {
+    /// Notes that `queues` each received a record at sequence number `seq`.
+    pub(super) fn note(&self, queues: &[&wal::Queue], seq: u64) {
+        let mut last = self.0.lock();
+        for queue in queues {
+            let entry = last
+                .entry(queue.name().to_string())
+                .or_insert_with(|| ((*queue).clone(), seq));
+            entry.1 = entry.1.max(seq);
+        }
+    }
+
+    /// Destination backends that still hold some of what was appended to them.
+    pub fn undelivered(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .iter()
+            .filter(|(_, (queue, seq))| !queue.has_removed(*seq))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
 /// Copies one measurement of one retention policy from `source` into the
-/// queues of `destinations`; returns the number of points copied.
+/// queues of `destinations`, noting each append in `appended`; returns the
+/// number of points copied.
 pub async fn copy_measurement(
     cluster: &Cluster,
     source: &Client,
     destinations: &[Arc<BackendHandle>],
     job: &Job,
+    appended: &Appended,
 ) -> Result<u64, Error> {
     let from = format!("{}.{}", quote_ident(&job.rp), quote_ident(&job.measurement));
     let tag_keys = source
@@ -114,7 +147,15 @@ pub async fn copy_measurement(
             start = end + 1;
             scanned = start;
             if in_lines >= APPEND_POINTS {
-                copied += flush(cluster, destinations, job, &mut lines, &mut in_lines).await?;
+                copied += flush(
+                    cluster,
+                    destinations,
+                    job,
+                    appended,
+                    &mut lines,
+                    &mut in_lines,
+                )
+                .await?;
             }
         }
         pending.drain(..start);
@@ -126,7 +167,15 @@ pub async fn copy_measurement(
     if !pending.is_empty() {
         in_lines += convert_chunk(&pending, &job.measurement, &schema, &mut lines)?;
     }
-    copied += flush(cluster, destinations, job, &mut lines, &mut in_lines).await?;
+    copied += flush(
+        cluster,
+        destinations,
+        job,
+        appended,
+        &mut lines,
+        &mut in_lines,
+    )
+    .await?;
     Ok(copied)
 }
 
@@ -147,6 +196,7 @@ async fn flush(
     cluster: &Cluster,
     destinations: &[Arc<BackendHandle>],
     job: &Job,
+    appended: &Appended,
     lines: &mut String,
     count: &mut usize,
 ) -> Result<u64, Error> {
@@ -160,7 +210,10 @@ async fn flush(
             .wal()
             .append_lines(&queues, &job.db, &job.rp, points, lines.as_bytes())
         {
-            Ok(_) => break,
+            Ok(seq) => {
+                appended.note(&queues, seq);
+                break;
+            }
             Err(wal::Error::Full { .. }) => {
                 for d in destinations {
                     d.notify();

@@ -19,6 +19,13 @@
 //! that receives data is flagged *migrating* and reads avoid it. The flag is
 //! also sent to every proxy of `ha_addrs`. Progress is kept per source
 //! backend (`/migrate/stats`) and logged to `<mlog_dir>/<operation>.log`.
+//!
+//! A job is done, and its flags cleared here and on every proxy, once the
+//! destinations have delivered what it appended to their queues, not once
+//! it is queued: reads go to the new owners as soon as the flag is down, and
+//! an operator runs `/clear` when the state reads idle, which removes the
+//! other copy. The job waits for the last record it appended to each
+//! destination queue ([`copy::Appended`]), not for writes queued after it.
 
 pub mod convert;
 pub mod copy;
@@ -46,6 +53,10 @@ use crate::query::QUERY_TIMEOUT;
 pub const DEFAULT_BATCH: usize = 20_000;
 /// Timeout of state broadcasts to the other proxies.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a job whose copies are queued looks whether they were delivered.
+const DELIVERY_POLL: Duration = Duration::from_millis(20);
+/// How often a job still waiting for a destination to deliver says so.
+const DELIVERY_REPORT: Duration = Duration::from_secs(30);
 
 /// The four operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -345,10 +356,12 @@ async fn run_job(shared: &Shared, job: &Start) {
     let started = Instant::now();
     info!(operation = kind.name(), "Migration started.");
     log.line(&format!("{} start: {:?}", kind.name(), job.op));
+    let appended = copy::Appended::default();
     let points = match &job.op {
-        Operation::Clear { circle } => clear(shared, job, *circle, &mut log).await,
-        _ => copy_all(shared, job, &mut log).await,
+        Operation::Clear { circle } => clear(shared, job, *circle, &appended, &mut log).await,
+        _ => copy_all(shared, job, &appended, &mut log).await,
     };
+    wait_delivered(&appended, kind, &mut log).await;
     let secs = started.elapsed().as_secs_f64().max(0.001);
     info!(
         operation = kind.name(),
@@ -369,6 +382,37 @@ async fn run_job(shared: &Shared, job: &Start) {
         shared.resyncing.store(false, Ordering::Release);
     }
     broadcast(job, &targets, false).await;
+}
+
+/// Waits until every destination delivered (or dead-lettered) what the job appended to its
+/// queue; a destination that is down keeps the job waiting, and says so every
+/// [`DELIVERY_REPORT`].
+async fn wait_delivered(appended: &copy::Appended, kind: Kind, log: &mut MigrationLog) {
+    let started = Instant::now();
+    let mut reported = Instant::now();
+    loop {
+        let waiting = appended.undelivered();
+        if waiting.is_empty() {
+            break;
+        }
+        if reported.elapsed() >= DELIVERY_REPORT {
+            reported = Instant::now();
+            let waited_s = started.elapsed().as_secs();
+            warn!(operation = kind.name(), backends = ?waiting, waited_s, "Migration copied everything; waiting for these destination backends to deliver it (reads keep avoiding the circle).");
+            log.line(&format!(
+                "{} waiting for delivery: backends={waiting:?} waited_s={waited_s}",
+                kind.name()
+            ));
+        }
+        actix_rt::time::sleep(DELIVERY_POLL).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    info!(
+        operation = kind.name(),
+        waited_s = secs,
+        "Migration's copies delivered by every destination."
+    );
+    log.line(&format!("{} delivered: waited_s={secs:.3}", kind.name()));
 }
 
 fn set_migrating(cluster: &Cluster, circle: usize, on: bool) {
@@ -545,8 +589,14 @@ struct CopyTask {
     dests: Vec<Arc<BackendHandle>>,
 }
 
-/// Runs every copy of a rebalance, recovery or resync; returns points copied.
-async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
+/// Runs every copy of a rebalance, recovery or resync, noting what it appends in `appended`;
+/// returns points copied.
+async fn copy_all(
+    shared: &Shared,
+    job: &Start,
+    appended: &copy::Appended,
+    log: &mut MigrationLog,
+) -> u64 {
     let kind = job.op.kind();
     let plans = plans(job);
     let mut urls: BTreeMap<usize, Vec<String>> = BTreeMap::new();
@@ -635,7 +685,9 @@ async fn copy_all(shared: &Shared, job: &Start, log: &mut MigrationLog) -> u64 {
                     since: job.since,
                     batch: job.batch,
                 };
-                match copy::copy_measurement(&job.cluster, &t.client, &t.dests, &cj).await {
+                match copy::copy_measurement(&job.cluster, &t.client, &t.dests, &cj, appended)
+                    .await
+                {
                     Ok(n) => copied += n,
                     Err(e) => {
                         error!(db = %t.db, rp = %rp, measurement = %t.measurement, error = %e, "Copying a measurement failed.");
@@ -738,8 +790,14 @@ fn prepare(
     }
 }
 
-/// Drops misplaced measurements from every backend of a circle.
-async fn clear(shared: &Shared, job: &Start, circle: usize, log: &mut MigrationLog) -> u64 {
+/// Drops misplaced measurements from every backend of a circle (queued, noted in `appended`).
+async fn clear(
+    shared: &Shared,
+    job: &Start,
+    circle: usize,
+    appended: &copy::Appended,
+    log: &mut MigrationLog,
+) -> u64 {
     let Some(c) = job.cluster.circles.get(circle) else {
         return 0;
     };
@@ -779,7 +837,10 @@ async fn clear(shared: &Shared, job: &Start, circle: usize, log: &mut MigrationL
                 if misplaced {
                     let q = format!("DROP MEASUREMENT {}", quote_ident(&mm));
                     match job.cluster.queue_statement(h, &db, &q) {
-                        Ok(()) => log.line(&format!("clear backend={url} db={db} mm={mm}")),
+                        Ok(seq) => {
+                            appended.note(&[&h.backend.queue], seq);
+                            log.line(&format!("clear backend={url} db={db} mm={mm}"));
+                        }
                         Err(e) => {
                             warn!(backend = %h.backend.info.name, error = %e, "Queueing DROP MEASUREMENT failed.")
                         }

@@ -26,6 +26,7 @@ mod route;
 mod statements;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use crate::backend::client::{self, Client};
 use crate::circle::{BackendHandle, Circle};
 use crate::cluster::Cluster;
 use crate::influxql::{self, Source, Statement};
+use crate::{schema, wal};
 use merge::Merge;
 use route::{circle_order, InFlight};
 use statements::{route, Run};
@@ -319,15 +321,14 @@ async fn run(cluster: &Cluster, req: &Request, p: &Planned<'_>) -> Result<Value,
     match row.run {
         Run::Everywhere => {
             let all: Vec<&Arc<BackendHandle>> = cluster.backends().collect();
-            let answer = apply_everywhere(cluster, &all, p).await;
-            // Policies or fields changed: the write path asks the backends again.
-            cluster.schema.forget(&p.db);
+            let (answer, queued) = apply_everywhere(cluster, &all, p).await;
+            record_change(cluster, p, &answer, queued);
             answer
         }
         Run::Delete => {
             let targets = delete_targets(cluster, p);
-            let answer = apply_everywhere(cluster, &targets, p).await;
-            cluster.schema.forget(&p.db);
+            let (answer, queued) = apply_everywhere(cluster, &targets, p).await;
+            record_change(cluster, p, &answer, queued);
             answer
         }
         Run::Sources if !p.stmt.sources.is_empty() => read_with_sources(cluster, req, p).await,
@@ -353,51 +354,88 @@ fn delete_targets<'c>(cluster: &'c Cluster, p: &Planned<'_>) -> Vec<&'c Arc<Back
     out
 }
 
-/// Runs a DDL or delete on every target: at once where the backend is
-/// healthy with an empty queue, else queued behind its pending writes.
+/// Tells the write path's checks about a schema statement the proxy accepted: writes that
+/// follow it are checked as influxd will check them once it has run everywhere, also where
+/// it still waits in a queue (`queued`).
+fn record_change(
+    cluster: &Cluster,
+    p: &Planned<'_>,
+    answer: &Result<Value, Error>,
+    queued: Vec<(wal::Queue, u64)>,
+) {
+    let Some(change) = schema::Change::of(&p.stmt) else {
+        return;
+    };
+    let change = match answer {
+        Ok(result) if result.get("error").is_none() => change,
+        // Refused or failed somewhere: what it changed is for the backends to say.
+        _ => schema::Change::Unknown,
+    };
+    cluster.schema.accepted(&p.db, change, queued);
+}
+
+/// Where a DDL or delete went on one backend.
+enum Applied {
+    /// Ran at once: the backend's result.
+    Ran(Value),
+    /// Appended to the backend's queue at this sequence number.
+    Queued(wal::Queue, u64),
+}
+
+/// Runs a DDL or delete on every target: at once where the backend is healthy with an empty
+/// queue, else queued behind its pending writes. The answer, and the queues it waits in.
 async fn apply_everywhere(
     cluster: &Cluster,
     targets: &[&Arc<BackendHandle>],
     p: &Planned<'_>,
-) -> Result<Value, Error> {
+) -> (Result<Value, Error>, Vec<(wal::Queue, u64)>) {
     let runs = targets.iter().map(|h| async move {
-        if h.backend.status.is_active() && h.backend.queue.is_empty() {
+        let b = &h.backend;
+        let undelivered = b.queue.stats.records.load(Ordering::Acquire);
+        let active = b.status.is_active();
+        if active && undelivered == 0 {
             let r = client_for(h)
                 .query_json(&[("db", &p.db), ("q", p.text)])
                 .await;
-            h.backend
-                .status
-                .statements_applied
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            b.status.statements_applied.fetch_add(1, Ordering::AcqRel);
             match r {
-                Ok(body) => return Ok(Some(first_result(&body))),
+                Ok(body) => return Ok(Applied::Ran(first_result(&body))),
                 Err(e) if !e.is_retryable() => {
-                    return Ok(Some(json!({ "error": e.to_string() })))
+                    return Ok(Applied::Ran(json!({ "error": e.to_string() })))
                 }
                 Err(e) => {
-                    warn!(backend = %h.backend.info.name, error = %e, "Statement failed; queued for later.");
+                    warn!(backend = %b.info.name, db = %p.db, error = %e, "Statement failed; queued to run once the backend answers.");
                 }
             }
         }
-        cluster
-            .queue_statement(h, &p.db, p.text)
-            .map(|()| {
-                info!(backend = %h.backend.info.name, db = %p.db, "Backend unavailable; statement queued in order with its writes.");
-                None
-            })
+        let seq = cluster.queue_statement(h, &p.db, p.text)?;
+        if !active {
+            info!(backend = %b.info.name, db = %p.db, "Backend unavailable; statement queued in order with its writes.");
+        } else if undelivered > 0 {
+            info!(backend = %b.info.name, db = %p.db, undelivered_records = undelivered, "Statement queued behind the backend's undelivered writes, to run in order with them.");
+        }
+        Ok(Applied::Queued(b.queue.clone(), seq))
     });
     let outcomes = join_all(runs).await;
     let mut first_ok = None;
+    let mut queued = Vec::new();
+    let mut error = None;
     for o in outcomes {
-        match o? {
-            Some(r) if r.get("error").is_some() => return Ok(r),
-            Some(r) => {
+        match o {
+            Ok(Applied::Ran(r)) if r.get("error").is_some() => {
+                error.get_or_insert(Ok(r));
+            }
+            Ok(Applied::Ran(r)) => {
                 first_ok.get_or_insert(r);
             }
-            None => {}
+            Ok(Applied::Queued(queue, seq)) => queued.push((queue, seq)),
+            Err(e) => {
+                error.get_or_insert(Err(e));
+            }
         }
     }
-    Ok(first_ok.unwrap_or_else(|| json!({})))
+    let answer = error.unwrap_or_else(|| Ok(first_ok.unwrap_or_else(|| json!({}))));
+    (answer, queued)
 }
 
 fn first_result(body: &Value) -> Value {

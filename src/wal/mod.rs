@@ -264,6 +264,19 @@ impl Queue {
     pub fn is_empty(&self) -> bool {
         self.stats.records.load(Ordering::Acquire) == 0
     }
+
+    /// True once the record this queue received at sequence number `seq` (an append's
+    /// return value) has left it: delivered, or refused and dead-lettered. Lets a caller
+    /// wait for what it appended without waiting for later appends. Never blocks: while a
+    /// removal is being written it answers from the record count alone (ask again).
+    pub fn has_removed(&self, seq: u64) -> bool {
+        self.is_empty()
+            || self
+                .stats
+                .removed_upto
+                .try_lock()
+                .is_some_and(|removed| *removed >= seq)
+    }
 }
 
 /// One queued value read back for delivery.

@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod ddl;
 mod flux;
 mod metrics;
 mod migrate;

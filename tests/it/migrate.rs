@@ -328,3 +328,88 @@ fn resync_repairs_an_outage_that_bypassed_the_proxy() {
     let bad = post(&proxy, "/resync?seconds=-1", "");
     assert_eq!(bad.status, 400);
 }
+
+/// Whether `/migrate/state` of `proxy` shows no circle migrating and no resync.
+fn is_idle(proxy: &Proxy) -> bool {
+    let st = http::get(&format!("{}/migrate/state", proxy.url)).json();
+    st["is_resyncing"] == false
+        && st["circles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["is_migrating"] == false)
+}
+
+/// `SELECT COUNT(f)` of `mm` through `proxy` (0 when it answers no series).
+fn count_through(proxy: &Proxy, db: &str, mm: &str) -> u64 {
+    let answer = http::query(&proxy.url, db, &format!("SELECT COUNT(f) FROM \"{mm}\"")).json();
+    answer["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn once_a_rebalance_reads_idle_on_every_proxy_each_moved_point_is_read_through_either() {
+    const PER_MEASUREMENT: u64 = 250;
+    const COUNT: usize = 30;
+    let (servers, mut config) = two_by_two();
+    let extra = Influxd::spawn();
+    let mut a = Proxy::start(config.clone());
+    let db = crate::support::unique_db("moving");
+    let body: String = (0..COUNT)
+        .flat_map(|m| {
+            (0..PER_MEASUREMENT)
+                .map(move |i| format!("mv{m},k=v f={i} {}\n", T0 + i as i64 * 1_000_000_000))
+        })
+        .collect();
+    assert_eq!(http::write(&a.url, &db, body).status, 204);
+    let loaded = wait_until(LONG, || {
+        (0..COUNT).all(|m| {
+            let mm = format!("mv{m}");
+            servers.iter().map(|s| s.count(&db, &mm)).sum::<u64>() == 2 * PER_MEASUREMENT
+        })
+    });
+    assert!(loaded, "the 7,500 points never arrived in both circles");
+
+    config["circles"][0]["backends"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "influxdb-1-3", "url": extra.url}));
+    a.rewrite_config(config.clone());
+    a.restart();
+    let b = Proxy::start(config);
+    let moved: Vec<String> = (0..COUNT)
+        .map(|m| format!("mv{m}"))
+        .filter(|mm| a.replica_names(&db, mm)[0] == "influxdb-1-3")
+        .collect();
+    assert!(!moved.is_empty(), "no measurement moves to the new backend");
+    let ha = format!("127.0.0.1:{},127.0.0.1:{}", a.port, b.port);
+    let r = post(
+        &a,
+        &format!("/rebalance?circle_id=0&operation=add&ha_addrs={ha}"),
+        "",
+    );
+    assert_eq!((r.status, r.body.as_str()), (202, "accepted\n"));
+    // No waiting for the data here: "idle" on both proxies is the promise under test.
+    let deadline = std::time::Instant::now() + LONG;
+    while !(is_idle(&a) && is_idle(&b)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rebalance never finished"
+        );
+    }
+    // Reads take turns between the circles: two rounds reach both on each proxy.
+    for round in 0..2 {
+        for proxy in [&a, &b] {
+            for mm in &moved {
+                assert_eq!(
+                    count_through(proxy, &db, mm),
+                    PER_MEASUREMENT,
+                    "{mm} through {} (round {round}) right after both proxies read idle; new backend holds {}",
+                    proxy.url,
+                    extra.count(&db, mm)
+                );
+            }
+        }
+    }
+}
