@@ -223,16 +223,6 @@ impl Proxy {
             .collect()
     }
 
-    /// Sum of the samples of `/metrics`' `metric` whose labels mention `label` (e.g. a backend
-    /// name).
-    pub fn metric(&self, metric: &str, label: &str) -> f64 {
-        let text = http::get(&format!("{}/metrics", self.url)).body;
-        text.lines()
-            .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
-    }
-
     /// The current contents of `proxy.json`.
     pub fn config(&self) -> Value {
         serde_json::from_slice(&fs::read(&self.config_path).unwrap()).unwrap()
@@ -251,6 +241,16 @@ impl Proxy {
             .lines()
             .filter(|l| l.contains("has no effect") && l.contains(&field))
             .count()
+    }
+
+    /// Sum of the samples of `/metrics`' `metric` whose labels mention `label` (e.g. a backend
+    /// name).
+    pub fn metric(&self, metric: &str, label: &str) -> f64 {
+        let text = http::get(&format!("{}/metrics", self.url)).body;
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
     }
 
     /// The data dir from `proxy.json` (relative values resolved against [`Proxy::dir`]).
