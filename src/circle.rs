@@ -240,6 +240,7 @@ mod tests {
             check_interval: Duration::from_secs(60),
             max_backoff: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(1),
         };
         BackendHandle::start(Arc::new(Backend::new(info, target, queue)), wal, settings)
     }

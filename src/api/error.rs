@@ -42,6 +42,9 @@ pub enum ApiError {
     /// No backend could answer.
     #[error("{0}")]
     Unavailable(String),
+    /// The backends were reached but none answered in time (`query_timeout`).
+    #[error("{0}")]
+    BackendTimeout(String),
     /// The client was too slow sending its request.
     #[error("{0}")]
     Timeout(String),
@@ -91,6 +94,7 @@ impl From<crate::query::Error> for ApiError {
             Q::DatabaseNotFound => ApiError::DatabaseNotFound,
             Q::DatabaseForbidden(db) => ApiError::DatabaseForbidden(db),
             Q::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            Q::TimedOut(_) => ApiError::BackendTimeout(e.to_string()),
             Q::Backend { status, message } => ApiError::Backend { status, message },
             Q::Queue(w) => ApiError::from(w),
         }
@@ -110,6 +114,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Backend { status, .. } => {
@@ -166,6 +171,19 @@ mod tests {
         let resp = e.error_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn backends_that_time_out_are_504_and_unreachable_ones_503() {
+        use crate::query::Error as Q;
+        let timed_out = ApiError::from(Q::TimedOut("timeout after 2s".into())).error_response();
+        assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            timed_out.headers().get("X-Influxdb-Error").unwrap(),
+            "backends unavailable: timeout after 2s"
+        );
+        let down = ApiError::from(Q::Unavailable("refused".into())).error_response();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

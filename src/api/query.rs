@@ -113,9 +113,10 @@ fn relay_response(relay: query::Relay) -> HttpResponse {
     relay_with(relay, &["content-type", "content-encoding", "request-id"])
 }
 
-/// Streams a backend response to the client: its status, the `headers` named, its body.
+/// Streams a backend response to the client: its status, the `headers` named, its body
+/// (cut short if the backend goes silent mid-answer, [`query::Relay::into_body`]).
 pub(super) fn relay_with(relay: query::Relay, headers: &[&str]) -> HttpResponse {
-    let response = relay.response;
+    let response = &relay.response;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
     let mut out = HttpResponse::build(status);
     for &name in headers {
@@ -123,7 +124,7 @@ pub(super) fn relay_with(relay: query::Relay, headers: &[&str]) -> HttpResponse 
             out.insert_header((name, v.as_bytes()));
         }
     }
-    out.streaming(response)
+    out.streaming(relay.into_body())
 }
 
 fn wants(req: &HttpRequest, name: header::HeaderName, what: &str) -> bool {

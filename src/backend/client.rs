@@ -4,13 +4,19 @@
 //! the single place that decides between "keep it queued and retry" and
 //! "the backend refuses this data for good" (dead letter).
 
+use std::future::Future as _;
 use std::io::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use awc::error::PayloadError;
+use bytes::{Bytes, BytesMut};
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use futures_util::{Stream, StreamExt as _};
+use tokio::time::{sleep, Instant, Sleep};
 
 /// Largest error body read back from a backend; error messages are short.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -23,7 +29,7 @@ pub enum Error {
     /// Could not connect, or the connection broke.
     #[error("{0}")]
     Transport(String),
-    /// No complete answer within the configured timeout.
+    /// No answer within the configured timeout, or silence that long in the middle of one.
     #[error("timeout after {0:?}")]
     Timeout(Duration),
     /// The backend answered with a non-2xx status.
@@ -93,7 +99,8 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Builds a client; `timeout` bounds each whole request.
+    /// Builds a client; `timeout` bounds the wait for each answer to start, and then each
+    /// silence in the middle of a body the client reads itself (see [`Quiet`]).
     pub fn new(target: Arc<Target>, timeout: Duration) -> Client {
         let connector =
             awc::Connector::new().rustls_0_23(crate::tls::client_config(target.tls_skip_verify));
@@ -107,6 +114,21 @@ impl Client {
             target,
             timeout,
         }
+    }
+
+    /// The same client (same connection pool) with another timeout: a health check must
+    /// answer within its interval, a read within `query_timeout`, a write within
+    /// `write_timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// How long this client waits for an answer to start.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
@@ -178,16 +200,12 @@ impl Client {
             req = req.insert_header((name.clone(), value.clone()));
         }
         let resp = req.send().await;
-        let mut resp = resp.map_err(|e| self.send_error(e))?;
+        let resp = resp.map_err(|e| self.send_error(e))?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
         }
-        let body = resp
-            .body()
-            .limit(MAX_ERROR_BODY)
-            .await
-            .map_err(|e| Error::Transport(format!("reading response: {e}")))?;
+        let body = read_body(Quiet::new(resp, self.timeout), MAX_ERROR_BODY).await?;
         Err(Error::Status {
             status,
             message: error_message(&body),
@@ -240,18 +258,14 @@ impl Client {
             awc::error::SendRequestError,
         >,
     ) -> Result<Bytes, Error> {
-        let mut resp = resp.map_err(|e| self.send_error(e))?;
+        let resp = resp.map_err(|e| self.send_error(e))?;
         let status = resp.status().as_u16();
         let limit = if (200..300).contains(&status) {
             MAX_QUERY_BODY
         } else {
             MAX_ERROR_BODY
         };
-        let body = resp
-            .body()
-            .limit(limit)
-            .await
-            .map_err(|e| Error::Transport(format!("reading response: {e}")))?;
+        let body = read_body(Quiet::new(resp, self.timeout), limit).await?;
         if (200..300).contains(&status) {
             return Ok(body);
         }
@@ -260,6 +274,95 @@ impl Client {
             message: error_message(&body),
         })
     }
+}
+
+/// A backend's response body that fails once the backend has sent nothing for `timeout`.
+///
+/// awc bounds a request only until the response head arrives; a backend that hangs in the
+/// middle of its body (SIGSTOP, a stuck disk) would hold the read, and the client behind it,
+/// forever. Bounding the silence rather than the whole body keeps a long answer that keeps
+/// flowing (a chunked export) from being cut.
+pub struct Quiet<S> {
+    inner: S,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+impl<S> std::fmt::Debug for Quiet<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quiet")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<S> Quiet<S> {
+    /// Wraps `inner`; the first part must come within `timeout` from now.
+    pub fn new(inner: S, timeout: Duration) -> Quiet<S> {
+        Quiet {
+            inner,
+            timeout,
+            deadline: Box::pin(sleep(timeout)),
+            done: false,
+        }
+    }
+}
+
+impl<S> Stream for Quiet<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(item) => {
+                if let Some(deadline) = Instant::now().checked_add(this.timeout) {
+                    this.deadline.as_mut().reset(deadline);
+                }
+                this.done = !matches!(item, Some(Ok(_)));
+                Poll::Ready(item)
+            }
+            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => {
+                this.done = true;
+                Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("backend sent nothing for {:?}", this.timeout),
+                )))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes; silence past the [`Quiet`] bound is a
+/// [`Error::Timeout`].
+async fn read_body<S>(mut body: Quiet<S>, limit: usize) -> Result<Bytes, Error>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let mut out = BytesMut::new();
+    while let Some(part) = body.next().await {
+        let part = match part {
+            Ok(part) => part,
+            Err(PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(Error::Timeout(body.timeout))
+            }
+            Err(e) => return Err(Error::Transport(format!("reading response: {e}"))),
+        };
+        if out.len().saturating_add(part.len()) > limit {
+            return Err(Error::Transport(format!(
+                "reading response: larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&part);
+    }
+    Ok(out.freeze())
 }
 
 /// The `error` field of an InfluxDB JSON error body, else the body text.
@@ -291,14 +394,16 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-/// The current thread's client for `target` (created on first use).
+/// The current thread's client for `target` (its pool created on first use), with `timeout`:
+/// callers with different timeouts (reads, schema refreshes, migration) share the pool, not
+/// the timeout.
 pub fn cached(target: &Arc<Target>, timeout: Duration) -> Client {
     let key = Arc::as_ptr(target) as usize;
     CLIENTS.with(|c| {
         let mut map = c.borrow_mut();
         if let Some((t, client)) = map.get(&key) {
             if Arc::ptr_eq(t, target) {
-                return client.clone();
+                return client.with_timeout(timeout);
             }
         }
         let client = Client::new(target.clone(), timeout);
@@ -379,6 +484,53 @@ mod tests {
         let back: Vec<(&str, &str)> = back.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(back, params);
         assert_eq!(form(&[]).unwrap(), "");
+    }
+
+    /// A body that sends `parts` with `gap` between them, then hangs for good.
+    fn trickle(parts: usize, gap: Duration) -> impl Stream<Item = Result<Bytes, PayloadError>> {
+        let parts = futures_util::stream::iter(0..parts).then(move |_| async move {
+            sleep(gap).await;
+            Ok(Bytes::from_static(b"x"))
+        });
+        parts.chain(futures_util::stream::pending())
+    }
+
+    #[actix_rt::test]
+    async fn a_body_that_keeps_flowing_is_read_past_the_timeout_and_a_silent_one_fails() {
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let flowing = Box::pin(trickle(8, Duration::from_millis(100)).take(8));
+        let body = read_body(Quiet::new(flowing, timeout), 1024).await.unwrap();
+        assert_eq!(body.len(), 8);
+        assert!(
+            started.elapsed() >= Duration::from_millis(800),
+            "no part was cut"
+        );
+
+        let silent = Box::pin(trickle(2, Duration::from_millis(50)));
+        let err = read_body(Quiet::new(silent, timeout), 1024)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout(t) if t == timeout), "{err}");
+    }
+
+    #[actix_rt::test]
+    async fn a_silent_stream_ends_after_its_timeout_error() {
+        let mut q = Quiet::new(
+            Box::pin(trickle(0, Duration::ZERO)),
+            Duration::from_millis(10),
+        );
+        assert!(matches!(q.next().await, Some(Err(PayloadError::Io(_)))));
+        assert!(q.next().await.is_none());
+    }
+
+    #[actix_rt::test]
+    async fn a_body_over_the_limit_is_refused() {
+        let big = Box::pin(trickle(3, Duration::ZERO).take(3));
+        let err = read_body(Quiet::new(big, Duration::from_secs(5)), 2)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Transport(_)), "{err}");
     }
 
     #[test]

@@ -80,8 +80,21 @@ pub struct Settings {
     pub check_interval: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
-    /// Timeout of each request to the backend.
+    /// Timeout of each write to the backend (`write_timeout`).
     pub timeout: Duration,
+    /// Longest a backend may take to start answering a read, and then stay silent in the
+    /// middle of its answer (`query_timeout`): the query path fails over to the next circle
+    /// after it.
+    pub query_timeout: Duration,
+}
+
+impl Settings {
+    /// How long a health check waits for `/ping`: within its interval, so a hung backend
+    /// (connections accepted, nothing answered) counts as down by the next check and reads
+    /// avoid it, and never longer than a write may take.
+    pub fn ping_timeout(&self) -> Duration {
+        self.check_interval.min(self.timeout)
+    }
 }
 
 /// Live state of a backend, shared with the HTTP layer.
@@ -759,13 +772,14 @@ impl BackendActor {
         }
     }
 
-    /// Periodic `/ping`; a backend that comes back is retried at once.
+    /// Periodic `/ping`; no answer within the interval marks the backend inactive, and a
+    /// backend that comes back is retried at once.
     fn health_check(&mut self, ctx: &mut Context<Self>) {
         if self.pinging {
             return;
         }
         self.pinging = true;
-        let client = self.client();
+        let client = self.client().with_timeout(self.settings.ping_timeout());
         ctx.spawn(
             async move { client.ping().await }
                 .into_actor(self)
@@ -905,7 +919,19 @@ mod tests {
             check_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn a_ping_must_answer_within_its_interval_and_a_write_timeout() {
+        let s = |check: u64, write: u64| Settings {
+            check_interval: Duration::from_secs(check),
+            timeout: Duration::from_secs(write),
+            ..settings()
+        };
+        assert_eq!(s(1, 10).ping_timeout(), Duration::from_secs(1));
+        assert_eq!(s(60, 10).ping_timeout(), Duration::from_secs(10));
     }
 
     #[test]

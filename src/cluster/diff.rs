@@ -22,7 +22,8 @@ pub enum BackendChange {
     Target,
     /// Its circle or `write_only`: it serves another copy or other reads.
     Role,
-    /// Batching, timeouts, retries or gzip: the actor runs with other settings.
+    /// Batching, timeouts (writes, reads, health checks), retries or gzip: the actor and
+    /// the reads of its backend run with other settings.
     Delivery,
 }
 
@@ -211,6 +212,7 @@ pub(super) fn settings(config: &Config) -> Settings {
         check_interval: config.check_interval,
         max_backoff: config.rewrite_interval,
         timeout: config.write_timeout,
+        query_timeout: config.query_timeout,
     }
 }
 
@@ -377,6 +379,17 @@ mod tests {
             .iter()
             .all(|r| r.changes == vec![BackendChange::Delivery]));
         assert!(!d.placement);
+    }
+
+    #[test]
+    fn a_new_query_timeout_is_reloaded_with_the_backends_that_read_with_it() {
+        let d = diff(|c| c.query_timeout = std::time::Duration::from_secs(5));
+        assert!(d.restart.is_empty(), "{d:?}");
+        assert_eq!(d.replaced.len(), backends(&base()).count());
+        assert!(d
+            .replaced
+            .iter()
+            .all(|r| r.changes == vec![BackendChange::Delivery]));
     }
 
     #[test]

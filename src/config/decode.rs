@@ -567,6 +567,7 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
         rewrite_interval: f.secs(cx, "rewrite_interval", default_secs::REWRITE_INTERVAL),
         rewrite_threads: f.count(cx, "rewrite_threads", DEFAULT_REWRITE_THREADS),
         write_timeout: f.secs(cx, "write_timeout", default_secs::WRITE_TIMEOUT),
+        query_timeout: f.secs(cx, "query_timeout", default_secs::QUERY_TIMEOUT),
         idle_timeout: f.secs(cx, "idle_timeout", default_secs::IDLE_TIMEOUT),
         conn_pool_size: f.count(cx, "conn_pool_size", DEFAULT_CONN_POOL_SIZE),
         username: Secret::from(f.string(cx, "username").unwrap_or_default()),
@@ -783,6 +784,7 @@ mod tests {
         assert_eq!(cfg.rewrite_interval, Duration::from_secs(10));
         assert_eq!(cfg.rewrite_threads, 5);
         assert_eq!(cfg.write_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.query_timeout, Duration::from_secs(60));
         assert_eq!(cfg.idle_timeout, Duration::from_secs(10));
         assert_eq!(cfg.conn_pool_size, 20);
         assert!(cfg.username.is_empty() && cfg.password.is_empty());
@@ -812,7 +814,7 @@ mod tests {
         let cfg = load(&minimal(
             r#""flush_size": 0, "flush_time": -3, "check_interval": null,
                "rewrite_interval": "", "conn_pool_size": -1, "vnode_size": 0,
-               "wal_max_bytes": 0, "shutdown_timeout": -1, "listen_addr": "",
+               "wal_max_bytes": 0, "shutdown_timeout": -1, "query_timeout": 0, "listen_addr": "",
                "data_dir": "", "hash_key": "", "shard_key": null, "log_level": """#,
         ));
         let default = load(&minimal(""));
@@ -833,7 +835,7 @@ mod tests {
                "write_concurrency": 2, "write_gzip": false,
                "dead_letter_max_bytes": 4096, "log_level": "debug,influx_proxy=trace",
                "max_body_bytes": 10, "max_decompressed_bytes": 20, "max_line_bytes": 30,
-               "shutdown_timeout": 5"#,
+               "shutdown_timeout": 5, "query_timeout": 11"#,
         ));
         assert_eq!(cfg.listen_addr, "127.0.0.1:8000");
         assert_eq!(cfg.db_list, ["a", "b"]);
@@ -855,8 +857,13 @@ mod tests {
             [2, 3, 4].map(Duration::from_secs)
         );
         assert_eq!(
-            [cfg.write_timeout, cfg.idle_timeout, cfg.shutdown_timeout],
-            [7, 8, 5].map(Duration::from_secs)
+            [
+                cfg.write_timeout,
+                cfg.idle_timeout,
+                cfg.shutdown_timeout,
+                cfg.query_timeout
+            ],
+            [7, 8, 5, 11].map(Duration::from_secs)
         );
         assert_eq!((cfg.username.expose(), cfg.password.expose()), ("u", "p"));
         assert!(cfg.auth_enabled());

@@ -59,6 +59,7 @@ pub(super) mod default_secs {
     pub(in crate::config) const CHECK_INTERVAL: u64 = 1;
     pub(in crate::config) const REWRITE_INTERVAL: u64 = 10;
     pub(in crate::config) const WRITE_TIMEOUT: u64 = 10;
+    pub(in crate::config) const QUERY_TIMEOUT: u64 = 60;
     pub(in crate::config) const IDLE_TIMEOUT: u64 = 10;
     pub(in crate::config) const SHUTDOWN_TIMEOUT: u64 = 30;
 }
@@ -328,8 +329,14 @@ pub struct Config {
     pub rewrite_interval: Duration,
     /// Queued batches replayed concurrently per backend and round. Default: `5`.
     pub rewrite_threads: usize,
-    /// Total timeout of a backend write or ping (key in seconds). Default: `10` s.
+    /// Total timeout of a backend write or ping (key in seconds); a ping also answers within
+    /// `check_interval`. Default: `10` s.
     pub write_timeout: Duration,
+    /// Longest a backend may take to start answering a read (InfluxQL, Flux, Prometheus
+    /// remote read, `/health`), and then stay silent in the middle of its answer (key in
+    /// seconds); past it the read fails over to the next circle. The Go proxy has none.
+    /// Migration reads have their own, longer bound. Default: `60` s.
+    pub query_timeout: Duration,
     /// Keep-alive idle timeout of client connections (key in seconds). Default: `10` s.
     pub idle_timeout: Duration,
     /// Concurrent writes per backend. Default: `20`.

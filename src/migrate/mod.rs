@@ -47,8 +47,13 @@ use crate::circle::BackendHandle;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::influxql::quote_ident;
-use crate::query::QUERY_TIMEOUT;
 
+/// Longest a source backend may take to start answering a migration read. Not the
+/// dashboards' `query_timeout`: a `SHOW MEASUREMENTS` of a large database, or the first chunk
+/// of a `SELECT *` over a big measurement, can take minutes on a loaded backend, and a copy
+/// that gives up leaves that measurement uncopied (logged, to be run again), so a migration
+/// waits as long as it always did.
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Rows per chunk read from a source when the request does not say.
 pub const DEFAULT_BATCH: usize = 20_000;
 /// Timeout of state broadcasts to the other proxies.
@@ -611,7 +616,7 @@ async fn copy_all(
     let mut tasks = Vec::new();
     let mut prepared: HashSet<(String, String)> = HashSet::new();
     for plan in &plans {
-        let client = client::cached(&plan.source.target, QUERY_TIMEOUT);
+        let client = client::cached(&plan.source.target, READ_TIMEOUT);
         let url = plan.source.target.url.clone();
         let dbs = match databases(&client, &job.dbs).await {
             Ok(d) => d,
@@ -808,7 +813,7 @@ async fn clear(
         .collect();
     shared.reset(circle, Kind::Clear, &urls);
     for (idx, h) in c.backends.iter().enumerate() {
-        let client = client::cached(&h.backend.target, QUERY_TIMEOUT);
+        let client = client::cached(&h.backend.target, READ_TIMEOUT);
         let url = h.backend.info.url.clone();
         let dbs = match databases(&client, &job.dbs).await {
             Ok(d) => d,

@@ -16,9 +16,11 @@
 //! queued longer than `flush_time` plus a slack) share the reads, least
 //! busy first; then circles that are merely active (their data may lag;
 //! logged at most once per interval and counted). A circle that fails
-//! (transport error, 5xx) is skipped for the next. A single-statement read
-//! served by one backend is streamed through untouched (CSV, chunked and
-//! epoch handled by InfluxDB itself).
+//! (transport error, 5xx, or no answer within `query_timeout`) is skipped
+//! for the next; a hung backend costs the reads already sent to it one
+//! `query_timeout`, and later reads avoid it once its health check went
+//! unanswered. A single-statement read served by one backend is streamed
+//! through untouched (CSV, chunked and epoch handled by InfluxDB itself).
 
 pub mod freshness;
 pub mod merge;
@@ -43,9 +45,6 @@ use merge::Merge;
 use route::{circle_order, InFlight};
 use statements::{route, Run};
 
-/// Longest a backend may take to answer a query (the reference has none).
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
-
 /// Why a query failed as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -61,6 +60,9 @@ pub enum Error {
     /// No backend able to answer.
     #[error("backends unavailable: {0}")]
     Unavailable(String),
+    /// Every backend tried was reached but none answered within `query_timeout`.
+    #[error("backends unavailable: {0}")]
+    TimedOut(String),
     /// The backend answered with an error status (relayed).
     #[error("{message}")]
     Backend {
@@ -104,6 +106,16 @@ pub enum Answer {
 pub struct Relay {
     /// The response, body unread.
     pub response: awc::ClientResponse,
+    /// Longest silence allowed in its body (the backend's `query_timeout`).
+    timeout: Duration,
+}
+
+impl Relay {
+    /// The body to stream: it ends in an error, cutting the client's answer short, once the
+    /// backend has sent nothing for `query_timeout` (a backend that hangs mid-answer).
+    pub fn into_body(self) -> client::Quiet<awc::ClientResponse> {
+        client::Quiet::new(self.response, self.timeout)
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -145,7 +157,9 @@ pub async fn execute(cluster: &Cluster, req: &Request, headers: &Headers) -> Res
     for (id, p) in planned.iter().enumerate() {
         let result = match run(cluster, req, p).await {
             Ok(r) => merge::with_statement_id(r, id),
-            Err(e @ (Error::Unavailable(_) | Error::Queue(_))) if planned.len() == 1 => {
+            Err(e @ (Error::Unavailable(_) | Error::TimedOut(_) | Error::Queue(_)))
+                if planned.len() == 1 =>
+            {
                 return Err(e)
             }
             Err(e) => json!({ "statement_id": id, "error": e.to_string() }),
@@ -175,10 +189,10 @@ fn resolve_db(stmt: &Statement, req: &Request) -> Result<String, Error> {
 }
 
 /// The one way the proxy reads from a backend (queries, DDL, `/health`): this worker
-/// thread's pooled client for its target. The backend actor keeps its own client for
-/// delivery only, so a slow read never waits behind a batch.
+/// thread's pooled client for its target, bounded by `query_timeout`. The backend actor
+/// keeps its own client for delivery only, so a slow read never waits behind a batch.
 pub fn client_for(handle: &BackendHandle) -> Client {
-    client::cached(&handle.backend.target, QUERY_TIMEOUT)
+    client::cached(&handle.backend.target, handle.settings().query_timeout)
 }
 
 /// Literal measurement sources of a statement (None when a regex needs
@@ -244,7 +258,7 @@ async fn try_relay(
     if cluster.circles.iter().any(|c| per_circle(c).len() != 1) {
         return Ok(None);
     }
-    let mut last = None;
+    let mut failed = Vec::new();
     for circle in circle_order(cluster, per_circle) {
         let Some(&i) = per_circle(circle).first() else {
             continue;
@@ -253,25 +267,29 @@ async fn try_relay(
             continue;
         };
         let method = awc::http::Method::POST;
+        let client = client_for(handle);
         // Counted until the backend answers; the body then streams on.
         let reads = InFlight::start([handle.as_ref()]);
-        let answer = client_for(handle)
-            .query_stream(method, &req.params, headers)
-            .await;
+        let answer = client.query_stream(method, &req.params, headers).await;
         drop(reads);
         match answer {
-            Ok(response) => return Ok(Some(Relay { response })),
+            Ok(response) => {
+                return Ok(Some(Relay {
+                    response,
+                    timeout: client.timeout(),
+                }))
+            }
             Err(e) if e.is_retryable() => {
                 warn!(backend = %handle.backend.info.name, error = %e, "Query failed; trying another circle.");
-                last = Some(e);
+                failed.push(e);
             }
             Err(client::Error::Status { status, message }) => {
                 return Err(Error::Backend { status, message })
             }
-            Err(e) => last = Some(e),
+            Err(e) => failed.push(e),
         }
     }
-    Err(unavailable(last))
+    Err(unavailable(failed))
 }
 
 /// Sends a read to the owner of `(db, measurement)` in the best circle, failing over to the
@@ -289,30 +307,44 @@ where
     Fut: std::future::Future<Output = Result<awc::ClientResponse, client::Error>>,
 {
     let owner = |c: &Circle| owners(cluster, c, db, &[measurement]);
-    let mut last = None;
+    let mut failed = Vec::new();
     for circle in circle_order(cluster, owner) {
         let Some(handle) = owner(circle).first().and_then(|&i| circle.backends.get(i)) else {
             continue;
         };
+        let client = client_for(handle);
+        let timeout = client.timeout();
         let reads = InFlight::start([handle.as_ref()]);
-        let answer = send(client_for(handle)).await;
+        let answer = send(client).await;
         drop(reads);
         match answer {
-            Ok(response) => return Ok(Relay { response }),
+            Ok(response) => return Ok(Relay { response, timeout }),
             Err(e) => {
                 warn!(backend = %handle.backend.info.name, db, measurement, error = %e, "Read failed; trying another circle.");
-                last = Some(e);
+                failed.push(e);
             }
         }
     }
-    Err(unavailable(last))
+    Err(unavailable(failed))
 }
 
-fn unavailable(last: Option<client::Error>) -> Error {
-    Error::Unavailable(match last {
+/// The error when no circle could answer, from what each one tried gave: [`Error::TimedOut`]
+/// (504) when every backend tried was reached but silent past `query_timeout`, else
+/// [`Error::Unavailable`] (503), with the last failure as the reason.
+fn unavailable(failed: Vec<client::Error>) -> Error {
+    let timed_out = !failed.is_empty()
+        && failed
+            .iter()
+            .all(|e| matches!(e, client::Error::Timeout(_)));
+    let reason = match failed.last() {
         Some(e) => e.to_string(),
         None => "no active backend holds this data".to_string(),
-    })
+    };
+    if timed_out {
+        Error::TimedOut(reason)
+    } else {
+        Error::Unavailable(reason)
+    }
 }
 
 /// Runs one statement and returns its result object.
@@ -494,7 +526,7 @@ async fn fan_out(
     } else {
         (None, None)
     };
-    let mut last = None;
+    let mut failed = Vec::new();
     for circle in circle_order(cluster, |c| (0..c.backends.len()).collect()) {
         let handles: Vec<&Arc<BackendHandle>> = circle.backends.iter().collect();
         let queries = vec![text.clone(); handles.len()];
@@ -502,7 +534,7 @@ async fn fan_out(
             Ok(results) => return Ok(merge::merge(&results, how, 0, limit, offset)),
             Err(e) => {
                 warn!(circle = %circle.name, error = %e, "Fan-out failed; trying another circle.");
-                last = Some(e);
+                failed.push(e);
             }
         }
     }
@@ -513,7 +545,7 @@ async fn fan_out(
         .filter(|h| h.backend.status.is_active())
         .collect();
     if active.is_empty() {
-        return Err(unavailable(last));
+        return Err(unavailable(failed));
     }
     warn!(
         backends = active.len(),
@@ -527,9 +559,15 @@ async fn fan_out(
             .map(|(h, q)| ask(h, req, &p.db, q)),
     )
     .await;
-    let results: Vec<Value> = answers.into_iter().filter_map(Result::ok).collect();
+    let mut results = Vec::with_capacity(answers.len());
+    for answer in answers {
+        match answer {
+            Ok(r) => results.push(r),
+            Err(e) => failed.push(e),
+        }
+    }
     if results.is_empty() {
-        return Err(unavailable(last));
+        return Err(unavailable(failed));
     }
     Ok(merge::merge(&results, how, 0, limit, offset))
 }
@@ -567,18 +605,18 @@ async fn read_with_sources(
     req: &Request,
     p: &Planned<'_>,
 ) -> Result<Value, Error> {
-    let mut last = None;
+    let mut failed = Vec::new();
     for circle in circle_order(cluster, |c| (0..c.backends.len()).collect()) {
         match read_on_circle(cluster, circle, req, p).await {
             Ok(v) => return Ok(v),
             Err(ReadError::Backend(e)) => {
                 warn!(circle = %circle.name, error = %e, "Read failed; trying another circle.");
-                last = Some(e);
+                failed.push(e);
             }
             Err(ReadError::Statement(e)) => return Err(e),
         }
     }
-    Err(unavailable(last))
+    Err(unavailable(failed))
 }
 
 enum ReadError {
@@ -719,4 +757,31 @@ fn rewrite_sources(p: &Planned<'_>, group: &[Target]) -> String {
         return p.text.to_string();
     };
     format!("{before}{}{after}", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_answer_is_a_timeout_only_when_every_backend_tried_timed_out() {
+        let timeout = || client::Error::Timeout(Duration::from_secs(2));
+        let refused = || client::Error::Transport("connection refused".into());
+        assert!(matches!(
+            unavailable(vec![timeout(), timeout()]),
+            Error::TimedOut(r) if r == "timeout after 2s"
+        ));
+        assert!(matches!(
+            unavailable(vec![timeout(), refused()]),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            unavailable(vec![refused(), timeout()]),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            unavailable(Vec::new()),
+            Error::Unavailable(r) if r == "no active backend holds this data"
+        ));
+    }
 }

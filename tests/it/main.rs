@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod ddl;
 mod flux;
+mod hung;
 mod metrics;
 mod migrate;
 mod prom;

@@ -164,7 +164,7 @@ fn values(answer: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
+pub(crate) fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
     TimeSeries {
         labels: labels
             .iter()
@@ -180,11 +180,15 @@ fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
     }
 }
 
-fn write_body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+pub(crate) fn write_body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
     prom::snappy(&WriteRequest { timeseries }.encode_to_vec())
 }
 
-fn read_body(queries: &[&[(MatchType, &str, &str)]], start_ms: i64, end_ms: i64) -> Vec<u8> {
+pub(crate) fn read_body(
+    queries: &[&[(MatchType, &str, &str)]],
+    start_ms: i64,
+    end_ms: i64,
+) -> Vec<u8> {
     let queries = queries
         .iter()
         .map(|matchers| Query {
@@ -216,10 +220,10 @@ const PROM_HEADERS: [(&str, &str); 3] = [
 ];
 
 /// An answer whose body is kept as bytes (remote read answers are snappy protobuf).
-struct Raw {
-    status: u16,
+pub(crate) struct Raw {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Raw {
@@ -230,14 +234,19 @@ impl Raw {
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// A POST with Prometheus' headers.
 fn post_raw(url: &str, body: &[u8]) -> Raw {
-    let mut req = ureq::post(url).timeout(http::TIMEOUT);
+    post_raw_within(url, body, http::TIMEOUT)
+}
+
+/// [`post_raw`] that gives up (panics) after `timeout`.
+pub(crate) fn post_raw_within(url: &str, body: &[u8], timeout: Duration) -> Raw {
+    let mut req = ureq::post(url).timeout(timeout);
     for (name, value) in PROM_HEADERS {
         req = req.set(name, value);
     }
@@ -261,10 +270,10 @@ fn post_raw(url: &str, body: &[u8]) -> Raw {
 }
 
 /// Label pairs of a series.
-type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
 /// A remote read's answer decoded: (labels, values) of every series.
-fn decode_read_response(bytes: &[u8]) -> Vec<(Labels, Vec<f64>)> {
+pub(crate) fn decode_read_response(bytes: &[u8]) -> Vec<(Labels, Vec<f64>)> {
     let raw = prom::unsnappy(bytes, 64 << 20).unwrap();
     let resp = ReadResponse::decode(raw.as_slice()).unwrap();
     resp.results

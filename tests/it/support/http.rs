@@ -76,7 +76,19 @@ pub fn request(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> Result<Resp, TransportError> {
-    let mut req = agent().request(method, url);
+    request_within(method, url, body, headers, TIMEOUT)
+}
+
+/// [`request`] with its own total `timeout` (a test of a hung server fails fast with `Err`
+/// instead of waiting for the server).
+pub fn request_within(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Resp, TransportError> {
+    let mut req = agent().request(method, url).timeout(timeout);
     for (name, value) in headers {
         req = req.set(name, value);
     }

@@ -278,6 +278,16 @@ impl Proxy {
             .count()
     }
 
+    /// Sum of the samples of `/metrics`' `metric` whose labels mention `label` (e.g. a backend
+    /// name).
+    pub fn metric(&self, metric: &str, label: &str) -> f64 {
+        let text = http::get(&format!("{}/metrics", self.url)).body;
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The data dir from `proxy.json` (relative values resolved against [`Proxy::dir`]).
     pub fn data_dir(&self) -> PathBuf {
         self.dir
