@@ -19,7 +19,11 @@ fn main() {
     println!("cargo:rustc-env=INFLUX_PROXY_GIT_COMMIT={commit}");
     // Asked of git rather than spelled `.git/HEAD`: in a worktree `.git` is a file, and a path
     // that does not exist makes cargo rerun this script, so recompile the crate, on every build.
-    for path in ["HEAD", "refs/heads", "packed-refs"] {
+    // Only this checkout's branch: watching all of refs/heads rebuilt the crate whenever another
+    // worktree committed.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    let watched = ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref());
+    for path in watched {
         if let Some(p) = git(&["rev-parse", "--git-path", path]) {
             if std::path::Path::new(&p).exists() {
                 println!("cargo:rerun-if-changed={p}");
