@@ -49,6 +49,7 @@ use serde_json::Value;
 
 use crate::backend::client;
 use crate::circle::BackendHandle;
+use crate::influxql::quote_ident;
 use crate::line_protocol::{FieldType, Line, Precision};
 
 /// How often a database's schema is asked again from the backends (in the background, while
@@ -379,10 +380,6 @@ fn go_duration_ns(s: &str) -> Option<i64> {
         total = total.checked_add((value * scale) as i64)?;
     }
     number.is_empty().then_some(total)
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The key of a field in the maps: measurement, a byte no UTF-8 text has, field.

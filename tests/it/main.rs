@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod flux;
+mod hostile_names;
 mod metrics;
 mod migrate;
 mod prom;
