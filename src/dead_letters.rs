@@ -163,7 +163,8 @@ impl Export {
             }
             Ok(Work::Statement { db, query }) => {
                 if self.db.as_deref().is_none_or(|want| want == db) {
-                    let query = query.replace('\n', " ");
+                    // One comment line, whatever the statement's line breaks.
+                    let query = query.replace(['\n', '\r'], " ");
                     let _ = writeln!(out, "# dead letter {seq}: statement on {db:?}: {query}");
                 }
             }

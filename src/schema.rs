@@ -60,7 +60,7 @@ use serde_json::Value;
 
 use crate::backend::client;
 use crate::circle::BackendHandle;
-use crate::influxql::{Kind, Source, Statement};
+use crate::influxql::{quote_ident, Kind, Source, Statement};
 use crate::line_protocol::{FieldType, Line, Precision};
 use crate::wal;
 
@@ -643,10 +643,6 @@ fn go_duration_ns(s: &str) -> Option<i64> {
         total = total.checked_add((value * scale) as i64)?;
     }
     number.is_empty().then_some(total)
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The key of a field in the maps: measurement, a byte no UTF-8 text has, field.

@@ -86,6 +86,19 @@ impl From<crate::cluster::WriteError> for ApiError {
     }
 }
 
+impl From<crate::influxql::Unwritable> for ApiError {
+    fn from(e: crate::influxql::Unwritable) -> ApiError {
+        use crate::influxql::Unwritable;
+        match e {
+            Unwritable::Database(_) => ApiError::NotFound(e.to_string()),
+            // The answer the schema check gives a policy the backends lack.
+            Unwritable::RetentionPolicy(rp) => ApiError::from(crate::cluster::WriteError::Refused(
+                crate::schema::Refusal::RetentionPolicyNotFound(rp),
+            )),
+        }
+    }
+}
+
 impl From<crate::query::Error> for ApiError {
     fn from(e: crate::query::Error) -> ApiError {
         use crate::query::Error as Q;
@@ -158,6 +171,23 @@ mod tests {
         );
         let body = resp.into_body().try_into_bytes().unwrap();
         assert_eq!(&body[..], b"{\"error\":\"database forbidden: x\"}\n");
+    }
+
+    #[test]
+    fn writes_into_names_influxd_refuses_get_its_status_and_text() {
+        use crate::influxql::Unwritable;
+        let resp = ApiError::from(Unwritable::Database("a\nb".into())).error_response();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body = resp.into_body().try_into_bytes().unwrap();
+        assert_eq!(
+            &body[..],
+            b"{\"error\":\"database not found: \\\"a\\\\nb\\\"\"}\n"
+        );
+        let e = Unwritable::RetentionPolicy("a/b".into());
+        let text = e.to_string();
+        let resp = ApiError::from(e).error_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers().get("X-Influxdb-Error").unwrap(), &text);
     }
 
     #[test]

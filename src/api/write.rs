@@ -139,6 +139,9 @@ pub(super) async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     let config = state.config();
     check_db_allowed(&config, &db)?;
+    // A database or policy influxd cannot create is refused as influxd refuses it: nothing
+    // queued, no statement naming it ever built.
+    crate::influxql::check_write_target(&db, &rp)?;
     // Prometheus' snappy is its own; its Content-Encoding header says so and is not gzip.
     let gzipped = kind == BodyKind::LineProtocol && is_gzipped(&req);
     // gzip'd line protocol inflates about tenfold; so does a remote write (snappy about

@@ -297,7 +297,7 @@ async fn write_body(client: &Client, db: &str, rp: &str, body: &Body, gzip: bool
     let started = Instant::now();
     let result = match client.write(db, rp, body.data.clone(), gzip).await {
         Err(e) if e.is_database_not_found() => {
-            let q = format!("CREATE DATABASE \"{}\"", db.replace('"', "\\\""));
+            let q = format!("CREATE DATABASE {}", crate::influxql::quote_ident(db));
             match client.query("", &q).await {
                 Ok(_) => client.write(db, rp, body.data.clone(), gzip).await,
                 Err(create) => Err(create),

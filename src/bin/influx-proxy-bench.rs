@@ -954,8 +954,8 @@ fn write_path(o: &WriteOpts) -> String {
 /// `CREATE DATABASE` via `POST /query`; returns a description of the outcome.
 fn create_db(o: &WriteOpts, addr: &SocketAddr) -> String {
     let q = format!(
-        "CREATE DATABASE \"{}\"",
-        o.db.replace('\\', "\\\\").replace('"', "\\\"")
+        "CREATE DATABASE {}",
+        influx_proxy::influxql::quote_ident(&o.db)
     );
     let path = format!("/query?q={}", enc(&q));
     let head = post_head(o, &path, 0, false);

@@ -30,6 +30,7 @@
 //! * names are returned unquoted and unescaped; positions in
 //!   [`Error::Syntax`] are relative to the text passed to the function.
 
+mod names;
 mod statements;
 mod tokenizer;
 
@@ -39,6 +40,7 @@ mod tests;
 use std::fmt;
 use std::ops::Range;
 
+pub use names::{check_name, check_write_target, go_quote, NameError, Unwritable, MAX_NAME_BYTES};
 use tokenizer::{tokenize, TokenKind};
 
 /// Why a query or statement cannot run through the proxy. `Display` gives the
@@ -72,6 +74,10 @@ pub enum Error {
         /// Where, in the text given to the function that failed.
         position: Position,
     },
+    /// A statement creating a database or retention policy whose name
+    /// influxd refuses ([`creation_refusal`]); influxd's own text.
+    #[error(transparent)]
+    Name(#[from] NameError),
 }
 
 /// A location in query text.
@@ -472,16 +478,47 @@ pub fn without_limit_offset(stmt: &str) -> String {
 }
 
 /// Quote `name` as an InfluxQL identifier: `"` ... `"` with `\` → `\\`,
-/// `"` → `\"` and newline → `\n`. (InfluxQL has no escape for a carriage
-/// return, so one is kept as is and InfluxDB will reject it.)
+/// `"` → `\"` and newline → `\n`: the escapes influxd's scanner reads in a
+/// quoted identifier, so the result is one token naming exactly `name`
+/// (`tests/it/hostile_names.rs` checks it against influxd). Every
+/// statement the proxy builds names things through this function.
+///
+/// A carriage return or NUL has no spelling in InfluxQL: influxd's reader
+/// turns CR into a newline and takes NUL for the end of input, each of
+/// which ends a quoted identifier as an error. Such a character is kept as
+/// it is, so influxd refuses the whole query at parse time and runs none of
+/// it (never another statement).
 pub fn quote_ident(name: &str) -> String {
     quote(name, '"')
 }
 
 /// Quote `s` as an InfluxQL string literal: `'` ... `'` with `\` → `\\`,
-/// `'` → `\'` and newline → `\n`.
+/// `'` → `\'` and newline → `\n` (CR and NUL as in [`quote_ident`]).
 pub fn quote_string(s: &str) -> String {
     quote(s, '\'')
+}
+
+/// `pattern` as an InfluxQL regex literal: `/` ... `/` with `/` → `\/`, the
+/// one escape influxd's regex scanner reads (every other backslash goes to
+/// the regex as it is). `pattern` is one the tokenizer read, which never
+/// ends in a lone backslash, so the result is one token.
+pub fn quote_regex(pattern: &str) -> String {
+    format!("/{}/", pattern.replace('/', "\\/"))
+}
+
+/// The error influxd gives `stmt` without running it because it creates a
+/// database or retention policy with a name influxd refuses; `None` for
+/// every other statement.
+pub fn creation_refusal(stmt: &Statement) -> Option<NameError> {
+    let names = match stmt.kind {
+        Kind::CreateDatabase => [stmt.database.as_deref(), stmt.retention_policy.as_deref()],
+        Kind::CreateRetentionPolicy => [stmt.retention_policy.as_deref(), None],
+        _ => return None,
+    };
+    names
+        .into_iter()
+        .flatten()
+        .find_map(|n| check_name(n).err())
 }
 
 fn quote(s: &str, quote: char) -> String {

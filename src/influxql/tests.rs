@@ -614,6 +614,16 @@ const SPLIT_CASES: &[SplitCase] = &[
     ),
     ("SHOW DATABASES;\nSHOW MEASUREMENTS ON db\n", &["SHOW DATABASES", "SHOW MEASUREMENTS ON db"]),
     ("SELECT * FROM cpu; -- trailing comment", &["SELECT * FROM cpu"]),
+    // influxd ends a `--` comment at CR (read as a newline) and at NUL (end of input), then
+    // scans on: the `;` after either splits.
+    (
+        "SELECT * FROM m -- x\r; DROP DATABASE y",
+        &["SELECT * FROM m -- x", "DROP DATABASE y"],
+    ),
+    (
+        "SHOW DATABASES -- x\0; DROP DATABASE y",
+        &["SHOW DATABASES -- x\0", "DROP DATABASE y"],
+    ),
 ];
 
 #[test]
@@ -746,6 +756,7 @@ fn quoting() {
     assert_eq!(quote_ident("x\ny"), r#""x\ny""#);
     assert_eq!(quote_string("it's"), r"'it\'s'");
     assert_eq!(quote_string(r"a\b"), r"'a\\b'");
+    assert_eq!(quote_regex("a/b\\d"), r"/a\/b\d/");
     for name in [
         "cpu.load",
         "a, b",
@@ -759,6 +770,48 @@ fn quoting() {
         let stmt = classify(&q).unwrap_or_else(|e| panic!("{q}: {e}"));
         assert_eq!(render(&stmt.sources[0]), format!("-|rp|{name}"), "{q}");
     }
+    // A regex read back from a statement comes out of quote_regex as the same pattern.
+    for pattern in [r"a\/b", r"a\\/", r"^x\.y$", "/", r"\d+/\w"] {
+        let q = format!(
+            "SHOW MEASUREMENTS WITH MEASUREMENT =~ {}",
+            quote_regex(pattern)
+        );
+        let tokens = tokenize(&q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let regex = tokens.iter().find(|t| t.kind == TokenKind::Regex).unwrap();
+        assert_eq!((regex.value.as_str(), regex.end), (pattern, q.len()), "{q}");
+    }
+}
+
+#[test]
+fn creating_a_name_influxd_refuses_is_refused_with_its_words() {
+    let refusal = |q: &str| creation_refusal(&classify(q).unwrap());
+    assert_eq!(
+        refusal(r#"CREATE DATABASE "a\\b""#),
+        Some(NameError::Invalid)
+    );
+    assert_eq!(
+        refusal(r#"CREATE DATABASE "a\nb""#),
+        Some(NameError::Invalid)
+    );
+    assert_eq!(
+        refusal(r#"CREATE DATABASE ok WITH DURATION 1h NAME "r/x""#),
+        Some(NameError::Invalid)
+    );
+    assert_eq!(
+        refusal(&format!(
+            "CREATE DATABASE {}",
+            quote_ident(&"b".repeat(256))
+        )),
+        Some(NameError::TooLong)
+    );
+    assert_eq!(
+        refusal(r#"CREATE RETENTION POLICY "." ON db DURATION 1h REPLICATION 1"#),
+        Some(NameError::Invalid)
+    );
+    assert_eq!(refusal(r#"CREATE DATABASE "x\";DROP DATABASE y;--""#), None);
+    // Only creations: influxd drops or alters what does not exist without a name check.
+    assert_eq!(refusal(r#"DROP DATABASE "a\\b""#), None);
+    assert_eq!(Error::from(NameError::Invalid).to_string(), "invalid name");
 }
 
 /// Valid statements the mutation property starts from.

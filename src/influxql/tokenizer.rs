@@ -10,7 +10,12 @@
 //!   verbatim together with the character after it; a newline or a missing
 //!   closing `/` is a syntax error.
 //! * `-- ...` comments run to the end of the line, `/* ... */` comments may span
-//!   lines (unterminated is a syntax error). Comments produce no token.
+//!   lines (unterminated is a syntax error). Comments produce no token. A
+//!   carriage return or a NUL ends a `--` comment as a newline does: influxd's
+//!   reader turns CR into a newline and NUL into end of input, which stops the
+//!   comment, after which it scans on. Missing this once let
+//!   `SELECT ... -- x<CR>; DROP DATABASE y` pass as one SELECT and run the
+//!   DROP on the backend it was relayed to.
 //! * Any Unicode whitespace separates tokens (the Go proxy only split on spaces).
 //!
 //! InfluxDB decides between `/` (division) and a regex literal from the parser
@@ -127,7 +132,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, Error> {
             continue;
         }
         if rest.starts_with("--") {
-            i += rest.find('\n').unwrap_or(rest.len());
+            // The terminator is consumed with the comment, as influxd does.
+            i += rest
+                .find(['\n', '\r', '\0'])
+                .map_or(rest.len(), |end| end + 1);
             continue;
         }
         if let Some(comment) = rest.strip_prefix("/*") {

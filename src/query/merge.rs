@@ -410,6 +410,9 @@ fn cell_text(v: &Value) -> String {
     }
 }
 
+/// `s` as one CSV field of an `Accept: application/csv` answer (RFC 4180, as influxd's CSV
+/// encoder writes it): quoted when it holds a comma, quote or line break, quotes doubled.
+/// Output formatting only; names in InfluxQL statements go through `influxql::quote_ident`.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))

@@ -352,6 +352,10 @@ async fn run(cluster: &Cluster, req: &Request, p: &Planned<'_>) -> Result<Value,
     let row = route(p.stmt.kind);
     match row.run {
         Run::Everywhere => {
+            if let Some(refusal) = influxql::creation_refusal(&p.stmt) {
+                // influxd's answer, given before any backend sees or queues the statement.
+                return Err(Error::Statement(refusal.into()));
+            }
             let all: Vec<&Arc<BackendHandle>> = cluster.backends().collect();
             let (answer, queued) = apply_everywhere(cluster, &all, p).await;
             record_change(cluster, p, &answer, queued);
@@ -580,8 +584,8 @@ async fn resolve_regex(
     pattern: &str,
 ) -> Result<Vec<String>, client::Error> {
     let q = format!(
-        "SHOW MEASUREMENTS WITH MEASUREMENT =~ /{}/",
-        pattern.replace('/', "\\/")
+        "SHOW MEASUREMENTS WITH MEASUREMENT =~ {}",
+        influxql::quote_regex(pattern)
     );
     let handles: Vec<&Arc<BackendHandle>> = circle.backends.iter().collect();
     let queries = vec![q; handles.len()];

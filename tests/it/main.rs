@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod ddl;
 mod flux;
+mod hostile_names;
 mod hung;
 mod metrics;
 mod migrate;

@@ -60,7 +60,13 @@ impl Influxd {
     ///
     /// Panics when `influxd` is not on `PATH` (with an install hint) or does not come up.
     pub fn spawn() -> Influxd {
-        Influxd::spawn_configured(false)
+        Influxd::spawn_configured(false, false)
+    }
+
+    /// Like [`Influxd::spawn`] with the query log on (`[data] query-log-enabled`): each statement
+    /// influxd runs is logged as it understood it; read them with [`Influxd::executed_statements`].
+    pub fn spawn_logging_queries() -> Influxd {
+        Influxd::spawn_configured(false, true)
     }
 
     /// Like [`Influxd::spawn`] with `auth-enabled = true` and one admin user `user` with
@@ -68,7 +74,7 @@ impl Influxd {
     /// `/debug/vars` stay open; the helpers such as [`Influxd::count`] send no credentials, so
     /// they do not work on this instance.
     pub fn spawn_with_auth(user: &str, password: &str) -> Influxd {
-        let influxd = Influxd::spawn_configured(true);
+        let influxd = Influxd::spawn_configured(true, false);
         let q = format!(
             "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
             quote_ident(user),
@@ -83,7 +89,7 @@ impl Influxd {
         influxd
     }
 
-    fn spawn_configured(auth: bool) -> Influxd {
+    fn spawn_configured(auth: bool, log_queries: bool) -> Influxd {
         let bin = influxd_binary();
         let dir = tempfile::Builder::new()
             .prefix("influxd-")
@@ -97,6 +103,9 @@ impl Influxd {
             let mut text = config(dir.path(), port, rpc_port);
             if auth {
                 text = text.replace("auth-enabled = false", "auth-enabled = true");
+            }
+            if log_queries {
+                text = text.replace("query-log-enabled = false", "query-log-enabled = true");
             }
             fs::write(&config_path, text).unwrap();
             let url = format!("http://127.0.0.1:{port}");
@@ -209,6 +218,17 @@ impl Influxd {
     /// Everything `influxd` logged so far (all runs of this instance).
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    /// Every statement influxd ran so far, in order, as it logged them (its own rendering:
+    /// `SELECT * FROM db.rp.m`, names quoted only where needed). Only with
+    /// [`Influxd::spawn_logging_queries`].
+    pub fn executed_statements(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains("msg=\"Executing query\""))
+            .filter_map(|line| logfmt_value(line, "query"))
+            .collect()
     }
 
     /// `GET /query?db=&q=&epoch=ns`; panics when the status is not 200. Statement errors (such as
@@ -344,9 +364,43 @@ fn all_threads_stopped(pid: u32) -> bool {
     })
 }
 
-/// `"name"` with `\` and `"` escaped, for InfluxQL identifiers.
+/// `"name"` with `\`, `"` and newline escaped, for InfluxQL identifiers (written apart from the
+/// proxy's `influxql::quote_ident` on purpose: the tests check that one against influxd).
 pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped = name
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
+}
+
+/// The value of `key` in an influxd log line (logfmt as `zap-logfmt` writes it: bare, or in
+/// double quotes with `\\`, `\"`, `\n`, `\r`, `\t` and `\u00XX` escapes).
+fn logfmt_value(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    let Some(quoted) = rest.strip_prefix('"') else {
+        return Some(rest.split(' ').next().unwrap_or("").to_string());
+    };
+    let mut out = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// The `error` of the first statement result, if any.

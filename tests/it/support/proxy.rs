@@ -345,8 +345,13 @@ impl Drop for Proxy {
 /// [influxdb-1-1, influxdb-1-2], circle "circle-2" = [influxdb-2-1, influxdb-2-2] (the returned
 /// vector is in that order), `flush_time` 1, `flush_size` 10000, `check_interval` 1.
 pub fn two_by_two() -> (Vec<Influxd>, Value) {
+    two_by_two_of(Influxd::spawn)
+}
+
+/// [`two_by_two`] with each `influxd` started by `spawn` (e.g. [`Influxd::spawn_logging_queries`]).
+pub fn two_by_two_of(spawn: fn() -> Influxd) -> (Vec<Influxd>, Value) {
     let influxds: Vec<Influxd> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..4).map(|_| scope.spawn(Influxd::spawn)).collect();
+        let handles: Vec<_> = (0..4).map(|_| scope.spawn(spawn)).collect();
         handles
             .into_iter()
             .map(|handle| {
