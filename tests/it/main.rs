@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod flux;
+mod http10;
 mod metrics;
 mod migrate;
 mod prom;
