@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod flux;
 mod http10;
+mod logs;
 mod metrics;
 mod migrate;
 mod prom;
