@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod dead_letters;
 pub mod error;
 mod flux;

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bombs;
 mod cli;
 mod flux;
 mod http10;
