@@ -206,6 +206,7 @@ fn start_http(
             .app_data(state.clone())
             .wrap(api::default_headers())
             .wrap(api::RequestMetrics)
+            .wrap(actix_web::middleware::from_fn(api::http10_framing))
             .configure(api::configure)
     })
     .on_connect(no_delay)

@@ -24,15 +24,19 @@
 //! flat-out load 2 x 12 MiB cost ~1.45 CPU-µs per point against ~1.25 with 2 x 24 MiB (budget
 //! 192) on the bench machine (`docs/perf.md`).
 //!
-//! Requests whose bodies would take the in-flight share beyond its bound wait for earlier ones
-//! to finish (backpressure, not errors); one request larger than the whole share still runs,
-//! alone. The allocator gives freed pages back to the kernel within a quarter of a second
+//! Request bodies are charged before they are allocated, every buffer of them ([`Charge`],
+//! `api::body`): requests whose bodies would take the in-flight share beyond its bound wait for
+//! earlier ones to finish (backpressure, not errors); one body may hold at most the whole
+//! share, and a larger one is refused (413), however small it was sent (a compression bomb
+//! stops inflating there). So that bodies waiting for each other's room cannot deadlock, one
+//! at a time may grow beyond the share when it is full ([`Admission`]): bodies hold at most
+//! `B / 4`. The allocator gives freed pages back to the kernel within a quarter of a second
 //! (`.cargo/config.toml`), so the resident size follows the shares rather than the peak.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// Smallest budget accepted: below it the shares get too small to batch anything.
 pub const MIN_BUDGET_MB: u64 = 32;
@@ -97,18 +101,44 @@ fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// Admission of request bodies against [`Budget::in_flight_bytes`]: a body holds permits (KiB)
-/// for what it takes while parsed, and a request that does not fit waits.
+/// Admission of request bodies against [`Budget::in_flight_bytes`]: every byte a body takes in
+/// memory (as received, inflated, converted, normalised, queued) is charged to a [`Charge`]
+/// before it is allocated, in KiB permits of the share.
+///
+/// # Bound
+/// One body holds at most the whole share ([`Admission::body_limit`]); a body that would need
+/// more is refused (413), whatever `max_body_bytes` and `max_decompressed_bytes` allow. A
+/// request waits for room rather than fail (backpressure). Waiting while holding could
+/// deadlock (every body in flight waiting for another's room), so when the share is exhausted
+/// one body at a time may grow beyond it, up to its own limit: the *overdraft*. Bodies hold at
+/// most twice the share in all, whatever the requests.
 #[derive(Debug, Clone)]
 pub struct Admission {
     permits: Arc<Semaphore>,
     total: u32,
+    /// Held by the one body allowed to grow beyond the share.
+    overdraft: Arc<Mutex<()>>,
+    /// KiB charged beyond the share now.
+    overdrawn: Arc<AtomicU64>,
 }
 
-/// Held while a body is parsed; gives its share back when dropped.
+/// What one request's body holds in memory (KiB granularity), given back when dropped.
 #[derive(Debug)]
-pub struct Admitted {
-    _permit: Option<OwnedSemaphorePermit>,
+pub struct Charge {
+    admission: Admission,
+    permit: Option<OwnedSemaphorePermit>,
+    /// The overdraft, while this body holds it, and the KiB it charged beyond the share.
+    overdraft: Option<(OwnedMutexGuard<()>, u64)>,
+}
+
+/// A body needs more memory than one request may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("needs {needed} bytes in memory, more than the {limit} a request may hold (memory_budget_mb / 8)")]
+pub struct TooLarge {
+    /// Bytes the body would hold.
+    pub needed: u64,
+    /// [`Admission::body_limit`].
+    pub limit: u64,
 }
 
 impl Admission {
@@ -118,23 +148,31 @@ impl Admission {
         Admission {
             permits: Arc::new(Semaphore::new(total as usize)),
             total,
+            overdraft: Arc::new(Mutex::new(())),
+            overdrawn: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Waits until `bytes` fit (a request larger than the whole share waits for all of it, so
-    /// it runs alone).
-    pub async fn admit(&self, bytes: u64) -> Admitted {
-        let want = u32::try_from(bytes >> 10)
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.total);
+    /// Waits until `bytes` fit, holding nothing meanwhile, and charges them (at most
+    /// [`Admission::body_limit`]: a request asking for more waits for the whole share, and
+    /// learns at its first [`Charge::grow`] whether it fits at all).
+    pub async fn admit(&self, bytes: u64) -> Charge {
+        let want = kib(bytes).clamp(1, u64::from(self.total)) as u32;
         // The semaphore is never closed, so acquiring cannot fail; were it closed, the request
-        // would go on unadmitted rather than fail.
-        Admitted {
-            _permit: Arc::clone(&self.permits)
+        // would go on uncharged rather than fail.
+        Charge {
+            admission: self.clone(),
+            permit: Arc::clone(&self.permits)
                 .acquire_many_owned(want)
                 .await
                 .ok(),
+            overdraft: None,
         }
+    }
+
+    /// The most one body may hold: the whole share.
+    pub fn body_limit(&self) -> u64 {
+        self.capacity_bytes()
     }
 
     /// The share admitted at once, in bytes (KiB granularity).
@@ -146,6 +184,113 @@ impl Admission {
     pub fn available_bytes(&self) -> u64 {
         (self.permits.available_permits() as u64) << 10
     }
+
+    /// Bytes (KiB granularity) bodies hold now, the overdraft included.
+    pub fn in_use_bytes(&self) -> u64 {
+        let used = self.capacity_bytes() - self.available_bytes();
+        used + (self.overdrawn.load(Ordering::Relaxed) << 10)
+    }
+}
+
+impl Charge {
+    /// The most this charge may grow to ([`Admission::body_limit`]).
+    pub fn limit(&self) -> u64 {
+        self.admission.body_limit()
+    }
+
+    /// Bytes charged (KiB granularity).
+    pub fn bytes(&self) -> u64 {
+        let permits = self.permit.as_ref().map_or(0, |p| p.num_permits() as u64);
+        (permits + self.overdraft.as_ref().map_or(0, |(_, kib)| *kib)) << 10
+    }
+
+    /// Charges up to `bytes` in all, waiting for room when the share is taken. Refuses more
+    /// than [`Admission::body_limit`].
+    pub async fn grow(&mut self, bytes: u64) -> Result<(), TooLarge> {
+        let Some(more) = self.missing(bytes)? else {
+            return Ok(());
+        };
+        if self.take_room(more) {
+            return Ok(());
+        }
+        let permits = Arc::clone(&self.admission.permits);
+        let overdraft = Arc::clone(&self.admission.overdraft);
+        tokio::select! {
+            permit = permits.acquire_many_owned(more as u32) => match permit {
+                Ok(p) => self.add(p),
+                Err(_) => self.overdraw(None, more),
+            },
+            guard = overdraft.lock_owned() => self.overdraw(Some(guard), more),
+        }
+        Ok(())
+    }
+
+    /// [`Charge::grow`] without waiting: `Ok(false)` when it would have to wait.
+    pub fn try_grow(&mut self, bytes: u64) -> Result<bool, TooLarge> {
+        match self.missing(bytes)? {
+            None => Ok(true),
+            Some(more) => Ok(self.take_room(more)),
+        }
+    }
+
+    /// KiB still to charge for `bytes` in all (None: already charged).
+    fn missing(&self, bytes: u64) -> Result<Option<u64>, TooLarge> {
+        let limit = self.admission.body_limit();
+        if bytes > limit {
+            return Err(TooLarge {
+                needed: bytes,
+                limit,
+            });
+        }
+        let held = self.bytes() >> 10;
+        Ok(kib(bytes).checked_sub(held).filter(|&more| more > 0))
+    }
+
+    /// Takes `more` KiB from the share if free now, or beyond it while holding the overdraft.
+    fn take_room(&mut self, more: u64) -> bool {
+        if self.overdraft.is_some() {
+            self.overdraw(None, more);
+            return true;
+        }
+        match Arc::clone(&self.admission.permits).try_acquire_many_owned(more as u32) {
+            Ok(p) => {
+                self.add(p);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn add(&mut self, permit: OwnedSemaphorePermit) {
+        match &mut self.permit {
+            Some(held) => held.merge(permit),
+            None => self.permit = Some(permit),
+        }
+    }
+
+    /// Charges `more` KiB beyond the share (`guard`: the overdraft, just taken).
+    fn overdraw(&mut self, guard: Option<OwnedMutexGuard<()>>, more: u64) {
+        match (&mut self.overdraft, guard) {
+            (Some((_, kib)), _) => *kib += more,
+            (None, Some(guard)) => self.overdraft = Some((guard, more)),
+            // Only when the semaphore was closed, which it never is: uncharged.
+            (None, None) => return,
+        }
+        self.admission.overdrawn.fetch_add(more, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if let Some((_, kib)) = &self.overdraft {
+            self.admission.overdrawn.fetch_sub(*kib, Ordering::Relaxed);
+        }
+    }
+}
+
+/// KiB to charge for `bytes` (rounded up).
+fn kib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 10)
 }
 
 /// The memory budget in force, in bytes, and how many backends share its delivery share: set
@@ -253,6 +398,73 @@ mod tests {
         drop(first);
         let _second = waiting.await;
         assert_eq!(admission.available_bytes(), 32 << 10);
+    }
+
+    #[actix_rt::test]
+    async fn a_charge_grows_within_the_body_limit_only() {
+        let admission = Admission::new(64 << 10);
+        let mut charge = admission.admit(10 << 10).await;
+        assert_eq!(charge.bytes(), 10 << 10);
+        charge.grow(5 << 10).await.unwrap();
+        assert_eq!(charge.bytes(), 10 << 10, "never shrinks");
+        charge.grow((20 << 10) + 1).await.unwrap();
+        assert_eq!(charge.bytes(), 21 << 10, "whole KiB");
+        assert_eq!(
+            charge.grow((64 << 10) + 1).await,
+            Err(TooLarge {
+                needed: (64 << 10) + 1,
+                limit: 64 << 10
+            })
+        );
+        assert!(charge.try_grow(64 << 10).unwrap());
+        assert_eq!(admission.available_bytes(), 0);
+        drop(charge);
+        assert_eq!(admission.available_bytes(), 64 << 10);
+    }
+
+    #[actix_rt::test]
+    async fn growing_waits_for_room_another_body_gives_back() {
+        let admission = Admission::new(64 << 10);
+        let other = admission.admit(40 << 10).await;
+        let mut charge = admission.admit(16 << 10).await;
+        assert!(
+            !charge.try_grow(32 << 10).unwrap(),
+            "no room without waiting"
+        );
+        // The overdraft is taken: growing waits for the share.
+        let _overdraft = Arc::clone(&admission.overdraft).lock_owned().await;
+        let grow = charge.grow(32 << 10);
+        tokio::pin!(grow);
+        let early = tokio::time::timeout(std::time::Duration::from_millis(50), &mut grow).await;
+        assert!(early.is_err(), "grew beyond the share");
+        drop(other);
+        grow.await.unwrap();
+        assert_eq!(admission.in_use_bytes(), 32 << 10);
+    }
+
+    #[actix_rt::test]
+    async fn when_the_share_is_taken_one_body_at_a_time_grows_beyond_it() {
+        // Both hold half and both need more: waiting for each other would never end.
+        let admission = Admission::new(64 << 10);
+        let mut a = admission.admit(32 << 10).await;
+        let mut b = admission.admit(32 << 10).await;
+        tokio::time::timeout(std::time::Duration::from_secs(5), a.grow(60 << 10))
+            .await
+            .expect("waited with the overdraft free")
+            .unwrap();
+        assert_eq!(admission.in_use_bytes(), 92 << 10);
+        {
+            let grow = b.grow(60 << 10);
+            tokio::pin!(grow);
+            let early = tokio::time::timeout(std::time::Duration::from_millis(50), &mut grow).await;
+            assert!(early.is_err(), "a second body overdrew");
+            drop(a);
+            grow.await.unwrap();
+        }
+        assert!(admission.in_use_bytes() <= 2 * admission.capacity_bytes());
+        drop(b);
+        assert_eq!(admission.in_use_bytes(), 0);
+        assert!(Arc::clone(&admission.overdraft).try_lock_owned().is_ok());
     }
 
     #[actix_rt::test]

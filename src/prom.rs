@@ -13,7 +13,7 @@
 //! protocol so that they take the very path of `/write`: same parsing, verdicts and
 //! write-ahead queue.
 
-use std::io::Write as _;
+use std::fmt::Write as _;
 
 use prost::Message as _;
 
@@ -166,6 +166,13 @@ pub enum Error {
 /// Decompresses a snappy block, refusing an output over `limit` bytes before allocating it
 /// (the length is in the block's header, so a small body cannot claim gigabytes).
 pub fn unsnappy(body: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
+    decompressed_len(body, limit)?;
+    Ok(snap::raw::Decoder::new().decompress_vec(body)?)
+}
+
+/// The length a snappy block declares it decompresses to (its header), refused over `limit`:
+/// what [`unsnappy`] will allocate, known before it does.
+pub fn decompressed_len(body: &[u8], limit: usize) -> Result<usize, Error> {
     let len = snap::raw::decompress_len(body)?;
     if len > limit {
         return Err(Error::TooLarge {
@@ -173,7 +180,146 @@ pub fn unsnappy(body: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
             limit,
         });
     }
-    Ok(snap::raw::Decoder::new().decompress_vec(body)?)
+    Ok(len)
+}
+
+/// Heap bytes `WriteRequest::decode(pb)` allocates at most, counted from the wire without
+/// allocating: every label and sample becomes a struct in a `Vec` (a 2-byte empty label takes
+/// a 48-byte `Label`), so the decoded tree can be many times the protobuf's size and must be
+/// charged to the memory budget before it exists. For malformed input, what a decode
+/// allocates before it fails.
+pub fn write_heap_bytes(pb: &[u8]) -> usize {
+    heap_bytes(pb, &WRITE_SHAPE)
+}
+
+/// [`write_heap_bytes`] for a `ReadRequest`.
+pub fn read_heap_bytes(pb: &[u8]) -> usize {
+    heap_bytes(pb, &READ_SHAPE)
+}
+
+/// A message's fields as far as the heap is concerned (fields not named are scalars held in
+/// the struct itself, or unknown and skipped).
+struct Shape(&'static [(u32, FieldShape)]);
+
+enum FieldShape {
+    /// `repeated` messages: a `Vec` of structs of this size, each of this shape.
+    Messages(usize, &'static Shape),
+    /// A string or bytes field: one allocation of its length.
+    Bytes,
+    /// A `repeated` scalar of this size (packed or not): a `Vec`.
+    Scalars(usize),
+}
+
+const LABEL_SHAPE: Shape = Shape(&[(1, FieldShape::Bytes), (2, FieldShape::Bytes)]);
+const SAMPLE_SHAPE: Shape = Shape(&[]);
+const SERIES_SHAPE: Shape = Shape(&[
+    (1, FieldShape::Messages(size_of::<Label>(), &LABEL_SHAPE)),
+    (2, FieldShape::Messages(size_of::<Sample>(), &SAMPLE_SHAPE)),
+]);
+const WRITE_SHAPE: Shape = Shape(&[(
+    1,
+    FieldShape::Messages(size_of::<TimeSeries>(), &SERIES_SHAPE),
+)]);
+const MATCHER_SHAPE: Shape = Shape(&[(2, FieldShape::Bytes), (3, FieldShape::Bytes)]);
+const QUERY_SHAPE: Shape = Shape(&[
+    (
+        3,
+        FieldShape::Messages(size_of::<LabelMatcher>(), &MATCHER_SHAPE),
+    ),
+    (4, FieldShape::Bytes),
+]);
+const READ_SHAPE: Shape = Shape(&[
+    (1, FieldShape::Messages(size_of::<Query>(), &QUERY_SHAPE)),
+    (2, FieldShape::Scalars(size_of::<i32>())),
+]);
+
+/// Heap bytes of decoding `pb` as a message of `shape` (see [`write_heap_bytes`]). Shapes do
+/// not nest deeper than three levels, so the recursion is bounded.
+fn heap_bytes(mut pb: &[u8], shape: &Shape) -> usize {
+    // Elements of each repeated field, in `shape`'s order (no shape has more than 2 fields).
+    let mut counts = vec![0usize; shape.0.len()];
+    let mut bytes = 0usize;
+    while let Some(key) = varint(&mut pb) {
+        let (field, wire) = (key >> 3, key & 7);
+        let known = shape.0.iter().position(|(f, _)| u64::from(*f) == field);
+        let kind = known.and_then(|i| shape.0.get(i)).map(|(_, k)| k);
+        let value = match wire {
+            0 => varint(&mut pb).map(|_| &[][..]),
+            1 => take(&mut pb, 8),
+            2 => varint(&mut pb)
+                .and_then(|len| usize::try_from(len).ok())
+                .and_then(|len| take(&mut pb, len)),
+            5 => take(&mut pb, 4),
+            // Groups: no message here has one, and a decode refuses them as unknown.
+            _ => None,
+        };
+        let Some(value) = value else {
+            break;
+        };
+        let Some(i) = known else {
+            continue;
+        };
+        match (kind, wire) {
+            (Some(FieldShape::Messages(_, inner)), 2) => {
+                counts[i] += 1;
+                bytes = bytes.saturating_add(heap_bytes(value, inner));
+            }
+            (Some(FieldShape::Bytes), 2) => bytes = bytes.saturating_add(allocation(value.len())),
+            (Some(FieldShape::Scalars(_)), 2) => {
+                let mut packed = value;
+                while varint(&mut packed).is_some() {
+                    counts[i] += 1;
+                }
+            }
+            (Some(FieldShape::Scalars(_)), _) => counts[i] += 1,
+            _ => {}
+        }
+    }
+    let vecs = shape.0.iter().zip(counts).map(|((_, kind), n)| match kind {
+        FieldShape::Messages(size, _) | FieldShape::Scalars(size) => vec_bytes(n, *size),
+        FieldShape::Bytes => 0,
+    });
+    vecs.fold(bytes, usize::saturating_add)
+}
+
+/// A `Vec` of `n` elements of `size` bytes grown by pushes: capacity 4, then doubled.
+fn vec_bytes(n: usize, size: usize) -> usize {
+    match n {
+        0 => 0,
+        n => allocation(n.max(4).next_power_of_two().saturating_mul(size)),
+    }
+}
+
+/// What the allocator takes for `n` bytes: jemalloc's size classes are at most 25% apart,
+/// and the smallest is 8 bytes.
+fn allocation(n: usize) -> usize {
+    match n {
+        0 => 0,
+        n => n.saturating_add(n / 4).saturating_add(16),
+    }
+}
+
+/// Reads a protobuf varint (None at the end or when truncated).
+fn varint(pb: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &b) in pb.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            *pb = &pb[i + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Takes `n` bytes (None when fewer are left).
+fn take<'a>(pb: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if n > pb.len() {
+        return None;
+    }
+    let (value, rest) = pb.split_at(n);
+    *pb = rest;
+    Some(value)
 }
 
 /// Snappy-compresses a block (what Prometheus sends; for tests and tools).
@@ -223,8 +369,9 @@ pub struct Converted {
 }
 
 /// Appends one line per sample of `req` to `out` (ns timestamps), refusing output over
-/// `limit` bytes: a series' labels are repeated on every line, so a small protobuf with
-/// long labels and many samples could otherwise grow without bound.
+/// `limit` bytes (checked before `out` grows, and it never grows past `limit`): a series'
+/// labels are repeated on every line, so a small protobuf with long labels and many samples
+/// could otherwise grow without bound.
 pub fn to_line_protocol(
     req: &WriteRequest,
     out: &mut Vec<u8>,
@@ -232,6 +379,7 @@ pub fn to_line_protocol(
 ) -> Result<Converted, Error> {
     let mut done = Converted::default();
     let mut series_key = String::new();
+    let mut rest = String::new();
     for series in &req.timeseries {
         series_key.clear();
         if !write_series_key(series, &mut series_key) {
@@ -247,15 +395,23 @@ pub fn to_line_protocol(
                 done.unrepresentable += 1;
                 continue;
             };
-            out.extend_from_slice(series_key.as_bytes());
-            // Writing to a Vec cannot fail.
-            let _ = writeln!(out, " {FIELD}={} {ns}", sample.value);
-            if out.len() > limit {
+            rest.clear();
+            // Writing to a String cannot fail.
+            let _ = writeln!(rest, " {FIELD}={} {ns}", sample.value);
+            let len = out.len() + series_key.len() + rest.len();
+            if len > limit {
                 return Err(Error::TooLarge {
                     what: "line protocol built from the remote write",
                     limit,
                 });
             }
+            // Grown by doubling, but never past `limit`.
+            if len > out.capacity() {
+                let capacity = len.max(out.capacity() * 2).min(limit);
+                out.reserve_exact(capacity - out.len());
+            }
+            out.extend_from_slice(series_key.as_bytes());
+            out.extend_from_slice(rest.as_bytes());
             done.points += 1;
         }
     }
@@ -504,6 +660,112 @@ mod tests {
             to_line_protocol(&req, &mut out, 10_000),
             Err(Error::TooLarge { .. })
         ));
+    }
+
+    /// What a decoded request holds on the heap (capacities; the allocator's rounding aside).
+    fn write_heap(req: &WriteRequest) -> usize {
+        let strings = |l: &Label| l.name.capacity() + l.value.capacity();
+        req.timeseries.capacity() * size_of::<TimeSeries>()
+            + req
+                .timeseries
+                .iter()
+                .map(|ts| {
+                    ts.labels.capacity() * size_of::<Label>()
+                        + ts.labels.iter().map(strings).sum::<usize>()
+                        + ts.samples.capacity() * size_of::<Sample>()
+                })
+                .sum::<usize>()
+    }
+
+    #[test]
+    fn the_heap_of_a_decoded_write_is_known_before_decoding() {
+        let empty_labels = WriteRequest {
+            timeseries: vec![series(&[("", ""); 10_000], &[])],
+        };
+        let many_samples = WriteRequest {
+            timeseries: vec![series(&[("__name__", "m")], &[(1.0, 1); 10_000])],
+        };
+        let many_series = WriteRequest {
+            timeseries: vec![series(&[], &[]); 10_000],
+        };
+        let typical = WriteRequest {
+            timeseries: (0..500)
+                .map(|i| {
+                    let host = format!("host-{i:04}.example.com");
+                    let labels = [
+                        ("__name__", "node_cpu_seconds_total"),
+                        ("instance", host.as_str()),
+                        ("job", "node"),
+                        ("mode", "idle"),
+                    ];
+                    series(&labels, &[(i as f64, 1_700_000_000_000)])
+                })
+                .collect(),
+        };
+        for (what, req) in [
+            ("empty labels", empty_labels),
+            ("many samples", many_samples),
+            ("many series", many_series),
+            ("typical", typical),
+        ] {
+            let pb = req.encode_to_vec();
+            let decoded = WriteRequest::decode(pb.as_slice()).unwrap();
+            let (estimate, actual) = (write_heap_bytes(&pb), write_heap(&decoded));
+            assert!(estimate >= actual, "{what}: {estimate} < {actual}");
+            assert!(
+                estimate <= 3 * actual + 1024,
+                "{what}: {estimate} vs {actual}"
+            );
+        }
+        // 10,000 empty labels: 20 KB on the wire, ~480 KB decoded.
+        let pb = WriteRequest {
+            timeseries: vec![series(&[("", ""); 10_000], &[])],
+        }
+        .encode_to_vec();
+        assert!(pb.len() < 25_000 && write_heap_bytes(&pb) > 480_000);
+    }
+
+    #[test]
+    fn the_heap_of_malformed_or_unknown_input_is_what_a_decode_takes_before_failing() {
+        assert_eq!(write_heap_bytes(b""), 0);
+        assert_eq!(write_heap_bytes(b"\xff\xff\xff"), 0);
+        // A series declaring more bytes than are left is not counted.
+        assert_eq!(write_heap_bytes(&[0x0a, 0x7f, 0x0a, 0x00]), 0);
+        // Unknown fields of every wire type are skipped.
+        let mut pb = vec![0x48, 0x01, 0x51, 0, 0, 0, 0, 0, 0, 0, 0, 0x5d, 0, 0, 0, 0];
+        pb.extend_from_slice(&[0x62, 0x02, 0xff, 0xff]);
+        assert_eq!(write_heap_bytes(&pb), 0);
+        let read = ReadRequest {
+            queries: vec![Query {
+                matchers: vec![LabelMatcher::default(); 1000],
+                ..Query::default()
+            }],
+            accepted_response_types: vec![0; 100],
+        };
+        let pb = read.encode_to_vec();
+        let actual =
+            size_of::<Query>() * 4 + 1024 * size_of::<LabelMatcher>() + 128 * size_of::<i32>();
+        assert!(
+            read_heap_bytes(&pb) >= actual,
+            "{} < {actual}",
+            read_heap_bytes(&pb)
+        );
+    }
+
+    #[test]
+    fn conversion_output_never_grows_past_the_limit() {
+        let req = WriteRequest {
+            timeseries: vec![series(&[("__name__", "m")], &[(1.0, 1); 1000])],
+        };
+        let mut out = Vec::new();
+        let line = "m,__name__=m value=1 1000000\n".len();
+        let limit = 100 * line + line / 2;
+        assert!(matches!(
+            to_line_protocol(&req, &mut out, limit),
+            Err(Error::TooLarge { .. })
+        ));
+        assert_eq!(out.len(), 100 * line);
+        assert!(out.capacity() <= limit, "{} > {limit}", out.capacity());
     }
 
     #[test]

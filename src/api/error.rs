@@ -70,6 +70,12 @@ impl From<wal::Error> for ApiError {
     }
 }
 
+impl From<crate::memory::TooLarge> for ApiError {
+    fn from(e: crate::memory::TooLarge) -> ApiError {
+        ApiError::TooLarge(format!("request body too large: it {e}"))
+    }
+}
+
 impl From<crate::cluster::WriteError> for ApiError {
     fn from(e: crate::cluster::WriteError) -> ApiError {
         use crate::schema::Refusal;

@@ -8,8 +8,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
+use super::body;
 use super::query::{copy_headers, relay_with};
-use super::write::{authorized_post, gunzip, is_gzipped, read_body};
+use super::write::{authorized_post, content_length, is_gzipped};
 use super::{check_db_allowed, forwarded_path, ApiError, AppState};
 use crate::flux;
 use crate::query;
@@ -23,13 +24,27 @@ pub async fn query(
     authorized_post(&req, &state)?;
     let config = state.config();
     let flux_text = is_flux_text(&req)?;
-    let body = Bytes::from(read_body(payload, config.max_body_bytes, 0).await?);
-    let target = if is_gzipped(&req) {
-        flux::target(&gunzip(&body, config.max_decompressed_bytes)?, flux_text)
-    } else {
-        flux::target(&body, flux_text)
-    }
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let shape = body::Shape {
+        encoding: if is_gzipped(&req) {
+            body::Encoding::Gzip
+        } else {
+            body::Encoding::Plain
+        },
+        copies: 1,
+        max_body: config.max_body_bytes,
+        max_decompressed: config.max_decompressed_bytes,
+    };
+    // Held, with the body, until the backend has answered.
+    let declared = content_length(&req);
+    let mut charge = body::admit(state.admission(), declared, &shape).await?;
+    let raw = body::read(payload, declared, &shape, &mut charge).await?;
+    let decoder = body::Decoder::new(raw, shape, "");
+    let (body, target, _charge) = body::decode_then(decoder, charge, true, move |decoded, c| {
+        let target = flux::target(decoded.plain(), flux_text);
+        Ok((Bytes::from(decoded.raw), target, c))
+    })
+    .await?;
+    let target = target.map_err(|e| ApiError::BadRequest(e.to_string()))?;
     check_db_allowed(&config, target.db())?;
     let path = forwarded_path("/api/v2/query", req.query_string())?;
     let headers = copy_headers(

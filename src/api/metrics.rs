@@ -66,10 +66,7 @@ fn encode_memory(enc: &mut Encoder, state: &AppState) {
     );
     enc.sample("influx_proxy_memory_budget_bytes", &[], budget.total());
     let admission = state.admission();
-    let mut parts = vec![(
-        "request_bodies",
-        admission.capacity_bytes() - admission.available_bytes(),
-    )];
+    let mut parts = vec![("request_bodies", admission.in_use_bytes())];
     if let Some(wal) = state.cluster().wal_memory() {
         parts.push(("wal_memtables", wal.memtables));
         parts.push(("wal_block_cache", wal.block_cache));

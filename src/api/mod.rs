@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod dead_letters;
 pub mod error;
 mod flux;
@@ -19,7 +20,10 @@ mod write;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::http::header;
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, ConnectionType, Version};
+use actix_web::middleware::Next;
 use actix_web::{middleware, web, HttpRequest, HttpResponse};
 use arc_swap::ArcSwap;
 
@@ -132,6 +136,26 @@ pub fn default_headers() -> middleware::DefaultHeaders {
     middleware::DefaultHeaders::new()
         .add(("X-Influxdb-Version", VERSION))
         .add(("X-Influxdb-Build", "InfluxDB Proxy"))
+}
+
+/// HTTP/1.0 framing for every answer (`middleware::from_fn`). actix-web sends a streamed
+/// body (a relayed backend answer, a dead-letter export) with `Transfer-Encoding: chunked`
+/// whatever the request's version, and an HTTP/1.0 client, which knows no chunked coding
+/// (RFC 9112 6.1), reads the chunk sizes as part of the body. To such a client the body is
+/// sent as it comes and the connection closed after it, as influxd does; an answer whose
+/// length is known keeps its `Content-Length`.
+pub async fn http10_framing(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let http10 = req.version() == Version::HTTP_10;
+    let mut res = next.call(req).await?;
+    if http10 && matches!(res.response().body().size(), BodySize::Stream) {
+        let head = res.response_mut().head_mut();
+        head.no_chunking(true);
+        head.set_connection_type(ConnectionType::Close);
+    }
+    Ok(res)
 }
 
 async fn not_found() -> HttpResponse {

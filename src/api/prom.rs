@@ -15,10 +15,9 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
+use super::body;
 use super::query::{copy_headers, relay_with};
-use super::write::{
-    authorized_post, content_length, ingest, prom_error, read_body, BodyKind, Destination,
-};
+use super::write::{authorized_post, content_length, ingest, BodyKind, Destination};
 use super::{check_db_allowed, forwarded_path, ApiError, AppState};
 use crate::line_protocol::Precision;
 use crate::query;
@@ -47,10 +46,18 @@ pub async fn read(
     let db = params.required_db()?;
     let config = state.config();
     check_db_allowed(&config, db)?;
-    let body = read_body(payload, config.max_body_bytes, content_length(&req)).await?;
-    let request =
-        crate::prom::decode_read(&body, config.max_decompressed_bytes).map_err(prom_error)?;
-    let metric = crate::prom::read_metric(&request).map_err(prom_error)?;
+    let shape = body::Shape {
+        encoding: body::Encoding::Plain,
+        copies: 1,
+        max_body: config.max_body_bytes,
+        max_decompressed: config.max_decompressed_bytes,
+    };
+    // Held, with the body, until the backend has answered.
+    let declared = content_length(&req);
+    let mut charge = body::admit(state.admission(), declared, &shape).await?;
+    let raw = body::read(payload, declared, &shape, &mut charge).await?;
+    let request = body::prom_read(&raw, &shape, &mut charge).await?;
+    let metric = crate::prom::read_metric(&request).map_err(body::prom_error)?;
     let path = forwarded_path(READ_PATH, req.query_string())?;
     let headers = copy_headers(
         &req,
@@ -61,7 +68,7 @@ pub async fn read(
         ],
     );
     // The original compressed body, shared by every attempt.
-    let body = Bytes::from(body);
+    let body = Bytes::from(raw);
     let cluster = state.cluster();
     let relay = query::relay_to_owner(&cluster, db, metric, |client| {
         let (path, body, headers) = (&path, body.clone(), &headers);

@@ -4,19 +4,20 @@ use std::io::Write as _;
 
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use super::{auth, ApiError, AppState, Params};
+use super::write::content_length;
+use super::{auth, body, ApiError, AppState, Params};
 use crate::query::{self, merge, Answer};
 
-/// Largest form body accepted for `POST /query`.
+/// Largest form body accepted for `POST /query` (when `memory_budget_mb` allows one request
+/// that much: `api::body`).
 const MAX_FORM_BYTES: usize = 16 << 20;
 
 /// The query handler.
 pub async fn query(
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if req.method() != Method::GET && req.method() != Method::POST {
@@ -24,18 +25,21 @@ pub async fn query(
     }
     let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    // A form body is charged to the memory budget until the answer is built: its bytes,
+    // the decoded pairs and the query taken from them.
+    let mut _charge = None;
     if req.method() == Method::POST && is_form(&req) {
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
-            if body.len() + chunk.len() > MAX_FORM_BYTES {
-                return Err(ApiError::TooLarge(format!(
-                    "query form too large: limit is {MAX_FORM_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        let shape = body::Shape {
+            encoding: body::Encoding::Plain,
+            copies: 3,
+            max_body: MAX_FORM_BYTES,
+            max_decompressed: MAX_FORM_BYTES,
+        };
+        let declared = content_length(&req);
+        let mut charge = body::admit(state.admission(), declared, &shape).await?;
+        let raw = body::read(payload, declared, &shape, &mut charge).await?;
+        _charge = Some(charge);
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&raw)
             .map_err(|e| ApiError::BadRequest(format!("invalid form body: {e}")))?;
         // As in Go's FormValue, body values take precedence over the URL.
         let mut merged = form;

@@ -5,16 +5,13 @@
 //! target backend. Bad lines are named in a 400 `partial write` answer
 //! while the good lines beside them are kept, as InfluxDB itself does.
 
-use std::io::Read as _;
-
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt as _;
 
-use super::{auth, check_db_allowed, ApiError, AppState, Params};
-use crate::buffers;
+use super::{auth, body, check_db_allowed, ApiError, AppState, Params};
 use crate::cluster::{Wakeups, WriteOutcome, WriteRequest};
 use crate::line_protocol::Precision;
+use crate::memory::Charge;
 
 /// Where a write goes: what the endpoints name in their own ways.
 pub(super) struct Destination {
@@ -142,71 +139,50 @@ pub(super) async fn ingest(
     // A database or policy influxd cannot create is refused as influxd refuses it: nothing
     // queued, no statement naming it ever built.
     crate::influxql::check_write_target(&db, &rp)?;
-    // Prometheus' snappy is its own; its Content-Encoding header says so and is not gzip.
-    let gzipped = kind == BodyKind::LineProtocol && is_gzipped(&req);
-    // gzip'd line protocol inflates about tenfold; so does a remote write (snappy about
-    // threefold, then every sample repeats its series' labels as text).
-    let inflation = if gzipped || kind == BodyKind::PromWrite {
-        10
-    } else {
-        1
+    let encoding = match kind {
+        // Prometheus' snappy is its own; its Content-Encoding header says so and is not gzip.
+        BodyKind::PromWrite => body::Encoding::PromWrite,
+        BodyKind::LineProtocol if is_gzipped(&req) => body::Encoding::Gzip,
+        BodyKind::LineProtocol => body::Encoding::Plain,
     };
-    // Bodies being read and parsed stay within the memory budget's share: sent plus inflated,
-    // estimated from the declared length (a chunked body counts once read).
-    let declared = content_length(&req).min(config.max_body_bytes);
-    let early = match declared {
-        0 => None,
-        n => Some(state.admission().admit(budgeted_bytes(n, inflation)).await),
+    let shape = body::Shape {
+        encoding,
+        copies: body::WRITE_COPIES,
+        max_body: config.max_body_bytes,
+        max_decompressed: config.max_decompressed_bytes,
     };
-    let raw = read_body(payload, config.max_body_bytes, declared).await?;
-    let admitted = match early {
-        Some(a) => a,
-        None => {
-            state
-                .admission()
-                .admit(budgeted_bytes(raw.len(), inflation))
-                .await
-        }
+    // Bodies being read and parsed stay within the memory budget's share: charged first
+    // from the declared length, then as they grow (`body`).
+    let declared = content_length(&req);
+    let mut charge = body::admit(state.admission(), declared, &shape).await?;
+    let raw = body::read(payload, declared, &shape, &mut charge).await?;
+    let expected_bytes = match encoding {
+        body::Encoding::Plain => raw.len(),
+        _ => raw.len().saturating_mul(body::INFLATION as usize),
     };
-    let expected_bytes = raw.len().saturating_mul(inflation);
     let inline = expected_bytes <= INLINE_BODY_BYTES && !config.wal_sync;
     let cluster = state.cluster();
     let schema = cluster
         .schema
         .prepare(|| cluster.backends().cloned().collect(), &db, &rp)
         .await;
-    let max_decompressed = config.max_decompressed_bytes;
     // Copied only when each write is logged (`write_tracing`).
     let traced = config.write_tracing.then(|| (db.clone(), rp.clone()));
-    let work = move || -> Result<_, ApiError> {
-        // A plain body is parsed where it was read: no copy.
-        let inflated = match kind {
-            BodyKind::PromWrite => Some(prom_lines(&raw, &db, max_decompressed)?),
-            BodyKind::LineProtocol if gzipped => Some(gunzip(&raw, max_decompressed)?),
-            BodyKind::LineProtocol => None,
-        };
+    let decoder = body::Decoder::new(raw, shape, &db);
+    let write = move |decoded: body::Decoded, charge: Charge| -> Result<_, ApiError> {
         let request = WriteRequest {
             db: &db,
             rp: &rp,
             precision,
-            body: inflated.as_deref().unwrap_or(&raw),
+            body: decoded.plain(),
             schema: &schema,
         };
         let outcome = cluster.write(&request).map_err(ApiError::from);
-        buffers::give(raw);
-        if let Some(inflated) = inflated {
-            buffers::give(inflated);
-        }
-        drop(admitted);
+        decoded.recycle();
+        drop(charge);
         outcome
     };
-    let mut outcome = if inline {
-        work()?
-    } else {
-        web::block(work)
-            .await
-            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))??
-    };
+    let mut outcome = body::decode_then(decoder, charge, inline, write).await?;
     wake_after_answer(std::mem::take(&mut outcome.wakeups));
     let verdict = verdict(&outcome);
     if let Some((db, rp)) = traced {
@@ -223,15 +199,6 @@ pub(super) async fn ingest(
         None => Ok(HttpResponse::NoContent().finish()),
         Some(message) => Err(ApiError::LineProtocol(message)),
     }
-}
-
-/// What a body of `sent` bytes is charged against the in-flight share: the body as sent, the
-/// inflated body when it was compressed (`inflation` times larger), the normalised lines and
-/// the queue's write batch (each about the size of the plain lines).
-fn budgeted_bytes(sent: usize, inflation: usize) -> u64 {
-    let plain = sent.saturating_mul(inflation);
-    let copies = if inflation > 1 { 3 } else { 2 };
-    sent.saturating_add(plain.saturating_mul(copies)) as u64
 }
 
 /// influxd's answer to a write, from what happened to its lines (`httpd` `serveWrite`): the
@@ -299,128 +266,4 @@ pub(super) fn content_length(req: &HttpRequest) -> usize {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0)
-}
-
-/// Longest time a client may take to send a write body: a client that
-/// trickles bytes cannot hold a worker and its memory forever.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Reads the body, refusing more than `limit` bytes or a client slower than
-/// [`BODY_READ_TIMEOUT`]. `size_hint` (the `Content-Length`, 0 if unknown)
-/// sizes the buffer once instead of growing it by doubling.
-pub(super) async fn read_body(
-    payload: web::Payload,
-    limit: usize,
-    size_hint: usize,
-) -> Result<Vec<u8>, ApiError> {
-    let read = read_body_unbounded_time(payload, limit, size_hint.min(limit));
-    tokio::time::timeout(BODY_READ_TIMEOUT, read)
-        .await
-        .map_err(|_| ApiError::Timeout("timeout reading the request body".into()))?
-}
-
-async fn read_body_unbounded_time(
-    mut payload: web::Payload,
-    limit: usize,
-    capacity: usize,
-) -> Result<Vec<u8>, ApiError> {
-    let mut body = buffers::take(capacity);
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge(format!(
-                "request body too large: limit is {limit} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// Line protocol (ns timestamps) of a Prometheus remote write, at most `limit` bytes.
-fn prom_lines(raw: &[u8], db: &str, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let request = crate::prom::decode_write(raw, limit).map_err(prom_error)?;
-    let mut out = buffers::take(raw.len().saturating_mul(10).min(limit));
-    let converted = crate::prom::to_line_protocol(&request, &mut out, limit).map_err(prom_error)?;
-    if converted.non_finite > 0 {
-        // NaN is how Prometheus marks a series stale: expected, not the client's fault.
-        tracing::debug!(
-            db,
-            points = converted.points,
-            skipped = converted.non_finite,
-            "Remote-write NaN/Inf samples left out."
-        );
-    }
-    if converted.unrepresentable > 0 {
-        // Data lost on purpose (line protocol cannot carry it): worth an operator's look.
-        tracing::warn!(
-            db,
-            points = converted.points,
-            skipped = converted.unrepresentable,
-            "Remote-write samples left out: a label line protocol cannot carry, or a timestamp beyond the nanosecond range."
-        );
-    }
-    Ok(out)
-}
-
-/// A remote-storage body refused: too large (413) or not what it should be (400).
-pub(super) fn prom_error(e: crate::prom::Error) -> ApiError {
-    match e {
-        crate::prom::Error::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-        other => ApiError::BadRequest(other.to_string()),
-    }
-}
-
-/// Decompresses a gzip body, refusing more than `limit` output bytes so a
-/// small "gzip bomb" cannot exhaust memory.
-pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = buffers::take(raw.len().saturating_mul(4).min(limit));
-    let decoder = flate2::read::MultiGzDecoder::new(raw);
-    let read = decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::BadRequest(format!("unable to decode gzip body: {e}")))?;
-    if read > limit {
-        return Err(ApiError::TooLarge(format!(
-            "decompressed body too large: limit is {limit} bytes"
-        )));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write as _;
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn gunzip_returns_the_body() {
-        assert_eq!(gunzip(&gz(b"m f=1\n"), 100).unwrap(), b"m f=1\n");
-    }
-
-    #[test]
-    fn gunzip_refuses_output_over_the_limit() {
-        let bomb = gz(&vec![b'a'; 10_000]);
-        assert!(matches!(gunzip(&bomb, 9_999), Err(ApiError::TooLarge(_))));
-        assert!(gunzip(&bomb, 10_000).is_ok());
-    }
-
-    #[test]
-    fn gunzip_reports_corrupt_and_truncated_input() {
-        assert!(matches!(
-            gunzip(b"not gzip", 100),
-            Err(ApiError::BadRequest(_))
-        ));
-        let z = gz(b"m f=1\nm f=2\n");
-        assert!(matches!(
-            gunzip(&z[..z.len() - 6], 100),
-            Err(ApiError::BadRequest(_))
-        ));
-    }
 }

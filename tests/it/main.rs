@@ -5,11 +5,14 @@
 
 mod support;
 
+mod bombs;
 mod cli;
 mod ddl;
 mod flux;
 mod hostile_names;
 mod hung;
+mod http10;
+mod logs;
 mod metrics;
 mod migrate;
 mod prom;

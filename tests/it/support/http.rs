@@ -236,3 +236,99 @@ pub fn form(params: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// An answer read off the socket exactly as the server framed it.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    /// The status line's version, `HTTP/1.0` or `HTTP/1.1`.
+    pub version: String,
+    pub status: u16,
+    /// Header names in lowercase, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// Everything after the blank line until the server closed the connection, undecoded
+    /// (chunk sizes included, were the answer chunked).
+    pub body: Vec<u8>,
+    /// Whether the server closed the connection (false: the read timed out on an open one).
+    pub closed: bool,
+}
+
+impl RawAnswer {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `request` (request line, headers, blank line and body, as the caller framed them) on a
+/// fresh TCP connection to `addr` (`host:port`) and reads until the server closes it, at most
+/// [`TIMEOUT`]: for framing the `ureq` agent would fix or hide (HTTP/1.0, chunked uploads). A
+/// failed write (the server answered early and closed) is not an error; the answer is read.
+pub fn raw_exchange(addr: &str, request: &[u8]) -> RawAnswer {
+    let mut stream = std::net::TcpStream::connect(addr)
+        .unwrap_or_else(|error| panic!("connect {addr}: {error}"));
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let _ = stream.write_all(request);
+    let mut bytes = Vec::new();
+    let closed = match stream.read_to_end(&mut bytes) {
+        Ok(_) => true,
+        Err(error) => {
+            assert!(
+                !bytes.is_empty(),
+                "{addr}: no answer to {:?}: {error}",
+                String::from_utf8_lossy(&request[..request.len().min(200)])
+            );
+            // A reset after the answer is how a server refuses the rest of a body.
+            error.kind() == std::io::ErrorKind::ConnectionReset
+        }
+    };
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "{addr}: no header end in {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default().to_string();
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{addr}: bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    RawAnswer {
+        version,
+        status,
+        headers,
+        body: bytes[split + 4..].to_vec(),
+        closed,
+    }
+}
+
+/// `body` in chunked transfer coding, `chunk` bytes a chunk, with the last-chunk.
+pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / chunk.max(1) * 10 + 5);
+    for piece in body.chunks(chunk.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
