@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod faults_disk;
 mod flux;
 mod metrics;
 mod migrate;
