@@ -627,7 +627,10 @@ impl BackendActor {
                 self.pump(ctx);
             }
             Err(werr) => {
-                self.storage_failed("Moving refused data to dead letters failed; retrying.", &werr);
+                self.storage_failed(
+                    "Moving refused data to dead letters failed; retrying.",
+                    &werr,
+                );
                 self.retry_later(ctx);
             }
         }
@@ -714,7 +717,10 @@ impl BackendActor {
             })
             .collect();
         if let Err(e) = self.reader.settle(entries, db, rp, &dead) {
-            self.storage_failed("Settling a refused batch failed; it will be sent again.", &e);
+            self.storage_failed(
+                "Settling a refused batch failed; it will be sent again.",
+                &e,
+            );
             self.retry_later(ctx);
             return;
         }

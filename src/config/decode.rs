@@ -826,7 +826,10 @@ mod tests {
     #[test]
     fn the_free_space_reserve_may_be_zero_but_not_negative() {
         assert_eq!(load(&minimal(r#""wal_min_free_mb": 0"#)).wal_min_free_mb, 0);
-        assert_eq!(load(&minimal(r#""wal_min_free_mb": 64"#)).wal_min_free_mb, 64);
+        assert_eq!(
+            load(&minimal(r#""wal_min_free_mb": 64"#)).wal_min_free_mb,
+            64
+        );
         assert_eq!(
             problems(&minimal(r#""wal_min_free_mb": -1"#)),
             ["wal_min_free_mb: must not be negative, got -1"]

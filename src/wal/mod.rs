@@ -135,13 +135,13 @@ use rocksdb::{
 use crate::memory::Budget;
 
 pub use reader::{Reader, Refused, Work};
-pub use recover::spawn_maintainer;
-use recover::Deferred;
-use storage::{DiskSpace, Health, Step};
-pub use storage::StorageState;
 use record::Record;
 pub use record::{DeadLetter, DecodeError};
 use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX, SHARED_PREFIX};
+pub use recover::spawn_maintainer;
+use recover::Deferred;
+pub use storage::StorageState;
+use storage::{DiskSpace, Health, Step};
 pub use writer::{Share, WriteLines};
 
 /// Errors of the write-ahead queue.
@@ -798,7 +798,11 @@ impl Wal {
             .map(|q| q.stats.deferred.lock().records)
             .sum();
         StorageState {
-            failed: self.health.is_failed().then(|| self.health.cause()).flatten(),
+            failed: self
+                .health
+                .is_failed()
+                .then(|| self.health.cause())
+                .flatten(),
             failures: self.health.failures(),
             free_bytes: self.space.free(),
             reserve_bytes: self.space.reserve(),
@@ -1229,9 +1233,13 @@ impl Wal {
     /// `limit` appends per call. A backend that is down would otherwise
     /// keep every line of every write alive, not only its own share.
     /// Returns how many appends were unshared.
+    ///
+    /// Stops while less than the free-space reserve is free: a rewritten
+    /// record takes room again until RocksDB compacts the old one away,
+    /// room that deliveries need more.
     pub fn unshare_older_than(&self, age: Duration, limit: usize) -> Result<usize> {
         let mut done = 0;
-        while done < limit {
+        while done < limit && self.space.free() >= self.space.reserve() {
             // Locked per append, so acknowledgements never wait long.
             let mut shared = self.shared_index();
             let Some(&seq) = shared.partly_removed.front() else {
@@ -1260,6 +1268,7 @@ impl Wal {
                     if let Ok(value) = record::decode_record(&stored)
                         .and_then(|r| record::resolve_shared(&r, lines))
                     {
+                        self.space.consumed(value.len() as u64);
                         batch.put(key, value);
                     }
                 }

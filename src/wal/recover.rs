@@ -260,6 +260,9 @@ impl Wal {
         let queues: Vec<Queue> = self.queues.lock().values().cloned().collect();
         let mut deleted = 0;
         for q in queues {
+            if q.stats.deferred.lock().upto == 0 {
+                continue; // the usual case, without waiting for a removal in progress
+            }
             let removed = q.stats.removed_upto.lock();
             let dead_lock = q.stats.dead_lock.lock();
             let mut deferred = q.stats.deferred.lock();

@@ -182,7 +182,6 @@ impl DiskSpace {
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
         Err(Error::LowDisk {
-            dir: self.dir.display().to_string(),
             free_mb: free / MIB,
             reserve_mb: reserve / MIB,
         })

@@ -725,10 +725,7 @@ fn the_free_space_reserve_refuses_appends_but_never_removals() {
     // More than any disk has free.
     wal.set_min_free_mb(u64::MAX >> 21);
     let refused = wal.append_lines(&[&q], "db", "", 1, b"m f=2 2\n");
-    assert!(
-        matches!(refused, Err(Error::LowDisk { .. })),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(Error::LowDisk { .. })), "{refused:?}");
     assert!(refused.unwrap_err().is_temporary());
     assert!(wal.storage_state().low);
     assert_eq!(wal.storage_state().refused_low, 1);
@@ -868,13 +865,19 @@ mod failpoints {
         assert_eq!(lines_of(&rest[1]), b"a f=1 1\na f=2 2\n");
         reader.ack(&rest).unwrap();
         assert!(q.is_empty(), "counted as removed");
-        assert!(shared_value_exists(&wal, seq), "b still refers to the lines");
+        assert!(
+            shared_value_exists(&wal, seq),
+            "b still refers to the lines"
+        );
         drop(fault);
         recover(&wal);
         assert_eq!(wal.storage_state().deferred_records, 0);
         let b = wal.read(&other, 0, 10, u64::MAX).unwrap();
         wal.ack(&other, &b).unwrap();
-        assert!(!shared_value_exists(&wal, seq), "released by the last removal");
+        assert!(
+            !shared_value_exists(&wal, seq),
+            "released by the last removal"
+        );
         let (lines, _) = stored(&wal, dir.path());
         assert!(lines.is_empty(), "{lines:?}");
     }
@@ -908,7 +911,11 @@ mod failpoints {
         let reader = wal.reader(q.clone());
         let first = reader.read(0, 1, u64::MAX).unwrap();
         reader.dead_letter(&first, 400, "refused").unwrap();
-        assert_eq!(q.stats.dead_records.load(Ordering::Acquire), 0, "not stored yet");
+        assert_eq!(
+            q.stats.dead_records.load(Ordering::Acquire),
+            0,
+            "not stored yet"
+        );
         let second = reader.read(0, 1, u64::MAX).unwrap();
         assert_eq!(lines_of(&second[0]), b"m f=2 2\n", "moved on");
         drop(fault);

@@ -97,7 +97,11 @@ fn assert_circle_has_everything(circle: &[Influxd], w: &Writer, what: &str, prox
         w.acked,
         tail(proxy)
     );
-    assert!(last <= w.sent, "{what}: {last} points, only {} sent", w.sent);
+    assert!(
+        last <= w.sent,
+        "{what}: {last} points, only {} sent",
+        w.sent
+    );
 }
 
 fn tail(proxy: &Proxy) -> String {
@@ -110,7 +114,10 @@ fn tail(proxy: &Proxy) -> String {
 fn assert_refused(resp: &http::Resp, says: &str) {
     assert_eq!(resp.status, 503, "{}", resp.body);
     assert_eq!(resp.header("retry-after"), Some("1"), "{:?}", resp.headers);
-    let error = resp.json()["error"].as_str().unwrap_or_default().to_string();
+    let error = resp.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(error.contains(says), "{error}");
 }
 
@@ -150,12 +157,17 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
     let refused = write_until_refused(&proxy, &mut w, 400);
     assert_refused(&refused, "wal_min_free_mb");
     assert!(w.acked > 0);
-    assert!(
-        tmpfs.free_bytes() >= 16 << 20,
-        "the reserve kept the disk from filling: {} bytes free",
-        tmpfs.free_bytes()
-    );
+    // What RocksDB writes at once (a memtable, a log file) may dip into the reserve.
+    let room = |when: &str| {
+        let free = tmpfs.free_bytes();
+        assert!(
+            free >= 8 << 20,
+            "{when}: the disk filled up: {free} bytes free"
+        );
+    };
+    room("refused");
     assert_circle_has_everything(&servers[..2], &w, "circle 1 under the reserve", &proxy);
+    room("circle 1 delivered");
     let after_reserve = w.acked;
 
     // Another process fills the disk while writes flow (the reserve off), circle 1 down.
@@ -186,7 +198,10 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
     for s in &mut servers[..2] {
         s.start();
     }
-    assert!(w.acked > after_reserve, "writes were accepted before the disk filled");
+    assert!(
+        w.acked > after_reserve,
+        "writes were accepted before the disk filled"
+    );
     assert_circle_has_everything(&servers[..2], &w, "circle 1, disk full", &proxy);
     let deferred = proxy
         .metric("influx_proxy_wal_deferred_records")
