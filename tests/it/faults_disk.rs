@@ -206,6 +206,7 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
     let deferred = proxy
         .metric("influx_proxy_wal_deferred_records")
         .unwrap_or(0.0);
+    let failed_writes = w.sent - w.acked;
     assert!(deferred > 0.0, "circle 1's removals wait: {deferred}");
 
     // Space is back: the queue recovers by itself, with no restart.
@@ -222,6 +223,13 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
     assert_eq!(proxy.metric("influx_proxy_wal_storage_ok"), Some(1.0));
     let health = http::get(&format!("{}/health?stats=false", proxy.url)).json();
     assert_eq!(health["checks"], json!([]), "{health}");
+    // The reserve back on, so that nothing the queue does fills the disk again.
+    config["wal_min_free_mb"] = json!(24);
+    proxy.rewrite_config(config.clone());
+    proxy.sighup();
+    assert!(wait_until(SETTLE, || proxy
+        .metric("influx_proxy_wal_min_free_bytes")
+        == Some((24 << 20) as f64)));
 
     // Circle 2 comes back: every acknowledged point is in every circle.
     for s in &mut servers[2..] {
@@ -242,9 +250,10 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .count();
     eprintln!(
-        "disk full: recovered {recovery:?} after the space came back; {} points acknowledged, \
-         {} before the reserve; {failed} storage failure line(s), {resent} resend line(s), \
-         {warn_or_error} WARN/ERROR lines while full ({} lines in all)",
+        "disk full: recovered {recovery:?} after the space came back; {} points acknowledged \
+         ({} before the reserve), {failed_writes} refused while full; {deferred} delivered \
+         records whose deletion waited; {failed} storage failure line(s), {resent} resend \
+         line(s), {warn_or_error} WARN/ERROR lines while full, {} lines in all:\n{full_log}",
         w.acked,
         after_reserve,
         full_log.lines().count()
