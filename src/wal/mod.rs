@@ -778,9 +778,12 @@ impl Wal {
 
     /// [`Error::Failed`] while the storage does not take writes.
     fn check_health(&self) -> Result<()> {
+        if !self.health.is_failed() {
+            return Ok(()); // one atomic load on the write path
+        }
         match self.health.cause() {
-            Some(error) if self.health.is_failed() => Err(Error::Failed { error }),
-            _ => Ok(()),
+            Some(error) => Err(Error::Failed { error }),
+            None => Ok(()), // recovered meanwhile
         }
     }
 
