@@ -19,7 +19,8 @@
 //!   which InfluxDB stores as the same points.
 //! - While the storage fails, appends are refused (503). The maintenance
 //!   thread ([`spawn_maintainer`]) looks every second: once the free space
-//!   is over the reserve, it writes a probe; if RocksDB still refuses, it
+//!   is over the reserve (and room for two memtables, what a reopen writes
+//!   out), it writes a probe; if RocksDB still refuses, it
 //!   closes and reopens the database (RocksDB replays its own log: nothing
 //!   that was written is lost), recounts the queues from what is stored,
 //!   writes the deferred removals and accepts writes again.
@@ -89,9 +90,6 @@ pub(super) const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
 /// Longest a reopen waits for the operations in progress.
 const REOPEN_WAIT: Duration = Duration::from_secs(10);
 
-/// Free space needed to try a reopen even without a reserve.
-const MIN_FREE_TO_REOPEN: u64 = 1 << 20;
-
 /// How often a storage that stays failed is reported.
 const STILL_FAILED_EVERY: Duration = Duration::from_secs(60);
 
@@ -156,12 +154,15 @@ impl Wal {
     /// reopen if RocksDB still refuses, then the deferred removals.
     fn recover(&self) -> Result<()> {
         let free = self.space.measure();
-        // Reopening needs room for RocksDB to write out what it replays.
-        let reserve = self.space.reserve().max(MIN_FREE_TO_REOPEN);
-        if free < reserve {
+        // Reopening writes out what RocksDB replays: up to its two memtables.
+        let needed = self
+            .space
+            .reserve()
+            .max(2 * self.budget.memtable_bytes() as u64);
+        if free < needed {
             return Err(Error::LowDisk {
                 free_mb: free >> 20,
-                reserve_mb: reserve >> 20,
+                reserve_mb: needed >> 20,
             });
         }
         let started = Instant::now();
