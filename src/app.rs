@@ -77,8 +77,8 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
         config.wal_sync,
         &budget,
     )?);
-    if let Err(e) = crate::wal::spawn_unsharer(&wal) {
-        error!(error = %e, "Starting the queue's unsharing thread failed; lines of late records stay shared.");
+    if let Err(e) = crate::wal::spawn_maintainer(&wal) {
+        error!(error = %e, "Starting the queue's maintenance thread failed; lines of late records stay shared and failed storage is not recovered.");
     }
     let system = actix::System::new();
     let result = system.block_on(serve(

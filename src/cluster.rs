@@ -145,6 +145,12 @@ impl Queues {
 }
 
 impl Cluster {
+    /// The write-ahead queue's storage: failed or not, the free-space reserve (`/metrics`,
+    /// `/health`).
+    pub fn wal_storage(&self) -> wal::StorageState {
+        self.wal.storage_state()
+    }
+
     /// The write-ahead queue's memory (`/metrics`).
     pub fn wal_memory(&self) -> Option<wal::MemoryUsage> {
         self.wal.memory_usage()
@@ -172,6 +178,7 @@ impl Cluster {
         queues: Queues,
     ) -> (Cluster, Vec<Arc<BackendHandle>>) {
         let settings = diff::settings(config);
+        wal.set_min_free_mb(config.wal_min_free_mb);
         crate::memory::set_backends(config.circles.iter().map(|c| c.backends.len()).sum());
         let mut unused: Vec<Arc<BackendHandle>> = previous
             .map(|p| p.backends().cloned().collect())

@@ -15,6 +15,7 @@
 //! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
 //! - [`buffers`]: per-thread reuse of the write path's large buffers.
 //! - [`metrics`]: Prometheus registry and text format (used by any layer).
+//! - [`rate_limit`]: one log line per interval for errors that repeat (any layer).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod prom;
 pub mod query;
+pub mod rate_limit;
 pub mod ring;
 pub mod runtime;
 pub mod schema;

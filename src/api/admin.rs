@@ -89,30 +89,50 @@ pub async fn health(
     .await;
     let body = match shape {
         Shape::V24 => Value::Array(circles),
-        Shape::V25 => health_v25(circles),
+        Shape::V25 => health_v25(circles, &cluster.wal_storage()),
     };
     Ok(json_response(&body, params.pretty()))
 }
 
 /// The 2.5.12 envelope around the circles. Unlike the Go proxy, `status` says whether some
-/// circle can serve every read (`pass`) or none can (`fail`), instead of `pass` always.
-fn health_v25(circles: Vec<Value>) -> Value {
+/// circle can serve every read (`pass`) or none can (`fail`), instead of `pass` always, and
+/// `fail` with a `write-ahead queue` check while new writes are refused for want of disk
+/// space or because the queue's storage failed.
+fn health_v25(circles: Vec<Value>, storage: &crate::wal::StorageState) -> Value {
     let serving = circles
         .iter()
         .any(|c| c["circle"]["active"] == Value::Bool(true));
-    let (status, message) = if serving {
-        ("pass", "ready for queries and writes")
-    } else {
+    let queue = queue_check(storage);
+    let (status, message) = if !serving {
         ("fail", "no circle has every backend active")
+    } else if queue.is_some() {
+        ("fail", "new writes are refused; see checks")
+    } else {
+        ("pass", "ready for queries and writes")
     };
     json!({
-        "checks": [],
+        "checks": queue.into_iter().collect::<Vec<_>>(),
         "circles": circles,
         "message": message,
         "name": "influx-proxy",
         "status": status,
         "version": super::VERSION,
     })
+}
+
+/// A failing `write-ahead queue` check while the queue refuses new writes, in InfluxDB 2's
+/// check shape; `None` while it takes them.
+fn queue_check(s: &crate::wal::StorageState) -> Option<Value> {
+    let message = match (&s.failed, s.low) {
+        (Some(error), _) => format!("storage failed ({error}); recovering by itself"),
+        (None, true) => format!(
+            "{} MiB free on data_dir, under wal_min_free_mb ({} MiB)",
+            s.free_bytes >> 20,
+            s.reserve_bytes >> 20
+        ),
+        (None, false) => return None,
+    };
+    Some(json!({ "name": "write-ahead queue", "status": "fail", "message": message }))
 }
 
 /// What a `/health` request asks of each backend.

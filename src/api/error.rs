@@ -33,7 +33,10 @@ pub enum ApiError {
     /// The request body (or its decompressed form) exceeds a limit.
     #[error("{0}")]
     TooLarge(String),
-    /// The write-ahead queue of a target backend is full.
+    /// The write-ahead queue cannot take the write now, but will by
+    /// itself: a target backend's queue is full, the free-space reserve
+    /// (`wal_min_free_mb`) is reached, or its storage failed and is
+    /// recovering. 503 with `Retry-After`.
     #[error("{0}")]
     QueueFull(String),
     /// Our own storage failed; nothing was accepted.
@@ -63,9 +66,10 @@ pub enum ApiError {
 
 impl From<wal::Error> for ApiError {
     fn from(e: wal::Error) -> ApiError {
-        match e {
-            wal::Error::Full { .. } => ApiError::QueueFull(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
+        if e.is_temporary() {
+            ApiError::QueueFull(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
         }
     }
 }
@@ -220,6 +224,29 @@ mod tests {
         );
         let down = ApiError::from(Q::Unavailable("refused".into())).error_response();
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_queue_short_of_disk_or_with_failed_storage_is_503_with_retry_after() {
+        for e in [
+            wal::Error::LowDisk {
+                free_mb: 10,
+                reserve_mb: 256,
+            },
+            wal::Error::Failed {
+                error: "IO error: No space left on device".into(),
+            },
+        ] {
+            let message = e.to_string();
+            let resp = ApiError::from(e).error_response();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{message}");
+            assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "1");
+            let body = resp.into_body().try_into_bytes().unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["error"], message);
+        }
+        let e = ApiError::from(wal::Error::Storage("IO error: read".into()));
+        assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub async fn metrics(
     encode_build_info(&mut enc);
     encode_cluster(&mut enc, &state.cluster());
     encode_memory(&mut enc, &state);
+    encode_wal_storage(&mut enc, &state.cluster());
     metrics::global().encode_into(&mut enc);
     metrics::encode_process(&mut enc);
     Ok(HttpResponse::Ok()
@@ -86,6 +87,55 @@ fn encode_memory(enc: &mut Encoder, state: &AppState) {
     for (part, bytes) in parts {
         enc.sample("influx_proxy_memory_bytes", &[("part", part)], bytes);
     }
+}
+
+/// The queue's storage: whether it takes writes, and the free-space reserve
+/// (`wal::StorageState`).
+fn encode_wal_storage(enc: &mut Encoder, cluster: &Cluster) {
+    let s = cluster.wal_storage();
+    let mut one = |name: &str, help: &str, kind: Kind, value: u64| {
+        enc.header(name, help, kind);
+        enc.sample(name, &[], value);
+    };
+    one(
+        "influx_proxy_wal_storage_ok",
+        "1 while the write-ahead queue's storage takes writes; 0 from a failed write (a full \
+         disk, an I/O error) until it recovers by itself.",
+        Kind::Gauge,
+        u64::from(s.failed.is_none()),
+    );
+    one(
+        "influx_proxy_wal_storage_failures_total",
+        "Times the write-ahead queue's storage failed.",
+        Kind::Counter,
+        s.failures,
+    );
+    one(
+        "influx_proxy_wal_deferred_records",
+        "Delivered records whose deletion waits for the queue's storage to recover.",
+        Kind::Gauge,
+        s.deferred_records,
+    );
+    if s.free_bytes != u64::MAX {
+        one(
+            "influx_proxy_wal_free_bytes",
+            "Free bytes on data_dir's filesystem.",
+            Kind::Gauge,
+            s.free_bytes,
+        );
+    }
+    one(
+        "influx_proxy_wal_min_free_bytes",
+        "The free-space reserve (wal_min_free_mb): new writes get 503 while less is free.",
+        Kind::Gauge,
+        s.reserve_bytes,
+    );
+    one(
+        "influx_proxy_wal_low_disk_refusals_total",
+        "Writes refused because less than wal_min_free_mb was free.",
+        Kind::Counter,
+        s.refused_low,
+    );
 }
 
 /// One metric with a sample per backend, labelled `circle` and `backend`.

@@ -25,6 +25,14 @@
 //!   those lines move to the dead-letter space (counted and logged), and
 //!   delivery goes on. A refused statement is dead-lettered as it is.
 //!
+//! # Storage faults
+//! When the queue's storage fails (a full disk, an I/O error), the queue
+//! keeps what was delivered as removed and deletes it once the storage
+//! recovers (see `wal`), so an acknowledgement still succeeds and the actor
+//! moves on: every circle keeps delivering. Reads or removals that fail
+//! anyway are retried with backoff and logged at most once per
+//! [`STORAGE_LOG_EVERY`] with how many times they failed.
+//!
 //! # Supervision
 //! The actor keeps no state that is not in the queue: on restart it starts
 //! again from the head of the queue. Circles restart actors that died
@@ -44,6 +52,7 @@ use futures_util::future::join_all;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Histogram;
+use crate::rate_limit::RateLimit;
 use crate::wal::{self, Entry, Wal, Work};
 use batch::Body;
 use bytes::Bytes;
@@ -51,6 +60,9 @@ use client::Client;
 
 /// First retry delay after a failure; doubles up to `rewrite_interval`.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Longest silence about a queue operation that keeps failing.
+const STORAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Static description of a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +242,8 @@ pub struct BackendActor {
     /// Highest sequence number acknowledged, a lower bound for reads.
     cursor: u64,
     pinging: bool,
+    /// Queue operations that failed, logged once in a while.
+    storage_errors: RateLimit,
 }
 
 impl std::fmt::Debug for BackendActor {
@@ -362,6 +376,7 @@ impl BackendActor {
             backoff: INITIAL_BACKOFF,
             cursor: 0,
             pinging: false,
+            storage_errors: RateLimit::new(STORAGE_LOG_EVERY),
         }
     }
 
@@ -430,7 +445,7 @@ impl BackendActor {
                 return;
             }
             Err(e) => {
-                error!(backend = %self.name(), error = %e, "Reading the write-ahead queue failed.");
+                self.storage_failed("Reading the write-ahead queue failed; retrying.", &e);
                 self.retry_later(ctx);
                 return;
             }
@@ -478,7 +493,7 @@ impl BackendActor {
         let bad: Vec<Entry> = entries.drain(..1).collect();
         error!(backend = %self.name(), seq = bad[0].seq, error, "Undecodable queue record moved to dead letters.");
         if let Err(e) = self.reader.dead_letter(&bad, 0, error) {
-            error!(backend = %self.name(), error = %e, "Moving a record to dead letters failed.");
+            self.storage_failed("Moving a record to dead letters failed; retrying.", &e);
             return None;
         }
         self.cursor = bad[0].seq;
@@ -557,8 +572,13 @@ impl BackendActor {
         match Verdict::of(sent) {
             Verdict::Delivered => {
                 if let Err(e) = self.reader.ack(&entries) {
-                    error!(backend = %self.name(), error = %e, "Acknowledging delivered records failed; they will be sent again.");
-                    self.retry_later(ctx);
+                    if !matches!(e, wal::Error::Closed) {
+                        self.storage_failed(
+                            "Acknowledging delivered records failed; they will be sent again.",
+                            &e,
+                        );
+                        self.retry_later(ctx);
+                    }
                     return;
                 }
                 if let Some(last) = entries.last() {
@@ -620,7 +640,10 @@ impl BackendActor {
                 self.pump(ctx);
             }
             Err(werr) => {
-                error!(backend = %self.name(), error = %werr, "Moving refused data to dead letters failed.");
+                self.storage_failed(
+                    "Moving refused data to dead letters failed; retrying.",
+                    &werr,
+                );
                 self.retry_later(ctx);
             }
         }
@@ -707,7 +730,10 @@ impl BackendActor {
             })
             .collect();
         if let Err(e) = self.reader.settle(entries, db, rp, &dead) {
-            error!(backend = %self.name(), error = %e, "Settling a refused batch failed; it will be sent again.");
+            self.storage_failed(
+                "Settling a refused batch failed; it will be sent again.",
+                &e,
+            );
             self.retry_later(ctx);
             return;
         }
@@ -745,6 +771,14 @@ impl BackendActor {
                 }
                 Err(_) => {}
             }
+        }
+    }
+
+    /// Logs a failed queue operation, at most once per [`STORAGE_LOG_EVERY`]
+    /// (`times`: failures since the last line).
+    fn storage_failed(&self, message: &'static str, e: &wal::Error) {
+        if let Some(times) = self.storage_errors.check() {
+            error!(backend = %self.name(), circle = %self.backend.info.circle, error = %e, times, "{}", message);
         }
     }
 

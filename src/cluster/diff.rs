@@ -47,7 +47,8 @@ pub struct ClusterDiff {
     pub removed: Vec<String>,
     /// Backends in both whose actor is replaced.
     pub replaced: Vec<Replaced>,
-    /// Backends kept as they run whose queue or dead-letter bound changes in place.
+    /// Backends kept as they run whose queue or dead-letter bound changes in place (every
+    /// backend when the free-space reserve, `wal_min_free_mb`, changes: it bounds them all).
     pub rebound: Vec<String>,
     /// The ring changes: membership or order of a circle, `hash_key`, `shard_key`,
     /// `vnode_size`.
@@ -73,8 +74,15 @@ impl ClusterDiff {
         d.log_level = old.log_level != new.log_level;
         d.placement = placement(old) != placement(new);
         let delivery = settings(old) != settings(new);
-        let bounds = (old.wal_max_bytes, old.dead_letter_max_bytes)
-            != (new.wal_max_bytes, new.dead_letter_max_bytes);
+        let bounds = (
+            old.wal_max_bytes,
+            old.dead_letter_max_bytes,
+            old.wal_min_free_mb,
+        ) != (
+            new.wal_max_bytes,
+            new.dead_letter_max_bytes,
+            new.wal_min_free_mb,
+        );
         for (circle, backend) in backends(new) {
             let Some((old_circle, old_backend)) =
                 backends(old).find(|(_, b)| b.name == backend.name)
@@ -400,6 +408,9 @@ mod tests {
         assert!(d.changes_cluster());
         assert!(d.keeps(&d.rebound[0]));
         let d = diff(|c| c.dead_letter_max_bytes = 8192);
+        assert_eq!(d.rebound.len(), backends(&base()).count());
+        let d = diff(|c| c.wal_min_free_mb = 1);
+        assert!(d.replaced.is_empty());
         assert_eq!(d.rebound.len(), backends(&base()).count());
     }
 

@@ -455,6 +455,20 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A non-negative integer (0 allowed); absent gives `default`, negative is an error.
+    fn unsigned(&mut self, cx: &mut Cx, key: &'static str, default: u64) -> u64 {
+        let node = self.take(key);
+        let path = self.path(key);
+        match cx.int(&path, node) {
+            Some(v) if v < 0 => {
+                cx.err(&path, format!("must not be negative, got {v}"));
+                default
+            }
+            Some(v) => v.unsigned_abs(),
+            None => default,
+        }
+    }
+
     /// Like [`Fields::positive`], as a `usize`.
     fn count(&mut self, cx: &mut Cx, key: &'static str, default: usize) -> usize {
         let value = self.positive(cx, key, default as u64);
@@ -593,6 +607,7 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
             "dead_letter_max_bytes",
             DEFAULT_DEAD_LETTER_MAX_BYTES,
         ),
+        wal_min_free_mb: f.unsigned(cx, "wal_min_free_mb", DEFAULT_WAL_MIN_FREE_MB),
         log_level: f.string_or(cx, "log_level", DEFAULT_LOG_LEVEL),
         max_body_bytes: f.count(cx, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_decompressed_bytes: f.count(
@@ -799,6 +814,7 @@ mod tests {
         assert_eq!((cfg.write_concurrency, cfg.write_gzip), (4, true));
         assert_eq!(cfg.wal_max_bytes, 1_073_741_824);
         assert_eq!(cfg.dead_letter_max_bytes, 1_073_741_824);
+        assert_eq!(cfg.wal_min_free_mb, 256);
         assert_eq!(cfg.log_level, "info");
         assert_eq!(cfg.max_body_bytes, 67_108_864);
         assert_eq!(cfg.max_decompressed_bytes, 536_870_912);
@@ -807,6 +823,19 @@ mod tests {
         let b = &cfg.circles[0].backends[0];
         assert!(!b.auth_secure && !b.write_only && !b.tls_skip_verify);
         assert!(b.username.is_empty() && b.password.is_empty());
+    }
+
+    #[test]
+    fn the_free_space_reserve_may_be_zero_but_not_negative() {
+        assert_eq!(load(&minimal(r#""wal_min_free_mb": 0"#)).wal_min_free_mb, 0);
+        assert_eq!(
+            load(&minimal(r#""wal_min_free_mb": 64"#)).wal_min_free_mb,
+            64
+        );
+        assert_eq!(
+            problems(&minimal(r#""wal_min_free_mb": -1"#)),
+            ["wal_min_free_mb: must not be negative, got -1"]
+        );
     }
 
     #[test]

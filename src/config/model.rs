@@ -42,6 +42,8 @@ pub const DEFAULT_MIGRATE_BATCH: usize = 25_000;
 pub const DEFAULT_WAL_MAX_BYTES: u64 = 1 << 30;
 /// Default of [`Config::dead_letter_max_bytes`]: 1 GiB.
 pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 1 << 30;
+/// Default of [`Config::wal_min_free_mb`]: 256 MiB.
+pub const DEFAULT_WAL_MIN_FREE_MB: u64 = 256;
 /// Smallest accepted [`Config::wal_max_bytes`] and [`Config::dead_letter_max_bytes`].
 pub const MIN_QUEUE_BYTES: u64 = 4096;
 /// Default of [`Config::log_level`].
@@ -392,6 +394,11 @@ pub struct Config {
     /// Cap on bytes kept of batches a backend rejected permanently (dead letters).
     /// Default: `1073741824` (1 GiB). Minimum: `4096`.
     pub dead_letter_max_bytes: u64,
+    /// Free space (MiB) the write-ahead queue leaves on `data_dir`'s filesystem: while less is
+    /// free, new writes get 503 with `Retry-After`, so that deliveries can still delete what
+    /// they delivered and RocksDB can flush and compact. `0`: no reserve. Reloadable.
+    /// Default: `256`.
+    pub wal_min_free_mb: u64,
     /// Log filter: a level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or comma-separated
     /// `target=level` directives; `RUST_LOG` overrides it. Default: `"info"`.
     pub log_level: String,

@@ -30,7 +30,7 @@
 //!
 //! # Closing
 //! [`Wal::close`] closes RocksDB on the calling thread (at exit, `main`'s),
-//! whoever still holds a handle: it wakes and joins the unsharing thread,
+//! whoever still holds a handle: it wakes and joins the maintenance thread,
 //! waits for the operations in progress (each holds a read guard on the
 //! database), flushes and closes; later operations fail with
 //! [`Error::Closed`]. Closing used to wait for the last handle to be
@@ -79,6 +79,8 @@
 //!   commits late.
 //! - Each queue is bounded by `max_bytes`; an append that would exceed the
 //!   bound of any target fails as a whole with [`Error::Full`].
+//! - Unless the storage failed, appends leave `wal_min_free_mb` free on the
+//!   filesystem ([`Error::LowDisk`]); removals are never refused for it.
 //! - Records leave the queue only by [`Reader::ack`] (delivered),
 //!   [`Reader::dead_letter`] (moved, atomically, to the dead-letter space) or
 //!   [`Reader::settle`] (delivered, but for the lines kept as dead letters).
@@ -97,6 +99,12 @@
 //! counters (records, bytes, points) and the next sequence number. RocksDB
 //! itself replays its log and tolerates a torn tail.
 //!
+//! # Storage faults
+//! A full disk or an I/O error makes RocksDB refuse every later write.
+//! Appends are then refused ([`Error::Failed`], a 503) while removals are
+//! kept in memory and the readers move on; the maintenance thread reopens
+//! the database once there is room and writes them (`storage`, `recover`).
+//!
 //! # Age of the oldest record
 //! Records carry no append time on disk. [`QueueStats::oldest_age`] comes
 //! from an in-memory index: appends are grouped per second of append time
@@ -108,10 +116,12 @@
 
 mod reader;
 pub mod record;
+mod recover;
+mod storage;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -128,14 +138,37 @@ pub use reader::{Reader, Refused, Work};
 use record::Record;
 pub use record::{DeadLetter, DecodeError};
 use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX, SHARED_PREFIX};
+pub use recover::spawn_maintainer;
+use recover::Deferred;
+pub use storage::StorageState;
+use storage::{DiskSpace, Health, Step};
 pub use writer::{Share, WriteLines};
 
 /// Errors of the write-ahead queue.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// RocksDB failed (I/O error, corruption it could not repair, ...).
+    /// RocksDB failed (I/O error, no space left, corruption it could not
+    /// repair, ...); RocksDB's message.
     #[error("write-ahead queue storage error: {0}")]
-    Storage(#[from] rocksdb::Error),
+    Storage(String),
+    /// Less than the free-space reserve (`wal_min_free_mb`) is free on the
+    /// queue's filesystem: appends wait for room, so that deliveries can
+    /// still delete what they delivered.
+    #[error("the write-ahead queue's filesystem has {free_mb} MiB free, under its reserve (wal_min_free_mb) of {reserve_mb} MiB; retry later")]
+    LowDisk {
+        /// Free MiB (last measure).
+        free_mb: u64,
+        /// The reserve, MiB.
+        reserve_mb: u64,
+    },
+    /// A write to the storage failed (the disk filled up, an I/O error):
+    /// appends are refused until the queue recovers by itself (see
+    /// `storage`); what it holds is kept and still delivered.
+    #[error("write-ahead queue storage failed ({error}); writes are refused until it recovers, retry later")]
+    Failed {
+        /// The error that made it fail.
+        error: String,
+    },
     /// An append would push a backend's queue over its byte bound.
     #[error("write-ahead queue of backend {backend} is full ({queued} of {max} bytes queued); the backend is not keeping up or is down, retry later")]
     Full {
@@ -155,6 +188,30 @@ pub enum Error {
     /// [`Wal::close`] gave up waiting for the operations in progress.
     #[error("the write-ahead queue is still in use after {0:?}; left open")]
     StillInUse(Duration),
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Error {
+        Error::Storage(e.into_string())
+    }
+}
+
+impl Error {
+    /// A storage fault, as opposed to a bound, a closed queue or bad
+    /// metadata: what [`Wal`] defers removals for.
+    fn is_storage(&self) -> bool {
+        matches!(self, Error::Storage(_) | Error::Failed { .. })
+    }
+
+    /// The append may succeed later without anyone acting: a full queue,
+    /// the free-space reserve, storage that recovers by itself. Answered
+    /// 503 with `Retry-After`.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            Error::Full { .. } | Error::LowDisk { .. } | Error::Failed { .. }
+        )
+    }
 }
 
 /// Result alias of this module.
@@ -191,8 +248,11 @@ pub struct QueueStats {
     /// Highest sequence number removed (acknowledged or dead-lettered).
     /// Removal is serialised on it, so two readers of one queue (an actor
     /// being replaced by a reload and its successor) never remove or count
-    /// a record twice.
+    /// a record twice. Reads start after it.
     removed_upto: Mutex<u64>,
+    /// Removals not yet written because the storage failed (see
+    /// `recover`): counted as removed, deleted once it recovers.
+    deferred: Mutex<Deferred>,
     /// Pending records per second of append time, oldest first; see the
     /// module doc (*Age of the oldest record*).
     ages: Mutex<VecDeque<AgeGroup>>,
@@ -350,11 +410,19 @@ pub struct Wal {
     /// each other), so closing waits for the operations in progress and
     /// later ones fail with [`Error::Closed`].
     db: RwLock<Option<DB>>,
+    /// Where the database lives (reopened from there, see `recover`).
+    dir: PathBuf,
+    /// RocksDB's share of the memory budget, to reopen it alike.
+    budget: Budget,
     sync: bool,
-    /// Set by [`Wal::close`]; wakes the unsharing thread, which then ends.
+    /// The free-space reserve on `dir`'s filesystem.
+    space: DiskSpace,
+    /// Whether the storage takes writes.
+    health: Health,
+    /// Set by [`Wal::close`]; wakes the maintenance thread, which then ends.
     closing: Arc<Closing>,
-    /// The unsharing thread ([`spawn_unsharer`]), joined by [`Wal::close`].
-    unsharer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The maintenance thread ([`spawn_maintainer`]), joined by [`Wal::close`].
+    maintainer: Mutex<Option<std::thread::JoinHandle<()>>>,
     seq: Mutex<Sequencer>,
     /// Appends whose shared lines are still referenced, by seq. Removing
     /// queue records and unsharing hold this lock across their RocksDB
@@ -438,9 +506,13 @@ impl Wal {
         let db = DB::open(&rocksdb_options(budget), dir)?;
         let wal = Wal {
             db: RwLock::new(Some(db)),
+            dir: dir.to_path_buf(),
+            budget: *budget,
             sync,
+            space: DiskSpace::new(dir),
+            health: Health::default(),
             closing: Arc::default(),
-            unsharer: Mutex::new(None),
+            maintainer: Mutex::new(None),
             seq: Mutex::new(Sequencer {
                 next: 1,
                 in_flight: BTreeSet::new(),
@@ -497,7 +569,7 @@ impl Wal {
             }
         })?;
         if orphans > 0 {
-            self.db()?.write_opt(batch, &self.write_options(false))?;
+            self.write(&*self.db()?, batch, false, Step::Upkeep)?;
         }
         Ok(())
     }
@@ -551,7 +623,8 @@ impl Wal {
     /// What RocksDB holds in memory now, in bytes: memtables (active, immutable and being
     /// flushed), block cache and table readers (`None` once closed).
     pub fn memory_usage(&self) -> Option<MemoryUsage> {
-        let db = self.db().ok()?;
+        // Not waiting: a scrape must not hang while the queue is reopened.
+        let db = RwLockReadGuard::try_map(self.db.try_read_recursive()?, Option::as_ref).ok()?;
         let prop = |name: &str| db.property_int_value(name).ok().flatten().unwrap_or(0);
         Some(MemoryUsage {
             memtables: prop("rocksdb.size-all-mem-tables"),
@@ -588,16 +661,14 @@ impl Wal {
             None => {
                 let mut next = self.next_id.lock();
                 let id = *next;
-                self.db()?.put_opt(
-                    record::meta_key(name),
-                    id.to_be_bytes(),
-                    &self.write_options(true),
-                )?;
+                let mut batch = WriteBatch::default();
+                batch.put(record::meta_key(name), id.to_be_bytes());
+                self.write(&*self.db()?, batch, true, Step::Upkeep)?;
                 *next += 1;
                 id
             }
         };
-        let stats = self.scan_stats(id)?;
+        let stats = self.scan_stats(id, 0)?;
         stats.max_bytes.store(max_bytes, Ordering::Release);
         let q = Queue {
             id,
@@ -623,15 +694,18 @@ impl Wal {
         Ok(names)
     }
 
-    fn scan_stats(&self, id: u32) -> Result<QueueStats> {
+    /// The counters of queue `id` as stored, records with seq <= `removed`
+    /// left out (removed, their deletion deferred).
+    fn scan_stats(&self, id: u32, removed: u64) -> Result<QueueStats> {
         let stats = QueueStats::default();
-        self.for_each(QUEUE_PREFIX, id, |_, v| {
+        self.for_each_until(QUEUE_PREFIX, id, removed.saturating_add(1), |_, v| {
             stats.records.fetch_add(1, Ordering::Relaxed);
             let (bytes, points) = record::decode_record(v).map_or((v.len() as u64, 0), |r| {
                 (r.accounted_len(v.len()), r.points())
             });
             stats.bytes.fetch_add(bytes, Ordering::Relaxed);
             stats.points.fetch_add(points, Ordering::Relaxed);
+            true
         })?;
         self.for_each(DEAD_PREFIX, id, |_, v| {
             stats.dead_records.fetch_add(1, Ordering::Relaxed);
@@ -685,9 +759,73 @@ impl Wal {
     }
 
     /// The open database, held for the caller's operation; see `db`.
+    /// [`Error::Failed`] while a failed reopen left it closed.
     fn db(&self) -> Result<MappedRwLockReadGuard<'_, DB>> {
-        RwLockReadGuard::try_map(self.db.read_recursive(), Option::as_ref)
-            .map_err(|_| Error::Closed)
+        RwLockReadGuard::try_map(self.db.read_recursive(), Option::as_ref).map_err(|_| {
+            if self.closing.is_set() {
+                Error::Closed
+            } else {
+                Error::Failed {
+                    error: self
+                        .health
+                        .cause()
+                        .unwrap_or_else(|| "the queue is being reopened".into()),
+                }
+            }
+        })
+    }
+
+    /// Writes `batch` for `step`: every write of the queue goes through
+    /// here, where a failure marks the storage failed (see `storage`) and
+    /// the step's failpoint can inject one.
+    fn write(&self, db: &DB, batch: WriteBatch, sync: bool, step: Step) -> Result<()> {
+        let result = storage::failpoint(step, &self.dir)
+            .and_then(|()| Ok(db.write_opt(batch, &self.write_options(sync))?));
+        if let Err(e) = &result {
+            if e.is_storage() {
+                self.health.fail(step, e);
+            }
+        }
+        result
+    }
+
+    /// [`Error::Failed`] while the storage does not take writes.
+    fn check_health(&self) -> Result<()> {
+        if !self.health.is_failed() {
+            return Ok(()); // one atomic load on the write path
+        }
+        match self.health.cause() {
+            Some(error) => Err(Error::Failed { error }),
+            None => Ok(()), // recovered meanwhile
+        }
+    }
+
+    /// Sets the free-space reserve (`wal_min_free_mb`), in MiB; 0: none.
+    pub fn set_min_free_mb(&self, mb: u64) {
+        self.space.set_reserve_mb(mb);
+    }
+
+    /// The storage's state now, for `/metrics` and `/health`.
+    pub fn storage_state(&self) -> StorageState {
+        let deferred_records = self
+            .queues
+            .lock()
+            .values()
+            .map(|q| q.stats.deferred.lock().records)
+            .sum();
+        StorageState {
+            failed: self
+                .health
+                .is_failed()
+                .then(|| self.health.cause())
+                .flatten(),
+            failures: self.health.failures(),
+            free_bytes: self.space.free(),
+            reserve_bytes: self.space.reserve(),
+            low: self.space.is_low(),
+            refused_low: self.space.refused(),
+            deferred_records,
+        }
     }
 
     fn write_options(&self, sync: bool) -> WriteOptions {
@@ -744,6 +882,8 @@ impl Wal {
                 });
             }
         }
+        self.check_health()?;
+        self.space.check()?;
         let seq = {
             let mut s = self.seq.lock();
             let seq = s.next;
@@ -763,10 +903,25 @@ impl Wal {
         if let Some(key) = remove {
             batch.delete(key);
         }
+        // The guard is held until the counters moved: a reopen recounts
+        // them from what is stored (`recover`), never in between.
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => {
+                self.seq.lock().in_flight.remove(&seq);
+                return Err(e);
+            }
+        };
+        // A failed append is answered like the ones refused after it: 503,
+        // the storage recovers by itself (`recover`).
         let result = self
-            .db()
-            .and_then(|db| Ok(db.write_opt(batch, &self.write_options(self.sync))?));
+            .write(&db, batch, self.sync, Step::Append)
+            .map_err(|e| match e {
+                Error::Storage(error) => Error::Failed { error },
+                other => other,
+            });
         if result.is_ok() {
+            self.space.consumed(bytes as u64);
             // Counters and references move before the seq becomes
             // visible, so a reader never acknowledges more than they hold.
             let now = Instant::now();
@@ -789,6 +944,7 @@ impl Wal {
                 st.note_appended(now, 1);
             }
         }
+        drop(db);
         self.seq.lock().in_flight.remove(&seq);
         result?;
         Ok(seq)
@@ -811,10 +967,14 @@ impl Wal {
         max_points: u64,
         max_bytes: u64,
     ) -> Result<Vec<Entry>> {
+        // What was removed is not read again, even by a new reader starting
+        // from 0 while its deletion is deferred.
+        let after = after.max(*queue.stats.removed_upto.lock());
         let visible = self.visible();
         if visible <= after {
             return Ok(Vec::new());
         }
+        storage::failpoint(Step::Read, &self.dir)?;
         // One snapshot for the records and their shared lines: unsharing
         // (which rewrites a record and deletes its shared lines) is seen
         // either entirely or not at all.
@@ -891,6 +1051,10 @@ impl Wal {
     /// follow. Removal is serialised on the queue's `removed_upto`, so an
     /// entry already removed (by a replaced actor) is neither removed nor
     /// dead-lettered twice.
+    ///
+    /// When the storage fails, the removal is kept in memory and written
+    /// with the next one that succeeds (see `recover`): the records count
+    /// as removed, and the reader moves on to the next ones.
     fn remove(
         &self,
         queue: &Queue,
@@ -898,47 +1062,105 @@ impl Wal {
         dead: &[Dead<'_>],
         sync: bool,
     ) -> Result<()> {
+        let step = if dead.is_empty() {
+            Step::Ack
+        } else {
+            Step::DeadLetter
+        };
         let mut removed = queue.stats.removed_upto.lock();
         let entries = not_yet_removed(entries, *removed);
         let Some(last) = entries.last() else {
             return Ok(());
         };
         let first = entries[0].seq;
-        let dead_lock = (!dead.is_empty()).then(|| queue.stats.dead_lock.lock());
+        let dead_lock = queue.stats.dead_lock.lock();
         let at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut batch = WriteBatch::default();
-        let (mut dead_records, mut dead_points, mut dead_bytes) = (0u64, 0u64, 0u64);
-        for d in dead.iter().filter(|d| (first..=last.seq).contains(&d.seq)) {
-            dead_records += 1;
-            dead_points += record::decode_record(d.value).map_or(0, |r| r.points());
-            let letter = record::encode_dead_letter(&DeadLetter {
-                status: d.status,
-                error: d.error,
-                at_unix_ms,
-                value: d.value,
-            });
-            dead_bytes += letter.len() as u64;
-            batch.put(record::key(DEAD_PREFIX, queue.id, d.seq), letter);
-        }
-        batch.delete_range(
-            record::key(QUEUE_PREFIX, queue.id, 0),
-            record::key(QUEUE_PREFIX, queue.id, last.seq + 1),
-        );
-        self.write_releasing(batch, queue, entries, sync)?;
+        let letters: Vec<recover::Letter> = dead
+            .iter()
+            .filter(|d| (first..=last.seq).contains(&d.seq))
+            .map(|d| recover::Letter {
+                seq: d.seq,
+                points: record::decode_record(d.value).map_or(0, |r| r.points()),
+                value: record::encode_dead_letter(&DeadLetter {
+                    status: d.status,
+                    error: d.error,
+                    at_unix_ms,
+                    value: d.value,
+                }),
+            })
+            .collect();
+        let shared: Vec<u64> = entries.iter().filter(|e| e.shared).map(|e| e.seq).collect();
+        let mut deferred = queue.stats.deferred.lock();
+        let written = self.check_health().and_then(|()| {
+            self.write_removal(queue, &deferred, last.seq, &letters, &shared, sync, step)
+        });
+        let stored_letters = match written {
+            Ok(()) => {
+                let earlier = std::mem::take(&mut *deferred);
+                self.count_letters(queue, earlier.letters.iter().chain(&letters))
+            }
+            Err(e) if e.is_storage() && deferred.has_room_for(&letters) => {
+                deferred.add(last.seq, entries.len() as u64, shared, letters);
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        drop(deferred);
         self.subtract(queue, entries);
-        let st = &queue.stats;
-        st.dead_records.fetch_add(dead_records, Ordering::AcqRel);
-        st.dead_points.fetch_add(dead_points, Ordering::AcqRel);
-        st.dead_bytes.fetch_add(dead_bytes, Ordering::AcqRel);
         *removed = last.seq;
         drop(dead_lock);
         drop(removed);
-        if dead_records > 0 {
+        if stored_letters {
             self.trim_dead_letters(queue)?;
         }
         Ok(())
+    }
+
+    /// Writes the removal of `queue`'s records up to `upto` (and of
+    /// those `deferred` holds) with the dead letters `letters`, releasing
+    /// the shared lines of `shared` that nothing else references.
+    #[allow(clippy::too_many_arguments)]
+    fn write_removal(
+        &self,
+        queue: &Queue,
+        deferred: &Deferred,
+        upto: u64,
+        letters: &[recover::Letter],
+        shared: &[u64],
+        sync: bool,
+        step: Step,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for l in deferred.letters.iter().chain(letters) {
+            batch.put(record::key(DEAD_PREFIX, queue.id, l.seq), &l.value);
+        }
+        batch.delete_range(
+            record::key(QUEUE_PREFIX, queue.id, 0),
+            record::key(QUEUE_PREFIX, queue.id, upto.max(deferred.upto) + 1),
+        );
+        let shared: Vec<u64> = deferred.shared.iter().chain(shared).copied().collect();
+        self.write_releasing(batch, queue, &shared, sync, step)
+    }
+
+    /// Counts dead letters just stored; true when there were any.
+    fn count_letters<'a>(
+        &self,
+        queue: &Queue,
+        letters: impl Iterator<Item = &'a recover::Letter>,
+    ) -> bool {
+        let (mut records, mut points, mut bytes) = (0u64, 0u64, 0u64);
+        for l in letters {
+            records += 1;
+            points += l.points;
+            bytes += l.value.len() as u64;
+        }
+        let st = &queue.stats;
+        st.dead_records.fetch_add(records, Ordering::AcqRel);
+        st.dead_points.fetch_add(points, Ordering::AcqRel);
+        st.dead_bytes.fetch_add(bytes, Ordering::AcqRel);
+        records > 0
     }
 
     /// Drops the oldest dead letters of `queue` until they fit in its
@@ -968,7 +1190,7 @@ impl Wal {
             record::key(DEAD_PREFIX, queue.id, 0),
             record::key(DEAD_PREFIX, queue.id, last + 1),
         );
-        self.db()?.write_opt(batch, &self.write_options(false))?;
+        self.write(&*self.db()?, batch, false, Step::Upkeep)?;
         st.dead_records.fetch_sub(records, Ordering::AcqRel);
         st.dead_points.fetch_sub(points, Ordering::AcqRel);
         st.dead_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -979,37 +1201,39 @@ impl Wal {
         Ok((records, points))
     }
 
-    /// Writes `batch` (which removes `entries` from `queue`), deleting in
-    /// the same batch the shared lines whose last reference they were.
+    /// Writes `batch` (which removes from `queue` the records of seqs
+    /// `removed_shared` among others, all stored shared), deleting in the
+    /// same batch the shared lines whose last reference they were.
     fn write_releasing(
         &self,
         mut batch: WriteBatch,
         queue: &Queue,
-        entries: &[Entry],
+        removed_shared: &[u64],
         sync: bool,
+        step: Step,
     ) -> Result<()> {
         let mut shared = self.shared_index();
         let mut released = Vec::new();
-        for e in entries.iter().filter(|e| e.shared) {
-            let Some(refs) = shared.refs.get(&e.seq) else {
+        for &seq in removed_shared {
+            let Some(refs) = shared.refs.get(&seq) else {
                 continue; // unshared meanwhile: the record stands alone now
             };
             if refs.queues.iter().all(|&q| q == queue.id) {
-                batch.delete(record::shared_key(e.seq));
-                released.push(e.seq);
+                batch.delete(record::shared_key(seq));
+                released.push(seq);
             }
         }
-        self.db()?.write_opt(batch, &self.write_options(sync))?;
+        self.write(&*self.db()?, batch, sync, step)?;
         let SharedIndex {
             refs,
             partly_removed,
         } = &mut *shared;
-        for e in entries.iter().filter(|e| e.shared) {
-            if let Some(r) = refs.get_mut(&e.seq) {
+        for &seq in removed_shared {
+            if let Some(r) = refs.get_mut(&seq) {
                 r.queues.retain(|&q| q != queue.id);
                 if !r.listed && !r.queues.is_empty() {
                     r.listed = true;
-                    partly_removed.push_back(e.seq);
+                    partly_removed.push_back(seq);
                 }
             }
         }
@@ -1025,9 +1249,13 @@ impl Wal {
     /// `limit` appends per call. A backend that is down would otherwise
     /// keep every line of every write alive, not only its own share.
     /// Returns how many appends were unshared.
+    ///
+    /// Stops while less than the free-space reserve is free: a rewritten
+    /// record takes room again until RocksDB compacts the old one away,
+    /// room that deliveries need more.
     pub fn unshare_older_than(&self, age: Duration, limit: usize) -> Result<usize> {
         let mut done = 0;
-        while done < limit {
+        while done < limit && self.space.free() >= self.space.reserve() {
             // Locked per append, so acknowledgements never wait long.
             let mut shared = self.shared_index();
             let Some(&seq) = shared.partly_removed.front() else {
@@ -1056,12 +1284,17 @@ impl Wal {
                     if let Ok(value) = record::decode_record(&stored)
                         .and_then(|r| record::resolve_shared(&r, lines))
                     {
+                        self.space.consumed(value.len() as u64);
                         batch.put(key, value);
                     }
                 }
             }
             batch.delete(record::shared_key(seq));
-            db.write_opt(batch, &self.write_options(self.sync))?;
+            if let Err(e) = self.write(&db, batch, self.sync, Step::Unshare) {
+                // Tried again later.
+                shared.partly_removed.push_front(seq);
+                return Err(e);
+            }
             shared.refs.remove(&seq);
             done += 1;
         }
@@ -1211,8 +1444,7 @@ impl Wal {
             record::key(DEAD_PREFIX, queue.id, 0),
             upper_bound(DEAD_PREFIX, queue.id),
         );
-        self.db()?
-            .write_opt(batch, &self.write_options(self.sync))?;
+        self.write(&*self.db()?, batch, self.sync, Step::Upkeep)?;
         let st = &queue.stats;
         st.dead_records.fetch_sub(records, Ordering::AcqRel);
         st.dead_points.fetch_sub(points, Ordering::AcqRel);
@@ -1227,7 +1459,7 @@ impl Wal {
     }
 
     /// Closes the queue on the calling thread, whoever else still holds a
-    /// handle: stops and joins the unsharing thread, waits (at most `wait`)
+    /// handle: stops and joins the maintenance thread, waits (at most `wait`)
     /// for the operations in progress, flushes RocksDB's log and closes the
     /// database. Every later operation fails with [`Error::Closed`].
     ///
@@ -1239,9 +1471,9 @@ impl Wal {
     /// only idle.
     pub fn close(&self, wait: Duration) -> Result<()> {
         self.closing.set();
-        if let Some(thread) = self.unsharer.lock().take() {
+        if let Some(thread) = self.maintainer.lock().take() {
             if thread.join().is_err() {
-                tracing::error!("The queue's unsharing thread panicked.");
+                tracing::error!("The queue's maintenance thread panicked.");
             }
         }
         let mut db = self.db.try_write_for(wait).ok_or(Error::StillInUse(wait))?;
@@ -1255,7 +1487,7 @@ impl Wal {
     }
 }
 
-/// Whether [`Wal::close`] was called, waited on by the unsharing thread
+/// Whether [`Wal::close`] was called, waited on by the maintenance thread
 /// (which holds only this and a weak handle, so the queue can be dropped
 /// while it waits).
 #[derive(Debug, Default)]
@@ -1268,6 +1500,10 @@ impl Closing {
     fn set(&self) {
         *self.closed.lock() = true;
         self.changed.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        *self.closed.lock()
     }
 
     /// Waits up to `timeout` for [`Closing::set`]; true once it was called.
@@ -1315,33 +1551,6 @@ fn resolve(
 /// deliver within `flush_time`), short enough that a backend that is down
 /// does not keep the other backends' lines on disk.
 pub const UNSHARE_AFTER: Duration = Duration::from_secs(10);
-
-/// How often the unsharing thread looks for appends to unshare.
-const UNSHARE_EVERY: Duration = Duration::from_secs(1);
-
-/// Starts the thread that unshares the lines of appends some backends
-/// are late for ([`Wal::unshare_older_than`]). It ends when the queue is
-/// closed ([`Wal::close`] wakes and joins it) or dropped.
-pub fn spawn_unsharer(wal: &Arc<Wal>) -> std::io::Result<()> {
-    let weak = Arc::downgrade(wal);
-    let closing = wal.closing.clone();
-    let thread = std::thread::Builder::new()
-        .name("wal-unshare".into())
-        .spawn(move || loop {
-            if closing.within(UNSHARE_EVERY) {
-                break;
-            }
-            let Some(wal) = weak.upgrade() else { break };
-            match wal.unshare_older_than(UNSHARE_AFTER, 1_000) {
-                Ok(0) => {}
-                Ok(appends) => tracing::debug!(appends, "Unshared the lines of late records."),
-                Err(Error::Closed) => break,
-                Err(error) => tracing::error!(%error, "Unsharing queued lines failed."),
-            }
-        })?;
-    *wal.unsharer.lock() = Some(thread);
-    Ok(())
-}
 
 /// The entries after the removal watermark (entries are in seq order).
 /// Points in a stored dead letter (0 when unreadable).

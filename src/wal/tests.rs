@@ -590,17 +590,17 @@ fn close_closes_the_database_while_other_handles_live_and_later_calls_fail() {
     let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
     let q = wal.queue("a", 1 << 20).unwrap();
     wal.append_lines(&[&q], "db", "", 1, b"m f=1 1\n").unwrap();
-    spawn_unsharer(&wal).unwrap();
+    spawn_maintainer(&wal).unwrap();
     let holder = Arc::clone(&wal);
     let started = Instant::now();
     wal.close(Duration::from_secs(5)).unwrap();
     assert!(
-        started.elapsed() < UNSHARE_EVERY,
-        "the unsharing thread is woken, not waited out"
+        started.elapsed() < recover::MAINTAIN_EVERY,
+        "the maintenance thread is woken, not waited out"
     );
     assert!(
-        wal.unsharer.lock().is_none(),
-        "the unsharing thread is joined"
+        wal.maintainer.lock().is_none(),
+        "the maintenance thread is joined"
     );
     assert!(matches!(
         holder.append_statement(&q, "db", "q"),
@@ -714,4 +714,234 @@ fn settle_keeps_the_refused_lines_as_a_points_dead_letter() {
     .unwrap();
     assert_eq!(letters, 1);
     assert_eq!(q.stats.dead_points.load(Ordering::Acquire), 1);
+}
+
+#[test]
+fn the_free_space_reserve_refuses_appends_but_never_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), false).unwrap();
+    let q = wal.queue("a", 1 << 20).unwrap();
+    wal.append_lines(&[&q], "db", "", 1, b"m f=1 1\n").unwrap();
+    // More than any disk has free.
+    wal.set_min_free_mb(u64::MAX >> 21);
+    let refused = wal.append_lines(&[&q], "db", "", 1, b"m f=2 2\n");
+    assert!(matches!(refused, Err(Error::LowDisk { .. })), "{refused:?}");
+    assert!(refused.unwrap_err().is_temporary());
+    assert!(wal.storage_state().low);
+    assert_eq!(wal.storage_state().refused_low, 1);
+    let read = wal.read(&q, 0, 10, u64::MAX).unwrap();
+    assert_eq!(read.len(), 1, "only the append made before the reserve");
+    wal.ack(&q, &read).unwrap();
+    assert!(q.is_empty(), "acknowledgements are never refused");
+    wal.set_min_free_mb(0);
+    wal.append_lines(&[&q], "db", "", 1, b"m f=3 3\n").unwrap();
+}
+
+/// Storage faults injected at each step of the queue (`--features failpoints`).
+#[cfg(feature = "failpoints")]
+mod failpoints {
+    use super::*;
+    use crate::rate_limit::RateLimit;
+
+    /// Failpoints are process-wide: tests that configure them take turns
+    /// (each is also scoped to its own queue's directory, so the other
+    /// tests running meanwhile are not affected).
+    static TURN: Mutex<()> = parking_lot::const_mutex(());
+
+    /// A failpoint failing `step` of the queue at `dir` (`times` times, or
+    /// always), removed on drop.
+    struct Fault(Step);
+
+    impl Fault {
+        fn inject(step: Step, dir: &Path, times: Option<u32>) -> Fault {
+            let times = times.map(|n| format!("{n}*")).unwrap_or_default();
+            fail::cfg(step.name(), &format!("{times}return({})", dir.display())).unwrap();
+            Fault(step)
+        }
+    }
+
+    impl Drop for Fault {
+        fn drop(&mut self) {
+            fail::remove(self.0.name());
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Arc<Wal>, Queue) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let q = wal.queue("a", 1 << 20).unwrap();
+        (dir, wal, q)
+    }
+
+    fn append(wal: &Wal, q: &Queue, i: u32) -> Result<u64> {
+        wal.append_lines(&[q], "db", "", 1, format!("m f={i} {i}\n").as_bytes())
+    }
+
+    /// What a fresh open of the queue at `dir` holds: (lines queued, dead
+    /// letters).
+    fn stored(wal: &Wal, dir: &Path) -> (Vec<Vec<u8>>, u64) {
+        wal.close(Duration::from_secs(5)).unwrap();
+        let again = Wal::open(dir, false).unwrap();
+        let q = again.queue("a", 1 << 20).unwrap();
+        let lines = again
+            .read(&q, 0, u64::MAX, u64::MAX)
+            .unwrap()
+            .iter()
+            .map(lines_of)
+            .collect();
+        (lines, q.stats.dead_records.load(Ordering::Acquire))
+    }
+
+    fn recover(wal: &Wal) {
+        wal.maintain(&RateLimit::new(Duration::ZERO)).unwrap();
+        assert_eq!(wal.storage_state().failed, None, "recovered");
+    }
+
+    #[test]
+    fn a_failed_append_is_refused_whole_and_appends_wait_for_the_recovery() {
+        let _turn = TURN.lock();
+        let (dir, wal, q) = open();
+        append(&wal, &q, 1).unwrap();
+        let fault = Fault::inject(Step::Append, dir.path(), None);
+        let failed = append(&wal, &q, 2);
+        assert!(
+            matches!(&failed, Err(e @ Error::Failed { error }) if e.is_temporary() && error.contains("injected")),
+            "{failed:?}"
+        );
+        drop(fault);
+        let refused = append(&wal, &q, 3);
+        assert!(
+            matches!(&refused, Err(e @ Error::Failed { .. }) if e.is_temporary()),
+            "refused until the storage recovered: {refused:?}"
+        );
+        assert_eq!(q.stats.records.load(Ordering::Acquire), 1);
+        recover(&wal);
+        append(&wal, &q, 4).unwrap();
+        let (lines, _) = stored(&wal, dir.path());
+        assert_eq!(lines, [b"m f=1 1\n".to_vec(), b"m f=4 4\n".to_vec()]);
+    }
+
+    #[test]
+    fn a_failed_read_is_retried_and_loses_nothing() {
+        let _turn = TURN.lock();
+        let (dir, wal, q) = open();
+        append(&wal, &q, 1).unwrap();
+        let fault = Fault::inject(Step::Read, dir.path(), None);
+        assert!(matches!(
+            wal.read(&q, 0, 10, u64::MAX),
+            Err(Error::Storage(_))
+        ));
+        // Reading is not writing: appends go on.
+        append(&wal, &q, 2).unwrap();
+        drop(fault);
+        let read = wal.read(&q, 0, 10, u64::MAX).unwrap();
+        assert_eq!(read.len(), 2);
+    }
+
+    #[test]
+    fn acks_that_cannot_be_written_are_kept_and_the_reader_moves_on() {
+        let _turn = TURN.lock();
+        let (dir, wal, q) = open();
+        let other = wal.queue("b", 1 << 20).unwrap();
+        for i in 1..=3 {
+            append(&wal, &q, i).unwrap();
+        }
+        let seq = append_shared(&wal, SHARED_LINES, &[(&q, SPANS_A), (&other, SPANS_B)]);
+        let fault = Fault::inject(Step::Ack, dir.path(), None);
+        let reader = wal.reader(q.clone());
+        let first = reader.read(0, 1, u64::MAX).unwrap();
+        reader.ack(&first).unwrap();
+        // Moved on: a reader from the head (a restarted actor) too.
+        let next = reader.read(0, 1, u64::MAX).unwrap();
+        assert_eq!(lines_of(&next[0]), b"m f=2 2\n");
+        reader.ack(&next).unwrap();
+        let state = wal.storage_state();
+        assert!(state.failed.is_some(), "{state:?}");
+        assert_eq!(state.deferred_records, 2);
+        assert!(matches!(append(&wal, &q, 9), Err(Error::Failed { .. })));
+        // The shared record's lines stay while its removal is deferred.
+        let rest = reader.read(0, 10, u64::MAX).unwrap();
+        assert_eq!(rest.len(), 2);
+        assert_eq!(lines_of(&rest[1]), b"a f=1 1\na f=2 2\n");
+        reader.ack(&rest).unwrap();
+        assert!(q.is_empty(), "counted as removed");
+        assert!(
+            shared_value_exists(&wal, seq),
+            "b still refers to the lines"
+        );
+        drop(fault);
+        recover(&wal);
+        assert_eq!(wal.storage_state().deferred_records, 0);
+        let b = wal.read(&other, 0, 10, u64::MAX).unwrap();
+        wal.ack(&other, &b).unwrap();
+        assert!(
+            !shared_value_exists(&wal, seq),
+            "released by the last removal"
+        );
+        let (lines, _) = stored(&wal, dir.path());
+        assert!(lines.is_empty(), "{lines:?}");
+    }
+
+    #[test]
+    fn a_failed_unsharing_is_tried_again_after_the_recovery() {
+        let _turn = TURN.lock();
+        let (dir, wal, a) = open();
+        let b = wal.queue("b", 1 << 20).unwrap();
+        let seq = append_shared(&wal, SHARED_LINES, &[(&a, SPANS_A), (&b, SPANS_B)]);
+        let read_a = wal.read(&a, 0, 10, u64::MAX).unwrap();
+        wal.ack(&a, &read_a).unwrap();
+        let fault = Fault::inject(Step::Unshare, dir.path(), None);
+        assert!(wal.unshare_older_than(Duration::ZERO, 10).is_err());
+        assert!(wal.storage_state().failed.is_some());
+        drop(fault);
+        recover(&wal);
+        assert_eq!(wal.unshare_older_than(Duration::ZERO, 10).unwrap(), 1);
+        assert!(!shared_value_exists(&wal, seq));
+        let read_b = wal.read(&b, 0, 10, u64::MAX).unwrap();
+        assert_eq!(lines_of(&read_b[0]), b"b f=1 1\nb f=2 2\n");
+    }
+
+    #[test]
+    fn dead_letters_that_cannot_be_written_wait_in_memory_until_the_recovery() {
+        let _turn = TURN.lock();
+        let (dir, wal, q) = open();
+        append(&wal, &q, 1).unwrap();
+        append(&wal, &q, 2).unwrap();
+        let fault = Fault::inject(Step::DeadLetter, dir.path(), None);
+        let reader = wal.reader(q.clone());
+        let first = reader.read(0, 1, u64::MAX).unwrap();
+        reader.dead_letter(&first, 400, "refused").unwrap();
+        assert_eq!(
+            q.stats.dead_records.load(Ordering::Acquire),
+            0,
+            "not stored yet"
+        );
+        let second = reader.read(0, 1, u64::MAX).unwrap();
+        assert_eq!(lines_of(&second[0]), b"m f=2 2\n", "moved on");
+        drop(fault);
+        recover(&wal);
+        assert_eq!(q.stats.dead_records.load(Ordering::Acquire), 1);
+        let (lines, dead) = stored(&wal, dir.path());
+        assert_eq!((lines, dead), (vec![b"m f=2 2\n".to_vec()], 1));
+    }
+
+    #[test]
+    fn storage_that_still_refuses_is_reopened_and_recounted() {
+        let _turn = TURN.lock();
+        let (dir, wal, q) = open();
+        append(&wal, &q, 1).unwrap();
+        let ack = Fault::inject(Step::Ack, dir.path(), None);
+        let read = wal.read(&q, 0, 10, u64::MAX).unwrap();
+        wal.ack(&q, &read).unwrap();
+        drop(ack);
+        append(&wal, &q, 2).unwrap_err();
+        // The probe fails once: the queue is reopened, then recovers.
+        let _probe = Fault::inject(Step::Upkeep, dir.path(), Some(1));
+        recover(&wal);
+        assert_eq!(q.stats.records.load(Ordering::Acquire), 0);
+        append(&wal, &q, 3).unwrap();
+        assert_eq!(q.stats.records.load(Ordering::Acquire), 1);
+        let (lines, _) = stored(&wal, dir.path());
+        assert_eq!(lines, [b"m f=3 3\n".to_vec()]);
+    }
 }

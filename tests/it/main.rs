@@ -8,6 +8,7 @@ mod support;
 mod bombs;
 mod cli;
 mod ddl;
+mod faults_disk;
 mod flux;
 mod hostile_names;
 mod hung;

@@ -153,6 +153,10 @@ const PROOFS: &[(&str, Proof)] = &[
         Elsewhere("a_full_queue_answers_503_and_loses_nothing_it_accepted"),
     ),
     ("dead_letter_max_bytes", Probe(dead_letter_max_bytes)),
+    (
+        "wal_min_free_mb",
+        Elsewhere("a_full_disk_refuses_writes_keeps_delivering_and_recovers"),
+    ),
     ("max_body_bytes", Probe(max_body_bytes)),
     ("max_decompressed_bytes", Probe(max_decompressed_bytes)),
     (

@@ -174,3 +174,71 @@ pub fn python_with(module: &str, install: &str) -> &'static str {
     }
     panic!("the python module {module} is missing: {install}");
 }
+
+/// A tmpfs of a few MiB mounted on a fresh temp dir, unmounted (lazily) on drop: a small
+/// filesystem to fill up. Needs root (the tests run as root); fails the test otherwise.
+#[derive(Debug)]
+pub struct Tmpfs {
+    /// The mount point.
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size_mb` MiB.
+    pub fn mount(size_mb: u64) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("influx-proxy-tmpfs-")
+            .tempdir()
+            .unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs failed (the test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs {
+            path: dir.path().to_path_buf(),
+            _dir: dir,
+        }
+    }
+
+    /// Bytes free for an unprivileged writer.
+    pub fn free_bytes(&self) -> u64 {
+        let s = rustix::fs::statvfs(&self.path).unwrap();
+        s.f_bavail * s.f_frsize
+    }
+
+    /// Fills the filesystem with the file `name` until a write fails with ENOSPC (as another
+    /// process would); returns its path. Remove it to give the space back.
+    pub fn fill(&self, name: &str) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path.join(name);
+        let mut file = fs::File::create(&path).unwrap();
+        for chunk in [1 << 20, 4096, 512] {
+            let block = vec![0xa5u8; chunk];
+            loop {
+                match file.write(&block) {
+                    Ok(n) if n == chunk => {}
+                    Ok(_) => break,
+                    Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                    Err(e) => panic!("filling {}: {e}", path.display()),
+                }
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}

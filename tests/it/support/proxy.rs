@@ -258,6 +258,15 @@ impl Proxy {
         );
     }
 
+    /// The value of the unlabelled metric `name` in `/metrics`, if it is there.
+    pub fn unlabelled_metric(&self, name: &str) -> Option<f64> {
+        let text = http::get(&format!("{}/metrics", self.url)).body;
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
     /// The current contents of `proxy.json`.
     pub fn config(&self) -> Value {
         serde_json::from_slice(&fs::read(&self.config_path).unwrap()).unwrap()
