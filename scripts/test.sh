@@ -30,6 +30,9 @@ if [ "$#" -gt 0 ]; then
 fi
 stage "build: tests and binaries" build_release
 stage "tests: unit and property (lib, bins)" zig_cargo test --lib --bins
+# The queue's storage faults, injected at every step (append, read, ack, unshare, dead letter):
+# the `failpoints` feature compiles them in, so this is a second build of the library's tests.
+stage "tests: queue storage faults (failpoints)" zig_cargo test --lib --features failpoints wal::
 stage "tests: fuzz regressions" zig_cargo test --test fuzz_regressions
 stage "tests: benches in test mode" zig_cargo test --bench hot_paths
 stage "tests: integration (tests/it, real influxd)" zig_cargo test --test it
