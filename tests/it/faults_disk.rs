@@ -187,7 +187,10 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
     let filled_at = proxy.log().len();
     let refused = write_until_refused(&proxy, &mut w, 100);
     assert_refused(&refused, "No space left on device");
-    assert_eq!(proxy.unlabelled_metric("influx_proxy_wal_storage_ok"), Some(0.0));
+    assert_eq!(
+        proxy.unlabelled_metric("influx_proxy_wal_storage_ok"),
+        Some(0.0)
+    );
     assert_refused(&w.write(&proxy), "storage failed");
     let health = http::get(&format!("{}/health?stats=false", proxy.url)).json();
     assert_eq!(health["status"], "fail", "{health}");
@@ -220,7 +223,10 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
     }
     let recovery = freed.elapsed();
     assert_eq!(resp.status, 204, "{}\n{}", resp.body, tail(&proxy));
-    assert_eq!(proxy.unlabelled_metric("influx_proxy_wal_storage_ok"), Some(1.0));
+    assert_eq!(
+        proxy.unlabelled_metric("influx_proxy_wal_storage_ok"),
+        Some(1.0)
+    );
     let health = http::get(&format!("{}/health?stats=false", proxy.url)).json();
     assert_eq!(health["checks"], json!([]), "{health}");
     // The reserve back on, so that nothing the queue does fills the disk again.

@@ -29,13 +29,10 @@ fn request_values_cannot_forge_log_lines() {
     let q = format!("SHOW DATABASES /* a comment\r\n{FORGED} by a query */");
     let r = http::query(&proxy.url, "", &q);
     assert_eq!(r.status, 200, "{}", r.body);
-    // The values were logged (escaped), so the check below is not vacuous.
-    let logged = |p: &Proxy| {
-        let log = p.log();
-        log.contains(r"db=lf\n2020-01-01")
-            && log.contains(r"db=crlf\r\n2020-01-01")
-            && log.contains(r"a comment\r\n2020-01-01")
-    };
+    // The query was logged (escaped), so the check below is not vacuous. The databases are
+    // refused at the edge (influxd can create no database with a line break in its name) and
+    // may or may not be logged, but never as a line of their own.
+    let logged = |p: &Proxy| p.log().contains(r"a comment\r\n2020-01-01");
     assert!(
         wait_until(Duration::from_secs(10), || logged(&proxy)),
         "{}",
