@@ -219,7 +219,12 @@ fn assert_only_intended_statements_ran(servers: &[Influxd], exercised: &[&str]) 
                 Ok(shape) if INTENDED.contains(&shape.as_str()) => {
                     seen.insert(shape);
                 }
-                Ok(shape) => unintended.push(format!(":{} ran {stmt:?} ({shape})", s.port)),
+                Ok(shape) => unintended.push(format!(
+                    ":{} ran {} ({})",
+                    s.port,
+                    short(&stmt),
+                    short(&shape)
+                )),
                 Err(e) => unintended.push(format!(":{} ran {e}", s.port)),
             }
         }
