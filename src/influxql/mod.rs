@@ -17,6 +17,12 @@
 //! may contain dots, commas, spaces and quotes. Statements the proxy cannot run
 //! correctly are refused with a client-facing [`Error`] naming the statement.
 //!
+//! The other way round, every statement the proxy builds itself names things
+//! through [`quote_ident`] (and [`quote_string`], [`quote_regex`]), the
+//! one spelling influxd's scanner reads back as exactly that name; and
+//! [`check_name`] says whether influxd would create a database or retention
+//! policy of a given name at all (see `names`).
+//!
 //! Scope: this is a classifier, not a full InfluxQL parser. Field lists,
 //! WHERE / GROUP BY expressions and other clauses are only tokenised (to find
 //! parentheses, LIMIT/OFFSET and the FROM keyword) and are forwarded untouched,

@@ -7,8 +7,8 @@
 //! character Go does not print (controls such as newline, CR and NUL, format characters, private
 //! use, every space but U+0020). It answers `invalid name`; a valid name longer than 255 bytes
 //! (`meta.MaxNameLen`) gets `name too long`. Such a database can never exist, so a write into it
-//! can never be delivered: the edge refuses it with influxd's own answer (see `api::names`)
-//! instead of acknowledging it, and no statement naming it is ever built.
+//! can never be delivered: the write endpoints refuse it with influxd's own answer
+//! ([`check_write_target`]) instead of acknowledging it, and no statement naming it is built.
 //!
 //! # Difference from influxd
 //! Go's `unicode.IsPrint` also refuses code points its Unicode tables (13.0 for the Go 1.19
