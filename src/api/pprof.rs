@@ -96,8 +96,10 @@ pub async fn profile(
     std::thread::Builder::new()
         .name("pprof".into())
         .spawn(move || {
-            let _running = running;
             let result = run(Duration::from_secs(seconds), format, &tx);
+            // Cleared before the answer leaves: a client that asks again as soon as it has its
+            // profile must not find this one still running (a test did, under CPU load).
+            drop(running);
             let _ = tx.send(result);
         })
         .map_err(|e| ApiError::Internal(format!("cannot start the profiler thread: {e}")))?;
