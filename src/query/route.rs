@@ -9,9 +9,9 @@
 //! the number of such reads since the last warning) and counted in
 //! `/metrics` (`influx_proxy_stale_reads_total`).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::warn;
 
@@ -19,6 +19,7 @@ use super::freshness;
 use crate::circle::{BackendHandle, Circle};
 use crate::cluster::Cluster;
 use crate::metrics;
+use crate::rate_limit::RateLimit;
 
 /// Shortest time between two warnings that reads went to a circle that is
 /// not up to date. A lagging circle lasts seconds to hours; one line per
@@ -121,52 +122,6 @@ fn stale_read(circle: &Circle) {
             "No circle is fully up to date; reading from one whose backends are still draining queued writes (logged at most once per interval; `reads` counts such reads since the last warning)."
         );
     }
-}
-
-/// Lets one event through per interval and counts the ones held back.
-/// Lock-free: the winner of a compare-exchange on the last time logs.
-#[derive(Debug)]
-struct RateLimit {
-    interval: Duration,
-    /// Milliseconds since [`epoch`] of the last event let through, plus
-    /// one (0: none yet).
-    last: AtomicU64,
-    /// Events since the last one let through.
-    held: AtomicU64,
-}
-
-impl RateLimit {
-    const fn new(interval: Duration) -> RateLimit {
-        RateLimit {
-            interval,
-            last: AtomicU64::new(0),
-            held: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(events since the last one let through, this one included)`
-    /// when this event may be reported.
-    fn check(&self) -> Option<u64> {
-        self.held.fetch_add(1, Ordering::Relaxed);
-        let now = millis_since_epoch().saturating_add(1);
-        let last = self.last.load(Ordering::Relaxed);
-        let interval = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
-        let due = last == 0 || now.saturating_sub(last) >= interval;
-        if !due {
-            return None;
-        }
-        self.last
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .ok()?;
-        Some(self.held.swap(0, Ordering::Relaxed))
-    }
-}
-
-/// A process-wide monotonic origin for [`RateLimit`]'s timestamps.
-fn millis_since_epoch() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let elapsed = EPOCH.get_or_init(Instant::now).elapsed();
-    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
