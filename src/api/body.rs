@@ -15,7 +15,7 @@
 
 use std::io::{Cursor, Read as _};
 
-use actix_web::web;
+use actix_web::{web, HttpRequest};
 use futures_util::StreamExt as _;
 use prost::Message as _;
 
@@ -122,6 +122,21 @@ fn too_large(what: &str, limit: usize, bound: Bound) -> ApiError {
         Bound::Memory => " (what memory_budget_mb allows one request)",
     };
     ApiError::TooLarge(format!("{what} too large: limit is {limit} bytes{why}"))
+}
+
+/// Admits and reads a request's whole body ([`admit`], then [`read`], its `Content-Length`
+/// declaring what to charge first): the body, and the charge that holds its memory for as long
+/// as the caller keeps it.
+pub(super) async fn receive(
+    req: &HttpRequest,
+    payload: web::Payload,
+    admission: &Admission,
+    shape: &Shape,
+) -> Result<(Vec<u8>, Charge), ApiError> {
+    let declared = super::write::content_length(req);
+    let mut charge = admit(admission, declared, shape).await?;
+    let raw = read(payload, declared, shape, &mut charge).await?;
+    Ok((raw, charge))
 }
 
 /// Charges a request's body of `declared` bytes (its `Content-Length`, 0 when unknown) to

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::body;
 use super::query::{copy_headers, relay_with};
-use super::write::{authorized_post, content_length, is_gzipped};
+use super::write::{authorized_post, is_gzipped};
 use super::{check_db_allowed, forwarded_path, ApiError, AppState};
 use crate::flux;
 use crate::query;
@@ -35,9 +35,7 @@ pub async fn query(
         max_decompressed: config.max_decompressed_bytes,
     };
     // Held, with the body, until the backend has answered.
-    let declared = content_length(&req);
-    let mut charge = body::admit(state.admission(), declared, &shape).await?;
-    let raw = body::read(payload, declared, &shape, &mut charge).await?;
+    let (raw, charge) = body::receive(&req, payload, state.admission(), &shape).await?;
     let decoder = body::Decoder::new(raw, shape, "");
     let (body, target, _charge) = body::decode_then(decoder, charge, true, move |decoded, c| {
         let target = flux::target(decoded.plain(), flux_text);

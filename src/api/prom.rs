@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::body;
 use super::query::{copy_headers, relay_with};
-use super::write::{authorized_post, content_length, ingest, BodyKind, Destination};
+use super::write::{authorized_post, ingest, BodyKind, Destination};
 use super::{check_db_allowed, forwarded_path, ApiError, AppState};
 use crate::line_protocol::Precision;
 use crate::query;
@@ -53,9 +53,7 @@ pub async fn read(
         max_decompressed: config.max_decompressed_bytes,
     };
     // Held, with the body, until the backend has answered.
-    let declared = content_length(&req);
-    let mut charge = body::admit(state.admission(), declared, &shape).await?;
-    let raw = body::read(payload, declared, &shape, &mut charge).await?;
+    let (raw, mut charge) = body::receive(&req, payload, state.admission(), &shape).await?;
     let request = body::prom_read(&raw, &shape, &mut charge).await?;
     let metric = crate::prom::read_metric(&request).map_err(body::prom_error)?;
     let path = forwarded_path(READ_PATH, req.query_string())?;

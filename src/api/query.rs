@@ -6,7 +6,6 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::write::content_length;
 use super::{auth, body, ApiError, AppState, Params};
 use crate::query::{self, merge, Answer};
 
@@ -35,9 +34,7 @@ pub async fn query(
             max_body: MAX_FORM_BYTES,
             max_decompressed: MAX_FORM_BYTES,
         };
-        let declared = content_length(&req);
-        let mut charge = body::admit(state.admission(), declared, &shape).await?;
-        let raw = body::read(payload, declared, &shape, &mut charge).await?;
+        let (raw, charge) = body::receive(&req, payload, state.admission(), &shape).await?;
         _charge = Some(charge);
         let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&raw)
             .map_err(|e| ApiError::BadRequest(format!("invalid form body: {e}")))?;

@@ -153,9 +153,7 @@ pub(super) async fn ingest(
     };
     // Bodies being read and parsed stay within the memory budget's share: charged first
     // from the declared length, then as they grow (`body`).
-    let declared = content_length(&req);
-    let mut charge = body::admit(state.admission(), declared, &shape).await?;
-    let raw = body::read(payload, declared, &shape, &mut charge).await?;
+    let (raw, charge) = body::receive(&req, payload, state.admission(), &shape).await?;
     let expected_bytes = match encoding {
         body::Encoding::Plain => raw.len(),
         _ => raw.len().saturating_mul(body::INFLATION as usize),
