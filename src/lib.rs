@@ -9,7 +9,7 @@
 //! - [`circle`]: one consistent-hash ring of backends and its supervisor.
 //! - [`backend`]: one actor per InfluxDB, draining its write-ahead queue.
 //! - [`wal`]: the RocksDB write-ahead queue.
-//! - Pure modules, no I/O: [`ring`] (Go-compatible placement),
+//! - Pure modules, no I/O: [`ring`] (Go-compatible placement), [`answer`] (InfluxDB's JSON answers),
 //!   [`line_protocol`] (scan and stamp lines), [`flux`] (what a Flux query reads),
 //!   [`prom`] (Prometheus remote storage messages), [`config`], [`cipher`].
 //! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
 
+pub mod answer;
 pub mod api;
 pub mod app;
 pub mod backend;

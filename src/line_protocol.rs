@@ -42,6 +42,7 @@ use std::iter::FusedIterator;
 
 use memchr::{memchr, memchr2, memchr3, memchr3_iter};
 
+pub mod escape;
 mod fields;
 mod plain;
 
@@ -1771,20 +1772,16 @@ mod tests {
         assert_eq!(results, [true, false, true, false]);
     }
 
-    /// Escapes `s` for a measurement (`,` and space).
     fn escape_measurement(s: &str) -> String {
-        s.replace(',', "\\,").replace(' ', "\\ ")
+        escape::measurement(s).into_owned()
     }
 
-    /// Escapes `s` for a tag key, tag value or field key (`,`, `=` and space).
     fn escape_key(s: &str) -> String {
-        s.replace(',', "\\,")
-            .replace('=', "\\=")
-            .replace(' ', "\\ ")
+        escape::key(s).into_owned()
     }
 
     fn escape_string(s: &str) -> String {
-        s.replace('\\', "\\\\").replace('"', "\\\"")
+        escape::string(s).into_owned()
     }
 
     fn field_value() -> impl Strategy<Value = String> {

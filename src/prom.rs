@@ -17,6 +17,8 @@ use std::fmt::Write as _;
 
 use prost::Message as _;
 
+use crate::line_protocol::escape;
+
 /// Measurement of a sample without a `__name__` label (InfluxDB's name for it).
 pub const DEFAULT_MEASUREMENT: &str = "prom_metric_not_specified";
 /// The label that holds the metric name.
@@ -429,7 +431,7 @@ fn write_series_key(series: &TimeSeries, out: &mut String) -> bool {
     if measurement.starts_with('#') || !representable(measurement) {
         return false;
     }
-    escape(measurement, &[',', ' '], out);
+    escape::measurement_into(out, measurement);
     let mut labels: Vec<&Label> = series
         .labels
         .iter()
@@ -441,9 +443,9 @@ fn write_series_key(series: &TimeSeries, out: &mut String) -> bool {
             return false;
         }
         out.push(',');
-        escape(&label.name, &[',', '=', ' '], out);
+        escape::key_into(out, &label.name);
         out.push('=');
-        escape(&label.value, &[',', '=', ' '], out);
+        escape::key_into(out, &label.value);
     }
     true
 }
@@ -460,15 +462,6 @@ pub fn representable(s: &str) -> bool {
         b'\\' => matches!(b.get(i + 1), None | Some(b',' | b'=' | b' ' | b'\\')),
         _ => false,
     })
-}
-
-fn escape(s: &str, special: &[char], out: &mut String) {
-    for c in s.chars() {
-        if special.contains(&c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
 }
 
 #[cfg(test)]

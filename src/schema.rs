@@ -56,11 +56,12 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
-use serde_json::Value;
 
+use crate::answer::PolicyRow;
+use crate::backend::catalog::{self, DbLayout};
 use crate::backend::client;
 use crate::circle::BackendHandle;
-use crate::influxql::{quote_ident, Kind, Source, Statement};
+use crate::influxql::{Kind, Source, Statement};
 use crate::line_protocol::{FieldType, Line, Precision};
 use crate::wal;
 
@@ -484,17 +485,12 @@ fn autogen() -> RetentionPolicy {
 
 /// Asks every active backend; merges the answers.
 async fn fetch(backends: &[Arc<BackendHandle>], db: &str) -> Known {
-    let q = format!(
-        "SHOW RETENTION POLICIES ON {0}; SHOW FIELD KEYS ON {0}",
-        quote_ident(db)
-    );
     let asks = backends
         .iter()
         .filter(|h| h.backend.status.is_active())
-        .map(|h| {
+        .map(|h| async move {
             let client = client::cached(&h.backend.target, FETCH_TIMEOUT);
-            let q = q.clone();
-            async move { client.query(db, &q).await }
+            catalog::policies_and_fields(&client, db).await
         });
     let mut known = Known {
         asked: Some(Instant::now()),
@@ -503,7 +499,7 @@ async fn fetch(backends: &[Arc<BackendHandle>], db: &str) -> Known {
     let mut types: FxHashMap<Box<[u8]>, Option<FieldType>> = FxHashMap::default();
     for answer in join_all(asks).await {
         match answer {
-            Ok(body) => merge_answer(&body, &mut known, &mut types),
+            Ok(layout) => merge_layout(layout.as_ref(), &mut known, &mut types),
             Err(e) => {
                 tracing::debug!(db, error = %e, "Schema query failed on a backend.");
             }
@@ -527,122 +523,46 @@ async fn fetch(backends: &[Arc<BackendHandle>], db: &str) -> Known {
     known
 }
 
-/// Folds one backend's answer to [`fetch`]'s two statements into `known` and `types`.
-fn merge_answer(
-    body: &Value,
+/// Folds one backend's answer (`None`: it lacks the database) into `known` and `types`.
+fn merge_layout(
+    layout: Option<&DbLayout>,
     known: &mut Known,
     types: &mut FxHashMap<Box<[u8]>, Option<FieldType>>,
 ) {
-    let results = body.get("results").and_then(Value::as_array);
-    let Some(rps) = results.and_then(|r| r.first()) else {
-        return;
-    };
     known.answered = true;
-    // The database is missing on this backend: influxd 1.6 then answers the first statement
-    // alone, with an error (`not executed`).
-    let Some(fields) = results
-        .and_then(|r| r.get(1))
-        .filter(|_| rps.get("error").is_none())
-    else {
+    let Some(layout) = layout else {
         return;
     };
     known.exists = true;
-    for row in values(rps) {
-        if let Some(rp) = retention_policy(row) {
-            if known.rp(&rp.name).is_none() {
-                known.rps.push(rp);
-            }
+    for rp in layout.policies.iter().filter_map(retention_policy) {
+        if known.rp(&rp.name).is_none() {
+            known.rps.push(rp);
         }
     }
-    for series in fields
-        .get("series")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(measurement) = series.get("name").and_then(Value::as_str) else {
+    for (measurement, field, kind) in &layout.fields {
+        let Some(kind) = FieldType::from_name(kind) else {
             continue;
         };
-        for row in series
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(field), Some(kind)) = (
-                row.get(0).and_then(Value::as_str),
-                row.get(1)
-                    .and_then(Value::as_str)
-                    .and_then(FieldType::from_name),
-            ) else {
-                continue;
-            };
-            let key = field_key(measurement.as_bytes(), field.as_bytes());
-            types
-                .entry(key.into_boxed_slice())
-                .and_modify(|t| {
-                    if *t != Some(kind) {
-                        *t = None;
-                    }
-                })
-                .or_insert(Some(kind));
-        }
+        let key = field_key(measurement.as_bytes(), field.as_bytes());
+        types
+            .entry(key.into_boxed_slice())
+            .and_modify(|t| {
+                if *t != Some(kind) {
+                    *t = None;
+                }
+            })
+            .or_insert(Some(kind));
     }
 }
 
-fn values(result: &Value) -> impl Iterator<Item = &Value> {
-    result
-        .get("series")
-        .and_then(Value::as_array)
-        .and_then(|s| s.first())
-        .and_then(|s| s.get("values"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-}
-
-/// One row of `SHOW RETENTION POLICIES`: name, duration, shardGroupDuration, replicaN, default.
-fn retention_policy(row: &Value) -> Option<RetentionPolicy> {
+/// One row of `SHOW RETENTION POLICIES`, as far as verdicts on writes depend on it.
+fn retention_policy(row: &PolicyRow) -> Option<RetentionPolicy> {
     Some(RetentionPolicy {
-        name: row.get(0)?.as_str()?.to_string(),
-        duration_ns: go_duration_ns(row.get(1)?.as_str()?)?,
-        shard_group_ns: go_duration_ns(row.get(2)?.as_str()?)?,
-        default: row.get(4)?.as_bool()?,
+        name: row.name.clone(),
+        duration_ns: row.duration_ns()?,
+        shard_group_ns: row.shard_group_ns()?,
+        default: row.default,
     })
-}
-
-/// Parses Go's `time.Duration.String` form as influxd prints durations (`168h0m0s`, `1h0m0s`,
-/// `30m0s`, `0s`).
-fn go_duration_ns(s: &str) -> Option<i64> {
-    let mut total: i64 = 0;
-    let mut number = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push('s');
-            chars.next();
-        } else if matches!(c, 'u' | 'µ' | 'n') {
-            unit.push(chars.next()?);
-        }
-        let scale: f64 = match unit.as_str() {
-            "h" => 3.6e12,
-            "m" => 6e10,
-            "s" => 1e9,
-            "ms" => 1e6,
-            "us" | "µs" => 1e3,
-            "ns" => 1.0,
-            _ => return None,
-        };
-        let value: f64 = number.parse().ok()?;
-        number.clear();
-        total = total.checked_add((value * scale) as i64)?;
-    }
-    number.is_empty().then_some(total)
 }
 
 /// The key of a field in the maps: measurement, a byte no UTF-8 text has, field.
@@ -1202,14 +1122,5 @@ mod tests {
         assert_eq!(known.rp("a").unwrap().duration_ns, 168 * H);
         known.apply(&change("DROP RETENTION POLICY a ON d"));
         assert!(known.rp("a").is_none());
-    }
-
-    #[test]
-    fn go_durations_parse_as_influxd_prints_them() {
-        assert_eq!(go_duration_ns("168h0m0s"), Some(DEFAULT_SHARD_GROUP));
-        assert_eq!(go_duration_ns("1h0m0s"), Some(3_600_000_000_000));
-        assert_eq!(go_duration_ns("30m0s"), Some(1_800_000_000_000));
-        assert_eq!(go_duration_ns("0s"), Some(0));
-        assert_eq!(go_duration_ns("1x"), None);
     }
 }

@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use super::{auth, json_response, ApiError, AppState, Params};
+use crate::backend::catalog;
 use crate::cipher;
 use crate::circle::{BackendHandle, Circle};
 use crate::query::{self, freshness};
@@ -297,15 +298,14 @@ async fn load(
     handle: &BackendHandle,
     shard_key: &ShardKey,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let dbs = run(handle, "", "SHOW DATABASES").await?;
+    let client = query::client_for(handle);
+    let dbs = catalog::databases(&client).await.map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     let mut key = String::new();
-    for db in first_column(&dbs) {
-        if db == "_internal" {
-            continue;
-        }
-        let ms = run(handle, &db, "SHOW MEASUREMENTS").await?;
-        let measurements = first_column(&ms);
+    for db in dbs {
+        let measurements = catalog::measurements(&client, &db)
+            .await
+            .map_err(|e| e.to_string())?;
         let inplace = measurements
             .iter()
             .filter(|m| {
@@ -323,26 +323,6 @@ async fn load(
         );
     }
     Ok(out)
-}
-
-/// One statement on `handle`'s backend, through the same per-thread client as queries.
-async fn run(handle: &BackendHandle, db: &str, q: &str) -> Result<Value, String> {
-    query::client_for(handle)
-        .query(db, q)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// First column of every row of the first series of the first result.
-fn first_column(v: &Value) -> Vec<String> {
-    v.pointer("/results/0/series/0/values")
-        .and_then(Value::as_array)
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `/encrypt?msg=` (or `text=`): the reference cipher's form of a
@@ -429,16 +409,4 @@ pub async fn replica(
         })
         .collect();
     Ok(json_response(&Value::Array(owners), params.pretty()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_column_reads_show_output() {
-        let v = json!({"results":[{"statement_id":0,"series":[{"name":"databases","columns":["name"],"values":[["_internal"],["db1"]]}]}]});
-        assert_eq!(first_column(&v), vec!["_internal", "db1"]);
-        assert!(first_column(&json!({"results":[{"statement_id":0}]})).is_empty());
-    }
 }

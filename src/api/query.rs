@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::{auth, body, ApiError, AppState, Params};
+use crate::answer;
 use crate::query::{self, merge, Answer};
 
 /// Largest form body accepted for `POST /query` (when `memory_budget_mb` allows one request
@@ -139,12 +140,7 @@ fn wants(req: &HttpRequest, name: header::HeaderName, what: &str) -> bool {
 /// gzip-compressed when the client accepts it.
 fn json_answer(req: &HttpRequest, params: &Params, body: Value) -> HttpResponse {
     let (content_type, mut bytes) = if wants(req, header::ACCEPT, "application/csv") {
-        let results = body
-            .get("results")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        ("text/csv", merge::to_csv(&results).into_bytes())
+        ("text/csv", merge::to_csv(answer::results(&body)).into_bytes())
     } else {
         let mut v = super::json_bytes(&body, params.pretty());
         v.push(b'\n');

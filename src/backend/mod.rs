@@ -39,6 +39,7 @@
 //! (see `circle`).
 
 pub mod batch;
+pub mod catalog;
 pub mod client;
 pub mod isolate;
 pub mod msg;

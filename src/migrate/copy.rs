@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
 
+use crate::backend::catalog::{self, Columns};
 use crate::backend::client::{self, Client};
 use crate::circle::BackendHandle;
 use crate::cluster::Cluster;
@@ -23,7 +24,7 @@ use crate::influxql::quote_ident;
 use crate::wal;
 
 use super::convert;
-pub use super::convert::{series_to_lines, Schema};
+pub use super::convert::series_to_lines;
 
 /// Points appended to the destination queues per write batch.
 const APPEND_POINTS: usize = 10_000;
@@ -99,19 +100,7 @@ pub async fn copy_measurement(
     appended: &Appended,
 ) -> Result<u64, Error> {
     let from = format!("{}.{}", quote_ident(&job.rp), quote_ident(&job.measurement));
-    let tag_keys = source
-        .query_json(&[
-            ("db", &job.db),
-            ("q", &format!("SHOW TAG KEYS FROM {from}")),
-        ])
-        .await?;
-    let field_keys = source
-        .query_json(&[
-            ("db", &job.db),
-            ("q", &format!("SHOW FIELD KEYS FROM {from}")),
-        ])
-        .await?;
-    let schema = Schema::from_answers(&tag_keys, &field_keys);
+    let schema = catalog::columns(source, &job.db, &job.rp, &job.measurement).await?;
     if schema.fields.is_empty() {
         return Ok(0);
     }
@@ -183,7 +172,7 @@ pub async fn copy_measurement(
 fn convert_chunk(
     chunk: &[u8],
     measurement: &str,
-    schema: &Schema,
+    schema: &Columns,
     out: &mut String,
 ) -> Result<usize, Error> {
     convert::convert_chunk(chunk, measurement, schema, out)

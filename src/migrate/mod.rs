@@ -39,9 +39,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures_util::stream::{self, StreamExt as _};
 use parking_lot::Mutex;
-use serde_json::Value;
 use tracing::{error, info, warn};
 
+use crate::answer::PolicyRow;
+use crate::backend::catalog;
 use crate::backend::client::{self, Client, Target};
 use crate::circle::BackendHandle;
 use crate::cluster::Cluster;
@@ -545,43 +546,9 @@ fn plans(job: &Start) -> Vec<Plan> {
 
 /// Databases of a backend (all but `_internal`, or the requested ones).
 async fn databases(client: &Client, wanted: &[String]) -> Result<Vec<String>, client::Error> {
-    let v = client.query_json(&[("q", "SHOW DATABASES")]).await?;
-    Ok(first_column(&v)
-        .into_iter()
-        .filter(|d| d != "_internal" && (wanted.is_empty() || wanted.contains(d)))
-        .collect())
-}
-
-fn first_column(v: &Value) -> Vec<String> {
-    v.pointer("/results/0/series/0/values")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_string))
-        .collect()
-}
-
-/// Retention policies of a database: (name, duration, shard duration, default).
-async fn retention_policies(
-    client: &Client,
-    db: &str,
-) -> Result<Vec<(String, String, String, bool)>, client::Error> {
-    let q = format!("SHOW RETENTION POLICIES ON {}", quote_ident(db));
-    let v = client.query_json(&[("q", &q)]).await?;
-    Ok(v.pointer("/results/0/series/0/values")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| {
-            let r = r.as_array()?;
-            Some((
-                r.first()?.as_str()?.to_string(),
-                r.get(1)?.as_str()?.to_string(),
-                r.get(2)?.as_str()?.to_string(),
-                r.get(4).and_then(Value::as_bool).unwrap_or(false),
-            ))
-        })
-        .collect())
+    let mut dbs = catalog::databases(client).await?;
+    dbs.retain(|d| wanted.is_empty() || wanted.contains(d));
+    Ok(dbs)
 }
 
 struct CopyTask {
@@ -590,7 +557,7 @@ struct CopyTask {
     client: Client,
     db: String,
     measurement: String,
-    rps: Arc<Vec<(String, String, String, bool)>>,
+    rps: Arc<Vec<PolicyRow>>,
     dests: Vec<Arc<BackendHandle>>,
 }
 
@@ -630,18 +597,15 @@ async fn copy_all(
             s.database_total += dbs.len() as u64
         });
         for db in dbs {
-            let rps = match retention_policies(&client, &db).await {
+            let rps = match catalog::retention_policies(&client, &db).await {
                 Ok(r) => Arc::new(r),
                 Err(e) => {
                     warn!(backend = %plan.source.name, db = %db, error = %e, "Listing retention policies failed; database skipped.");
                     continue;
                 }
             };
-            let ms = match client
-                .query_json(&[("db", &db), ("q", "SHOW MEASUREMENTS")])
-                .await
-            {
-                Ok(v) => first_column(&v),
+            let ms = match catalog::measurements(&client, &db).await {
+                Ok(v) => v,
                 Err(e) => {
                     warn!(backend = %plan.source.name, db = %db, error = %e, "Listing measurements failed; database skipped.");
                     continue;
@@ -682,7 +646,7 @@ async fn copy_all(
         .map(|t| async move {
             let started = Instant::now();
             let mut copied = 0u64;
-            for (rp, ..) in t.rps.iter() {
+            for rp in t.rps.iter().map(|rp| &rp.name) {
                 let cj = copy::Job {
                     db: t.db.clone(),
                     rp: rp.clone(),
@@ -770,20 +734,22 @@ fn prepare(
     cluster: &Cluster,
     dest: &BackendHandle,
     db: &str,
-    rps: &[(String, String, String, bool)],
+    rps: &[PolicyRow],
 ) {
     let mut statements = vec![format!("CREATE DATABASE {}", quote_ident(db))];
-    for (name, duration, shard, default) in rps {
+    for rp in rps {
+        let duration = rp.duration.as_str();
         let mut q = format!(
             "CREATE RETENTION POLICY {} ON {} DURATION {} REPLICATION 1",
-            quote_ident(name),
+            quote_ident(&rp.name),
             quote_ident(db),
             if duration == "0s" { "INF" } else { duration }
         );
+        let shard = rp.shard_group_duration.as_str();
         if !shard.is_empty() && shard != "0s" {
             q.push_str(&format!(" SHARD DURATION {shard}"));
         }
-        if *default {
+        if rp.default {
             q.push_str(" DEFAULT");
         }
         statements.push(q);
@@ -826,11 +792,8 @@ async fn clear(
             s.database_total += dbs.len() as u64
         });
         for db in dbs {
-            let ms = match client
-                .query_json(&[("db", &db), ("q", "SHOW MEASUREMENTS")])
-                .await
-            {
-                Ok(v) => first_column(&v),
+            let ms = match catalog::measurements(&client, &db).await {
+                Ok(v) => v,
                 Err(_) => continue,
             };
             shared.update(circle, Kind::Clear, &url, |s| {

@@ -36,6 +36,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use crate::answer;
 use crate::backend::client::{self, Client};
 use crate::circle::{BackendHandle, Circle};
 use crate::cluster::Cluster;
@@ -591,11 +592,11 @@ async fn resolve_regex(
     let queries = vec![q; handles.len()];
     let results = ask_all(&handles, req, db, &queries).await?;
     let merged = merge::merge(&results, Merge::Values, 0, None, None);
-    Ok(merged["series"][0]["values"]
-        .as_array()
+    Ok(answer::series(&merged)
+        .first()
         .into_iter()
-        .flatten()
-        .filter_map(|r| r[0].as_str().map(str::to_string))
+        .flat_map(answer::rows)
+        .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_string))
         .collect())
 }
 
