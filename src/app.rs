@@ -129,7 +129,7 @@ async fn serve(
     let cluster = Arc::new(Cluster::start(&config, wal.clone())?);
     log_startup(&config);
     warn_about_orphan_queues(&wal, &config);
-    let migration = Arc::new(crate::migrate::Shared::default());
+    let migration = Arc::new(crate::migrate::Jobs::default());
     let migrator = crate::migrate::Migrator::new(migration.clone()).start();
     let state = web::Data::new(AppState::new(config.clone(), cluster, migration, migrator));
     let state_for_reload = state.clone();

@@ -38,12 +38,12 @@ pub struct Summary {
     /// Points in them.
     pub dropped_points: u64,
     /// The latest distinct refusals, newest first.
-    pub last_errors: Vec<Refusal>,
+    pub last_errors: Vec<RecentError>,
 }
 
 /// A refusal as the backend gave it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Refusal {
+pub struct RecentError {
     /// HTTP status (0: the record itself was unreadable).
     pub status: u16,
     /// The backend's error text.
@@ -64,7 +64,7 @@ pub fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
         dropped_points: st.dead_dropped_points.load(Relaxed),
         ..Summary::default()
     };
-    let mut latest: Vec<Refusal> = Vec::new();
+    let mut latest: Vec<RecentError> = Vec::new();
     wal.dead_letters_from(queue, 0, |_, d| {
         if s.first_unix_ms == 0 || (d.at_unix_ms != 0 && d.at_unix_ms < s.first_unix_ms) {
             s.first_unix_ms = d.at_unix_ms;
@@ -79,14 +79,14 @@ pub fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
 }
 
 /// Keeps the last [`LAST_ERRORS`] distinct refusals seen, oldest first.
-fn note_refusal(latest: &mut Vec<Refusal>, d: &DeadLetter<'_>) {
+fn note_refusal(latest: &mut Vec<RecentError>, d: &DeadLetter<'_>) {
     if let Some(i) = latest
         .iter()
         .position(|r| r.status == d.status && r.error == d.error)
     {
         latest.remove(i);
     }
-    latest.push(Refusal {
+    latest.push(RecentError {
         status: d.status,
         error: d.error.to_string(),
         at_unix_ms: d.at_unix_ms,

@@ -37,14 +37,14 @@ pub enum Error {
 
 /// What a Flux request reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct ReadScope {
     /// The bucket as given: `db` or `db/rp`.
     pub bucket: String,
     /// The measurement of the `_measurement` filter.
     pub measurement: String,
 }
 
-impl Target {
+impl ReadScope {
     /// The database part of the bucket: what placement, `db_list` and writes use.
     pub fn db(&self) -> &str {
         self.bucket.split('/').next().unwrap_or_default()
@@ -53,7 +53,7 @@ impl Target {
 
 /// The target of a request body: Flux text (`application/vnd.flux`) or the JSON form
 /// `{"query": "...", "type": "flux"}` / `{"spec": {...}}`.
-pub fn target(body: &[u8], flux_text: bool) -> Result<Target, Error> {
+pub fn target(body: &[u8], flux_text: bool) -> Result<ReadScope, Error> {
     if flux_text {
         return of_query(&String::from_utf8_lossy(body));
     }
@@ -72,8 +72,8 @@ pub fn target(body: &[u8], flux_text: bool) -> Result<Target, Error> {
 }
 
 /// The target of Flux text.
-pub fn of_query(q: &str) -> Result<Target, Error> {
-    Ok(Target {
+pub fn of_query(q: &str) -> Result<ReadScope, Error> {
+    Ok(ReadScope {
         bucket: bucket(q)?,
         measurement: measurement(q)?,
     })
@@ -165,7 +165,7 @@ fn compared_string(rest: &str) -> Result<String, Error> {
 
 /// The target of a query spec: the `influxDBFrom` operation's bucket and the `_measurement`
 /// comparison inside the `filter` operations.
-fn of_spec(spec: &Value) -> Result<Target, Error> {
+fn of_spec(spec: &Value) -> Result<ReadScope, Error> {
     let operations = spec
         .get("operations")
         .and_then(Value::as_array)
@@ -190,7 +190,7 @@ fn of_spec(spec: &Value) -> Result<Target, Error> {
         [one] => one.clone()?,
         _ => return Err(Error::MultipleMeasurements),
     };
-    Ok(Target {
+    Ok(ReadScope {
         bucket,
         measurement,
     })
@@ -227,8 +227,8 @@ fn measurement_comparisons(v: &Value, out: &mut Vec<Result<String, Error>>) {
 mod tests {
     use super::*;
 
-    fn t(bucket: &str, measurement: &str) -> Result<Target, Error> {
-        Ok(Target {
+    fn t(bucket: &str, measurement: &str) -> Result<ReadScope, Error> {
+        Ok(ReadScope {
             bucket: bucket.into(),
             measurement: measurement.into(),
         })

@@ -61,7 +61,7 @@ use crate::answer::PolicyRow;
 use crate::backend::catalog::{self, DbLayout};
 use crate::backend::client;
 use crate::circle::BackendHandle;
-use crate::influxql::{Kind, Source, Statement};
+use crate::influxql::{Source, Statement, StatementKind};
 use crate::line_protocol::{FieldType, Line, Precision};
 use crate::wal;
 
@@ -274,17 +274,17 @@ impl Change {
         let rp = || stmt.retention_policy.clone().unwrap_or_default();
         let settings = stmt.retention.as_ref();
         let change = match stmt.kind {
-            Kind::CreateDatabase => settings
+            StatementKind::CreateDatabase => settings
                 .and_then(|s| {
                     let name = stmt.retention_policy.as_deref().unwrap_or("autogen");
                     new_policy(name, s.duration_ns.unwrap_or(0), s.shard_duration_ns, true)
                 })
                 .map_or(Change::Unknown, Change::CreateDatabase),
-            Kind::DropDatabase => Change::DropDatabase,
-            Kind::CreateRetentionPolicy => settings
+            StatementKind::DropDatabase => Change::DropDatabase,
+            StatementKind::CreateRetentionPolicy => settings
                 .and_then(|s| new_policy(&rp(), s.duration_ns?, s.shard_duration_ns, s.default))
                 .map_or(Change::Unknown, Change::CreateRetentionPolicy),
-            Kind::AlterRetentionPolicy => match settings {
+            StatementKind::AlterRetentionPolicy => match settings {
                 Some(s) => Change::AlterRetentionPolicy {
                     name: rp(),
                     duration_ns: s.duration_ns,
@@ -293,8 +293,8 @@ impl Change {
                 },
                 None => Change::Unknown,
             },
-            Kind::DropRetentionPolicy => Change::DropRetentionPolicy(rp()),
-            Kind::DropMeasurement => match stmt.sources.first() {
+            StatementKind::DropRetentionPolicy => Change::DropRetentionPolicy(rp()),
+            StatementKind::DropMeasurement => match stmt.sources.first() {
                 Some(Source::Measurement { name, .. }) => Change::DropMeasurement(name.clone()),
                 _ => Change::Unknown,
             },
@@ -341,7 +341,7 @@ fn normalised_shard_group(shard_ns: i64, duration_ns: i64) -> i64 {
 
 /// Why a write request is refused as a whole, before anything is queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub enum WriteRefusal {
     /// Two lines bring one new field with two types (influxd stores nothing of the batch).
     #[error("field type conflict")]
     FieldTypeConflict,
@@ -716,7 +716,12 @@ impl DbSchema {
     }
 
     /// Starts checking a request for retention policy `rp` (empty: the default).
-    pub fn check(&self, rp: &str, precision: Precision, now_ns: i64) -> Result<Check<'_>, Refusal> {
+    pub fn check(
+        &self,
+        rp: &str,
+        precision: Precision,
+        now_ns: i64,
+    ) -> Result<Check<'_>, WriteRefusal> {
         let known = self.known.load_full();
         let policy = match rp {
             "" => known.rps.iter().find(|r| r.default).cloned(),
@@ -730,7 +735,7 @@ impl DbSchema {
                 shard_group_ns: DEFAULT_SHARD_GROUP,
                 default: true,
             },
-            None => return Err(Refusal::RetentionPolicyNotFound(rp.to_string())),
+            None => return Err(WriteRefusal::RetentionPolicyNotFound(rp.to_string())),
         };
         Ok(Check {
             state: self,
@@ -831,9 +836,9 @@ impl Check<'_> {
 
     /// Ends the request: its new fields become known (the caller queues the kept lines), or the
     /// whole request is refused when two of its lines brought one new field with two types.
-    pub fn finish(self) -> Result<Finished, Refusal> {
+    pub fn finish(self) -> Result<Finished, WriteRefusal> {
         if self.conflict {
-            return Err(Refusal::FieldTypeConflict);
+            return Err(WriteRefusal::FieldTypeConflict);
         }
         let Check {
             state,
@@ -879,7 +884,7 @@ mod tests {
     use crate::line_protocol::parse;
 
     /// Checks `body` (one line per `\n`) as one request; the kept lines and the verdict.
-    fn check(db: &DbSchema, body: &str) -> Result<(Vec<String>, Finished), Refusal> {
+    fn check(db: &DbSchema, body: &str) -> Result<(Vec<String>, Finished), WriteRefusal> {
         let mut c = db.check("", Precision::Nanoseconds, 1_000)?;
         let mut kept = Vec::new();
         for line in body.lines() {
@@ -909,7 +914,7 @@ mod tests {
         let db = DbSchema::unknown();
         assert_eq!(
             check(&db, "x f=1i 1\nx f=\"s\" 2\nz g=1 3").unwrap_err(),
-            Refusal::FieldTypeConflict
+            WriteRefusal::FieldTypeConflict
         );
         // Nothing of it became known.
         check(&db, "x f=\"s\" 5").unwrap();
@@ -1037,7 +1042,7 @@ mod tests {
         let db = DbSchema::new(answered());
         assert_eq!(
             db.check("py", Precision::Nanoseconds, 0).err(),
-            Some(Refusal::RetentionPolicyNotFound("py".into()))
+            Some(WriteRefusal::RetentionPolicyNotFound("py".into()))
         );
         db.accept(
             change("CREATE RETENTION POLICY py ON d DURATION 1d REPLICATION 1"),

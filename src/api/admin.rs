@@ -196,7 +196,7 @@ async fn backend_health(
             "url": b.info.url,
             "active": active,
             "backlog": backlog,
-            "rewrite": b.status.is_rewriting(),
+            "rewrite": b.status.is_draining(),
             "write_only": b.info.write_only,
             "load": load,
             "queue": {
@@ -215,7 +215,7 @@ async fn backend_health(
                 "url": b.info.url,
                 "active": active,
                 "backlog": backlog,
-                "rewriting": b.status.is_rewriting(),
+                "rewriting": b.status.is_draining(),
                 "write_only": b.info.write_only,
             });
             if ask.with_load && active {
@@ -299,7 +299,9 @@ async fn load(
     shard_key: &ShardKey,
 ) -> Result<BTreeMap<String, Value>, String> {
     let client = query::client_for(handle);
-    let dbs = catalog::databases(&client).await.map_err(|e| e.to_string())?;
+    let dbs = catalog::databases(&client)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     let mut key = String::new();
     for db in dbs {

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use super::{auth, json_response, ApiError, AppState, Params};
 use crate::backend::client::Target;
 use crate::config::Config;
-use crate::migrate::{self, Kind, Operation, Source, Start};
+use crate::migrate::{self, JobKind, Operation, SourceBackend, Start};
 
 /// Largest JSON body accepted by `/rebalance?operation=rm`.
 const MAX_BODY: usize = 1 << 20;
@@ -114,7 +114,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     auth::check(&req, &params, &state.config())?;
     let cluster = state.cluster();
     let id = circle_id(&params, "circle_id", cluster.circles.len())?;
-    let kind = Kind::parse(params.str("type"))
+    let kind = JobKind::parse(params.str("type"))
         .ok_or_else(|| ApiError::BadRequest("invalid stats type".into()))?;
     let count_key = if is_transfer(&req) {
         "transfer_count"
@@ -333,7 +333,7 @@ pub async fn rebalance(
     start(&state, Operation::Rebalance { circle, removed }, c).await
 }
 
-fn removed_source(b: RemovedBackend) -> Source {
+fn removed_source(b: RemovedBackend) -> SourceBackend {
     let (user, pass) = if b.auth_secure {
         let d = |s: &str| crate::cipher::decrypt(s).unwrap_or_default();
         (d(&b.username), d(&b.password))
@@ -341,7 +341,7 @@ fn removed_source(b: RemovedBackend) -> Source {
         (b.username, b.password)
     };
     let credentials = (!user.is_empty() || !pass.is_empty()).then_some((user, pass));
-    Source {
+    SourceBackend {
         name: b.name,
         target: Arc::new(Target {
             url: b.url.trim_end_matches('/').to_string(),

@@ -41,7 +41,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct AppState {
     config: ArcSwap<Config>,
     cluster: ArcSwap<Cluster>,
-    migration: Arc<crate::migrate::Shared>,
+    migration: Arc<crate::migrate::Jobs>,
     migrator: actix::Addr<crate::migrate::Migrator>,
     load_cache: Arc<admin::LoadCache>,
     /// Request bodies in flight, within the memory budget (`memory_budget_mb`, not reloadable).
@@ -53,7 +53,7 @@ impl AppState {
     pub fn new(
         config: Arc<Config>,
         cluster: Arc<Cluster>,
-        migration: Arc<crate::migrate::Shared>,
+        migration: Arc<crate::migrate::Jobs>,
         migrator: actix::Addr<crate::migrate::Migrator>,
     ) -> AppState {
         AppState {
@@ -77,7 +77,7 @@ impl AppState {
     }
 
     /// Migration flags and progress.
-    pub fn migration(&self) -> &crate::migrate::Shared {
+    pub fn migration(&self) -> &crate::migrate::Jobs {
         &self.migration
     }
 

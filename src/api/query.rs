@@ -140,7 +140,10 @@ fn wants(req: &HttpRequest, name: header::HeaderName, what: &str) -> bool {
 /// gzip-compressed when the client accepts it.
 fn json_answer(req: &HttpRequest, params: &Params, body: Value) -> HttpResponse {
     let (content_type, mut bytes) = if wants(req, header::ACCEPT, "application/csv") {
-        ("text/csv", merge::to_csv(answer::results(&body)).into_bytes())
+        (
+            "text/csv",
+            merge::to_csv(answer::results(&body)).into_bytes(),
+        )
     } else {
         let mut v = super::json_bytes(&body, params.pretty());
         v.push(b'\n');

@@ -89,7 +89,9 @@ impl DbLayout {
         let policies = results.first()?;
         // The database is missing: influxd 1.6 then answers the first
         // statement alone, with an error (`not executed`).
-        let fields = results.get(1).filter(|_| answer::error(policies).is_none())?;
+        let fields = results
+            .get(1)
+            .filter(|_| answer::error(policies).is_none())?;
         let mut layout = DbLayout {
             policies: answer::series(policies)
                 .first()
@@ -192,6 +194,9 @@ mod tests {
         let layout = DbLayout::from_answer(&v).unwrap();
         assert_eq!(layout.policies.len(), 1);
         assert_eq!(layout.fields.len(), 3);
-        assert_eq!(layout.fields[2], ("mem".into(), "free".into(), "integer".into()));
+        assert_eq!(
+            layout.fields[2],
+            ("mem".into(), "free".into(), "integer".into())
+        );
     }
 }

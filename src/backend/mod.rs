@@ -114,7 +114,7 @@ impl Settings {
 #[derive(Debug)]
 pub struct Status {
     active: AtomicBool,
-    rewriting: AtomicBool,
+    draining: AtomicBool,
     notified: AtomicBool,
     /// Points delivered since start.
     pub delivered_points: AtomicU64,
@@ -141,7 +141,7 @@ impl Status {
             // Like the reference: active until a check says otherwise, so a
             // fresh proxy does not report every backend down.
             active: AtomicBool::new(true),
-            rewriting: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             delivered_points: AtomicU64::new(0),
             statements_applied: AtomicU64::new(0),
@@ -159,8 +159,8 @@ impl Status {
     }
 
     /// Backend is draining a backlog after a failure.
-    pub fn is_rewriting(&self) -> bool {
-        self.rewriting.load(Ordering::Acquire)
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }
 
@@ -208,11 +208,11 @@ impl Backend {
 /// takes to reach InfluxDB).
 fn flush_delay(
     pending: u64,
-    rewriting: bool,
+    draining: bool,
     waited: Duration,
     settings: &Settings,
 ) -> Option<Duration> {
-    if pending >= settings.flush_size || rewriting || waited >= settings.flush_time {
+    if pending >= settings.flush_size || draining || waited >= settings.flush_time {
         return None;
     }
     Some(settings.flush_time - waited)
@@ -278,7 +278,7 @@ struct Sent {
 }
 
 /// What the answers to a batch's requests mean for its records.
-enum Verdict {
+enum BatchOutcome {
     Delivered,
     /// At least one request failed in a way worth retrying.
     Retry(client::Error),
@@ -287,23 +287,23 @@ enum Verdict {
     Refused(client::Error, Vec<usize>),
 }
 
-impl Verdict {
+impl BatchOutcome {
     /// Retrying wins over refusing: a batch is dead-lettered only when
     /// every request was answered and one was refused.
-    fn of(sent: Vec<Sent>) -> Verdict {
+    fn of(sent: Vec<Sent>) -> BatchOutcome {
         let mut refused = None;
         let mut which = Vec::new();
         for (i, s) in sent.into_iter().enumerate() {
             match s.result {
                 Ok(()) => {}
-                Err(e) if e.is_retryable() => return Verdict::Retry(e),
+                Err(e) if e.is_retryable() => return BatchOutcome::Retry(e),
                 Err(e) => {
                     which.push(i);
                     refused = refused.or(Some(e));
                 }
             }
         }
-        refused.map_or(Verdict::Delivered, |e| Verdict::Refused(e, which))
+        refused.map_or(BatchOutcome::Delivered, |e| BatchOutcome::Refused(e, which))
     }
 }
 
@@ -340,7 +340,7 @@ struct Letter {
 /// Groups refused lines by the record they came from, one dead letter per
 /// record; a record whose lines were refused for different reasons keeps
 /// each distinct reason.
-fn dead_letters(entries: &[Entry], refused: &[isolate::Refusal]) -> Vec<Letter> {
+fn dead_letters(entries: &[Entry], refused: &[isolate::RefusedLine]) -> Vec<Letter> {
     refused
         .chunk_by(|a, b| a.line.origin == b.line.origin)
         .filter_map(|group| {
@@ -407,7 +407,7 @@ impl BackendActor {
             State::Idle => {
                 let delay = flush_delay(
                     pending,
-                    self.backend.status.is_rewriting(),
+                    self.backend.status.is_draining(),
                     self.backend.queue.stats.oldest_age(),
                     &self.settings,
                 );
@@ -570,8 +570,8 @@ impl BackendActor {
         };
         let db = db.as_str();
         self.count_requests(&batch, &sent);
-        match Verdict::of(sent) {
-            Verdict::Delivered => {
+        match BatchOutcome::of(sent) {
+            BatchOutcome::Delivered => {
                 if let Err(e) = self.reader.ack(&entries) {
                     if !matches!(e, wal::Error::Closed) {
                         self.storage_failed(
@@ -597,15 +597,15 @@ impl BackendActor {
                 // was queued when it was read: what is left arrived while it
                 // was in flight. Waiting for an empty queue instead never
                 // ends under a steady write load, and a backend stuck
-                // "rewriting" would never serve reads again.
+                // "draining" would never serve reads again.
                 let drained = whole_queue || self.backend.queue.is_empty();
-                if drained && st.rewriting.swap(false, Ordering::AcqRel) {
+                if drained && st.draining.swap(false, Ordering::AcqRel) {
                     info!(backend = %self.name(), circle = %self.backend.info.circle, "Backlog drained.");
                 }
                 self.pump(ctx);
             }
-            Verdict::Retry(e) => self.failed(&e, db, points, ctx),
-            Verdict::Refused(e, which) => match batch {
+            BatchOutcome::Retry(e) => self.failed(&e, db, points, ctx),
+            BatchOutcome::Refused(e, which) => match batch {
                 Batch::Points { db, rp, bodies, .. } => {
                     let lanes: Vec<usize> = which
                         .iter()
@@ -621,7 +621,7 @@ impl BackendActor {
 
     /// Retries a batch that failed in a way worth retrying, later.
     fn failed(&mut self, e: &client::Error, db: &str, points: u64, ctx: &mut Context<Self>) {
-        self.backend.status.rewriting.store(true, Ordering::Release);
+        self.backend.status.draining.store(true, Ordering::Release);
         self.set_active(false, Some(e));
         debug!(backend = %self.name(), db = %db, points, error = %e, "Delivery failed; kept in queue.");
         self.retry_later(ctx);
@@ -720,9 +720,9 @@ impl BackendActor {
             isolate::Outcome::Settled { refused, requests } => (refused, requests),
         };
         let letters = dead_letters(entries, &refused);
-        let dead: Vec<wal::Refused<'_>> = letters
+        let dead: Vec<wal::RefusedLines<'_>> = letters
             .iter()
-            .map(|l| wal::Refused {
+            .map(|l| wal::RefusedLines {
                 seq: l.seq,
                 status: l.status,
                 error: &l.error,
@@ -845,7 +845,7 @@ impl Actor for BackendActor {
             queued_points = self.backend.queue.stats.points.load(Ordering::Relaxed), "Backend started.");
         if !self.backend.queue.is_empty() {
             // A backlog from before a restart is drained without waiting.
-            self.backend.status.rewriting.store(true, Ordering::Release);
+            self.backend.status.draining.store(true, Ordering::Release);
         }
         ctx.run_interval(self.settings.check_interval, |act, ctx| {
             act.health_check(ctx)
@@ -893,23 +893,23 @@ mod tests {
     #[test]
     fn a_batch_is_delivered_only_when_every_request_was() {
         assert!(matches!(
-            Verdict::of(vec![sent(Ok(())), sent(Ok(()))]),
-            Verdict::Delivered
+            BatchOutcome::of(vec![sent(Ok(())), sent(Ok(()))]),
+            BatchOutcome::Delivered
         ));
         assert!(matches!(
-            Verdict::of(vec![sent(Ok(())), sent(Err(status(503)))]),
-            Verdict::Retry(_)
+            BatchOutcome::of(vec![sent(Ok(())), sent(Err(status(503)))]),
+            BatchOutcome::Retry(_)
         ));
         assert!(matches!(
-            Verdict::of(vec![sent(Err(status(400))), sent(Ok(()))]),
-            Verdict::Refused(_, ref w) if w == &[0]
+            BatchOutcome::of(vec![sent(Err(status(400))), sent(Ok(()))]),
+            BatchOutcome::Refused(_, ref w) if w == &[0]
         ));
     }
 
     #[test]
     fn retrying_wins_over_refusing() {
-        let v = Verdict::of(vec![sent(Err(status(400))), sent(Err(status(500)))]);
-        assert!(matches!(v, Verdict::Retry(e) if e.status() == Some(500)));
+        let v = BatchOutcome::of(vec![sent(Err(status(400))), sent(Err(status(500)))]);
+        assert!(matches!(v, BatchOutcome::Retry(e) if e.status() == Some(500)));
     }
 
     #[test]
@@ -921,8 +921,8 @@ mod tests {
             wal.append_lines(&[&q], "db", "rp", 1, lines).unwrap();
         }
         let entries = wal.reader(q).read(0, u64::MAX, u64::MAX).unwrap();
-        let refusal = |origin: usize, text: &'static [u8], error: &str| isolate::Refusal {
-            line: isolate::Line {
+        let refusal = |origin: usize, text: &'static [u8], error: &str| isolate::RefusedLine {
+            line: isolate::RecordLine {
                 origin,
                 text: Bytes::from_static(text),
             },

@@ -3,7 +3,7 @@
 //! The HTTP layer calls, in order:
 //! 1. [`split_statements`]: cut `q` at top-level `;` (never inside quotes,
 //!    regex literals or comments), dropping empty statements;
-//! 2. [`classify`] on each statement: its [`Kind`], the database / retention
+//! 2. [`classify`] on each statement: its [`StatementKind`], the database / retention
 //!    policy it names, and its FROM [`Source`]s (measurements, regexes and
 //!    subqueries, each possibly qualified `db.rp.mm`, `db..mm`, `rp.mm`);
 //! 3. for fan-out SHOW statements, [`without_limit_offset`] plus the parsed
@@ -122,7 +122,7 @@ impl fmt::Display for Position {
 
 /// Statement families the proxy can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub enum StatementKind {
     /// `SELECT ... FROM ...` (never `INTO`).
     Select,
     /// `SHOW MEASUREMENTS [ON db] [WITH MEASUREMENT ...] [WHERE] [LIMIT] [OFFSET]`.
@@ -171,38 +171,38 @@ pub enum Kind {
     DropSeries,
 }
 
-impl Kind {
+impl StatementKind {
     /// The statement head in upper case, e.g. `SHOW TAG VALUES`, for logs and
     /// messages.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Select => "SELECT",
-            Kind::ShowMeasurements => "SHOW MEASUREMENTS",
-            Kind::ShowSeries => "SHOW SERIES",
-            Kind::ShowFieldKeys => "SHOW FIELD KEYS",
-            Kind::ShowTagKeys => "SHOW TAG KEYS",
-            Kind::ShowTagValues => "SHOW TAG VALUES",
-            Kind::ShowRetentionPolicies => "SHOW RETENTION POLICIES",
-            Kind::ShowDatabases => "SHOW DATABASES",
-            Kind::ShowStats => "SHOW STATS",
-            Kind::ShowSeriesCardinality => "SHOW SERIES CARDINALITY",
-            Kind::ShowMeasurementCardinality => "SHOW MEASUREMENT CARDINALITY",
-            Kind::ShowTagKeyCardinality => "SHOW TAG KEY CARDINALITY",
-            Kind::ShowTagValuesCardinality => "SHOW TAG VALUES CARDINALITY",
-            Kind::ShowFieldKeyCardinality => "SHOW FIELD KEY CARDINALITY",
-            Kind::CreateDatabase => "CREATE DATABASE",
-            Kind::DropDatabase => "DROP DATABASE",
-            Kind::CreateRetentionPolicy => "CREATE RETENTION POLICY",
-            Kind::AlterRetentionPolicy => "ALTER RETENTION POLICY",
-            Kind::DropRetentionPolicy => "DROP RETENTION POLICY",
-            Kind::DeleteFrom => "DELETE",
-            Kind::DropMeasurement => "DROP MEASUREMENT",
-            Kind::DropSeries => "DROP SERIES",
+            StatementKind::Select => "SELECT",
+            StatementKind::ShowMeasurements => "SHOW MEASUREMENTS",
+            StatementKind::ShowSeries => "SHOW SERIES",
+            StatementKind::ShowFieldKeys => "SHOW FIELD KEYS",
+            StatementKind::ShowTagKeys => "SHOW TAG KEYS",
+            StatementKind::ShowTagValues => "SHOW TAG VALUES",
+            StatementKind::ShowRetentionPolicies => "SHOW RETENTION POLICIES",
+            StatementKind::ShowDatabases => "SHOW DATABASES",
+            StatementKind::ShowStats => "SHOW STATS",
+            StatementKind::ShowSeriesCardinality => "SHOW SERIES CARDINALITY",
+            StatementKind::ShowMeasurementCardinality => "SHOW MEASUREMENT CARDINALITY",
+            StatementKind::ShowTagKeyCardinality => "SHOW TAG KEY CARDINALITY",
+            StatementKind::ShowTagValuesCardinality => "SHOW TAG VALUES CARDINALITY",
+            StatementKind::ShowFieldKeyCardinality => "SHOW FIELD KEY CARDINALITY",
+            StatementKind::CreateDatabase => "CREATE DATABASE",
+            StatementKind::DropDatabase => "DROP DATABASE",
+            StatementKind::CreateRetentionPolicy => "CREATE RETENTION POLICY",
+            StatementKind::AlterRetentionPolicy => "ALTER RETENTION POLICY",
+            StatementKind::DropRetentionPolicy => "DROP RETENTION POLICY",
+            StatementKind::DeleteFrom => "DELETE",
+            StatementKind::DropMeasurement => "DROP MEASUREMENT",
+            StatementKind::DropSeries => "DROP SERIES",
         }
     }
 }
 
-impl fmt::Display for Kind {
+impl fmt::Display for StatementKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -277,7 +277,7 @@ pub enum Explain {
 pub struct Statement {
     /// Statement family (`Select` for an `EXPLAIN [ANALYZE] SELECT`, see
     /// [`Statement::explain`]).
-    pub kind: Kind,
+    pub kind: StatementKind,
     /// `EXPLAIN` / `EXPLAIN ANALYZE` of a SELECT. A plan is made by the
     /// backend that runs the statement, so it can only be relayed from one
     /// backend, never merged.
@@ -341,7 +341,7 @@ pub struct RetentionSettings {
 
 impl Statement {
     /// An empty statement of `kind`.
-    pub(crate) fn new(kind: Kind) -> Self {
+    pub(crate) fn new(kind: StatementKind) -> Self {
         Statement {
             kind,
             explain: None,
@@ -517,8 +517,10 @@ pub fn quote_regex(pattern: &str) -> String {
 /// every other statement.
 pub fn creation_refusal(stmt: &Statement) -> Option<NameError> {
     let names = match stmt.kind {
-        Kind::CreateDatabase => [stmt.database.as_deref(), stmt.retention_policy.as_deref()],
-        Kind::CreateRetentionPolicy => [stmt.retention_policy.as_deref(), None],
+        StatementKind::CreateDatabase => {
+            [stmt.database.as_deref(), stmt.retention_policy.as_deref()]
+        }
+        StatementKind::CreateRetentionPolicy => [stmt.retention_policy.as_deref(), None],
         _ => return None,
     };
     names

@@ -14,7 +14,7 @@
 //! bounded; the parser never indexes past its `end`.
 
 use super::tokenizer::{syntax_error, tokenize, Token, TokenKind};
-use super::{Error, Explain, Kind, RetentionSettings, Source, Statement};
+use super::{Error, Explain, RetentionSettings, Source, Statement, StatementKind};
 
 /// Deepest subquery nesting accepted (bounds recursion on hostile input).
 const MAX_SUBQUERY_DEPTH: usize = 32;
@@ -343,7 +343,7 @@ impl<'a> Parser<'a> {
             "create" => self.create(),
             "drop" => self.drop(),
             "alter" => self.alter(),
-            "delete" => self.series_delete(Kind::DeleteFrom),
+            "delete" => self.series_delete(StatementKind::DeleteFrom),
             "grant" => Err(forbidden("GRANT", USER_MANAGEMENT)),
             "revoke" => Err(forbidden("REVOKE", USER_MANAGEMENT)),
             "set" if self.peek_keyword("password") => {
@@ -391,7 +391,7 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        let mut stmt = Statement::new(Kind::Select);
+        let mut stmt = Statement::new(StatementKind::Select);
         self.sources(&mut stmt, true)?;
         self.tail(&mut stmt)?;
         derive_database(&mut stmt);
@@ -564,35 +564,39 @@ impl<'a> Parser<'a> {
             return Err(self.unsupported());
         };
         match word.as_str() {
-            "measurements" => self.show_body(Kind::ShowMeasurements),
-            "measurement" => self.cardinality(Kind::ShowMeasurementCardinality),
+            "measurements" => self.show_body(StatementKind::ShowMeasurements),
+            "measurement" => self.cardinality(StatementKind::ShowMeasurementCardinality),
             "series" if self.peek_keyword("exact") || self.peek_keyword("cardinality") => {
-                self.cardinality(Kind::ShowSeriesCardinality)
+                self.cardinality(StatementKind::ShowSeriesCardinality)
             }
-            "series" => self.show_body(Kind::ShowSeries),
-            "field" if self.eat_keyword("keys") => self.show_body(Kind::ShowFieldKeys),
-            "field" if self.eat_keyword("key") => self.cardinality(Kind::ShowFieldKeyCardinality),
+            "series" => self.show_body(StatementKind::ShowSeries),
+            "field" if self.eat_keyword("keys") => self.show_body(StatementKind::ShowFieldKeys),
+            "field" if self.eat_keyword("key") => {
+                self.cardinality(StatementKind::ShowFieldKeyCardinality)
+            }
             "field" => Err(self.expected("KEYS or KEY CARDINALITY")),
-            "tag" if self.eat_keyword("keys") => self.show_body(Kind::ShowTagKeys),
-            "tag" if self.eat_keyword("key") => self.cardinality(Kind::ShowTagKeyCardinality),
+            "tag" if self.eat_keyword("keys") => self.show_body(StatementKind::ShowTagKeys),
+            "tag" if self.eat_keyword("key") => {
+                self.cardinality(StatementKind::ShowTagKeyCardinality)
+            }
             "tag" if self.eat_keyword("values") => {
                 if self.peek_keyword("exact") || self.peek_keyword("cardinality") {
-                    self.cardinality(Kind::ShowTagValuesCardinality)
+                    self.cardinality(StatementKind::ShowTagValuesCardinality)
                 } else {
-                    self.show_body(Kind::ShowTagValues)
+                    self.show_body(StatementKind::ShowTagValues)
                 }
             }
             "tag" => Err(self.expected("KEYS, VALUES or KEY CARDINALITY")),
             "retention" => {
                 self.expect_keyword("policies")?;
-                let mut stmt = Statement::new(Kind::ShowRetentionPolicies);
+                let mut stmt = Statement::new(StatementKind::ShowRetentionPolicies);
                 if self.eat_keyword("on") {
                     stmt.database = non_empty(Some(self.ident()?));
                 }
                 Ok(stmt)
             }
-            "databases" => Ok(Statement::new(Kind::ShowDatabases)),
-            "stats" => Ok(Statement::new(Kind::ShowStats)),
+            "databases" => Ok(Statement::new(StatementKind::ShowDatabases)),
+            "stats" => Ok(Statement::new(StatementKind::ShowStats)),
             "users" => Err(forbidden("SHOW USERS", USER_MANAGEMENT)),
             "grants" => Err(forbidden("SHOW GRANTS", USER_MANAGEMENT)),
             "queries" => Err(forbidden("SHOW QUERIES", QUERY_MANAGEMENT)),
@@ -606,7 +610,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `[EXACT] CARDINALITY` then the usual SHOW clauses.
-    fn cardinality(&mut self, kind: Kind) -> Result<Statement, Error> {
+    fn cardinality(&mut self, kind: StatementKind) -> Result<Statement, Error> {
         let exact = self.eat_keyword("exact");
         self.expect_keyword("cardinality")?;
         let mut stmt = self.show_body(kind)?;
@@ -615,7 +619,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `[ON db] [FROM sources] [WITH MEASUREMENT|KEY cond] rest`.
-    fn show_body(&mut self, kind: Kind) -> Result<Statement, Error> {
+    fn show_body(&mut self, kind: StatementKind) -> Result<Statement, Error> {
         let mut stmt = Statement::new(kind);
         if self.eat_keyword("on") {
             stmt.database = non_empty(Some(self.ident()?));
@@ -624,11 +628,11 @@ impl<'a> Parser<'a> {
             self.sources(&mut stmt, false)?;
         }
         match kind {
-            Kind::ShowMeasurements if self.eat_keyword("with") => {
+            StatementKind::ShowMeasurements if self.eat_keyword("with") => {
                 self.expect_keyword("measurement")?;
                 stmt.with_measurement = Some(self.with_condition()?);
             }
-            Kind::ShowTagValues | Kind::ShowTagValuesCardinality => {
+            StatementKind::ShowTagValues | StatementKind::ShowTagValuesCardinality => {
                 if !self.eat_keyword("with") {
                     return Err(self.expected("WITH KEY"));
                 }
@@ -681,13 +685,13 @@ impl<'a> Parser<'a> {
     fn create(&mut self) -> Result<Statement, Error> {
         match self.next_word().as_deref() {
             Some("database") => {
-                let mut stmt = Statement::new(Kind::CreateDatabase);
+                let mut stmt = Statement::new(StatementKind::CreateDatabase);
                 stmt.database = Some(self.ident()?);
                 // `WITH [DURATION d] [REPLICATION n] [SHARD DURATION d] [NAME rp]`
                 stmt.retention = self.retention_settings(&mut stmt)?;
                 Ok(stmt)
             }
-            Some("retention") => self.retention_policy(Kind::CreateRetentionPolicy),
+            Some("retention") => self.retention_policy(StatementKind::CreateRetentionPolicy),
             Some("user") => Err(forbidden("CREATE USER", USER_MANAGEMENT)),
             Some("continuous") => Err(forbidden("CREATE CONTINUOUS QUERY", CONTINUOUS_QUERIES)),
             Some("subscription") => Err(forbidden("CREATE SUBSCRIPTION", SUBSCRIPTIONS)),
@@ -698,13 +702,13 @@ impl<'a> Parser<'a> {
     fn drop(&mut self) -> Result<Statement, Error> {
         match self.next_word().as_deref() {
             Some("database") => {
-                let mut stmt = Statement::new(Kind::DropDatabase);
+                let mut stmt = Statement::new(StatementKind::DropDatabase);
                 stmt.database = Some(self.ident()?);
                 Ok(stmt)
             }
-            Some("retention") => self.retention_policy(Kind::DropRetentionPolicy),
+            Some("retention") => self.retention_policy(StatementKind::DropRetentionPolicy),
             Some("measurement") => {
-                let mut stmt = Statement::new(Kind::DropMeasurement);
+                let mut stmt = Statement::new(StatementKind::DropMeasurement);
                 let span = self.peek().map(|t| t.start..t.end);
                 let name = self.ident()?;
                 stmt.sources.push(Source::Measurement {
@@ -715,7 +719,7 @@ impl<'a> Parser<'a> {
                 stmt.sources_span = span;
                 Ok(stmt)
             }
-            Some("series") => self.series_delete(Kind::DropSeries),
+            Some("series") => self.series_delete(StatementKind::DropSeries),
             Some("user") => Err(forbidden("DROP USER", USER_MANAGEMENT)),
             Some("continuous") => Err(forbidden("DROP CONTINUOUS QUERY", CONTINUOUS_QUERIES)),
             Some("subscription") => Err(forbidden("DROP SUBSCRIPTION", SUBSCRIPTIONS)),
@@ -726,19 +730,19 @@ impl<'a> Parser<'a> {
 
     fn alter(&mut self) -> Result<Statement, Error> {
         match self.next_word().as_deref() {
-            Some("retention") => self.retention_policy(Kind::AlterRetentionPolicy),
+            Some("retention") => self.retention_policy(StatementKind::AlterRetentionPolicy),
             _ => Err(self.unsupported()),
         }
     }
 
     /// After `CREATE|ALTER|DROP RETENTION`: `POLICY name ON db ...`.
-    fn retention_policy(&mut self, kind: Kind) -> Result<Statement, Error> {
+    fn retention_policy(&mut self, kind: StatementKind) -> Result<Statement, Error> {
         self.expect_keyword("policy")?;
         let mut stmt = Statement::new(kind);
         stmt.retention_policy = Some(self.ident()?);
         self.expect_keyword("on")?;
         stmt.database = Some(self.ident()?);
-        if kind != Kind::DropRetentionPolicy {
+        if kind != StatementKind::DropRetentionPolicy {
             stmt.retention = self.retention_settings(&mut stmt)?;
         }
         Ok(stmt)
@@ -773,7 +777,7 @@ impl<'a> Parser<'a> {
 
     /// After `DELETE` / `DROP SERIES`: `[FROM sources] [WHERE ...]`, at least
     /// one of the two.
-    fn series_delete(&mut self, kind: Kind) -> Result<Statement, Error> {
+    fn series_delete(&mut self, kind: StatementKind) -> Result<Statement, Error> {
         let mut stmt = Statement::new(kind);
         if self.eat_keyword("from") {
             self.sources(&mut stmt, false)?;

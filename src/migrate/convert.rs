@@ -38,14 +38,14 @@ enum Role {
     /// A tag: the index of its value slot.
     Tag(usize),
     /// A field: its escaped key followed by `=`, and its type.
-    Field { key: String, ty: FieldType },
+    Field { key: String, ty: ColumnType },
     /// Neither (a column the schema does not know).
     Skip,
 }
 
 /// Field types as `SHOW FIELD KEYS` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FieldType {
+enum ColumnType {
     Float,
     Integer,
     Other,
@@ -118,9 +118,9 @@ impl<'a> Converter<'a> {
                 escape::key_into(&mut key, col);
                 key.push('=');
                 let ty = match ty.as_str() {
-                    "float" => FieldType::Float,
-                    "integer" => FieldType::Integer,
-                    _ => FieldType::Other,
+                    "float" => ColumnType::Float,
+                    "integer" => ColumnType::Integer,
+                    _ => ColumnType::Other,
                 };
                 Role::Field { key, ty }
             } else if self.schema.tags.contains(col.as_str()) {
@@ -194,7 +194,7 @@ impl<'a> Converter<'a> {
 
     /// Starts a field value (separator and key); `None` if the column is not
     /// a field.
-    fn field_key(&mut self, column: usize) -> Option<FieldType> {
+    fn field_key(&mut self, column: usize) -> Option<ColumnType> {
         let Some(Role::Field { key, ty }) = self.roles.get(column) else {
             return None;
         };
@@ -241,7 +241,7 @@ impl<'a> Converter<'a> {
                 self.has_time = true;
             }
             Some(Role::Field { .. }) => {
-                if self.field_key(column) == Some(FieldType::Integer) {
+                if self.field_key(column) == Some(ColumnType::Integer) {
                     if fits_i64(text) {
                         self.fields.push_str(text);
                     } else {

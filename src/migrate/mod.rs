@@ -66,7 +66,7 @@ const DELIVERY_REPORT: Duration = Duration::from_secs(30);
 
 /// The four operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
+pub enum JobKind {
     /// Move misplaced measurements inside a circle.
     Rebalance,
     /// Copy one circle into another.
@@ -77,14 +77,14 @@ pub enum Kind {
     Clear,
 }
 
-impl Kind {
+impl JobKind {
     /// Parses `type=` of `/migrate/stats` (also the 2.5.12 `cleanup`).
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub fn parse(s: &str) -> Option<JobKind> {
         match s {
-            "rebalance" => Some(Kind::Rebalance),
-            "recovery" => Some(Kind::Recovery),
-            "resync" => Some(Kind::Resync),
-            "clear" | "cleanup" => Some(Kind::Clear),
+            "rebalance" => Some(JobKind::Rebalance),
+            "recovery" => Some(JobKind::Recovery),
+            "resync" => Some(JobKind::Resync),
+            "clear" | "cleanup" => Some(JobKind::Clear),
             _ => None,
         }
     }
@@ -92,10 +92,10 @@ impl Kind {
     /// Lower-case name (log file name).
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Rebalance => "rebalance",
-            Kind::Recovery => "recovery",
-            Kind::Resync => "resync",
-            Kind::Clear => "clear",
+            JobKind::Rebalance => "rebalance",
+            JobKind::Recovery => "recovery",
+            JobKind::Resync => "resync",
+            JobKind::Clear => "clear",
         }
     }
 }
@@ -122,7 +122,7 @@ pub struct Stats {
 /// A backend to read from that may not be part of the running config
 /// (`rebalance?operation=rm` names the removed backends in its body).
 #[derive(Debug, Clone)]
-pub struct Source {
+pub struct SourceBackend {
     /// Backend name.
     pub name: String,
     /// Connection settings.
@@ -132,14 +132,14 @@ pub struct Source {
 /// What a job does.
 #[derive(Debug, Clone)]
 pub enum Operation {
-    /// See [`Kind::Rebalance`]; `removed` are extra sources.
+    /// See [`JobKind::Rebalance`]; `removed` are extra sources.
     Rebalance {
         /// Circle to rebalance.
         circle: usize,
         /// Backends removed from the circle (operation=rm).
-        removed: Vec<Source>,
+        removed: Vec<SourceBackend>,
     },
-    /// See [`Kind::Recovery`].
+    /// See [`JobKind::Recovery`].
     Recovery {
         /// Circle to read from.
         from: usize,
@@ -148,9 +148,9 @@ pub enum Operation {
         /// Only these destination URLs (empty = every backend of `to`).
         urls: Vec<String>,
     },
-    /// See [`Kind::Resync`].
+    /// See [`JobKind::Resync`].
     Resync,
-    /// See [`Kind::Clear`].
+    /// See [`JobKind::Clear`].
     Clear {
         /// Circle to clear.
         circle: usize,
@@ -159,12 +159,12 @@ pub enum Operation {
 
 impl Operation {
     /// The operation's kind.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> JobKind {
         match self {
-            Operation::Rebalance { .. } => Kind::Rebalance,
-            Operation::Recovery { .. } => Kind::Recovery,
-            Operation::Resync => Kind::Resync,
-            Operation::Clear { .. } => Kind::Clear,
+            Operation::Rebalance { .. } => JobKind::Rebalance,
+            Operation::Recovery { .. } => JobKind::Recovery,
+            Operation::Resync => JobKind::Resync,
+            Operation::Clear { .. } => JobKind::Clear,
         }
     }
 
@@ -211,16 +211,16 @@ pub struct Start {
 
 /// State shared with the HTTP layer.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub struct Jobs {
     /// A resync runs (or an operator said so).
     pub resyncing: AtomicBool,
     busy: Mutex<HashSet<usize>>,
-    stats: Mutex<HashMap<(usize, Kind), BTreeMap<String, Stats>>>,
+    stats: Mutex<HashMap<(usize, JobKind), BTreeMap<String, Stats>>>,
     /// Bumped at every step of every job: what a backend holds may have changed.
     steps: std::sync::atomic::AtomicU64,
 }
 
-impl Shared {
+impl Jobs {
     /// A counter that moves whenever a job made progress (readers cache what the backends
     /// hold until it moves).
     pub fn steps(&self) -> u64 {
@@ -228,7 +228,7 @@ impl Shared {
     }
 
     /// Progress of the last job of `kind` involving `circle`, by source URL.
-    pub fn stats(&self, circle: usize, kind: Kind) -> BTreeMap<String, Stats> {
+    pub fn stats(&self, circle: usize, kind: JobKind) -> BTreeMap<String, Stats> {
         self.stats
             .lock()
             .get(&(circle, kind))
@@ -236,7 +236,7 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    fn update(&self, circle: usize, kind: Kind, url: &str, f: impl FnOnce(&mut Stats)) {
+    fn update(&self, circle: usize, kind: JobKind, url: &str, f: impl FnOnce(&mut Stats)) {
         self.steps.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut all = self.stats.lock();
         f(all
@@ -246,7 +246,7 @@ impl Shared {
             .or_default());
     }
 
-    fn reset(&self, circle: usize, kind: Kind, urls: &[String]) {
+    fn reset(&self, circle: usize, kind: JobKind, urls: &[String]) {
         self.steps.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut all = self.stats.lock();
         let m = all.entry((circle, kind)).or_default();
@@ -260,12 +260,12 @@ impl Shared {
 /// The migration actor.
 #[derive(Debug)]
 pub struct Migrator {
-    shared: Arc<Shared>,
+    shared: Arc<Jobs>,
 }
 
 impl Migrator {
     /// An idle migrator.
-    pub fn new(shared: Arc<Shared>) -> Migrator {
+    pub fn new(shared: Arc<Jobs>) -> Migrator {
         Migrator { shared }
     }
 }
@@ -295,7 +295,7 @@ impl Handler<Start> for Migrator {
         for &c in &job.op.target_circles() {
             set_migrating(&job.cluster, c, true);
         }
-        if job.op.kind() == Kind::Resync {
+        if job.op.kind() == JobKind::Resync {
             self.shared.resyncing.store(true, Ordering::Release);
         }
         let shared = self.shared.clone();
@@ -322,7 +322,7 @@ struct MigrationLog {
 }
 
 impl MigrationLog {
-    fn open(config: &Config, kind: Kind) -> MigrationLog {
+    fn open(config: &Config, kind: JobKind) -> MigrationLog {
         let path = config.mlog_dir.join(format!("{}.log", kind.name()));
         let file = std::fs::create_dir_all(&config.mlog_dir)
             .and_then(|()| {
@@ -354,7 +354,7 @@ fn chrono_like_now() -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
-async fn run_job(shared: &Shared, job: &Start) {
+async fn run_job(shared: &Jobs, job: &Start) {
     let kind = job.op.kind();
     let targets = job.op.target_circles();
     let mut log = MigrationLog::open(&job.config, kind);
@@ -384,7 +384,7 @@ async fn run_job(shared: &Shared, job: &Start) {
     for &c in &targets {
         set_migrating(&job.cluster, c, false);
     }
-    if kind == Kind::Resync {
+    if kind == JobKind::Resync {
         shared.resyncing.store(false, Ordering::Release);
     }
     broadcast(job, &targets, false).await;
@@ -393,7 +393,7 @@ async fn run_job(shared: &Shared, job: &Start) {
 /// Waits until every destination delivered (or dead-lettered) what the job appended to its
 /// queue; a destination that is down keeps the job waiting, and says so every
 /// [`DELIVERY_REPORT`].
-async fn wait_delivered(appended: &copy::Appended, kind: Kind, log: &mut MigrationLog) {
+async fn wait_delivered(appended: &copy::Appended, kind: JobKind, log: &mut MigrationLog) {
     let started = Instant::now();
     let mut reported = Instant::now();
     loop {
@@ -447,7 +447,7 @@ async fn broadcast(job: &Start, circles: &[usize], on: bool) {
         });
         let c = Client::new(target, BROADCAST_TIMEOUT);
         let mut params: Vec<(String, String)> = Vec::new();
-        if job.op.kind() == Kind::Resync {
+        if job.op.kind() == JobKind::Resync {
             params.push(("resyncing".into(), on.to_string()));
         }
         for &circle in circles {
@@ -478,15 +478,15 @@ fn proxy_credentials(config: &Config) -> Option<(String, String)> {
 struct Plan {
     /// Circle whose stats this source reports under.
     circle: usize,
-    source: Source,
+    source: SourceBackend,
     /// Destination circles; the owner in each is the destination.
     dest_circles: Vec<usize>,
     /// Only destinations with these URLs (recovery).
     dest_urls: Vec<String>,
 }
 
-fn source_of(h: &BackendHandle) -> Source {
-    Source {
+fn source_of(h: &BackendHandle) -> SourceBackend {
+    SourceBackend {
         name: h.backend.info.name.clone(),
         target: h.backend.target.clone(),
     }
@@ -564,7 +564,7 @@ struct CopyTask {
 /// Runs every copy of a rebalance, recovery or resync, noting what it appends in `appended`;
 /// returns points copied.
 async fn copy_all(
-    shared: &Shared,
+    shared: &Jobs,
     job: &Start,
     appended: &copy::Appended,
     log: &mut MigrationLog,
@@ -730,12 +730,7 @@ fn destinations(cluster: &Cluster, plan: &Plan, db: &str, mm: &str) -> Vec<Arc<B
 /// Queues the database and its retention policies on a destination ahead
 /// of the copied points (idempotent statements; errors such as "already
 /// exists with different settings" are harmless).
-fn prepare(
-    cluster: &Cluster,
-    dest: &BackendHandle,
-    db: &str,
-    rps: &[PolicyRow],
-) {
+fn prepare(cluster: &Cluster, dest: &BackendHandle, db: &str, rps: &[PolicyRow]) {
     let mut statements = vec![format!("CREATE DATABASE {}", quote_ident(db))];
     for rp in rps {
         let duration = rp.duration.as_str();
@@ -763,7 +758,7 @@ fn prepare(
 
 /// Drops misplaced measurements from every backend of a circle (queued, noted in `appended`).
 async fn clear(
-    shared: &Shared,
+    shared: &Jobs,
     job: &Start,
     circle: usize,
     appended: &copy::Appended,
@@ -777,7 +772,7 @@ async fn clear(
         .iter()
         .map(|h| h.backend.info.url.clone())
         .collect();
-    shared.reset(circle, Kind::Clear, &urls);
+    shared.reset(circle, JobKind::Clear, &urls);
     for (idx, h) in c.backends.iter().enumerate() {
         let client = client::cached(&h.backend.target, READ_TIMEOUT);
         let url = h.backend.info.url.clone();
@@ -788,7 +783,7 @@ async fn clear(
                 continue;
             }
         };
-        shared.update(circle, Kind::Clear, &url, |s| {
+        shared.update(circle, JobKind::Clear, &url, |s| {
             s.database_total += dbs.len() as u64
         });
         for db in dbs {
@@ -796,7 +791,7 @@ async fn clear(
                 Ok(v) => v,
                 Err(_) => continue,
             };
-            shared.update(circle, Kind::Clear, &url, |s| {
+            shared.update(circle, JobKind::Clear, &url, |s| {
                 s.measurement_total += ms.len() as u64
             });
             for mm in ms {
@@ -814,7 +809,7 @@ async fn clear(
                         }
                     }
                 }
-                shared.update(circle, Kind::Clear, &url, |s| {
+                shared.update(circle, JobKind::Clear, &url, |s| {
                     s.measurement_done += 1;
                     if misplaced {
                         s.migrate_count += 1;
@@ -823,7 +818,7 @@ async fn clear(
                     }
                 });
             }
-            shared.update(circle, Kind::Clear, &url, |s| s.database_done += 1);
+            shared.update(circle, JobKind::Clear, &url, |s| s.database_done += 1);
         }
     }
     0

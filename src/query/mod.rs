@@ -601,7 +601,7 @@ async fn resolve_regex(
 }
 
 /// A measurement with where it is written: (db, rp, name).
-type Target = (String, Option<String>, String);
+type QualifiedMeasurement = (String, Option<String>, String);
 
 /// Reads with FROM on one circle: resolve regexes, group by owner, run
 /// (splitting the FROM clause when several backends are involved), merge.
@@ -635,7 +635,7 @@ async fn read_on_circle(
     req: &Request,
     p: &Planned<'_>,
 ) -> Result<Value, ReadError> {
-    let mut targets: Vec<Target> = Vec::new();
+    let mut targets: Vec<QualifiedMeasurement> = Vec::new();
     for s in p.stmt.leaf_sources() {
         match s {
             Source::Measurement {
@@ -670,7 +670,7 @@ async fn read_on_circle(
         // A regex matching nothing: InfluxDB answers with no series.
         return Ok(json!({}));
     }
-    let mut groups: BTreeMap<usize, Vec<Target>> = BTreeMap::new();
+    let mut groups: BTreeMap<usize, Vec<QualifiedMeasurement>> = BTreeMap::new();
     let mut key = String::new();
     for t in targets {
         cluster.shard_key.build_into(&t.0, &t.2, &mut key);
@@ -739,7 +739,7 @@ fn refuse_split(p: &Planned<'_>, has_subquery: bool) -> Result<(), Error> {
 }
 
 /// The statement with its FROM list replaced by `group`.
-fn rewrite_sources(p: &Planned<'_>, group: &[Target]) -> String {
+fn rewrite_sources(p: &Planned<'_>, group: &[QualifiedMeasurement]) -> String {
     let Some(span) = p.stmt.sources_span.clone() else {
         return p.text.to_string();
     };

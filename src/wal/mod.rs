@@ -13,7 +13,7 @@
 //! hand over line bytes and who receives which of them, and get back work
 //! to deliver.
 //! - Writing (`writer`): [`Wal::append_write`] (the lines of one `/write`,
-//!   each target queue its [`Share`] of a [`WriteLines`] buffer),
+//!   each target queue its [`LineSpans`] of a [`WriteLines`] buffer),
 //!   [`Wal::append_statement`] (DDL queued in order with the writes) and
 //!   [`Wal::append_lines`] (a migration's copied lines, a copy per queue).
 //! - Delivering (`reader`): one [`Reader`] per backend reads its queue
@@ -134,7 +134,7 @@ use rocksdb::{
 
 use crate::memory::Budget;
 
-pub use reader::{Reader, Refused, Work};
+pub use reader::{Reader, RefusedLines, Work};
 use record::Record;
 pub use record::{DeadLetter, DecodeError};
 use record::{DEAD_PREFIX, META_PREFIX, QUEUE_PREFIX, SHARED_PREFIX};
@@ -142,7 +142,7 @@ pub use recover::spawn_maintainer;
 use recover::Deferred;
 pub use storage::StorageState;
 use storage::{DiskSpace, Health, Step};
-pub use writer::{Share, WriteLines};
+pub use writer::{LineSpans, WriteLines};
 
 /// Errors of the write-ahead queue.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 //! stored as: [`Entry::work`] gives points or a statement, and a record
 //! that cannot become either (undecodable, or its shared lines are gone)
 //! is an error the actor dead-letters. The actor hands refused lines back
-//! as lines ([`Refused`]); how a dead letter is encoded stays here.
+//! as lines ([`RefusedLines`]); how a dead letter is encoded stays here.
 
 use std::sync::Arc;
 
@@ -79,7 +79,7 @@ impl DeadLetter<'_> {
 /// Lines of one queued record that its backend refused on their own, to
 /// be kept as a dead letter of that record (see [`Reader::settle`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Refused<'a> {
+pub struct RefusedLines<'a> {
     /// Seq of the entry the lines came from (the dead letter's key).
     pub seq: u64,
     /// HTTP status of the refusal.
@@ -144,7 +144,7 @@ impl Reader {
         entries: &[Entry],
         db: &str,
         rp: &str,
-        refused: &[Refused<'_>],
+        refused: &[RefusedLines<'_>],
     ) -> Result<()> {
         let values: Vec<Vec<u8>> = refused
             .iter()

@@ -642,7 +642,11 @@ fn a_write_is_stored_once_for_many_queues_and_in_place_for_one() {
     let body = b"cpu f=1 1\nmem f=1 1\ncpu f=2 2\n";
     let mut lines = WriteLines::reusing(b"old".to_vec(), "db", "rp");
     lines.buffer().extend_from_slice(body);
-    let (mut all, mut cpu, empty) = (Share::default(), Share::default(), Share::default());
+    let (mut all, mut cpu, empty) = (
+        LineSpans::default(),
+        LineSpans::default(),
+        LineSpans::default(),
+    );
     for (start, len) in [(0, 10), (10, 10), (20, 10)] {
         all.push(start, len);
         if start != 10 {
@@ -687,7 +691,7 @@ fn settle_keeps_the_refused_lines_as_a_points_dead_letter() {
         .unwrap();
     let reader = wal.reader(q.clone());
     let read = reader.read(0, 10, u64::MAX).unwrap();
-    let refused = Refused {
+    let refused = RefusedLines {
         seq: read[0].seq,
         status: 400,
         error: "field type conflict",

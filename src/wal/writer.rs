@@ -3,7 +3,7 @@
 //! each target queue's byte bound.
 //!
 //! - [`Wal::append_write`]: the lines of one `/write` request, each target
-//!   queue receiving its [`Share`] of them (spans of one [`WriteLines`]).
+//!   queue receiving its [`LineSpans`] of them (spans of one [`WriteLines`]).
 //!   Stored as one record per queue naming its spans of the lines, which
 //!   are stored once, or, when one queue takes every line, as that queue's
 //!   own record built in place in front of the lines.
@@ -126,19 +126,19 @@ impl<'a> WriteLines<'a> {
 /// The lines of one write that one queue receives: byte spans of the
 /// write's [`WriteLines`], in order, adjacent spans merged.
 #[derive(Debug, Default)]
-pub struct Share {
+pub struct LineSpans {
     spans: Vec<(u64, u64)>,
     points: u32,
     bytes: u64,
 }
 
-impl Share {
+impl LineSpans {
     /// An empty share with room for `spans` spans (bodies interleave
     /// measurements, so a share rarely has fewer spans than lines).
-    pub fn with_capacity(spans: usize) -> Share {
-        Share {
+    pub fn with_capacity(spans: usize) -> LineSpans {
+        LineSpans {
             spans: Vec::with_capacity(spans),
-            ..Share::default()
+            ..LineSpans::default()
         }
     }
 
@@ -180,7 +180,7 @@ impl Wal {
     pub fn append_write(
         &self,
         lines: &mut WriteLines<'_>,
-        shares: &[(&Queue, &Share)],
+        shares: &[(&Queue, &LineSpans)],
     ) -> Result<u64> {
         let mut receivers = shares.iter().filter(|(_, s)| !s.is_empty());
         let sharers = receivers.clone().count();

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
 use crate::ring::{Ring, ShardKey};
 use crate::schema::{self, DbSchema, Schema};
-use crate::wal::{self, Share, Wal, WriteLines};
+use crate::wal::{self, LineSpans, Wal, WriteLines};
 
 mod diff;
 
@@ -36,7 +36,7 @@ pub enum Error {
 
 /// One `/write` request, already authenticated and decompressed.
 #[derive(Debug, Clone, Copy)]
-pub struct WriteRequest<'a> {
+pub struct ClientWrite<'a> {
     /// Target database.
     pub db: &'a str,
     /// Target retention policy (may be empty).
@@ -54,7 +54,7 @@ pub struct WriteRequest<'a> {
 pub enum WriteError {
     /// influxd would refuse the request as a whole.
     #[error(transparent)]
-    Refused(#[from] schema::Refusal),
+    Refused(#[from] schema::WriteRefusal),
     /// The write-ahead queue refused the append.
     #[error(transparent)]
     Wal(#[from] wal::Error),
@@ -269,7 +269,7 @@ impl Cluster {
     }
 
     /// Routes, stamps and queues the points of one write request.
-    pub fn write(&self, req: &WriteRequest<'_>) -> Result<WriteOutcome, WriteError> {
+    pub fn write(&self, req: &ClientWrite<'_>) -> Result<WriteOutcome, WriteError> {
         let (mut router, mut outcome) = self.route_lines(req, now_ns())?;
         if outcome.points > 0 {
             outcome.wakeups = router.commit()?;
@@ -281,9 +281,9 @@ impl Cluster {
     /// points without a timestamp.
     fn route_lines<'r>(
         &self,
-        req: &WriteRequest<'r>,
+        req: &ClientWrite<'r>,
         now_ns: i64,
-    ) -> Result<(Router<'_, 'r>, WriteOutcome), schema::Refusal> {
+    ) -> Result<(Router<'_, 'r>, WriteOutcome), schema::WriteRefusal> {
         let body = req.body;
         let mut check = req.schema.check(req.rp, req.precision, now_ns)?;
         let mut router = Router::new(self, req);
@@ -373,7 +373,7 @@ struct Router<'c, 'r> {
     /// The normalised lines of the request.
     lines: WriteLines<'r>,
     /// What each flat backend index receives.
-    shares: Vec<Share>,
+    shares: Vec<LineSpans>,
     key: String,
     /// Owners (flat indices, one per circle) of each measurement seen in
     /// this request: bodies interleave a few measurements line by line, and
@@ -383,7 +383,7 @@ struct Router<'c, 'r> {
 
 impl<'c, 'r> Router<'c, 'r> {
     /// A router for the lines of `req`.
-    fn new(cluster: &'c Cluster, req: &WriteRequest<'r>) -> Router<'c, 'r> {
+    fn new(cluster: &'c Cluster, req: &ClientWrite<'r>) -> Router<'c, 'r> {
         let mut offsets = Vec::with_capacity(cluster.circles.len());
         let mut shares = Vec::new();
         // Sized for an even spread of ~64-byte lines, one span each (bodies
@@ -392,7 +392,7 @@ impl<'c, 'r> Router<'c, 'r> {
         for c in &cluster.circles {
             offsets.push(shares.len());
             let share = lines_guess / c.backends.len().max(1) + 1;
-            shares.extend(c.backends.iter().map(|_| Share::with_capacity(share)));
+            shares.extend(c.backends.iter().map(|_| LineSpans::with_capacity(share)));
         }
         // Room for appended timestamps, so the buffer rarely regrows.
         let buf = buffers::take(req.body.len() + req.body.len() / 4 + 64);
@@ -437,13 +437,13 @@ impl<'c, 'r> Router<'c, 'r> {
     /// Appends the lines, each receiving backend its share, atomically;
     /// returns the backends to wake.
     fn commit(&mut self) -> Result<Wakeups, wal::Error> {
-        let receivers: Vec<(&Arc<BackendHandle>, &Share)> = self
+        let receivers: Vec<(&Arc<BackendHandle>, &LineSpans)> = self
             .cluster
             .backends()
             .zip(&self.shares)
             .filter(|(_, share)| !share.is_empty())
             .collect();
-        let shares: Vec<(&wal::Queue, &Share)> = receivers
+        let shares: Vec<(&wal::Queue, &LineSpans)> = receivers
             .iter()
             .map(|&(handle, share)| (&handle.backend.queue, share))
             .collect();
@@ -479,7 +479,7 @@ mod tests {
         let config = Config::from_str(&format!(r#"{{"circles": {circles}}}"#)).unwrap();
         let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
         let cluster = Cluster::start(&config, wal.clone()).unwrap();
-        let request = WriteRequest {
+        let request = ClientWrite {
             db: "db",
             rp: "",
             precision: Precision::Nanoseconds,
@@ -551,7 +551,7 @@ mod tests {
         let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
         let cluster = Cluster::start(&config, wal).unwrap();
         let schema = DbSchema::unknown();
-        let request = WriteRequest {
+        let request = ClientWrite {
             db: "db",
             rp: "",
             precision: Precision::Nanoseconds,
