@@ -124,7 +124,7 @@ fn ring(c: &mut Criterion) {
 
 fn wal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), influx_proxy::wal::Durability::Buffered).unwrap());
     let q = wal.queue("bench", 1 << 40).unwrap();
     let reader = wal.reader(q.clone());
     let lines_ns = body(Precision::Nanoseconds);
@@ -204,7 +204,7 @@ fn shares(lines: &[u8], queues: usize) -> Vec<LineSpans> {
 /// and to two circles of one and two backends (lines stored once, one record of spans each).
 fn write(c: &mut Criterion, body: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), influx_proxy::wal::Durability::Buffered).unwrap());
     let queues: Vec<Queue> = (0..3)
         .map(|i| wal.queue(&format!("w{i}"), 1 << 40).unwrap())
         .collect();

@@ -219,7 +219,7 @@ mod tests {
     use crate::backend::{client, Info};
 
     fn handle(dir: &std::path::Path) -> BackendHandle {
-        let wal = Arc::new(Wal::open(dir, false).unwrap());
+        let wal = Arc::new(Wal::open(dir, crate::wal::Durability::Buffered).unwrap());
         let queue = wal.queue("b", 1 << 20).unwrap();
         let info = Info {
             name: "b".into(),

@@ -54,14 +54,13 @@ pub struct RecentError {
 
 /// Reads every dead letter of `queue` once to summarise them.
 pub fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let st = &queue.stats;
+    let st = queue.stats.snapshot();
     let mut s = Summary {
-        records: st.dead_records.load(Relaxed),
-        points: st.dead_points.load(Relaxed),
-        bytes: st.dead_bytes.load(Relaxed),
-        dropped_records: st.dead_dropped_records.load(Relaxed),
-        dropped_points: st.dead_dropped_points.load(Relaxed),
+        records: st.dead_records,
+        points: st.dead_points,
+        bytes: st.dead_bytes,
+        dropped_records: st.dead_dropped_records,
+        dropped_points: st.dead_dropped_points,
         ..Summary::default()
     };
     let mut latest: Vec<RecentError> = Vec::new();
@@ -206,7 +205,7 @@ mod tests {
 
     fn wal_with_dead_letters() -> (tempfile::TempDir, Arc<Wal>, Queue) {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
         wal.append_lines(&[&q], "a", "", 1, b"m v=1 1\n").unwrap();
         wal.append_lines(&[&q], "a", "", 2, b"m v=2 2\nm v=3 3\n")
@@ -269,23 +268,16 @@ mod tests {
         assert_eq!(wal.purge_dead_letters(&q).unwrap(), (2, 1));
         assert_eq!(summary(&wal, &q).unwrap().records, 0);
         assert_eq!(export_all(&wal, &q, None), "# DML\n");
-        assert_eq!(
-            q.stats
-                .dead_bytes
-                .load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
+        assert_eq!(q.stats.snapshot().dead_bytes, 0);
     }
 
     #[test]
     fn beyond_the_bound_the_oldest_dead_letters_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
         let reader = wal.reader(q.clone());
-        q.stats
-            .dead_max_bytes
-            .store(300, std::sync::atomic::Ordering::Relaxed);
+        q.stats.set_bounds(1 << 20, 300);
         for i in 0..10 {
             let lines = format!("m,pad=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx v={i} {i}\n");
             wal.append_lines(&[&q], "a", "", 1, lines.as_bytes())

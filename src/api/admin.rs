@@ -178,7 +178,7 @@ async fn backend_health(
     shape: Shape,
 ) -> Value {
     let b = &handle.backend;
-    let stats = &b.queue.stats;
+    let stats = b.queue.stats.snapshot();
     let active = b.status.is_active();
     let (load, load_error) = if active && ask.with_load {
         match ask.cache.load(&circle, index, &handle, &ask).await {
@@ -200,13 +200,13 @@ async fn backend_health(
             "write_only": b.info.write_only,
             "load": load,
             "queue": {
-                "records": stats.records.load(Ordering::Relaxed),
-                "bytes": stats.bytes.load(Ordering::Relaxed),
-                "points": stats.points.load(Ordering::Relaxed),
+                "records": stats.records,
+                "bytes": stats.bytes,
+                "points": stats.points,
             },
             "dead_letters": {
-                "records": stats.dead_records.load(Ordering::Relaxed),
-                "points": stats.dead_points.load(Ordering::Relaxed),
+                "records": stats.dead_records,
+                "points": stats.dead_points,
             },
         }),
         Shape::V25 => {

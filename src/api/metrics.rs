@@ -207,7 +207,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_queue_records",
         "Records waiting in the backend's write-ahead queue.",
         MetricType::Gauge,
-        |b| b.queue.stats.records.load(Ordering::Relaxed),
+        |b| b.queue.stats.records(),
     );
     per_backend(
         enc,
@@ -215,7 +215,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_queue_points",
         "Points waiting in the backend's write-ahead queue.",
         MetricType::Gauge,
-        |b| b.queue.stats.points.load(Ordering::Relaxed),
+        |b| b.queue.stats.points(),
     );
     per_backend(
         enc,
@@ -223,7 +223,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_queue_bytes",
         "Bytes waiting in the backend's write-ahead queue.",
         MetricType::Gauge,
-        |b| b.queue.stats.bytes.load(Ordering::Relaxed),
+        |b| b.queue.stats.snapshot().bytes,
     );
     per_backend(
         enc,
@@ -231,7 +231,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_queue_max_bytes",
         "Bound of the backend's write-ahead queue (wal_max_bytes).",
         MetricType::Gauge,
-        |b| b.queue.stats.max_bytes.load(Ordering::Relaxed),
+        |b| b.queue.stats.snapshot().max_bytes,
     );
     per_backend(
         enc,
@@ -273,7 +273,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_dead_letter_records_total",
         "Records the backend refused, kept in the dead-letter store.",
         MetricType::Counter,
-        |b| b.queue.stats.dead_records.load(Ordering::Relaxed),
+        |b| b.queue.stats.snapshot().dead_records,
     );
     per_backend(
         enc,
@@ -281,7 +281,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_dead_letter_points_total",
         "Points the backend refused, kept in the dead-letter store.",
         MetricType::Counter,
-        |b| b.queue.stats.dead_points.load(Ordering::Relaxed),
+        |b| b.queue.stats.snapshot().dead_points,
     );
     per_backend(
         enc,
@@ -289,7 +289,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_dead_letter_bytes",
         "Bytes the dead-letter store of the backend holds (bounded by dead_letter_max_bytes).",
         MetricType::Gauge,
-        |b| b.queue.stats.dead_bytes.load(Ordering::Relaxed),
+        |b| b.queue.stats.snapshot().dead_bytes,
     );
     per_backend(
         enc,
@@ -297,7 +297,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_dead_letter_dropped_records_total",
         "Dead letters dropped, oldest first, to stay within dead_letter_max_bytes.",
         MetricType::Counter,
-        |b| b.queue.stats.dead_dropped_records.load(Ordering::Relaxed),
+        |b| b.queue.stats.snapshot().dead_dropped_records,
     );
     per_backend(
         enc,
@@ -305,7 +305,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_dead_letter_dropped_points_total",
         "Points in dead letters dropped to stay within dead_letter_max_bytes.",
         MetricType::Counter,
-        |b| b.queue.stats.dead_dropped_points.load(Ordering::Relaxed),
+        |b| b.queue.stats.snapshot().dead_dropped_points,
     );
     let name = "influx_proxy_backend_write_duration_seconds";
     enc.header(

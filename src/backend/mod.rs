@@ -393,8 +393,8 @@ impl BackendActor {
 
     /// Decides whether to send now, later, or not at all.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let pending = self.backend.queue.stats.points.load(Ordering::Acquire);
-        let records = self.backend.queue.stats.records.load(Ordering::Acquire);
+        let pending = self.backend.queue.stats.points();
+        let records = self.backend.queue.stats.records();
         match self.state {
             State::Sending | State::Backoff(_) => {}
             State::Waiting(handle) => {
@@ -433,7 +433,7 @@ impl BackendActor {
             .saturating_mul(self.settings.concurrency.max(1) as u64);
         // Counted before the read, so appends racing with it can only make
         // the batch look partial (see `delivered`).
-        let queued = self.backend.queue.stats.records.load(Ordering::Acquire);
+        let queued = self.backend.queue.stats.records();
         let entries = match self
             .reader
             .read(self.cursor, max_points, crate::memory::batch_bytes())
@@ -797,7 +797,7 @@ impl BackendActor {
         let st = &self.backend.status;
         if st.active.swap(active, Ordering::AcqRel) != active {
             st.state_changes.fetch_add(1, Ordering::Relaxed);
-            let backlog = self.backend.queue.stats.points.load(Ordering::Relaxed);
+            let backlog = self.backend.queue.stats.points();
             if active {
                 info!(backend = %self.name(), circle = %self.backend.info.circle, backlog, "Backend is active.");
             } else {
@@ -842,7 +842,7 @@ impl Actor for BackendActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(backend = %self.name(), circle = %self.backend.info.circle, url = %self.backend.info.url,
-            queued_points = self.backend.queue.stats.points.load(Ordering::Relaxed), "Backend started.");
+            queued_points = self.backend.queue.stats.points(), "Backend started.");
         if !self.backend.queue.is_empty() {
             // A backlog from before a restart is drained without waiting.
             self.backend.status.draining.store(true, Ordering::Release);
@@ -915,7 +915,7 @@ mod tests {
     #[test]
     fn refused_lines_become_one_dead_letter_per_record_they_came_from() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
         for lines in [&b"a v=1 1\nb v=2 2\n"[..], b"c v=3 3\n", b"d v=4 4\n"] {
             wal.append_lines(&[&q], "db", "rp", 1, lines).unwrap();

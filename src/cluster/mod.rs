@@ -6,7 +6,6 @@
 //! from there. Lines that fail to parse are reported back individually and
 //! never stop the good lines beside them.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -211,12 +210,7 @@ impl Cluster {
                 // Bounds apply to reused backends too (a reload may change
                 // them without touching anything else).
                 let stats = &handle.backend.queue.stats;
-                stats
-                    .max_bytes
-                    .store(config.wal_max_bytes, Ordering::Release);
-                stats
-                    .dead_max_bytes
-                    .store(config.dead_letter_max_bytes, Ordering::Release);
+                stats.set_bounds(config.wal_max_bytes, config.dead_letter_max_bytes);
                 if let Err(e) = wal.trim_dead_letters(&handle.backend.queue) {
                     tracing::error!(backend = %bc.name, error = %e, "Trimming dead letters failed.");
                 }
@@ -477,7 +471,7 @@ mod tests {
     async fn queued_after_write(circles: &str, body: &[u8]) -> (Vec<Vec<u8>>, usize) {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::from_str(&format!(r#"{{"circles": {circles}}}"#)).unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let cluster = Cluster::start(&config, wal.clone()).unwrap();
         let request = ClientWrite {
             db: "db",
@@ -548,7 +542,7 @@ mod tests {
             r#"{"circles": [{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]}]}"#,
         )
         .unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let cluster = Cluster::start(&config, wal).unwrap();
         let schema = DbSchema::unknown();
         let request = ClientWrite {
@@ -572,7 +566,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_reload_whose_queue_cannot_open_stops_and_starts_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let old = Config::from_str(
             r#"{"circles": [{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]}]}"#,
         )
@@ -595,10 +589,7 @@ mod tests {
             !a.is_stopped(),
             "the running backend was stopped by a failed reload"
         );
-        assert_ne!(
-            a.backend.queue.stats.max_bytes.load(Ordering::Acquire),
-            8192
-        );
+        assert_ne!(a.backend.queue.stats.snapshot().max_bytes, 8192);
         running.stop();
     }
 
@@ -613,7 +604,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_new_queue_bound_applies_to_the_running_actor() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let config = |extra: &str| {
             Config::from_str(&format!(
                 r#"{{{extra} "circles": [{{"name": "c1", "backends": [{{"name": "a", "url": "http://127.0.0.1:1"}}]}}]}}"#
@@ -633,15 +624,15 @@ mod tests {
         assert!(Arc::ptr_eq(before, after), "the actor was replaced");
         assert!(unused.is_empty() && !after.is_stopped());
         let stats = &after.backend.queue.stats;
-        assert_eq!(stats.max_bytes.load(Ordering::Acquire), 8192);
-        assert_eq!(stats.dead_max_bytes.load(Ordering::Acquire), 4096);
+        assert_eq!(stats.snapshot().max_bytes, 8192);
+        assert_eq!(stats.snapshot().dead_max_bytes, 4096);
         cluster.stop();
     }
 
     #[actix_rt::test]
     async fn a_new_url_replaces_the_actor_and_a_removed_backend_is_handed_back() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let old = Config::from_str(
             r#"{"circles": [{"name": "c1", "backends": [{"name": "a", "url": "http://127.0.0.1:1"},
                                                           {"name": "b", "url": "http://127.0.0.1:2"}]}]}"#,

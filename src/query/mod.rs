@@ -428,7 +428,7 @@ async fn apply_everywhere(
 ) -> (Result<Value, Error>, Vec<(wal::Queue, u64)>) {
     let runs = targets.iter().map(|h| async move {
         let b = &h.backend;
-        let undelivered = b.queue.stats.records.load(Ordering::Acquire);
+        let undelivered = b.queue.stats.records();
         let active = b.status.is_active();
         if active && undelivered == 0 {
             let r = client_for(h)

@@ -90,9 +90,10 @@
 //!
 //! # Durability
 //! Every append goes to RocksDB's own write-ahead log before it returns, so
-//! a process crash loses nothing. With `sync` (config `wal_sync`) each
-//! append also fsyncs; concurrent appends are group-committed by RocksDB,
-//! which protects against power loss at a latency cost.
+//! a process crash loses nothing ([`Durability::Buffered`]). With
+//! [`Durability::Fsync`] (config `wal_sync`) each append also fsyncs;
+//! concurrent appends are group-committed by RocksDB, which protects against
+//! power loss at a latency cost.
 //!
 //! # Recovery
 //! At open, every registered backend's queue is scanned once to rebuild its
@@ -221,30 +222,30 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Default)]
 pub struct QueueStats {
     /// Records queued.
-    pub records: AtomicU64,
+    records: AtomicU64,
     /// Bytes of values queued.
-    pub bytes: AtomicU64,
+    bytes: AtomicU64,
     /// Points queued.
-    pub points: AtomicU64,
+    points: AtomicU64,
     /// Dead letters stored.
-    pub dead_records: AtomicU64,
+    dead_records: AtomicU64,
     /// Points in dead letters.
-    pub dead_points: AtomicU64,
+    dead_points: AtomicU64,
     /// Bytes of stored dead letters.
-    pub dead_bytes: AtomicU64,
+    dead_bytes: AtomicU64,
     /// Bound on `dead_bytes` (`dead_letter_max_bytes`); the oldest dead
     /// letters are dropped beyond it. 0: no bound.
-    pub dead_max_bytes: AtomicU64,
+    dead_max_bytes: AtomicU64,
     /// Dead letters dropped to respect `dead_max_bytes`, since start.
-    pub dead_dropped_records: AtomicU64,
+    dead_dropped_records: AtomicU64,
     /// Points in them.
-    pub dead_dropped_points: AtomicU64,
+    dead_dropped_points: AtomicU64,
     /// Serialises changes to the dead letters, so counters match what is
     /// stored when delivery, trimming, replay and purge meet.
     dead_lock: Mutex<()>,
     /// The queue's byte bound (`wal_max_bytes`), shared by every handle so
     /// a reload can change it in place.
-    pub max_bytes: AtomicU64,
+    max_bytes: AtomicU64,
     /// Highest sequence number removed (acknowledged or dead-lettered).
     /// Removal is serialised on it, so two readers of one queue (an actor
     /// being replaced by a reload and its successor) never remove or count
@@ -268,7 +269,68 @@ struct AgeGroup {
 /// Width of the append-time groups behind [`QueueStats::oldest_age`].
 const AGE_GRANULARITY: Duration = Duration::from_secs(1);
 
+/// A queue's counters read at one moment (each exact; together, nearly so:
+/// they are read one after the other while deliveries go on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    /// Records queued.
+    pub records: u64,
+    /// Bytes of values queued.
+    pub bytes: u64,
+    /// Points queued.
+    pub points: u64,
+    /// The queue's byte bound (`wal_max_bytes`).
+    pub max_bytes: u64,
+    /// Dead letters stored.
+    pub dead_records: u64,
+    /// Points in dead letters.
+    pub dead_points: u64,
+    /// Bytes of stored dead letters.
+    pub dead_bytes: u64,
+    /// Bound on `dead_bytes` (`dead_letter_max_bytes`); 0: none.
+    pub dead_max_bytes: u64,
+    /// Dead letters dropped to respect `dead_max_bytes`, since start.
+    pub dead_dropped_records: u64,
+    /// Points in them.
+    pub dead_dropped_points: u64,
+}
+
 impl QueueStats {
+    /// Every counter, read now.
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Acquire);
+        QueueSnapshot {
+            records: get(&self.records),
+            bytes: get(&self.bytes),
+            points: get(&self.points),
+            max_bytes: get(&self.max_bytes),
+            dead_records: get(&self.dead_records),
+            dead_points: get(&self.dead_points),
+            dead_bytes: get(&self.dead_bytes),
+            dead_max_bytes: get(&self.dead_max_bytes),
+            dead_dropped_records: get(&self.dead_dropped_records),
+            dead_dropped_points: get(&self.dead_dropped_points),
+        }
+    }
+
+    /// Sets the queue's byte bound (`wal_max_bytes`) and its dead letters'
+    /// (`dead_letter_max_bytes`, 0: none) in place: a reload changes them
+    /// without touching the queue (trim with [`Wal::trim_dead_letters`]).
+    pub fn set_bounds(&self, max_bytes: u64, dead_max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Release);
+        self.dead_max_bytes.store(dead_max_bytes, Ordering::Release);
+    }
+
+    /// Records queued (what delivery and read freshness poll often).
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Acquire)
+    }
+
+    /// Points queued.
+    pub fn points(&self) -> u64 {
+        self.points.load(Ordering::Acquire)
+    }
+
     /// How long the oldest pending record has waited (zero when the queue
     /// is empty); see the module doc for its precision.
     pub fn oldest_age(&self) -> Duration {
@@ -403,6 +465,27 @@ struct Sequencer {
     in_flight: BTreeSet<u64>,
 }
 
+/// What an acknowledged append survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// In RocksDB's log, in the kernel's page cache: survives the proxy's crash or kill,
+    /// not the machine's power loss.
+    Buffered,
+    /// Also fsynced before the append returns (group-committed): survives power loss.
+    Fsync,
+}
+
+impl Durability {
+    /// The policy config `wal_sync` names.
+    pub fn from_wal_sync(wal_sync: bool) -> Durability {
+        if wal_sync {
+            Durability::Fsync
+        } else {
+            Durability::Buffered
+        }
+    }
+}
+
 /// The write-ahead queue of all backends.
 pub struct Wal {
     /// The database; `None` once [`Wal::close`] closed it. Every operation
@@ -414,6 +497,7 @@ pub struct Wal {
     dir: PathBuf,
     /// RocksDB's share of the memory budget, to reopen it alike.
     budget: Budget,
+    /// Appends fsync ([`Durability::Fsync`]).
     sync: bool,
     /// The free-space reserve on `dir`'s filesystem.
     space: DiskSpace,
@@ -496,19 +580,19 @@ fn rocksdb_options(budget: &Budget) -> Options {
 
 impl Wal {
     /// Opens (or creates) the queue under `dir` within the default memory budget.
-    pub fn open(dir: &Path, sync: bool) -> Result<Wal> {
-        Wal::open_within(dir, sync, &Budget::default())
+    pub fn open(dir: &Path, durability: Durability) -> Result<Wal> {
+        Wal::open_within(dir, durability, &Budget::default())
     }
 
     /// Opens (or creates) the queue under `dir` and recovers its state; RocksDB's memtables and
     /// block cache take their shares of `budget`.
-    pub fn open_within(dir: &Path, sync: bool, budget: &Budget) -> Result<Wal> {
+    pub fn open_within(dir: &Path, durability: Durability, budget: &Budget) -> Result<Wal> {
         let db = DB::open(&rocksdb_options(budget), dir)?;
         let wal = Wal {
             db: RwLock::new(Some(db)),
             dir: dir.to_path_buf(),
             budget: *budget,
-            sync,
+            sync: durability == Durability::Fsync,
             space: DiskSpace::new(dir),
             health: Health::default(),
             closing: Arc::default(),

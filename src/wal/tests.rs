@@ -22,7 +22,7 @@ fn lines_of(e: &Entry) -> Vec<u8> {
 #[test]
 fn appended_records_are_read_in_order_and_gone_after_ack() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     for i in 0..5 {
         let body = format!("m f={i} {i}\n");
@@ -49,7 +49,7 @@ fn appended_records_are_read_in_order_and_gone_after_ack() {
 #[test]
 fn one_append_reaches_every_target_queue_atomically() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let a = wal.queue("a", 1 << 20).unwrap();
     let b = wal.queue("b", 1 << 20).unwrap();
     let seq = wal
@@ -73,7 +73,7 @@ fn one_append_reaches_every_target_queue_atomically() {
 #[test]
 fn a_full_queue_refuses_the_whole_append_and_keeps_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let small = wal.queue("small", 40).unwrap();
     let big = wal.queue("big", 1 << 20).unwrap();
     let line = b"m f=1 1\n";
@@ -105,7 +105,7 @@ fn queues_and_counters_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let last_seq;
     {
-        let wal = Wal::open(dir.path(), false).unwrap();
+        let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
         let q = wal.queue("a", 1 << 20).unwrap();
         let other = wal.queue("b", 1 << 20).unwrap();
         for _ in 0..3 {
@@ -124,7 +124,7 @@ fn queues_and_counters_survive_reopen() {
         let first = wal.read(&q, 0, 2, u64::MAX).unwrap();
         wal.ack(&q, &first).unwrap();
     }
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     assert_eq!(q.stats.records.load(Ordering::Relaxed), 2);
     assert_eq!(q.stats.points.load(Ordering::Relaxed), 4);
@@ -143,7 +143,7 @@ fn queues_and_counters_survive_reopen() {
 #[test]
 fn dead_letters_leave_the_queue_and_keep_the_original_record() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     wal.append(&[Append {
         queue: &q,
@@ -170,7 +170,7 @@ fn dead_letters_leave_the_queue_and_keep_the_original_record() {
     .unwrap();
     assert_eq!(seen, vec![(400, "unable to parse 'bad'".to_string(), 1)]);
     drop(wal);
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     assert_eq!(q.stats.dead_records.load(Ordering::Relaxed), 1);
 }
@@ -178,7 +178,7 @@ fn dead_letters_leave_the_queue_and_keep_the_original_record() {
 #[test]
 fn statements_queue_in_order_with_points() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), true).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Fsync).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     wal.append(&[Append {
         queue: &q,
@@ -200,7 +200,7 @@ fn statements_queue_in_order_with_points() {
 #[test]
 fn concurrent_appends_are_never_skipped_by_a_reader() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), Durability::Buffered).unwrap());
     let q = wal.queue("a", 1 << 30).unwrap();
     let writers: Vec<_> = (0..4)
         .map(|t| {
@@ -237,7 +237,7 @@ fn concurrent_appends_are_never_skipped_by_a_reader() {
 #[test]
 fn two_readers_acknowledging_the_same_records_remove_and_count_them_once() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     for _ in 0..3 {
         wal.append(&[Append {
@@ -279,7 +279,7 @@ proptest! {
     #[test]
     fn queue_matches_a_fifo_model(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), false).unwrap();
+        let mut wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
         let mut q = wal.queue("a", u64::MAX).unwrap();
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
         let mut dead = 0u64;
@@ -310,7 +310,7 @@ proptest! {
                 Op::Reopen => {
                     drop(q);
                     drop(wal);
-                    wal = Wal::open(dir.path(), false).unwrap();
+                    wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
                     q = wal.queue("a", u64::MAX).unwrap();
                 }
             }
@@ -357,7 +357,7 @@ fn oldest_age_follows_the_oldest_pending_append_group() {
 fn oldest_age_tracks_appends_acks_dead_letters_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let wal = Wal::open(dir.path(), false).unwrap();
+        let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
         let q = wal.queue("a", 1 << 20).unwrap();
         for _ in 0..3 {
             wal.append(&[Append {
@@ -379,7 +379,7 @@ fn oldest_age_tracks_appends_acks_dead_letters_and_reopen() {
         );
         // Leave one record for the reopen.
     }
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     assert_eq!(q.stats.records.load(Ordering::Relaxed), 1);
     // Recovered records count as appended at open.
@@ -449,7 +449,7 @@ fn shared_value_exists(wal: &Wal, seq: u64) -> bool {
 #[test]
 fn shared_lines_read_back_as_points_and_go_with_their_last_record() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let (a, b, c) = (
         wal.queue("a", 1 << 20).unwrap(),
         wal.queue("b", 1 << 20).unwrap(),
@@ -494,7 +494,7 @@ fn shared_lines_read_back_as_points_and_go_with_their_last_record() {
 #[test]
 fn late_records_are_unshared_once_others_were_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let (a, b) = (
         wal.queue("a", 1 << 20).unwrap(),
         wal.queue("b", 1 << 20).unwrap(),
@@ -542,7 +542,7 @@ fn shared_references_are_rebuilt_at_open_and_orphans_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let (seq, orphan);
     {
-        let wal = Wal::open(dir.path(), false).unwrap();
+        let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
         let (a, b) = (
             wal.queue("a", 1 << 20).unwrap(),
             wal.queue("b", 1 << 20).unwrap(),
@@ -556,7 +556,7 @@ fn shared_references_are_rebuilt_at_open_and_orphans_deleted() {
         let read_a = wal.read(&a, 0, 100, u64::MAX).unwrap();
         wal.ack(&a, &read_a).unwrap();
     }
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     assert!(!shared_value_exists(&wal, orphan));
     assert!(shared_value_exists(&wal, seq));
     assert_eq!(wal.shared_appends(), 1);
@@ -572,7 +572,7 @@ fn shared_references_are_rebuilt_at_open_and_orphans_deleted() {
 #[test]
 fn a_record_whose_shared_lines_are_missing_is_read_unresolved() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let a = wal.queue("a", 1 << 20).unwrap();
     let seq = append_shared(&wal, SHARED_LINES, &[(&a, SPANS_A)]);
     wal.db().unwrap().delete(record::shared_key(seq)).unwrap();
@@ -587,7 +587,7 @@ fn a_record_whose_shared_lines_are_missing_is_read_unresolved() {
 #[test]
 fn close_closes_the_database_while_other_handles_live_and_later_calls_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), Durability::Buffered).unwrap());
     let q = wal.queue("a", 1 << 20).unwrap();
     wal.append_lines(&[&q], "db", "", 1, b"m f=1 1\n").unwrap();
     spawn_maintainer(&wal).unwrap();
@@ -612,7 +612,7 @@ fn close_closes_the_database_while_other_handles_live_and_later_calls_fail() {
     ));
     wal.close(Duration::ZERO).unwrap();
     // RocksDB let go of its lock: the queue opens again, with the record.
-    let again = Wal::open(dir.path(), false).unwrap();
+    let again = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = again.queue("a", 1 << 20).unwrap();
     assert_eq!(q.stats.records.load(Ordering::Acquire), 1);
     drop(holder);
@@ -621,7 +621,7 @@ fn close_closes_the_database_while_other_handles_live_and_later_calls_fail() {
 #[test]
 fn close_waits_for_the_operation_in_progress_and_gives_up_after_its_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let in_progress = wal.db().unwrap();
     assert!(matches!(
         wal.close(Duration::from_millis(20)),
@@ -634,7 +634,7 @@ fn close_waits_for_the_operation_in_progress_and_gives_up_after_its_bound() {
 #[test]
 fn a_write_is_stored_once_for_many_queues_and_in_place_for_one() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), Durability::Buffered).unwrap());
     let (a, b) = (
         wal.queue("a", 1 << 20).unwrap(),
         wal.queue("b", 1 << 20).unwrap(),
@@ -685,7 +685,7 @@ fn a_write_is_stored_once_for_many_queues_and_in_place_for_one() {
 #[test]
 fn settle_keeps_the_refused_lines_as_a_points_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), Durability::Buffered).unwrap());
     let q = wal.queue("a", 1 << 20).unwrap();
     wal.append_lines(&[&q], "db", "rp", 2, b"good f=1 1\nbad f=1 1\n")
         .unwrap();
@@ -723,7 +723,7 @@ fn settle_keeps_the_refused_lines_as_a_points_dead_letter() {
 #[test]
 fn the_free_space_reserve_refuses_appends_but_never_removals() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), false).unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
     let q = wal.queue("a", 1 << 20).unwrap();
     wal.append_lines(&[&q], "db", "", 1, b"m f=1 1\n").unwrap();
     // More than any disk has free.
@@ -772,7 +772,7 @@ mod failpoints {
 
     fn open() -> (tempfile::TempDir, Arc<Wal>, Queue) {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), Durability::Buffered).unwrap());
         let q = wal.queue("a", 1 << 20).unwrap();
         (dir, wal, q)
     }
@@ -785,7 +785,7 @@ mod failpoints {
     /// letters).
     fn stored(wal: &Wal, dir: &Path) -> (Vec<Vec<u8>>, u64) {
         wal.close(Duration::from_secs(5)).unwrap();
-        let again = Wal::open(dir, false).unwrap();
+        let again = Wal::open(dir, Durability::Buffered).unwrap();
         let q = again.queue("a", 1 << 20).unwrap();
         let lines = again
             .read(&q, 0, u64::MAX, u64::MAX)
