@@ -75,7 +75,7 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
     let wal = Arc::new(Wal::open_within(
         &config.data_dir.join("wal"),
         crate::wal::Durability::from_wal_sync(config.wal_sync),
-        &budget,
+        &budget.storage(),
     )?);
     if let Err(e) = crate::wal::spawn_maintainer(&wal) {
         error!(error = %e, "Starting the queue's maintenance thread failed; lines of late records stay shared and failed storage is not recovered.");

@@ -38,6 +38,8 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
+use crate::wal::StorageMemory;
+
 /// Smallest budget accepted: below it the shares get too small to batch anything.
 pub const MIN_BUDGET_MB: u64 = 32;
 /// Default `memory_budget_mb`.
@@ -70,14 +72,13 @@ impl Budget {
         self.total
     }
 
-    /// Size of one RocksDB memtable; two exist at most.
-    pub fn memtable_bytes(&self) -> usize {
-        to_usize(self.total / 8)
-    }
-
-    /// RocksDB's block cache.
-    pub fn block_cache_bytes(&self) -> usize {
-        to_usize(self.total / 48)
+    /// RocksDB's share: one memtable (two exist at most) an eighth, the block cache a
+    /// forty-eighth.
+    pub fn storage(&self) -> StorageMemory {
+        StorageMemory {
+            memtable_bytes: to_usize(self.total / 8),
+            block_cache_bytes: to_usize(self.total / 48),
+        }
     }
 
     /// Most bytes one backend reads from its queue for one batch, with `backends` sharing the
@@ -362,8 +363,9 @@ mod tests {
     fn the_shares_add_up_to_less_than_the_budget() {
         for mb in [MIN_BUDGET_MB, DEFAULT_BUDGET_MB, 1024] {
             let b = Budget::from_mb(mb);
-            let shares = 2 * b.memtable_bytes() as u64
-                + b.block_cache_bytes() as u64
+            let storage = b.storage();
+            let shares = 2 * storage.memtable_bytes as u64
+                + storage.block_cache_bytes as u64
                 + 3 * b.batch_bytes(1)
                 + b.in_flight_bytes()
                 + b.kept_buffer_bytes() as u64;
@@ -373,6 +375,11 @@ mod tests {
                 "{mb} MiB leaves room for the rest"
             );
         }
+    }
+
+    #[test]
+    fn the_queue_opened_without_a_budget_takes_the_default_budgets_share() {
+        assert_eq!(Budget::default().storage(), StorageMemory::default());
     }
 
     #[test]

@@ -419,7 +419,7 @@ pub struct Config {
 
 impl Config {
     /// The memory budget this config sets.
-    pub fn memory_budget(&self) -> crate::memory::Budget {
+    pub(crate) fn memory_budget(&self) -> crate::memory::Budget {
         crate::memory::Budget::from_mb(self.memory_budget_mb)
     }
 

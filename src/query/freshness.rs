@@ -26,22 +26,22 @@ use crate::circle::BackendHandle;
 /// up to a second high) and one for the delivery request in flight when
 /// `flush_time` expired. A backend whose writes take longer than that is
 /// really behind.
-pub const SLACK: Duration = Duration::from_secs(2);
+pub(crate) const SLACK: Duration = Duration::from_secs(2);
 
 /// Longest a record waits in a healthy backend's queue, as far as the
 /// age index can tell.
-pub fn lag_bound(flush_time: Duration) -> Duration {
+pub(crate) fn lag_bound(flush_time: Duration) -> Duration {
     flush_time.saturating_add(SLACK)
 }
 
 /// The backend may serve reads: its data lags the acknowledged writes by
 /// no more than an ordinary flush.
-pub fn is_up_to_date(h: &BackendHandle) -> bool {
+pub(crate) fn is_up_to_date(h: &BackendHandle) -> bool {
     Snapshot::of(h).is_up_to_date()
 }
 
 /// Writes wait in the backend's queue for a retry (`/health`'s `backlog`).
-pub fn has_backlog(h: &BackendHandle) -> bool {
+pub(crate) fn has_backlog(h: &BackendHandle) -> bool {
     Snapshot::of(h).has_backlog()
 }
 

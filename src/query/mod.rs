@@ -22,7 +22,7 @@
 //! unanswered. A single-statement read served by one backend is streamed
 //! through untouched (CSV, chunked and epoch handled by InfluxDB itself).
 
-pub mod freshness;
+pub(crate) mod freshness;
 pub mod merge;
 mod route;
 mod statements;
@@ -48,7 +48,7 @@ use statements::{route, Run};
 
 /// Why a query failed as a whole.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The query text cannot be run (syntax, forbidden or unsupported).
     #[error(transparent)]
     Statement(#[from] influxql::Error),
@@ -79,24 +79,24 @@ pub enum Error {
 
 /// A `/query` request, already authenticated.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub(crate) struct Request {
     /// The `q` parameter.
-    pub q: String,
+    pub(crate) q: String,
     /// The `db` parameter (may be empty).
-    pub db: String,
+    pub(crate) db: String,
     /// The `rp` parameter (may be empty).
-    pub rp: String,
+    pub(crate) rp: String,
     /// The `epoch` parameter (may be empty).
-    pub epoch: String,
+    pub(crate) epoch: String,
     /// Every parameter except `u` and `p`, for streaming relays.
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
     /// Databases the client may use (`db_list`; empty = all).
-    pub db_list: Vec<String>,
+    pub(crate) db_list: Vec<String>,
 }
 
 /// What to send back.
 #[derive(Debug)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Relay this backend response as it is (single statement, one backend).
     Relay(Relay),
     /// A complete answer `{"results":[...]}` built by the proxy.
@@ -104,9 +104,9 @@ pub enum Answer {
 }
 
 /// A backend response to stream to the client.
-pub struct Relay {
+pub(crate) struct Relay {
     /// The response, body unread.
-    pub response: awc::ClientResponse,
+    pub(crate) response: awc::ClientResponse,
     /// Longest silence allowed in its body (the backend's `query_timeout`).
     timeout: Duration,
 }
@@ -114,7 +114,7 @@ pub struct Relay {
 impl Relay {
     /// The body to stream: it ends in an error, cutting the client's answer short, once the
     /// backend has sent nothing for `query_timeout` (a backend that hangs mid-answer).
-    pub fn into_body(self) -> client::Quiet<awc::ClientResponse> {
+    pub(crate) fn into_body(self) -> client::Quiet<awc::ClientResponse> {
         client::Quiet::new(self.response, self.timeout)
     }
 }
@@ -128,7 +128,7 @@ impl std::fmt::Debug for Relay {
 }
 
 /// Headers forwarded on a relayed read (content negotiation).
-pub type Headers = Vec<(
+pub(crate) type Headers = Vec<(
     awc::http::header::HeaderName,
     awc::http::header::HeaderValue,
 )>;
@@ -141,7 +141,7 @@ struct Planned<'q> {
 }
 
 /// Runs a query.
-pub async fn execute(cluster: &Cluster, req: &Request, headers: &Headers) -> Result<Answer, Error> {
+pub(crate) async fn execute(cluster: &Cluster, req: &Request, headers: &Headers) -> Result<Answer, Error> {
     let texts = influxql::split_statements(&req.q)?;
     let mut planned = Vec::with_capacity(texts.len());
     for text in texts {
@@ -192,7 +192,7 @@ fn resolve_db(stmt: &Statement, req: &Request) -> Result<String, Error> {
 /// The one way the proxy reads from a backend (queries, DDL, `/health`): this worker
 /// thread's pooled client for its target, bounded by `query_timeout`. The backend actor
 /// keeps its own client for delivery only, so a slow read never waits behind a batch.
-pub fn client_for(handle: &BackendHandle) -> Client {
+pub(crate) fn client_for(handle: &BackendHandle) -> Client {
     client::cached(&handle.backend.target, handle.settings().query_timeout)
 }
 
@@ -297,7 +297,7 @@ async fn try_relay(
 /// next circle on a transport error or timeout only: an HTTP answer, error statuses included,
 /// is the backend's verdict on the request and is relayed as it is (Flux, Prometheus
 /// remote read). `send` makes the request on the owner's pooled read client.
-pub async fn relay_to_owner<F, Fut>(
+pub(crate) async fn relay_to_owner<F, Fut>(
     cluster: &Cluster,
     db: &str,
     measurement: &str,

@@ -27,23 +27,23 @@ pub(super) enum Run {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Route {
     /// Needs a database (the `db` parameter or a qualified source).
-    pub needs_db: bool,
+    pub(crate) needs_db: bool,
     /// Where it runs.
-    pub run: Run,
+    pub(crate) run: Run,
     /// How the answers of several backends merge.
-    pub merge: Merge,
+    pub(crate) merge: Merge,
     /// How they merge for the `EXACT` form (cardinalities).
-    pub merge_exact: Merge,
+    pub(crate) merge_exact: Merge,
     /// `LIMIT` / `OFFSET` page a list that may span backends: applied after the merge (per
     /// measurement for the keyed lists, over the whole list for SHOW SERIES / MEASUREMENTS).
     /// `SLIMIT` / `SOFFSET` always stay in the text: InfluxDB 1.6 applies them per
     /// measurement, and every measurement lives on one backend of a circle.
-    pub paged: bool,
+    pub(crate) paged: bool,
 }
 
 impl Route {
     /// The merge for a statement, `exact` or not.
-    pub fn merge_for(self, exact: bool) -> Merge {
+    pub(crate) fn merge_for(self, exact: bool) -> Merge {
         if exact {
             self.merge_exact
         } else {

@@ -308,7 +308,7 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 
 /// Nanoseconds per unit of a `precision` value.
 fn precision_nanos(p: &str) -> Result<i64, String> {
-    influx_proxy::line_protocol::Precision::parse(p).map(|p| p.nanos())
+    influx_wire::line_protocol::Precision::parse(p).map(|p| p.nanos())
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -955,7 +955,7 @@ fn write_path(o: &WriteOpts) -> String {
 fn create_db(o: &WriteOpts, addr: &SocketAddr) -> String {
     let q = format!(
         "CREATE DATABASE {}",
-        influx_proxy::influxql::quote_ident(&o.db)
+        influx_wire::influxql::quote_ident(&o.db)
     );
     let path = format!("/query?q={}", enc(&q));
     let head = post_head(o, &path, 0, false);
@@ -1793,7 +1793,7 @@ mod tests {
 
     #[test]
     fn generated_lines_are_valid_and_points_are_distinct() {
-        use influx_proxy::line_protocol::{lines, parse};
+        use influx_wire::line_protocol::{lines, parse};
         let o = write_opts("write --measurements 3 --tags 2 --tag-cardinality 5 --fields 5");
         let mut seen = HashSet::new();
         for worker in 0..2 {
@@ -1822,7 +1822,7 @@ mod tests {
 
     #[test]
     fn the_telegraf_shape_is_20_measurements_by_250_hosts_with_full_precision_floats() {
-        use influx_proxy::line_protocol::{lines, parse};
+        use influx_wire::line_protocol::{lines, parse};
         let o = write_opts("write --shape telegraf");
         assert_eq!((o.measurements, o.tag_cardinality, o.fields), (20, 250, 2));
         let mut gen = LineGen::new(&o, 0, 1_700_000_000_000_000_000);
@@ -1867,7 +1867,7 @@ mod tests {
         // Second tick of each series: base + stride (4 workers by default).
         assert!(lines[2].ends_with(" 14"), "{}", lines[2]);
         for l in lines {
-            influx_proxy::line_protocol::parse(l.as_bytes()).unwrap();
+            influx_wire::line_protocol::parse(l.as_bytes()).unwrap();
         }
     }
 

@@ -1,4 +1,5 @@
-//! Harness for the integration tests (style guide, convention 12).
+//! Harness for the integration tests and the benchmarks (style guide, convention 12): real
+//! `influxd` servers and the built proxy on free loopback ports.
 //!
 //! * [`influxd::Influxd`] runs a real InfluxDB 1.x (`influxd` from Debian's `influxdb` package) on
 //!   free loopback ports in a temp dir. A missing binary fails the test with an install hint; it
@@ -10,15 +11,8 @@
 //!
 //! Every child process is killed in `Drop`. Set `TEST_LOG=1` to print process logs.
 
-// Each test module uses a different part of the harness, and the items are `pub` for the test
-// modules, not for export. Panics are how the harness reports a broken environment.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+// Panics are how the harness reports a broken environment.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod http;
 pub mod influxd;

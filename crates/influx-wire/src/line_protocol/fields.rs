@@ -1,7 +1,7 @@
 //! What a valid line says about the schema: its field keys with their types, and whether its
 //! tag set has a `time` key. influxd's storage refuses points on these grounds after parsing
 //! (`invalid tag key`, `invalid field name`, `field type conflict`); the write path checks them
-//! before acknowledging (`crate::schema`).
+//! before acknowledging (the proxy's `schema`).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;

@@ -745,7 +745,7 @@ fn the_free_space_reserve_refuses_appends_but_never_removals() {
 #[cfg(feature = "failpoints")]
 mod failpoints {
     use super::*;
-    use crate::rate_limit::RateLimit;
+    use log_rate_limit::RateLimit;
 
     /// Failpoints are process-wide: tests that configure them take turns
     /// (each is also scoped to its own queue's directory, so the other

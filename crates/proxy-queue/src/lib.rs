@@ -115,6 +115,9 @@
 //! this process; records recovered at open count as appended at open, so
 //! after a restart the age is "at least since the process started".
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 mod reader;
 pub mod record;
 mod recover;
@@ -132,8 +135,6 @@ use rocksdb::{
     BlockBasedOptions, Cache, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
     WriteOptions, DB,
 };
-
-use crate::memory::Budget;
 
 pub use reader::{Reader, RefusedLines, Work};
 use record::Record;
@@ -465,6 +466,26 @@ struct Sequencer {
     in_flight: BTreeSet<u64>,
 }
 
+/// The memory RocksDB may use: its share of the proxy's memory budget
+/// (`memory_budget_mb`, split by the proxy's `memory` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageMemory {
+    /// Size of one memtable; two exist at most.
+    pub memtable_bytes: usize,
+    /// The block cache.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StorageMemory {
+    /// The shares of the default 96 MiB budget (an eighth and a forty-eighth).
+    fn default() -> StorageMemory {
+        StorageMemory {
+            memtable_bytes: 12 << 20,
+            block_cache_bytes: 2 << 20,
+        }
+    }
+}
+
 /// What an acknowledged append survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -496,7 +517,7 @@ pub struct Wal {
     /// Where the database lives (reopened from there, see `recover`).
     dir: PathBuf,
     /// RocksDB's share of the memory budget, to reopen it alike.
-    budget: Budget,
+    memory: StorageMemory,
     /// Appends fsync ([`Durability::Fsync`]).
     sync: bool,
     /// The free-space reserve on `dir`'s filesystem.
@@ -560,19 +581,19 @@ pub struct MemoryUsage {
     pub table_readers: u64,
 }
 
-/// RocksDB's options within `budget`. The queue is written once and read once, mostly while
+/// RocksDB's options within `memory`. The queue is written once and read once, mostly while
 /// still in a memtable: two memtables (one filling while the other is written out) bound what
 /// it holds in memory, and the block cache, which only a backlog on disk is read through, takes
 /// index and filter blocks too so that table readers stay inside it.
-fn rocksdb_options(budget: &Budget) -> Options {
+fn rocksdb_options(memory: &StorageMemory) -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
-    opts.set_write_buffer_size(budget.memtable_bytes());
+    opts.set_write_buffer_size(memory.memtable_bytes);
     opts.set_max_write_buffer_number(2);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_keep_log_file_num(4);
     let mut table = BlockBasedOptions::default();
-    table.set_block_cache(&Cache::new_lru_cache(budget.block_cache_bytes()));
+    table.set_block_cache(&Cache::new_lru_cache(memory.block_cache_bytes));
     table.set_cache_index_and_filter_blocks(true);
     opts.set_block_based_table_factory(&table);
     opts
@@ -581,17 +602,17 @@ fn rocksdb_options(budget: &Budget) -> Options {
 impl Wal {
     /// Opens (or creates) the queue under `dir` within the default memory budget.
     pub fn open(dir: &Path, durability: Durability) -> Result<Wal> {
-        Wal::open_within(dir, durability, &Budget::default())
+        Wal::open_within(dir, durability, &StorageMemory::default())
     }
 
     /// Opens (or creates) the queue under `dir` and recovers its state; RocksDB's memtables and
     /// block cache take their shares of `budget`.
-    pub fn open_within(dir: &Path, durability: Durability, budget: &Budget) -> Result<Wal> {
-        let db = DB::open(&rocksdb_options(budget), dir)?;
+    pub fn open_within(dir: &Path, durability: Durability, memory: &StorageMemory) -> Result<Wal> {
+        let db = DB::open(&rocksdb_options(memory), dir)?;
         let wal = Wal {
             db: RwLock::new(Some(db)),
             dir: dir.to_path_buf(),
-            budget: *budget,
+            memory: *memory,
             sync: durability == Durability::Fsync,
             space: DiskSpace::new(dir),
             health: Health::default(),

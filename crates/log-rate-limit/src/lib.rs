@@ -3,6 +3,9 @@
 //! lasting fault logs once in a while with how many times it happened,
 //! instead of flooding the log.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::Error;
-use crate::rate_limit::RateLimit;
+use log_rate_limit::RateLimit;
 
 /// The steps of the queue that touch storage, each a failpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,8 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use super::influxd::Influxd;
-use super::{
+use crate::influxd::Influxd;
+use crate::{
     free_port, http, kill_and_reap, log_tail, send_signal, test_log_enabled, wait_timeout,
     LOG_TAIL_LINES,
 };
@@ -24,8 +25,23 @@ use super::{
 /// Longest [`Proxy::wait_delivered`] waits for healthy backends to take what was queued.
 pub const DELIVERED_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_influx-proxy");
+/// The binary under test: `$INFLUX_PROXY_BIN`, else `influx-proxy` beside the directory of
+/// the running test or bench binary (cargo puts those in `<target>/<profile>/deps/` and the
+/// workspace's binaries in `<target>/<profile>/`), so the tests run the build they came with.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("INFLUX_PROXY_BIN") {
+            return PathBuf::from(bin);
+        }
+        let exe = std::env::current_exe().expect("path of the running test binary");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary inside <target>/<profile>/deps");
+        profile_dir.join("influx-proxy")
+    })
+}
 /// How long the proxy may take to answer `/ping` after start (WAL recovery included).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`Proxy::terminate`] waits after SIGTERM.
@@ -247,7 +263,7 @@ impl Proxy {
             (r.status == 200 && !gauges.is_empty()).then(|| gauges.iter().sum())
         };
         let mut last = None;
-        let empty = super::http::wait_until(DELIVERED_TIMEOUT, || {
+        let empty = crate::http::wait_until(DELIVERED_TIMEOUT, || {
             last = queued();
             last == Some(0)
         });
@@ -307,16 +323,16 @@ impl Proxy {
     /// such as `-version` or a config that must be rejected. Returns the status and the combined
     /// stdout + stderr. Panics (after SIGKILL) on timeout.
     pub fn run_to_exit(args: &[&str], cwd: &Path, timeout: Duration) -> (ExitStatus, String) {
-        let out_path = cwd.join(format!("run-{}.out", super::unique_db("cli")));
+        let out_path = cwd.join(format!("run-{}.out", crate::unique_db("cli")));
         let out = fs::File::create(&out_path).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(binary())
             .args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|error| panic!("cannot run {BIN}: {error}"));
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary().display()));
         let status = wait_timeout(&mut child, timeout);
         let output = String::from_utf8_lossy(&fs::read(&out_path).unwrap()).into_owned();
         let _ = fs::remove_file(&out_path);
@@ -384,7 +400,7 @@ pub fn two_by_two_of(spawn: fn() -> Influxd) -> (Vec<Influxd>, Value) {
 pub fn spawn_unwatched(dir: &Path, config: &Value) -> Child {
     let config_path = dir.join("proxy.json");
     fs::write(&config_path, config.to_string()).unwrap();
-    Command::new(BIN)
+    Command::new(binary())
         .arg("-config")
         .arg(&config_path)
         .stdout(Stdio::null())
@@ -478,7 +494,7 @@ fn launch(
         .open(log_path)
         .unwrap();
     let log_start = log.metadata().unwrap().len();
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(binary());
     command
         .arg("-config")
         .arg(config_path)
@@ -491,7 +507,7 @@ fn launch(
     }
     let mut child = command
         .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {BIN}: {error}"));
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary().display()));
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

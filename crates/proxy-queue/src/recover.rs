@@ -37,7 +37,7 @@ use super::storage::Step;
 use super::{
     record, rocksdb_options, AgeGroup, Error, Queue, Result, SharedIndex, Wal, UNSHARE_AFTER,
 };
-use crate::rate_limit::RateLimit;
+use log_rate_limit::RateLimit;
 
 /// A dead letter encoded and waiting to be stored.
 #[derive(Debug)]
@@ -158,7 +158,7 @@ impl Wal {
         let needed = self
             .space
             .reserve()
-            .max(2 * self.budget.memtable_bytes() as u64);
+            .max(2 * self.memory.memtable_bytes as u64);
         if free < needed {
             return Err(Error::LowDisk {
                 free_mb: free >> 20,
@@ -209,7 +209,7 @@ impl Wal {
                 return Err(Error::Closed);
             }
             drop(slot.take());
-            let db = DB::open(&rocksdb_options(&self.budget), &self.dir)?;
+            let db = DB::open(&rocksdb_options(&self.memory), &self.dir)?;
             *slot = Some(db);
         }
         tracing::info!(dir = %self.dir.display(), "Write-ahead queue reopened.");

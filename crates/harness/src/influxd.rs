@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::{
+use crate::{
     find_on_path, free_port, http, kill_and_reap, log_tail, send_signal, test_log_enabled,
     wait_timeout, LOG_TAIL_LINES,
 };
@@ -364,15 +364,9 @@ fn all_threads_stopped(pid: u32) -> bool {
     })
 }
 
-/// `"name"` with `\`, `"` and newline escaped, for InfluxQL identifiers (written apart from the
-/// proxy's `influxql::quote_ident` on purpose: the tests check that one against influxd).
-pub fn quote_ident(name: &str) -> String {
-    let escaped = name
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n");
-    format!("\"{escaped}\"")
-}
+/// InfluxQL identifiers are quoted with the proxy's one quoting function;
+/// `hostile_names` checks it against influxd itself.
+pub use influx_wire::influxql::quote_ident;
 
 /// The value of `key` in an influxd log line (logfmt as `zap-logfmt` writes it: bare, or in
 /// double quotes with `\\`, `\"`, `\n`, `\r`, `\t` and `\u00XX` escapes).
