@@ -25,23 +25,26 @@ use crate::{
 /// Longest [`Proxy::wait_delivered`] waits for healthy backends to take what was queued.
 pub const DELIVERED_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The binary under test: `$INFLUX_PROXY_BIN`, else `influx-proxy` beside the directory of
-/// the running test or bench binary (cargo puts those in `<target>/<profile>/deps/` and the
-/// workspace's binaries in `<target>/<profile>/`), so the tests run the build they came with.
+/// The binary under test: `$INFLUX_PROXY_BIN`, else the `influx-proxy` cargo built beside the
+/// running program: test binaries live in `<target>/<profile>/deps/`, the workspace's binaries
+/// (the bench tool included) in `<target>/<profile>/`. So the tests run the build they came with.
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(bin) = std::env::var_os("INFLUX_PROXY_BIN") {
             return PathBuf::from(bin);
         }
-        let exe = std::env::current_exe().expect("path of the running test binary");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary inside <target>/<profile>/deps");
-        profile_dir.join("influx-proxy")
+        let exe = std::env::current_exe().expect("path of the running program");
+        let dir = exe.parent().expect("the running program's directory");
+        [Some(dir), dir.parent()]
+            .into_iter()
+            .flatten()
+            .map(|d| d.join("influx-proxy"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| dir.join("influx-proxy"))
     })
 }
+
 /// How long the proxy may take to answer `/ping` after start (WAL recovery included).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`Proxy::terminate`] waits after SIGTERM.
