@@ -16,13 +16,13 @@ use std::fmt::Write as _;
 use crate::wal::{self, DeadLetter, Queue, Wal, Work};
 
 /// How many of the latest distinct refusal texts a summary keeps.
-pub const LAST_ERRORS: usize = 5;
+pub(crate) const LAST_ERRORS: usize = 5;
 /// Dead letters read per page of an export.
-pub const EXPORT_PAGE: usize = 256;
+pub(crate) const EXPORT_PAGE: usize = 256;
 
 /// One backend's dead letters at a glance.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Dead letters stored.
     pub records: u64,
     /// Points in them.
@@ -43,7 +43,7 @@ pub struct Summary {
 
 /// A refusal as the backend gave it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RecentError {
+pub(crate) struct RecentError {
     /// HTTP status (0: the record itself was unreadable).
     pub status: u16,
     /// The backend's error text.
@@ -53,7 +53,7 @@ pub struct RecentError {
 }
 
 /// Reads every dead letter of `queue` once to summarise them.
-pub fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
+pub(crate) fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
     let st = queue.stats.snapshot();
     let mut s = Summary {
         records: st.dead_records,
@@ -97,7 +97,7 @@ fn note_refusal(latest: &mut Vec<RecentError>, d: &DeadLetter<'_>) {
 
 /// Where an export stands between pages.
 #[derive(Debug, Default)]
-pub struct Export {
+pub(crate) struct Export {
     /// Next seq to read.
     from: u64,
     /// (db, rp) of the last `CONTEXT` header written.
@@ -109,7 +109,7 @@ pub struct Export {
 
 impl Export {
     /// An export of every dead letter, or of those of database `db`.
-    pub fn new(db: Option<String>) -> Export {
+    pub(crate) fn new(db: Option<String>) -> Export {
         Export {
             db,
             ..Export::default()
@@ -120,7 +120,7 @@ impl Export {
     /// first page starts with InfluxDB's `# DML` header; a `CONTEXT`
     /// header precedes each change of database or retention policy.
     /// Statements and unreadable records are written as comments.
-    pub fn next_page(&mut self, wal: &Wal, queue: &Queue) -> wal::Result<Option<String>> {
+    pub(crate) fn next_page(&mut self, wal: &Wal, queue: &Queue) -> wal::Result<Option<String>> {
         if self.done {
             return Ok(None);
         }

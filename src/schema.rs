@@ -67,20 +67,20 @@ use crate::wal;
 
 /// How often a database's schema is asked again from the backends (in the background, while
 /// the previous answer keeps serving).
-pub const REFRESH: Duration = Duration::from_secs(60);
+pub(crate) const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long a database is left alone after no backend answered, or after a refused retention
 /// policy, before the next write asks again.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Bound on field types kept per database and source (see the module doc).
-pub const MAX_FIELDS: usize = 100_000;
+pub(crate) const MAX_FIELDS: usize = 100_000;
 
 /// Longest the first write to a database waits for the backends' answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bound on accepted statements waiting for the backends per database (see the module doc).
-pub const MAX_CHANGES: usize = 1_000;
+pub(crate) const MAX_CHANGES: usize = 1_000;
 
 /// influxd's shortest retention policy duration (`MinRetentionPolicyDuration`).
 const MIN_RP_DURATION: i64 = 3_600_000_000_000;
@@ -98,13 +98,13 @@ const GO_ZERO_TO_EPOCH_NS: i128 = 62_135_596_800 * 1_000_000_000;
 
 /// Every database's schema as far as it is known.
 #[derive(Debug, Default)]
-pub struct Schema {
+pub(crate) struct Schema {
     dbs: RwLock<FxHashMap<String, Arc<DbSchema>>>,
 }
 
 /// One database.
 #[derive(Debug)]
-pub struct DbSchema {
+pub(crate) struct DbSchema {
     /// What the backends said, with the accepted statements of `changes` applied.
     known: ArcSwap<Known>,
     accepted: RwLock<Accepted>,
@@ -149,7 +149,7 @@ struct Known {
 
 /// A retention policy, as far as verdicts on writes depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetentionPolicy {
+pub(crate) struct RetentionPolicy {
     name: String,
     /// 0 for infinite.
     duration_ns: i64,
@@ -239,7 +239,7 @@ impl Accepted {
 /// A statement that changes what influxd's verdicts on a write depend on, as influxd applies
 /// it (`influxdb/services/meta/data.go` 1.6: durations normalised and checked the same way).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// `CREATE DATABASE [WITH ...]`: its policy, when the database is new.
     CreateDatabase(RetentionPolicy),
     /// `DROP DATABASE`: delivery creates it again, with `autogen`.
@@ -270,7 +270,7 @@ impl Change {
     /// What `stmt` changes, `None` for statements that change nothing the verdicts depend on
     /// (`DELETE` and `DROP SERIES`: influxd 1.6 keeps the field types of a measurement whose
     /// series are all deleted).
-    pub fn of(stmt: &Statement) -> Option<Change> {
+    pub(crate) fn of(stmt: &Statement) -> Option<Change> {
         let rp = || stmt.retention_policy.clone().unwrap_or_default();
         let settings = stmt.retention.as_ref();
         let change = match stmt.kind {
@@ -341,7 +341,7 @@ fn normalised_shard_group(shard_ns: i64, duration_ns: i64) -> i64 {
 
 /// Why a write request is refused as a whole, before anything is queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteRefusal {
+pub(crate) enum WriteRefusal {
     /// Two lines bring one new field with two types (influxd stores nothing of the batch).
     #[error("field type conflict")]
     FieldTypeConflict,
@@ -354,7 +354,7 @@ impl Schema {
     /// The database's schema, asked from `backends` first if it is not known yet (or no backend
     /// answered last time, or `rp` is not among its retention policies); refreshed in the
     /// background once older than [`REFRESH`]. Must run on an actix runtime.
-    pub async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         backends: impl FnOnce() -> Vec<Arc<BackendHandle>>,
         db: &str,
@@ -397,7 +397,7 @@ impl Schema {
     /// appended to the queues of the others (`queued`: each with the statement's sequence
     /// number there). Writes are checked as influxd will check them once it has run
     /// everywhere (see the module doc).
-    pub fn accepted(&self, db: &str, change: Change, queued: Vec<(wal::Queue, u64)>) {
+    pub(crate) fn accepted(&self, db: &str, change: Change, queued: Vec<(wal::Queue, u64)>) {
         let state = self
             .dbs
             .write()
@@ -586,7 +586,7 @@ fn shard_group_start(ns: i64, group_ns: i64) -> i64 {
 
 /// The verdict on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// influxd stores it.
     Keep,
     /// influxd drops it; the reason is in the request's [`Finished`].
@@ -595,7 +595,7 @@ pub enum Verdict {
 
 /// The schema verdicts of one write request (influxd's `partial write` answer).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// Points dropped by the storage checks (influxd reports these, with the first reason in
     /// its order, tags before fields, over points beyond the retention policy).
     pub dropped: usize,
@@ -607,7 +607,7 @@ pub struct Finished {
 
 impl Finished {
     /// influxd's answer text, `None` when nothing was dropped.
-    pub fn message(&self) -> Option<String> {
+    pub(crate) fn message(&self) -> Option<String> {
         match (&self.reason, self.beyond_retention) {
             (Some(reason), _) => Some(format!("partial write: {reason} dropped={}", self.dropped)),
             (None, n) if n > 0 => Some(format!(
@@ -620,7 +620,7 @@ impl Finished {
 
 /// Checks the lines of one write request against a database's schema, in body order.
 #[allow(missing_debug_implementations)]
-pub struct Check<'s> {
+pub(crate) struct Check<'s> {
     state: &'s DbSchema,
     known: Arc<Known>,
     accepted: parking_lot::RwLockReadGuard<'s, Accepted>,
@@ -711,12 +711,13 @@ impl DbSchema {
     }
 
     /// A database the backends told nothing about: only what its own requests show is checked.
-    pub fn unknown() -> DbSchema {
+    #[cfg(test)]
+    pub(crate) fn unknown() -> DbSchema {
         DbSchema::new(Known::default())
     }
 
     /// Starts checking a request for retention policy `rp` (empty: the default).
-    pub fn check(
+    pub(crate) fn check(
         &self,
         rp: &str,
         precision: Precision,
@@ -757,7 +758,7 @@ impl DbSchema {
 
 impl Check<'_> {
     /// influxd's verdict on one parsed line (`line` the bytes it was parsed from).
-    pub fn line(&mut self, line: &[u8], parsed: &Line<'_>) -> Verdict {
+    pub(crate) fn line(&mut self, line: &[u8], parsed: &Line<'_>) -> Verdict {
         let ns = parsed
             .timestamp
             .and_then(|t| t.checked_mul(self.precision_ns))
@@ -836,7 +837,7 @@ impl Check<'_> {
 
     /// Ends the request: its new fields become known (the caller queues the kept lines), or the
     /// whole request is refused when two of its lines brought one new field with two types.
-    pub fn finish(self) -> Result<Finished, WriteRefusal> {
+    pub(crate) fn finish(self) -> Result<Finished, WriteRefusal> {
         if self.conflict {
             return Err(WriteRefusal::FieldTypeConflict);
         }

@@ -21,7 +21,10 @@ use crate::ring::ShardKey;
 /// `/ping`: 204 with the version headers (any method); with `verbose=true`, 200 and the
 /// version in JSON, as InfluxDB does. Open to anyone unless `ping_auth_enabled` (and auth is
 /// on), as in the Go proxy.
-pub async fn ping(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn ping(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     let config = state.config();
     if config.ping_auth_enabled {
@@ -62,7 +65,7 @@ impl Shape {
 /// lives. `backlog` follows `query::freshness`: true while writes wait for a retry (backend
 /// down or draining, or a record queued longer than `flush_time` plus a slack), false for
 /// records that only wait for their `flush_time` on a healthy backend.
-pub async fn health(
+pub(super) async fn health(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -242,7 +245,7 @@ const LOAD_TTL: Duration = Duration::from_secs(5);
 
 /// The last `load` of each backend, keyed by its circle (a reload builds new ones) and index.
 #[derive(Debug, Default)]
-pub struct LoadCache(Mutex<HashMap<(usize, usize), CachedLoad>>);
+pub(crate) struct LoadCache(Mutex<HashMap<(usize, usize), CachedLoad>>);
 
 #[derive(Debug, Clone)]
 struct CachedLoad {
@@ -329,7 +332,7 @@ async fn load(
 
 /// `/encrypt?msg=` (or `text=`): the reference cipher's form of a
 /// credential, for `auth_secure` configs. Plain text answer.
-pub async fn encrypt(
+pub(super) async fn encrypt(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -344,7 +347,7 @@ pub async fn encrypt(
 
 /// `/decrypt?key=consistentcipher&msg=` (or `text=`). A wrong key is a 400;
 /// undecodable input answers the decoder's message, like the reference.
-pub async fn decrypt(
+pub(super) async fn decrypt(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -375,7 +378,7 @@ fn plain(mut text: String) -> HttpResponse {
 }
 
 /// `/replica?db=&meas=` (or `mm=`): the owner backend in every circle.
-pub async fn replica(
+pub(super) async fn replica(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -8,7 +8,7 @@ use crate::wal;
 
 /// Every way an API request can fail.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The endpoint does not accept this HTTP method.
     #[error("method not allow")]
     MethodNotAllowed,

@@ -22,7 +22,7 @@ use crate::cluster::Cluster;
 use crate::metrics::{self, Counter, Encoder, Family, Histogram, MetricType, Value};
 
 /// `/metrics`: every metric in the Prometheus text format (0.0.4).
-pub async fn metrics(
+pub(super) async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -375,7 +375,7 @@ impl HttpMetrics {
 /// Middleware counting and timing every request by route pattern (`path`)
 /// and status. Register it outermost (last `.wrap`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestMetrics;
+pub(crate) struct RequestMetrics;
 
 impl<S, B> Transform<S, ServiceRequest> for RequestMetrics
 where
@@ -399,7 +399,7 @@ where
 
 /// The service built by [`RequestMetrics`].
 #[derive(Debug)]
-pub struct RequestMetricsService<S> {
+pub(crate) struct RequestMetricsService<S> {
     service: S,
     metrics: &'static HttpMetrics,
 }

@@ -55,7 +55,10 @@ fn circle_id(params: &Params, name: &str, circles: usize) -> Result<usize, ApiEr
 }
 
 /// `GET|POST /migrate/state` (and `/transfer/state`).
-pub async fn state(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn state(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
     let transfer = is_transfer(&req);
@@ -109,7 +112,10 @@ pub async fn state(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// `GET /migrate/stats?circle_id=&type=` (and `/transfer/stats`).
-pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
     let cluster = state.cluster();
@@ -301,7 +307,7 @@ struct RemovedBackend {
 
 /// `POST /rebalance?circle_id=&operation=add|rm` (rm: removed backends in
 /// the JSON body).
-pub async fn rebalance(
+pub(super) async fn rebalance(
     req: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<AppState>,
@@ -352,7 +358,7 @@ fn removed_source(b: RemovedBackend) -> SourceBackend {
 }
 
 /// `POST /recovery?from_circle_id=&to_circle_id=[&backend_urls=]`.
-pub async fn recovery(
+pub(super) async fn recovery(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -374,7 +380,7 @@ pub async fn recovery(
 }
 
 /// `POST /resync[?seconds=...]`.
-pub async fn resync(
+pub(super) async fn resync(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -384,7 +390,10 @@ pub async fn resync(
 }
 
 /// `POST /clear?circle_id=` (and `/cleanup`).
-pub async fn clear(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn clear(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = job_request(&req, &state)?;
     let circle = circle_id(&params, "circle_id", state.cluster().circles.len())?;
     let c = common(&params, &state.config())?;

@@ -15,7 +15,7 @@ use crate::query::{self, merge, Answer};
 const MAX_FORM_BYTES: usize = 16 << 20;
 
 /// The query handler.
-pub async fn query(
+pub(super) async fn query(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

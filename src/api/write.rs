@@ -45,7 +45,7 @@ pub(super) enum BodyKind {
 }
 
 /// `POST /write?db=&rp=&precision=`.
-pub async fn write(
+pub(super) async fn write(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -58,7 +58,7 @@ pub async fn write(
 
 /// `POST /api/v2/write?bucket=db[/rp]&precision=` (`org` ignored; credentials as
 /// `Authorization: Token user:password` or any form `/write` takes).
-pub async fn write_v2(
+pub(super) async fn write_v2(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -18,7 +18,7 @@ use crate::influxql::quote_ident;
 const INTERNAL_DB: &str = "_internal";
 
 /// The backend's databases, `_internal` left out.
-pub async fn databases(client: &Client) -> Result<Vec<String>, Error> {
+pub(crate) async fn databases(client: &Client) -> Result<Vec<String>, Error> {
     let v = client.query_json(&[("q", "SHOW DATABASES")]).await?;
     let mut dbs = answer::first_column(&v);
     dbs.retain(|d| d != INTERNAL_DB);
@@ -26,20 +26,20 @@ pub async fn databases(client: &Client) -> Result<Vec<String>, Error> {
 }
 
 /// The measurements of `db`.
-pub async fn measurements(client: &Client, db: &str) -> Result<Vec<String>, Error> {
+pub(crate) async fn measurements(client: &Client, db: &str) -> Result<Vec<String>, Error> {
     let v = client.query(db, "SHOW MEASUREMENTS").await?;
     Ok(answer::first_column(&v))
 }
 
 /// The retention policies of `db`.
-pub async fn retention_policies(client: &Client, db: &str) -> Result<Vec<PolicyRow>, Error> {
+pub(crate) async fn retention_policies(client: &Client, db: &str) -> Result<Vec<PolicyRow>, Error> {
     let q = format!("SHOW RETENTION POLICIES ON {}", quote_ident(db));
     let v = client.query_json(&[("q", &q)]).await?;
     Ok(PolicyRow::all(&v))
 }
 
 /// The tag keys and field types of one measurement in one retention policy.
-pub async fn columns(
+pub(crate) async fn columns(
     client: &Client,
     db: &str,
     rp: &str,
@@ -58,7 +58,10 @@ pub async fn columns(
 /// What `db` holds as far as verdicts on writes depend on it: its policies
 /// and every field's type, in one round trip (the schema cache asks every
 /// backend at each refresh). `None` when the database does not exist there.
-pub async fn policies_and_fields(client: &Client, db: &str) -> Result<Option<DbLayout>, Error> {
+pub(crate) async fn policies_and_fields(
+    client: &Client,
+    db: &str,
+) -> Result<Option<DbLayout>, Error> {
     let q = format!(
         "SHOW RETENTION POLICIES ON {0}; SHOW FIELD KEYS ON {0}",
         quote_ident(db)
@@ -75,7 +78,7 @@ pub async fn policies_and_fields(client: &Client, db: &str) -> Result<Option<DbL
 
 /// A database's policies and field types ([`policies_and_fields`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DbLayout {
+pub(crate) struct DbLayout {
     /// `SHOW RETENTION POLICIES`.
     pub policies: Vec<PolicyRow>,
     /// `SHOW FIELD KEYS`: (measurement, field, type name), a field stored
@@ -123,7 +126,7 @@ impl DbLayout {
 /// `SHOW FIELD KEYS`); a field stored with several types keeps the first of
 /// float, integer, string, boolean.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Columns {
+pub(crate) struct Columns {
     /// Tag keys.
     pub tags: HashSet<String>,
     /// Field key -> type (`float`, `integer`, `string`, `boolean`).
@@ -132,7 +135,7 @@ pub struct Columns {
 
 impl Columns {
     /// Reads `SHOW TAG KEYS` and `SHOW FIELD KEYS` answers.
-    pub fn from_answers(tag_keys: &Value, field_keys: &Value) -> Columns {
+    pub(crate) fn from_answers(tag_keys: &Value, field_keys: &Value) -> Columns {
         let mut columns = Columns::default();
         for row in rows_of_first_result(tag_keys) {
             if let Some(k) = row.get(0).and_then(Value::as_str) {

@@ -33,7 +33,7 @@ use crate::line_protocol;
 
 /// One line of a refused body and the queued record it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordLine {
+pub(crate) struct RecordLine {
     /// Index of the record (in the batch's entries) holding the line.
     pub origin: usize,
     /// The line, without its newline.
@@ -42,7 +42,7 @@ pub struct RecordLine {
 
 /// A line InfluxDB refused on its own, with its answer.
 #[derive(Debug)]
-pub struct RefusedLine {
+pub(crate) struct RefusedLine {
     /// The refused line.
     pub line: RecordLine,
     /// HTTP status of the refusal.
@@ -53,7 +53,7 @@ pub struct RefusedLine {
 
 /// How the search ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Every line is either delivered or in `refused`.
     Settled {
         /// Lines refused on their own, in queue order.
@@ -67,7 +67,7 @@ pub enum Outcome {
 
 /// The lines of `parts[i]` (newline-terminated line protocol) that
 /// `keep(line)` selects, tagged with origin `i`, in order.
-pub fn lines_of(parts: &[&[u8]], mut keep: impl FnMut(&[u8]) -> bool) -> Vec<RecordLine> {
+pub(crate) fn lines_of(parts: &[&[u8]], mut keep: impl FnMut(&[u8]) -> bool) -> Vec<RecordLine> {
     let mut out = Vec::new();
     for (origin, part) in parts.iter().enumerate() {
         let all = Bytes::copy_from_slice(part);
@@ -86,7 +86,7 @@ pub fn lines_of(parts: &[&[u8]], mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Rec
 
 /// Searches `lines`, whose body was refused as a whole, for the lines
 /// refused on their own. `send(body, points)` writes one plain body.
-pub async fn isolate<F, Fut>(lines: Vec<RecordLine>, first: Error, mut send: F) -> Outcome
+pub(crate) async fn isolate<F, Fut>(lines: Vec<RecordLine>, first: Error, mut send: F) -> Outcome
 where
     F: FnMut(Bytes, u64) -> Fut,
     Fut: Future<Output = Result<(), Error>>,

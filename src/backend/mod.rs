@@ -38,11 +38,11 @@
 //! again from the head of the queue. Circles restart actors that died
 //! (see `circle`).
 
-pub mod batch;
-pub mod catalog;
-pub mod client;
-pub mod isolate;
-pub mod msg;
+pub(crate) mod batch;
+pub(crate) mod catalog;
+pub(crate) mod client;
+pub(crate) mod isolate;
+pub(crate) mod msg;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,7 +67,7 @@ const STORAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Static description of a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Info {
+pub(crate) struct Info {
     /// Unique backend name (also its queue name).
     pub name: String,
     /// Base URL.
@@ -80,7 +80,7 @@ pub struct Info {
 
 /// Delivery tuning, from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Points per batch (per request when a backlog drains).
     pub flush_size: u64,
     /// Most requests of one batch sent at once (`write_concurrency`).
@@ -105,14 +105,14 @@ impl Settings {
     /// How long a health check waits for `/ping`: within its interval, so a hung backend
     /// (connections accepted, nothing answered) counts as down by the next check and reads
     /// avoid it, and never longer than a write may take.
-    pub fn ping_timeout(&self) -> Duration {
+    pub(crate) fn ping_timeout(&self) -> Duration {
         self.check_interval.min(self.timeout)
     }
 }
 
 /// Live state of a backend, shared with the HTTP layer.
 #[derive(Debug)]
-pub struct Status {
+pub(crate) struct Status {
     active: AtomicBool,
     draining: AtomicBool,
     notified: AtomicBool,
@@ -154,19 +154,19 @@ impl Status {
     }
 
     /// Backend answered its last health check or delivery.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
     }
 
     /// Backend is draining a backlog after a failure.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 }
 
 /// Everything about one backend that outlives its actor.
 #[derive(Debug)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// Static description.
     pub info: Info,
     /// Connection settings.
@@ -179,7 +179,7 @@ pub struct Backend {
 
 impl Backend {
     /// Creates the shared part of a backend.
-    pub fn new(info: Info, target: client::Target, queue: wal::Queue) -> Backend {
+    pub(crate) fn new(info: Info, target: client::Target, queue: wal::Queue) -> Backend {
         Backend {
             info,
             target: Arc::new(target),
@@ -190,12 +190,12 @@ impl Backend {
 
     /// Whether a `Notify` should be sent: coalesces wake-ups so a burst of
     /// writes costs one mailbox message.
-    pub fn take_notify_slot(&self) -> bool {
+    pub(crate) fn take_notify_slot(&self) -> bool {
         !self.status.notified.swap(true, Ordering::AcqRel)
     }
 
     /// Clears a pending wake-up (a fresh actor looks at its queue anyway).
-    pub fn reset_notify_slot(&self) {
+    pub(crate) fn reset_notify_slot(&self) {
         self.status.notified.store(false, Ordering::Release);
     }
 }
@@ -232,7 +232,7 @@ enum State {
 }
 
 /// The actor draining one backend's queue.
-pub struct BackendActor {
+pub(crate) struct BackendActor {
     backend: Arc<Backend>,
     /// Its queue's delivery side.
     reader: wal::Reader,
@@ -367,7 +367,7 @@ fn dead_letters(entries: &[Entry], refused: &[isolate::RefusedLine]) -> Vec<Lett
 
 impl BackendActor {
     /// Creates the actor; it starts delivering as soon as it runs.
-    pub fn new(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendActor {
+    pub(crate) fn new(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendActor {
         BackendActor {
             reader: wal.reader(backend.queue.clone()),
             backend,

@@ -17,7 +17,7 @@ use crate::config::{BackendConfig, CircleConfig, Config};
 
 /// Why a running backend's actor is replaced by a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendChange {
+pub(crate) enum BackendChange {
     /// URL, credentials or TLS verification: requests go elsewhere or differently.
     Target,
     /// Its circle or `write_only`: it serves another copy or other reads.
@@ -29,7 +29,7 @@ pub enum BackendChange {
 
 /// One backend whose actor is replaced, with every reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replaced {
+pub(crate) struct Replaced {
     /// Backend name (also its queue's name).
     pub name: String,
     /// What changed, in [`BackendChange`] order.
@@ -38,7 +38,7 @@ pub struct Replaced {
 
 /// The difference between the running config (`None` at start-up) and a new one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ClusterDiff {
+pub(crate) struct ClusterDiff {
     /// Fields that changed but only a restart can apply; a reload with any applies nothing.
     pub restart: Vec<&'static str>,
     /// Backends only the new config has: started.
@@ -62,7 +62,7 @@ pub struct ClusterDiff {
 
 impl ClusterDiff {
     /// Compares the running config (`None`: nothing runs yet) with `new`, both valid.
-    pub fn between(old: Option<&Config>, new: &Config) -> ClusterDiff {
+    pub(crate) fn between(old: Option<&Config>, new: &Config) -> ClusterDiff {
         let mut d = ClusterDiff::default();
         let Some(old) = old else {
             d.added = backends(new).map(|(_, b)| b.name.clone()).collect();
@@ -116,7 +116,7 @@ impl ClusterDiff {
     }
 
     /// Nothing changed at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.restart.is_empty()
             && !self.changes_cluster()
             && self.request.is_empty()
@@ -125,7 +125,7 @@ impl ClusterDiff {
 
     /// The cluster must be rebuilt: a backend comes, goes, is replaced or rebound, or the ring
     /// changes.
-    pub fn changes_cluster(&self) -> bool {
+    pub(crate) fn changes_cluster(&self) -> bool {
         self.placement
             || !self.added.is_empty()
             || !self.removed.is_empty()
@@ -134,7 +134,7 @@ impl ClusterDiff {
     }
 
     /// Whether backend `name`'s running actor is kept (not added, not replaced).
-    pub fn keeps(&self, name: &str) -> bool {
+    pub(crate) fn keeps(&self, name: &str) -> bool {
         !self.added.iter().any(|n| n == name) && !self.replaced.iter().any(|r| r.name == name)
     }
 }

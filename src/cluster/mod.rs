@@ -23,7 +23,7 @@ use crate::wal::{self, LineSpans, Wal, WriteLines};
 
 mod diff;
 
-pub use diff::{BackendChange, ClusterDiff, Replaced};
+pub(crate) use diff::ClusterDiff;
 
 /// Errors while starting the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum Error {
 
 /// One `/write` request, already authenticated and decompressed.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientWrite<'a> {
+pub(crate) struct ClientWrite<'a> {
     /// Target database.
     pub db: &'a str,
     /// Target retention policy (may be empty).
@@ -50,7 +50,7 @@ pub struct ClientWrite<'a> {
 
 /// Why a write request queued nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     /// influxd would refuse the request as a whole.
     #[error(transparent)]
     Refused(#[from] schema::WriteRefusal),
@@ -61,7 +61,7 @@ pub enum WriteError {
 
 /// What happened to the lines of a write.
 #[derive(Debug, Default)]
-pub struct WriteOutcome {
+pub(crate) struct WriteOutcome {
     /// Points queued (per circle; each went to one backend of every circle).
     pub points: u64,
     /// Lines that failed to parse, in body order.
@@ -81,11 +81,11 @@ pub struct WriteOutcome {
 /// (waking 4 backends took 0.1 ms at p50 but 2.1 ms at p90 and 3.1 ms at
 /// p99 of a 5,000-line write to 2 circles, `docs/profile.md`).
 #[derive(Debug, Default)]
-pub struct Wakeups(Vec<Arc<BackendHandle>>);
+pub(crate) struct Wakeups(Vec<Arc<BackendHandle>>);
 
 impl Wakeups {
     /// True when no backend needs waking.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
@@ -100,7 +100,7 @@ impl Drop for Wakeups {
 
 /// All circles plus routing settings.
 #[derive(Debug)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// Circles in config order.
     pub circles: Vec<Arc<Circle>>,
     /// Shard key template.
@@ -117,12 +117,12 @@ pub struct Cluster {
 /// cluster starts: opening is the one step of building a cluster that can fail (storage
 /// errors, a damaged queue id).
 #[derive(Debug)]
-pub struct Queues(FxHashMap<String, wal::Queue>);
+pub(crate) struct Queues(FxHashMap<String, wal::Queue>);
 
 impl Queues {
     /// Opens the queues `config` names; a queue that is already open keeps its bound until
     /// the cluster is built.
-    pub fn open(config: &Config, wal: &Wal) -> Result<Queues, Error> {
+    pub(crate) fn open(config: &Config, wal: &Wal) -> Result<Queues, Error> {
         let mut queues = FxHashMap::default();
         for bc in config.circles.iter().flat_map(|c| c.backends.iter()) {
             let queue = match wal.opened(&bc.name) {
@@ -146,18 +146,18 @@ impl Queues {
 impl Cluster {
     /// The write-ahead queue's storage: failed or not, the free-space reserve (`/metrics`,
     /// `/health`).
-    pub fn wal_storage(&self) -> wal::StorageState {
+    pub(crate) fn wal_storage(&self) -> wal::StorageState {
         self.wal.storage_state()
     }
 
     /// The write-ahead queue's memory (`/metrics`).
-    pub fn wal_memory(&self) -> Option<wal::MemoryUsage> {
+    pub(crate) fn wal_memory(&self) -> Option<wal::MemoryUsage> {
         self.wal.memory_usage()
     }
 
     /// Registers every backend's queue and starts the backend actors and
     /// circle supervisors. Must run inside an actix System.
-    pub fn start(config: &Config, wal: Arc<Wal>) -> Result<Cluster, Error> {
+    pub(crate) fn start(config: &Config, wal: Arc<Wal>) -> Result<Cluster, Error> {
         let queues = Queues::open(config, &wal)?;
         let diff = ClusterDiff::between(None, config);
         Ok(Cluster::build(config, wal, None, &diff, queues).0)
@@ -169,7 +169,7 @@ impl Cluster {
     /// replaces. Cannot fail, so a reload either fails before anything is stopped or started,
     /// or applies whole. Returns the previous backends not kept, for the caller to stop or
     /// drain.
-    pub fn build(
+    pub(crate) fn build(
         config: &Config,
         wal: Arc<Wal>,
         previous: Option<&Cluster>,
@@ -244,12 +244,16 @@ impl Cluster {
     }
 
     /// The write-ahead queue.
-    pub fn wal(&self) -> &Arc<Wal> {
+    pub(crate) fn wal(&self) -> &Arc<Wal> {
         &self.wal
     }
 
     /// Owner backend of (db, measurement) in every circle, in circle order.
-    pub fn owners(&self, db: &str, measurement: &str) -> Vec<(&Arc<Circle>, &Arc<BackendHandle>)> {
+    pub(crate) fn owners(
+        &self,
+        db: &str,
+        measurement: &str,
+    ) -> Vec<(&Arc<Circle>, &Arc<BackendHandle>)> {
         let key = self.shard_key.build(db, measurement);
         self.circles
             .iter()
@@ -258,12 +262,12 @@ impl Cluster {
     }
 
     /// Every backend of every circle.
-    pub fn backends(&self) -> impl Iterator<Item = &Arc<BackendHandle>> {
+    pub(crate) fn backends(&self) -> impl Iterator<Item = &Arc<BackendHandle>> {
         self.circles.iter().flat_map(|c| c.backends.iter())
     }
 
     /// Routes, stamps and queues the points of one write request.
-    pub fn write(&self, req: &ClientWrite<'_>) -> Result<WriteOutcome, WriteError> {
+    pub(crate) fn write(&self, req: &ClientWrite<'_>) -> Result<WriteOutcome, WriteError> {
         let (mut router, mut outcome) = self.route_lines(req, now_ns())?;
         if outcome.points > 0 {
             outcome.wakeups = router.commit()?;
@@ -323,7 +327,7 @@ impl Cluster {
 
     /// Queues an InfluxQL statement for one backend, in order with its writes; its sequence
     /// number in the backend's queue.
-    pub fn queue_statement(
+    pub(crate) fn queue_statement(
         &self,
         backend: &BackendHandle,
         db: &str,
@@ -337,14 +341,14 @@ impl Cluster {
     }
 
     /// Stops supervising the circles (this cluster is being replaced).
-    pub fn stop_supervisors(&self) {
+    pub(crate) fn stop_supervisors(&self) {
         for s in &self.supervisors {
             s.do_send(StopSupervising);
         }
     }
 
     /// Stops every actor (shutdown).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop_supervisors();
         for b in self.backends() {
             b.stop();

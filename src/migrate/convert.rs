@@ -21,7 +21,7 @@ use crate::line_protocol::escape;
 
 /// Why a chunk could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChunkError {
+pub(crate) enum ChunkError {
     /// InfluxDB answered with an error.
     #[error("{0}")]
     Answer(String),
@@ -716,7 +716,7 @@ impl<'de> Visitor<'de> for Answer<'_, '_> {
 /// Converts one chunk (`{"results":[...]}`, one line of a chunked answer)
 /// and appends its lines to `out`; returns how many. Rows without a time or
 /// without any field value are skipped (they cannot be written).
-pub fn convert_chunk(
+pub(crate) fn convert_chunk(
     chunk: &[u8],
     measurement: &str,
     schema: &Columns,
@@ -747,7 +747,8 @@ pub fn convert_chunk(
 
 /// Appends the line-protocol form of every row of one chunk series (as
 /// JSON) to `out`; returns the number of lines written.
-pub fn series_to_lines(
+#[cfg(test)]
+fn series_to_lines(
     measurement: &str,
     series: &Value,
     schema: &Columns,

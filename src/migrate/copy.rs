@@ -24,7 +24,6 @@ use crate::influxql::quote_ident;
 use crate::wal;
 
 use super::convert;
-pub use super::convert::series_to_lines;
 
 /// Points appended to the destination queues per write batch.
 const APPEND_POINTS: usize = 10_000;
@@ -35,7 +34,7 @@ const MAX_CHUNK_BYTES: usize = 256 << 20;
 
 /// Why a copy failed.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The source backend failed.
     #[error("source: {0}")]
     Source(#[from] client::Error),
@@ -49,7 +48,7 @@ pub enum Error {
 
 /// What to copy.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job {
     /// Database.
     pub db: String,
     /// Retention policy.
@@ -64,7 +63,7 @@ pub struct Job {
 
 /// The last record a job appended to each destination queue, by backend name.
 #[derive(Debug, Default)]
-pub struct Appended(Mutex<HashMap<String, (wal::Queue, u64)>>);
+pub(crate) struct Appended(Mutex<HashMap<String, (wal::Queue, u64)>>);
 
 impl Appended {
     /// Notes that `queues` each received a record at sequence number `seq`.
@@ -79,7 +78,7 @@ impl Appended {
     }
 
     /// Destination backends that still hold some of what was appended to them.
-    pub fn undelivered(&self) -> Vec<String> {
+    pub(crate) fn undelivered(&self) -> Vec<String> {
         self.0
             .lock()
             .iter()
@@ -92,7 +91,7 @@ impl Appended {
 /// Copies one measurement of one retention policy from `source` into the
 /// queues of `destinations`, noting each append in `appended`; returns the
 /// number of points copied.
-pub async fn copy_measurement(
+pub(crate) async fn copy_measurement(
     cluster: &Cluster,
     source: &Client,
     destinations: &[Arc<BackendHandle>],

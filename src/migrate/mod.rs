@@ -27,8 +27,8 @@
 //! other copy. The job waits for the last record it appended to each
 //! destination queue ([`copy::Appended`]), not for writes queued after it.
 
-pub mod convert;
-pub mod copy;
+pub(crate) mod convert;
+pub(crate) mod copy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -55,8 +55,6 @@ use crate::influxql::quote_ident;
 /// that gives up leaves that measurement uncopied (logged, to be run again), so a migration
 /// waits as long as it always did.
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
-/// Rows per chunk read from a source when the request does not say.
-pub const DEFAULT_BATCH: usize = 20_000;
 /// Timeout of state broadcasts to the other proxies.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a job whose copies are queued looks whether they were delivered.
@@ -66,7 +64,7 @@ const DELIVERY_REPORT: Duration = Duration::from_secs(30);
 
 /// The four operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum JobKind {
+pub(crate) enum JobKind {
     /// Move misplaced measurements inside a circle.
     Rebalance,
     /// Copy one circle into another.
@@ -79,7 +77,7 @@ pub enum JobKind {
 
 impl JobKind {
     /// Parses `type=` of `/migrate/stats` (also the 2.5.12 `cleanup`).
-    pub fn parse(s: &str) -> Option<JobKind> {
+    pub(crate) fn parse(s: &str) -> Option<JobKind> {
         match s {
             "rebalance" => Some(JobKind::Rebalance),
             "recovery" => Some(JobKind::Recovery),
@@ -90,7 +88,7 @@ impl JobKind {
     }
 
     /// Lower-case name (log file name).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             JobKind::Rebalance => "rebalance",
             JobKind::Recovery => "recovery",
@@ -102,7 +100,7 @@ impl JobKind {
 
 /// Progress counters of one source backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Databases to walk.
     pub database_total: u64,
     /// Databases walked.
@@ -122,7 +120,7 @@ pub struct Stats {
 /// A backend to read from that may not be part of the running config
 /// (`rebalance?operation=rm` names the removed backends in its body).
 #[derive(Debug, Clone)]
-pub struct SourceBackend {
+pub(crate) struct SourceBackend {
     /// Backend name.
     pub name: String,
     /// Connection settings.
@@ -131,7 +129,7 @@ pub struct SourceBackend {
 
 /// What a job does.
 #[derive(Debug, Clone)]
-pub enum Operation {
+pub(crate) enum Operation {
     /// See [`JobKind::Rebalance`]; `removed` are extra sources.
     Rebalance {
         /// Circle to rebalance.
@@ -159,7 +157,7 @@ pub enum Operation {
 
 impl Operation {
     /// The operation's kind.
-    pub fn kind(&self) -> JobKind {
+    pub(crate) fn kind(&self) -> JobKind {
         match self {
             Operation::Rebalance { .. } => JobKind::Rebalance,
             Operation::Recovery { .. } => JobKind::Recovery,
@@ -190,7 +188,7 @@ impl Operation {
 /// A job request.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct Start {
+pub(crate) struct Start {
     /// The operation.
     pub op: Operation,
     /// Databases to walk (empty = all but `_internal`).
@@ -211,7 +209,7 @@ pub struct Start {
 
 /// State shared with the HTTP layer.
 #[derive(Debug, Default)]
-pub struct Jobs {
+pub(crate) struct Jobs {
     /// A resync runs (or an operator said so).
     pub resyncing: AtomicBool,
     busy: Mutex<HashSet<usize>>,
@@ -223,12 +221,12 @@ pub struct Jobs {
 impl Jobs {
     /// A counter that moves whenever a job made progress (readers cache what the backends
     /// hold until it moves).
-    pub fn steps(&self) -> u64 {
+    pub(crate) fn steps(&self) -> u64 {
         self.steps.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Progress of the last job of `kind` involving `circle`, by source URL.
-    pub fn stats(&self, circle: usize, kind: JobKind) -> BTreeMap<String, Stats> {
+    pub(crate) fn stats(&self, circle: usize, kind: JobKind) -> BTreeMap<String, Stats> {
         self.stats
             .lock()
             .get(&(circle, kind))
@@ -259,13 +257,13 @@ impl Jobs {
 
 /// The migration actor.
 #[derive(Debug)]
-pub struct Migrator {
+pub(crate) struct Migrator {
     shared: Arc<Jobs>,
 }
 
 impl Migrator {
     /// An idle migrator.
-    pub fn new(shared: Arc<Jobs>) -> Migrator {
+    pub(crate) fn new(shared: Arc<Jobs>) -> Migrator {
         Migrator { shared }
     }
 }

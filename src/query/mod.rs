@@ -141,7 +141,11 @@ struct Planned<'q> {
 }
 
 /// Runs a query.
-pub(crate) async fn execute(cluster: &Cluster, req: &Request, headers: &Headers) -> Result<Answer, Error> {
+pub(crate) async fn execute(
+    cluster: &Cluster,
+    req: &Request,
+    headers: &Headers,
+) -> Result<Answer, Error> {
     let texts = influxql::split_statements(&req.q)?;
     let mut planned = Vec::with_capacity(texts.len());
     for text in texts {

@@ -36,12 +36,12 @@ pub fn binary() -> &'static Path {
         }
         let exe = std::env::current_exe().expect("path of the running program");
         let dir = exe.parent().expect("the running program's directory");
-        [Some(dir), dir.parent()]
-            .into_iter()
-            .flatten()
-            .map(|d| d.join("influx-proxy"))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| dir.join("influx-proxy"))
+        let beside = dir.join("influx-proxy");
+        let above = dir.parent().map(|d| d.join("influx-proxy"));
+        match above {
+            Some(above) if !beside.is_file() && above.is_file() => above,
+            _ => beside,
+        }
     })
 }
 

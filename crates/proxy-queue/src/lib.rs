@@ -738,9 +738,10 @@ impl Wal {
         })
     }
 
-    /// Test hook: stores an id for backend `name` that [`Wal::queue`] cannot read.
-    #[cfg(test)]
-    pub(crate) fn damage_queue_id(&self, name: &str) {
+    /// Test hook (feature `test-hooks`, for the proxy's own tests): stores an id for backend
+    /// `name` that [`Wal::queue`] cannot read.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn damage_queue_id(&self, name: &str) {
         self.db()
             .and_then(|db| Ok(db.put(record::meta_key(name), b"bad")?))
             .unwrap_or_else(|e| panic!("damaging the id of {name}: {e}"));

@@ -36,7 +36,7 @@ use log_rate_limit::RateLimit;
 
 /// The steps of the queue that touch storage, each a failpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Appending a write, a statement, copied lines or a replayed dead letter.
     Append,
     /// Reading a backend's queue for delivery.
@@ -54,7 +54,7 @@ pub enum Step {
 
 impl Step {
     /// The failpoint's name, also the `step` field of log lines.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Step::Append => "wal::append",
             Step::Read => "wal::read",
