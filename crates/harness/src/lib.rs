@@ -171,13 +171,13 @@ pub fn keep_temp_dirs_in(parent: &Path, keep: bool) {
 pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, Error> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(prefix);
-    match TEMP_ROOT.get() {
+    let dir = match TEMP_ROOT.get() {
         Some(root) => builder
             .disable_cleanup(root.keep)
             .tempdir_in(&root.parent),
         None => builder.tempdir(),
-    }
-    .map_err(Error::io(format!("create a temp dir {prefix}*")))
+    };
+    dir.map_err(Error::io(format!("create a temp dir {prefix}*")))
 }
 
 /// Copies the directory tree `from` to `to` (created), keeping modification times and

@@ -134,7 +134,9 @@ fn launch(bin: &Path, port: u16, log_path: &Path) -> Result<Child, Error> {
         .try_clone()
         .map_err(Error::io(format!("open {}", log_path.display())))?;
     let mut child = Command::new(bin)
-        .args(["sink", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("sink")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(stderr)

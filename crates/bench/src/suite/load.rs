@@ -3,7 +3,7 @@
 //! prints with `--json`. Its text output goes to `load.log` in the work directory.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +61,15 @@ impl Summary {
         } else {
             serde_json::to_string(&self.errors).unwrap_or_default()
         }
+    }
+}
+
+/// How a body travels: `gzip` or `plain`, as the tables name it.
+pub(crate) fn body_name(gzip: bool) -> &'static str {
+    if gzip {
+        "gzip"
+    } else {
+        "plain"
     }
 }
 
@@ -127,7 +136,7 @@ impl Load {
             .open(&self.log)
             .map_err(Error::io(format!("open {}", self.log.display())))?;
         let child = Command::new(&self.bin)
-            .args(["write", "--url", &self.url, "--json"])
+            .args(["write", "--url", self.url.as_str(), "--json"])
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -195,13 +204,6 @@ impl Drop for Running {
 
 fn tail(log: &Path) -> String {
     harness::log_tail(log, 15)
-}
-
-/// Creates `file` empty (the load log at the start of a run).
-pub(crate) fn truncate(file: &Path) -> Result<(), Error> {
-    File::create(file)
-        .map(drop)
-        .map_err(Error::io(format!("create {}", file.display())))
 }
 
 #[cfg(test)]

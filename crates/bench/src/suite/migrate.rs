@@ -372,7 +372,7 @@ impl Servers {
             http::request_within(
                 "POST",
                 &format!("{}/query?db=bench&q=CREATE%20DATABASE%20bench", influxd.url),
-                Some(b""),
+                Some(&[][..]),
                 &[],
                 Duration::from_secs(600),
             )
@@ -443,7 +443,7 @@ fn one_run(
     let db_cpu0 = servers.cpu_seconds();
     let cpu0 = setup::cpu_seconds(proxy.pid());
     let t0 = Instant::now();
-    let answer = http::request_within("POST", &url, Some(b""), &[], Duration::from_secs(30))
+    let answer = http::request_within("POST", &url, Some(&[][..]), &[], Duration::from_secs(30))
         .map(|r| r.body.trim_end_matches('\n').to_owned())
         .unwrap_or_default();
     if answer != "accepted" {
@@ -683,7 +683,8 @@ impl Profile {
         let child = Command::new("perf")
             .args(["record", "-g", "-o"])
             .arg(&data)
-            .args(["-p", &pid.unwrap_or(0).to_string()])
+            .arg("-p")
+            .arg(pid.unwrap_or(0).to_string())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)

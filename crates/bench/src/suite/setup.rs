@@ -206,7 +206,7 @@ pub(crate) fn counts(url: &str, db: &str, field: &str) -> Vec<(String, u64)> {
             let n = rows
                 .iter()
                 .filter_map(|row| row.get(1)?.as_u64())
-                .sum();
+                .sum::<u64>();
             (name.to_owned(), n)
         })
         .collect()

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::load::Load;
+use super::load::{body_name, Load};
 use super::report::{f1, f2, int};
 use super::setup::{self, drain_cell};
 use super::user_body::delivered;
@@ -33,14 +33,6 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     }
     ctx.report.blank();
     Ok(())
-}
-
-fn body_name(gzip: bool) -> &'static str {
-    if gzip {
-        "gzip"
-    } else {
-        "plain"
-    }
 }
 
 fn load(ctx: &Ctx, url: &str, gzip: bool) -> Load {

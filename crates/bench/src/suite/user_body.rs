@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::load::Load;
+use super::load::{body_name, Load};
 use super::report::{f2, int, ratio};
 use super::setup::{self, drain_cell};
 use super::{Ctx, Error};
@@ -88,14 +88,6 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         ctx.report.blank();
     }
     Ok(())
-}
-
-fn body_name(gzip: bool) -> &'static str {
-    if gzip {
-        "gzip"
-    } else {
-        "plain"
-    }
 }
 
 /// One row: fresh sinks and proxy, the load, then until the sinks hold every point.

@@ -97,7 +97,7 @@ impl Json {
 
 /// The statement results of an answer.
 fn results(answer: &Json) -> &[Json] {
-    answer.get("results").map_or(&[], Json::list)
+    answer.get("results").map_or(&[][..], Json::list)
 }
 
 /// Sorts every series' rows, and the series of every statement by name and tags.

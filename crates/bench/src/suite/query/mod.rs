@@ -235,8 +235,9 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         let statement = fill(template).replace("@RANGE@", &range);
         let shown = cell(&fill(template).replace("@RANGE@", "<range>"));
         tally.queries += 1;
+        let n = tally.queries;
         ctx.log(format!("(f) {statement}"));
-        let row = one_query(ctx, &targets, &mut tally, &statement, tally.queries)?;
+        let row = one_query(ctx, &targets, &mut tally, &statement, n)?;
         ctx.report
             .line(format!("| `{shown}` | {} | {row} |", fill(how)));
     }

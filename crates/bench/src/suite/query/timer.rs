@@ -57,16 +57,18 @@ impl Endpoint {
         let start = Instant::now();
         let deadline = start + duration;
         while Instant::now() < deadline {
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => match Conn::open(&self.addr, REQUEST_TIMEOUT) {
-                    Ok(c) => conn.insert(c),
+            if conn.is_none() {
+                match Conn::open(&self.addr, REQUEST_TIMEOUT) {
+                    Ok(c) => conn = Some(c),
                     Err(_) => {
                         timing.errors += 1;
                         std::thread::sleep(Duration::from_millis(10));
                         continue;
                     }
-                },
+                }
+            }
+            let Some(c) = conn.as_mut() else {
+                continue;
             };
             let sent = Instant::now();
             let result = c.round_trip(&head, b"", &mut line);
