@@ -10,8 +10,8 @@
 //!   proxies and the sinks through the harness crate, the load as `write` child processes.
 //!
 //! Only std plus crates the proxy already depends on; no async runtime, no HTTP library
-//! ([`http1`] is just enough of it). The client side is lean on purpose: on a 2-core machine the load generator shares the CPU with the
-//! system under test.
+//! ([`http1`] is just enough of it). The client side is lean on purpose: on a 2-core machine
+//! the load generator shares the CPU with the system under test.
 //!
 //! # Bodies, timestamps and the stored point count
 //! Each worker generates its bodies from pre-rendered per-series line prefixes and field sets (a
@@ -48,7 +48,7 @@ mod http1;
 mod suite;
 
 const HELP: &str = "\
-influx-proxy-bench: load generator and null InfluxDB for benchmarking influx-proxy
+influx-proxy-bench: load generator, null InfluxDB and benchmark suite of influx-proxy
 
 USAGE:
     influx-proxy-bench write [OPTIONS]     push line protocol at /write and report throughput

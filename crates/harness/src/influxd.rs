@@ -540,3 +540,27 @@ fn is_ready(url: &str, config_path: &Path) -> bool {
         .as_array()
         .is_some_and(|args| args.iter().any(|arg| arg.as_str() == Some(&*ours)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_change_the_template() {
+        let plain = configured(config(Path::new("/d"), 1, 2), &InfluxdOptions::default());
+        assert!(plain.contains("level = \"info\"") && plain.contains("dir = \"/d/data\""));
+        assert!(!plain.contains("@"), "unfilled placeholder in:\n{plain}");
+        let options = InfluxdOptions {
+            log_level: Some("warn"),
+            data_settings: vec!["compact-full-write-cold-duration = \"1s\"".to_owned()],
+            auth: true,
+            ..InfluxdOptions::default()
+        };
+        let text = configured(config(Path::new("/d"), 1, 2), &options);
+        assert!(text.contains("level = \"warn\"") && text.contains("auth-enabled = true"));
+        assert!(
+            text.contains("[data]\n  compact-full-write-cold-duration = \"1s\"\n  dir = \"/d/data\""),
+            "{text}"
+        );
+    }
+}

@@ -397,3 +397,41 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_ports_lie_below_the_ephemeral_range_and_are_handed_out_once() {
+        let low = ephemeral_low();
+        let ports: BTreeSet<u16> = (0..20).map(|_| free_stable_port()).collect();
+        assert_eq!(ports.len(), 20);
+        for port in ports {
+            assert!((10_000..low).contains(&port), "{port} (ephemeral from {low})");
+            assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "{port} is taken");
+        }
+    }
+
+    #[test]
+    fn a_copied_tree_keeps_contents_and_modification_times() {
+        let from = tempfile::tempdir().unwrap();
+        fs::create_dir_all(from.path().join("data/db/rp")).unwrap();
+        let file = from.path().join("data/db/rp/000001.tsm");
+        fs::write(&file, vec![7u8; 10_000]).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_modified(old))
+            .unwrap();
+        let to = tempfile::tempdir().unwrap();
+        copy_tree(&from.path().join("data"), &to.path().join("data")).unwrap();
+        let copy = to.path().join("data/db/rp/000001.tsm");
+        assert_eq!(fs::read(&copy).unwrap(), vec![7u8; 10_000]);
+        assert_eq!(fs::metadata(&copy).unwrap().modified().unwrap(), old);
+        assert!(disk_usage(to.path()) >= 10_000);
+        assert!(copy_tree(&from.path().join("missing"), to.path()).is_err());
+    }
+}
