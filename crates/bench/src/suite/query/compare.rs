@@ -269,7 +269,7 @@ mod tests {
         let b = answer(r#"{"name":"cpu","values":[["t1",37.182320441988954],["t2",2.5]]}"#);
         assert_eq!(
             verdict(&a, &b),
-            "DIFFERENT in the last digits: 1 of 2 floats (e.g. 37.182320441988954, direct 37.18232044198895)"
+            "DIFFERENT in the last digits: 1 of 2 floats (e.g. 37.182320441988956, direct 37.18232044198895)"
         );
     }
 
