@@ -30,6 +30,7 @@ if [ "$#" -gt 0 ]; then
 fi
 stage "build: tests and binaries" build_release
 stage "tests: unit and property (every crate's lib and bins)" zig_cargo test --workspace --lib --bins
+stage "tests: the bench tool (load, sink, suite options)" zig_cargo test -p influx-proxy-bench --test tools
 # The queue's storage faults, injected at every step (append, read, ack, unshare, dead letter):
 # the `failpoints` feature compiles them in, so this is a second build of the queue crate's tests.
 stage "tests: queue storage faults (failpoints)" zig_cargo test -p proxy-queue --lib --features failpoints
