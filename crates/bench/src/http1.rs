@@ -37,7 +37,11 @@ pub(crate) fn bad_data(msg: impl Into<String>) -> io::Error {
 
 /// Reads one CRLF (or LF) terminated line into `line` (cleared first) without the terminator.
 /// Returns false on EOF before any byte.
-pub(crate) fn read_line<R: BufRead>(r: &mut R, line: &mut String, budget: &mut usize) -> io::Result<bool> {
+pub(crate) fn read_line<R: BufRead>(
+    r: &mut R,
+    line: &mut String,
+    budget: &mut usize,
+) -> io::Result<bool> {
     line.clear();
     let n = Read::take(&mut *r, *budget as u64 + 1).read_line(line)?;
     if n == 0 {
@@ -103,7 +107,11 @@ pub(crate) fn read_headers<R: BufRead>(
 }
 
 /// Reads a chunked body into `out`, trailers included (and discarded).
-pub(crate) fn read_chunked<R: BufRead>(r: &mut R, line: &mut String, out: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn read_chunked<R: BufRead>(
+    r: &mut R,
+    line: &mut String,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut budget = MAX_HEAD;
     loop {
         if !read_line(r, line, &mut budget)? {
@@ -222,7 +230,12 @@ impl Conn {
         })
     }
 
-    pub(crate) fn round_trip(&mut self, head: &[u8], body: &[u8], line: &mut String) -> io::Result<Response> {
+    pub(crate) fn round_trip(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        line: &mut String,
+    ) -> io::Result<Response> {
         let stream = self.reader.get_mut();
         stream.write_all(head)?;
         stream.write_all(body)?;

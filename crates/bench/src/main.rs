@@ -1489,7 +1489,14 @@ mod tests {
                 quiet: true,
             })
         );
-        for help in ["", "--help", "-h", "write --help", "sink -h", "suite --help"] {
+        for help in [
+            "",
+            "--help",
+            "-h",
+            "write --help",
+            "sink -h",
+            "suite --help",
+        ] {
             assert_eq!(parse_args(&args(help)).unwrap(), Command::Help, "{help:?}");
         }
     }

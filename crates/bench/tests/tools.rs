@@ -49,7 +49,13 @@ fn the_suite_lists_its_options_and_refuses_unknown_sections() {
         .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for option in ["--quick", "--sections", "--keep", "BENCH_SECTIONS", "GO_PROXY"] {
+    for option in [
+        "--quick",
+        "--sections",
+        "--keep",
+        "BENCH_SECTIONS",
+        "GO_PROXY",
+    ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
     let out = Command::new(bench())

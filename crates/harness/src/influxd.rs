@@ -559,7 +559,9 @@ mod tests {
         let text = configured(config(Path::new("/d"), 1, 2), &options);
         assert!(text.contains("level = \"warn\"") && text.contains("auth-enabled = true"));
         assert!(
-            text.contains("[data]\n  compact-full-write-cold-duration = \"1s\"\n  dir = \"/d/data\""),
+            text.contains(
+                "[data]\n  compact-full-write-cold-duration = \"1s\"\n  dir = \"/d/data\""
+            ),
             "{text}"
         );
     }

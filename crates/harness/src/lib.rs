@@ -60,10 +60,7 @@ pub fn unique_db(prefix: &str) -> String {
 pub enum Error {
     /// The program is not installed; the text says how to install it.
     #[error("{program} not found: {hint}")]
-    Missing {
-        program: String,
-        hint: &'static str,
-    },
+    Missing { program: String, hint: &'static str },
     /// The process did not come up; the text includes its log tail.
     #[error("{0}")]
     Launch(String),
@@ -172,9 +169,7 @@ pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, Error> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(prefix);
     let dir = match TEMP_ROOT.get() {
-        Some(root) => builder
-            .disable_cleanup(root.keep)
-            .tempdir_in(&root.parent),
+        Some(root) => builder.disable_cleanup(root.keep).tempdir_in(&root.parent),
         None => builder.tempdir(),
     };
     dir.map_err(Error::io(format!("create a temp dir {prefix}*")))
@@ -408,8 +403,14 @@ mod tests {
         let ports: BTreeSet<u16> = (0..20).map(|_| free_stable_port()).collect();
         assert_eq!(ports.len(), 20);
         for port in ports {
-            assert!((10_000..low).contains(&port), "{port} (ephemeral from {low})");
-            assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "{port} is taken");
+            assert!(
+                (10_000..low).contains(&port),
+                "{port} (ephemeral from {low})"
+            );
+            assert!(
+                TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "{port} is taken"
+            );
         }
     }
 

@@ -41,12 +41,12 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`; 100 on every Linux the proxy targets).
 fn ticks_per_second() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+    *TICKS.get_or_init(
+        || match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
             Ok(Some(ticks)) if ticks > 0 => ticks as f64,
             _ => 100.0,
-        }
-    })
+        },
+    )
 }
 
 impl Stat {

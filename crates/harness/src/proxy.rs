@@ -97,14 +97,22 @@ impl Proxy {
     pub fn try_start_binary(bin: &Path, config: Value) -> Result<Proxy, Error> {
         let name = program_name(bin);
         if !config.is_object() {
-            return Err(Error::Launch(format!("{name}: the config is not a JSON object")));
+            return Err(Error::Launch(format!(
+                "{name}: the config is not a JSON object"
+            )));
         }
         let tmp = temp_dir("influx-proxy-")?;
         let dir = tmp.path().to_path_buf();
         let config_path = dir.join("proxy.json");
         let log_path = dir.join("proxy.log");
-        let fixed_listen = config["listen_addr"].as_str().filter(|_| is_set(&config, "listen_addr"));
-        let attempts = if fixed_listen.is_some() { 1 } else { START_ATTEMPTS };
+        let fixed_listen = config["listen_addr"]
+            .as_str()
+            .filter(|_| is_set(&config, "listen_addr"));
+        let attempts = if fixed_listen.is_some() {
+            1
+        } else {
+            START_ATTEMPTS
+        };
         for _ in 0..attempts {
             let listen = match fixed_listen {
                 Some(listen) => listen.to_owned(),
@@ -514,8 +522,10 @@ fn to_json(config: &Value) -> Vec<u8> {
 
 /// The file name of `bin`, for messages (`influx-proxy` for the binary under test).
 fn program_name(bin: &Path) -> String {
-    bin.file_name()
-        .map_or_else(|| bin.display().to_string(), |n| n.to_string_lossy().into_owned())
+    bin.file_name().map_or_else(
+        || bin.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Runs `bin -config <config_path>` in `cwd` and waits until `/ping` answers 204.
@@ -527,8 +537,9 @@ fn launch(
     url: &str,
 ) -> Result<Child, LaunchError> {
     let name = program_name(bin);
-    let cannot_run =
-        |error: std::io::Error| LaunchError::Failed(format!("cannot run {}: {error}", bin.display()));
+    let cannot_run = |error: std::io::Error| {
+        LaunchError::Failed(format!("cannot run {}: {error}", bin.display()))
+    };
     let log = OpenOptions::new()
         .create(true)
         .append(true)

@@ -59,7 +59,14 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     ctx.log("(b) load tool -> influxd");
     let direct = {
         let influxd = setup::influxds(1)?;
-        row(ctx, "load tool -> influxd", 1, None, &influxd, &Variant::default())?
+        row(
+            ctx,
+            "load tool -> influxd",
+            1,
+            None,
+            &influxd,
+            &Variant::default(),
+        )?
     };
 
     ctx.log("(b) proxy -> 1x1 influxd");

@@ -36,7 +36,12 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         let urls = setup::urls(sinks.iter().map(|s| s.url.as_str()));
         let proxy = setup::proxy(&ctx.proxy_bin, 2, 2, &urls, &setup::no_extra())?;
         let through = measure(ctx, &proxy.url)?;
-        row(ctx, "null sink / proxy -> 2x2 null sinks", &direct, &through);
+        row(
+            ctx,
+            "null sink / proxy -> 2x2 null sinks",
+            &direct,
+            &through,
+        );
     }
     if ctx.have_influxd {
         ctx.log("(c) latency: influxd direct vs. proxy -> 1 influxd");

@@ -108,8 +108,7 @@ impl Load {
     /// Adds arguments; a later `--flag value` overrides an earlier one (the tool reads them in
     /// order).
     pub(crate) fn args<S: AsRef<str>>(mut self, args: &[S]) -> Load {
-        self.args
-            .extend(args.iter().map(|a| a.as_ref().to_owned()));
+        self.args.extend(args.iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -120,7 +119,11 @@ impl Load {
 
     /// Sends gzip bodies, compressed before the timed run (`--pool-mb`).
     pub(crate) fn gzip(self, pool_mb: u64) -> Load {
-        self.args(&["--gzip".to_owned(), "--pool-mb".to_owned(), pool_mb.to_string()])
+        self.args(&[
+            "--gzip".to_owned(),
+            "--pool-mb".to_owned(),
+            pool_mb.to_string(),
+        ])
     }
 
     /// Runs it to its end.
@@ -217,7 +220,10 @@ mod tests {
         let s = Summary::parse(LINE).unwrap();
         assert_eq!(s.points, 34_230_000);
         assert_eq!((s.points_per_sec, s.mb_per_sec), (1_693_068.123, 118.2));
-        assert_eq!((s.p50, s.p99, s.max, s.cpu_cores), (9.551, 87.5, 120.25, 0.07));
+        assert_eq!(
+            (s.p50, s.p99, s.max, s.cpu_cores),
+            (9.551, 87.5, 120.25, 0.07)
+        );
         assert_eq!(s.errors_cell(), "0");
         assert_eq!(Summary::parse("pre-generating 250 MB"), None);
         assert_eq!(Summary::parse(""), None);

@@ -51,7 +51,10 @@ pub(crate) fn cpus() -> u64 {
 /// The three load averages of `/proc/loadavg`: `1.47 1.81 3.22`.
 pub(crate) fn load_average() -> String {
     let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The 1-minute load average.
@@ -95,7 +98,12 @@ fn memory_gib(meminfo: &str) -> Option<String> {
 fn proxy_version(text: &str) -> String {
     text.lines()
         .take(2)
-        .map(|line| line.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" "))
+        .map(|line| {
+            line.split(' ')
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

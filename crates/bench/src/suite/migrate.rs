@@ -55,7 +55,10 @@ struct DataSet {
 
 impl DataSet {
     fn dirs(&self) -> Vec<PathBuf> {
-        self.snapshots.iter().map(|i| i.dir().to_path_buf()).collect()
+        self.snapshots
+            .iter()
+            .map(|i| i.dir().to_path_buf())
+            .collect()
     }
 }
 
@@ -195,7 +198,8 @@ fn label(who: MigrateProxy, bin: &Path) -> String {
         MigrateProxy::Go => "Go proxy 2.4.4".to_owned(),
         MigrateProxy::Base => format!(
             "influx-proxy ({})",
-            bin.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            bin.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ),
     }
 }
@@ -259,13 +263,13 @@ fn load_data_set(ctx: &mut Ctx) -> Result<Option<(DataSet, u64, u64)>, Error> {
         .iter()
         .enumerate()
         .flat_map(|(i, influxd)| {
-            setup::counts(&influxd.url, "bench", "f0")
-                .into_iter()
-                .map(move |(measurement, count)| Expected {
+            setup::counts(&influxd.url, "bench", "f0").into_iter().map(
+                move |(measurement, count)| Expected {
                     measurement,
                     count,
                     source: i + 1,
-                })
+                },
+            )
         })
         .collect();
     let dirs: Vec<PathBuf> = influxds.iter().map(|i| i.dir().to_path_buf()).collect();
@@ -511,8 +515,7 @@ fn one_run(
     let job_log = proxy.dir.join("log").join(format!("{name}.log"));
     let _ = fs::copy(
         &job_log,
-        ctx.work
-            .join(format!("mig-{}-{name}.log", short_name(who))),
+        ctx.work.join(format!("mig-{}-{name}.log", short_name(who))),
     );
     stop_and_clear(proxy);
     Ok(Some(Figures {
@@ -537,7 +540,13 @@ struct Waited {
 }
 
 /// Waits until the job is done and its points are in influxd, the proxy dies, or the timeout.
-fn wait_done(ctx: &Ctx, proxy: &mut Proxy, who: MigrateProxy, op: MigrateOp, t0: Instant) -> Waited {
+fn wait_done(
+    ctx: &Ctx,
+    proxy: &mut Proxy,
+    who: MigrateProxy,
+    op: MigrateOp,
+    t0: Instant,
+) -> Waited {
     let timeout = ctx.opts.migrate.timeout as f64;
     let name = op.name();
     let job_log = proxy.dir.join("log").join(format!("{name}.log"));
@@ -641,7 +650,12 @@ fn verdict(
             without_owner += 1;
             continue;
         };
-        if held.get(&(owner, e.measurement.as_str())).copied().unwrap_or(0) != e.count {
+        if held
+            .get(&(owner, e.measurement.as_str()))
+            .copied()
+            .unwrap_or(0)
+            != e.count
+        {
             incomplete += 1;
         }
     }
@@ -667,7 +681,12 @@ struct Profile {
 }
 
 impl Profile {
-    fn start(ctx: &Ctx, who: MigrateProxy, op: MigrateOp, pid: Option<u32>) -> Result<Profile, Error> {
+    fn start(
+        ctx: &Ctx,
+        who: MigrateProxy,
+        op: MigrateOp,
+        pid: Option<u32>,
+    ) -> Result<Profile, Error> {
         let data = ctx
             .work
             .join(format!("perf-{}-{}.data", short_name(who), op.name()));
@@ -721,16 +740,25 @@ mod tests {
     }
 
     fn after(list: &[(usize, &str, u64)]) -> Vec<(usize, String, u64)> {
-        list.iter().map(|(b, m, n)| (*b, (*m).to_owned(), *n)).collect()
+        list.iter()
+            .map(|(b, m, n)| (*b, (*m).to_owned(), *n))
+            .collect()
     }
 
     #[test]
     fn a_rebalance_keeps_what_the_circle_had_and_adds_what_moved() {
-        let e = [expected("m0", 100, 1), expected("m1", 50, 2), expected("m2", 30, 1)];
+        let e = [
+            expected("m0", 100, 1),
+            expected("m1", 50, 2),
+            expected("m2", 30, 1),
+        ];
         // m1 moves from backend 2 to backend 3; the old copy stays (no /clear).
         let o = owners(&[("m0", Some(1)), ("m1", Some(3)), ("m2", Some(1))]);
         let a = after(&[(1, "m0", 100), (1, "m2", 30), (2, "m1", 50), (3, "m1", 50)]);
-        assert_eq!(verdict(MigrateOp::Rebalance, &e, &o, &a), (50, "ok".to_owned()));
+        assert_eq!(
+            verdict(MigrateOp::Rebalance, &e, &o, &a),
+            (50, "ok".to_owned())
+        );
         let short = after(&[(1, "m0", 100), (1, "m2", 30), (2, "m1", 50), (3, "m1", 49)]);
         assert_eq!(
             verdict(MigrateOp::Rebalance, &e, &o, &short),
@@ -747,7 +775,10 @@ mod tests {
         let e = [expected("m0", 100, 1), expected("m1", 50, 2)];
         let o = owners(&[("m0", Some(1)), ("m1", Some(2))]);
         let a = after(&[(1, "m0", 100), (2, "m1", 50)]);
-        assert_eq!(verdict(MigrateOp::Recovery, &e, &o, &a), (150, "ok".to_owned()));
+        assert_eq!(
+            verdict(MigrateOp::Recovery, &e, &o, &a),
+            (150, "ok".to_owned())
+        );
         let o = owners(&[("m0", Some(1)), ("m1", None)]);
         let (moved, v) = verdict(MigrateOp::Recovery, &e, &o, &a);
         assert_eq!(moved, 150);
@@ -762,7 +793,10 @@ mod tests {
         let e = [expected("m0", 10, 1)];
         let (moved, v) = verdict(MigrateOp::Rebalance, &e, &owners(&[]), &[]);
         assert_eq!(moved, 10);
-        assert!(v.starts_with("MISMATCH: 0 measurements incomplete, 1 without owner"), "{v}");
+        assert!(
+            v.starts_with("MISMATCH: 0 measurements incomplete, 1 without owner"),
+            "{v}"
+        );
     }
 
     #[test]

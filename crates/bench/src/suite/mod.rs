@@ -133,8 +133,8 @@ fn repo_root() -> PathBuf {
 /// Parses the `suite` arguments against this process's environment.
 pub(crate) fn parse(args: &[String]) -> Result<SuiteOpts, String> {
     let root = repo_root();
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from);
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     SuiteOpts::parse(
         args,
         &|var| std::env::var(var).ok(),
@@ -217,7 +217,10 @@ fn header(ctx: &mut Ctx) {
     r.row(&["kernel", m.kernel.as_str()]);
     r.row(&[
         "load average at start".to_owned(),
-        format!("{} (anything else running skews every figure)", m.load_average),
+        format!(
+            "{} (anything else running skews every figure)",
+            m.load_average
+        ),
     ]);
     r.row(&["influxd", m.influxd.as_str()]);
     r.row(&["proxy", m.proxy.as_str()]);

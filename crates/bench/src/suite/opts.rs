@@ -205,7 +205,11 @@ impl SuiteOpts {
                 Ok(())
             },
         )?;
-        let set = |flag: &str| flags.get(flag).is_some_and(|v| parse_bool(flag, v) == Ok(true));
+        let set = |flag: &str| {
+            flags
+                .get(flag)
+                .is_some_and(|v| parse_bool(flag, v) == Ok(true))
+        };
         let quick = set("--quick");
         let keep = set("--keep") || env("BENCH_KEEP").as_deref() == Some("1");
         let perf = set("--migrate-perf") || env("BENCH_MIGRATE_PERF").as_deref() == Some("1");
@@ -333,7 +337,10 @@ mod tests {
     fn defaults_of_a_full_run() {
         let o = parse("", &[]).unwrap();
         assert_eq!(o.sections.len(), 7);
-        assert_eq!((o.seconds, o.pool_mb, o.outage_seconds, o.sample_seconds), (10, 250, 600, 30));
+        assert_eq!(
+            (o.seconds, o.pool_mb, o.outage_seconds, o.sample_seconds),
+            (10, 250, 600, 30)
+        );
         assert_eq!((o.concurrency, o.batch, o.outage_rate), (4, 5000, 100_000));
         assert_eq!(o.migrate.ops, [MigrateOp::Rebalance, MigrateOp::Recovery]);
         assert_eq!(o.migrate.proxies, [MigrateProxy::Ours, MigrateProxy::Go]);

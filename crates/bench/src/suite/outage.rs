@@ -133,8 +133,10 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
             load_end = now;
         }
         if now > (total + DRAIN_TIMEOUT.as_secs()) as f64 {
-            ctx.report
-                .line(format!("| {} | gave up waiting for the queue to drain | | |", f1(now)));
+            ctx.report.line(format!(
+                "| {} | gave up waiting for the queue to drain | | |",
+                f1(now)
+            ));
             break;
         }
         thread::sleep(Duration::from_millis(200));
@@ -182,7 +184,10 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
 /// Flat memory: the proxy's RSS in the first and the last third of the outage samples, with
 /// the queue at the end of each.
 fn memory_summary(samples: &[Sample], outage_seconds: u64) -> String {
-    let outage: Vec<&Sample> = samples.iter().filter(|s| s.phase == Phase::Outage).collect();
+    let outage: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.phase == Phase::Outage)
+        .collect();
     let n = outage.len();
     if n < 3 {
         return "Too few outage samples for a memory summary.".to_owned();
@@ -222,7 +227,12 @@ mod tests {
     fn memory_is_compared_between_the_first_and_last_third_of_the_outage() {
         let mut samples = vec![sample(0.0, Phase::Before, 0, 24)];
         for (i, rss) in [36, 45, 40, 42, 41, 50, 45].into_iter().enumerate() {
-            samples.push(sample(3.0 + i as f64, Phase::Outage, 100 * (i as u64 + 1), rss));
+            samples.push(sample(
+                3.0 + i as f64,
+                Phase::Outage,
+                100 * (i as u64 + 1),
+                rss,
+            ));
         }
         samples.push(sample(11.0, Phase::Drain, 0, 99));
         assert_eq!(

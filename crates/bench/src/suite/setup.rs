@@ -53,7 +53,9 @@ fn all_at_once<T: Send>(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(harness::Error::Launch("a starting thread panicked".to_owned()))
+                    Err(harness::Error::Launch(
+                        "a starting thread panicked".to_owned(),
+                    ))
                 })
             })
             .collect()
@@ -249,7 +251,10 @@ mod tests {
         assert_eq!(c["circles"][0]["backends"][1]["url"], "http://b");
         assert_eq!(c["write_gzip"], false);
         assert_eq!(c["wal_max_bytes"], 8_589_934_592_u64);
-        assert_eq!((c["flush_size"].as_u64(), c["flush_time"].as_u64()), (Some(10000), Some(1)));
+        assert_eq!(
+            (c["flush_size"].as_u64(), c["flush_time"].as_u64()),
+            (Some(10000), Some(1))
+        );
     }
 
     #[test]

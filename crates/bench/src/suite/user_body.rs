@@ -75,7 +75,10 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     ctx.report.blank();
     if figures.contains_key(&(Who::Go, true)) {
         for gzip in [false, true] {
-            if let (Some(ours), Some(go)) = (figures.get(&(Who::Ours, gzip)), figures.get(&(Who::Go, gzip))) {
+            if let (Some(ours), Some(go)) = (
+                figures.get(&(Who::Ours, gzip)),
+                figures.get(&(Who::Go, gzip)),
+            ) {
                 ctx.report.line(format!(
                     "- {} bodies, influx-proxy / Go proxy: points/s x{:.1}, CPU per point x{:.1}, peak RSS x{:.1}.",
                     body_name(gzip),

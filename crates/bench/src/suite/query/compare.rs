@@ -40,11 +40,9 @@ impl Json {
             }
             Value::String(s) => Json::Str(s.clone()),
             Value::Array(items) => Json::List(items.iter().map(Json::of).collect()),
-            Value::Object(map) => Json::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), Json::of(v)))
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                Json::Object(map.iter().map(|(k, v)| (k.clone(), Json::of(v))).collect())
+            }
         }
     }
 
@@ -275,7 +273,9 @@ mod tests {
 
     #[test]
     fn other_differences_show_both_shapes() {
-        let a = answer(r#"{"name":"cpu","values":[["t1",1.5],["t2",2.5]]},{"name":"mem","values":[["t1",3]]}"#);
+        let a = answer(
+            r#"{"name":"cpu","values":[["t1",1.5],["t2",2.5]]},{"name":"mem","values":[["t1",3]]}"#,
+        );
         let b = answer(r#"{"name":"cpu","values":[["t1",1.5],["t2",2.5]]}"#);
         assert_eq!(
             verdict(&a, &b),

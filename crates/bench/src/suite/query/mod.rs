@@ -24,10 +24,22 @@ use timer::{Endpoint, Timing};
 /// The queries: how influx-proxy runs each, and the statement (`@RANGE@` is the time range,
 /// `@FROM@` the four measurements, `@REGEX@` them as a regex, `@HOSTS@` the host count).
 const QUERIES: [(&str, &str); 8] = [
-    ("fan-out to both backends of one circle, merged", "SHOW MEASUREMENTS"),
-    ("fan-out to both backends of one circle, merged", "SHOW TAG VALUES WITH KEY = \"host\""),
-    ("fan-out to both backends of one circle, merged", "SHOW SERIES"),
-    ("fan-out to both backends of one circle, counts merged", "SHOW MEASUREMENT EXACT CARDINALITY"),
+    (
+        "fan-out to both backends of one circle, merged",
+        "SHOW MEASUREMENTS",
+    ),
+    (
+        "fan-out to both backends of one circle, merged",
+        "SHOW TAG VALUES WITH KEY = \"host\"",
+    ),
+    (
+        "fan-out to both backends of one circle, merged",
+        "SHOW SERIES",
+    ),
+    (
+        "fan-out to both backends of one circle, counts merged",
+        "SHOW MEASUREMENT EXACT CARDINALITY",
+    ),
     (
         "one measurement: relayed from its owner (baseline)",
         "SELECT mean(usage) FROM cpu WHERE @RANGE@ GROUP BY time(1m)",
@@ -84,9 +96,9 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         int(points as f64)
     ));
     let mut influxds = setup::influxds(5)?;
-    let single = influxds.pop().ok_or_else(|| {
-        harness::Error::Launch("no influxd started".to_owned())
-    })?;
+    let single = influxds
+        .pop()
+        .ok_or_else(|| harness::Error::Launch("no influxd started".to_owned()))?;
     let urls = setup::urls(influxds.iter().map(|i| i.url.as_str()));
     let ours = setup::proxy(&ctx.proxy_bin, 2, 2, &urls, &setup::no_extra())?;
 
@@ -132,7 +144,12 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     // circles place them alike).
     let on1 = measurements(&influxds[0].url);
     let on2 = measurements(&influxds[1].url);
-    let mut from_list: Vec<&str> = on1.iter().take(2).chain(on2.iter().take(2)).map(String::as_str).collect();
+    let mut from_list: Vec<&str> = on1
+        .iter()
+        .take(2)
+        .chain(on2.iter().take(2))
+        .map(String::as_str)
+        .collect();
     if from_list.len() < 4 {
         from_list = vec!["cpu", "mem", "disk", "diskio"];
     }
@@ -342,7 +359,9 @@ fn one_query(
     let duration = Duration::from_secs(ctx.opts.query.seconds);
     let d = targets.direct.time(&path, duration);
     if !d.answered() {
-        return Ok(format!("{verdicts} | timing failed (no answer) | | | | | | |"));
+        return Ok(format!(
+            "{verdicts} | timing failed (no answer) | | | | | | |"
+        ));
     }
     let (d50, d99) = (round2(d.percentile_ms(50.0)), round2(d.percentile_ms(99.0)));
     let cells_ours = timed_cells(&targets.ours.time(&path, duration), d50, d99);
@@ -429,7 +448,10 @@ fn measurements(url: &str) -> Vec<String> {
     let answer = setup::query(url, "bench", "SHOW MEASUREMENTS", "");
     let mut names: Vec<String> = setup::series(&answer)
         .into_iter()
-        .flat_map(|(_, rows)| rows.iter().filter_map(|r| r.get(0)?.as_str().map(str::to_owned)))
+        .flat_map(|(_, rows)| {
+            rows.iter()
+                .filter_map(|r| r.get(0)?.as_str().map(str::to_owned))
+        })
         .collect();
     names.sort();
     names
@@ -459,7 +481,10 @@ mod tests {
 
     #[test]
     fn proxy_cells_add_to_the_direct_figures() {
-        assert_eq!(timed_cells(&Timing::default(), 1.0, 2.0), "timing failed | | ");
+        assert_eq!(
+            timed_cells(&Timing::default(), 1.0, 2.0),
+            "timing failed | | "
+        );
     }
 
     #[test]
@@ -467,6 +492,12 @@ mod tests {
         for (how, q) in QUERIES {
             assert!(!how.contains('|') && !q.contains('|'), "{q}");
         }
-        assert!(QUERIES.iter().filter(|(_, q)| q.contains("@RANGE@")).count() == 4);
+        assert!(
+            QUERIES
+                .iter()
+                .filter(|(_, q)| q.contains("@RANGE@"))
+                .count()
+                == 4
+        );
     }
 }

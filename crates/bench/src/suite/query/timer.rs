@@ -78,9 +78,7 @@ impl Endpoint {
             }
             match result {
                 Ok(resp) => {
-                    timing
-                        .latencies_us
-                        .push(sent.elapsed().as_micros() as u64);
+                    timing.latencies_us.push(sent.elapsed().as_micros() as u64);
                     if resp.status > 399 {
                         timing.errors += 1;
                     }
@@ -187,9 +185,8 @@ mod tests {
                             return;
                         }
                         if line == "\r\n" {
-                            let answer = format!(
-                                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok"
-                            );
+                            let answer =
+                                format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
                             if writer.write_all(answer.as_bytes()).is_err() {
                                 return;
                             }
@@ -210,7 +207,10 @@ mod tests {
         assert!(t.per_sec() > 10.0, "{t:?}");
         let refused = Endpoint::parse(&server(400)).unwrap();
         let t = refused.time("/query", Duration::from_millis(100));
-        assert!(t.errors > 0 && t.errors as usize == t.latencies_us.len(), "{t:?}");
+        assert!(
+            t.errors > 0 && t.errors as usize == t.latencies_us.len(),
+            "{t:?}"
+        );
         let closed = Endpoint::parse("http://127.0.0.1:1").unwrap();
         assert_eq!(closed.fetch("/"), (0, Vec::new()));
     }
