@@ -46,12 +46,13 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         return Ok(());
     }
     let r = &mut ctx.report;
-    r.paragraph(&[
-        "The proxy acknowledges a write once it is in its write-ahead queue, before InfluxDB has it,",
-        "so \"acked points/s\" can exceed what InfluxDB absorbs. \"end-to-end points/s\" divides",
-        "the acknowledged points by the run time plus the time the queues took to drain afterwards;",
-        "\"stored\" is `SELECT COUNT(f0)` summed over all backends and measurements, divided by circles.",
-    ]);
+    r.line(
+        "The proxy acknowledges a write once it is in its write-ahead queue, before InfluxDB has \
+         it, so \"acked points/s\" can exceed what InfluxDB absorbs. \"end-to-end points/s\" \
+         divides the acknowledged points by the run time plus the time the queues took to drain \
+         afterwards; \"stored\" is `SELECT COUNT(f0)` summed over all backends and measurements, \
+         divided by circles.",
+    );
     r.blank();
     r.line("| setup | acked points/s | p50 ms | p99 ms | errors | proxy CPU | drain s | end-to-end points/s | stored |");
     r.line("|---|---:|---:|---:|---|---:|---:|---:|---|");
@@ -124,33 +125,22 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
             &Variant::default(),
         )?;
     }
-    let d = &direct;
     let x = |a: f64, b: f64| format!("x{:.2}", ratio(a, b));
+    let direct_pps = direct.load.points_per_sec;
     ctx.report.blank();
-    ctx.report.paragraph(&[
-        &format!(
-            "Proxy (one circle of that influxd) vs. influxd direct: acked points/s {},",
-            x(plain.load.points_per_sec, d.load.points_per_sec)
-        ),
-        &format!(
-            "end-to-end points/s {}",
-            x(plain.end_to_end, d.load.points_per_sec)
-        ),
-        &format!(
-            "({} without gzip towards influxd;",
-            x(no_gzip.end_to_end, d.load.points_per_sec)
-        ),
-        &format!(
-            "{} with the load limited to the direct rate;",
-            x(limited.end_to_end, d.load.points_per_sec)
-        ),
-        &format!(
-            "{} for the direct run's point count sent flat out, the same work both ways),",
-            x(same_work.end_to_end, d.load.points_per_sec)
-        ),
-        &format!("p50 latency {},", x(plain.load.p50, d.load.p50)),
-        &format!("p99 latency {}.", x(plain.load.p99, d.load.p99)),
-    ]);
+    ctx.report.line(format!(
+        "Proxy (one circle of that influxd) vs. influxd direct: acked points/s {}, end-to-end \
+         points/s {} ({} without gzip towards influxd; {} with the load limited to the direct \
+         rate; {} for the direct run's point count sent flat out, the same work both ways), p50 \
+         latency {}, p99 latency {}.",
+        x(plain.load.points_per_sec, direct_pps),
+        x(plain.end_to_end, direct_pps),
+        x(no_gzip.end_to_end, direct_pps),
+        x(limited.end_to_end, direct_pps),
+        x(same_work.end_to_end, direct_pps),
+        x(plain.load.p50, direct.load.p50),
+        x(plain.load.p99, direct.load.p99),
+    ));
     ctx.report.blank();
     Ok(())
 }
@@ -174,12 +164,12 @@ fn row(
 ) -> Result<Row, Error> {
     let target = proxy.map_or(influxds[0].url.as_str(), |p| p.url.as_str());
     let pid = proxy.and_then(Proxy::pid);
-    let mut load = Load::new(ctx, target, "bench").args(&["--create-db"]);
+    let mut load = Load::new(ctx, target, "bench").switches(&["--create-db"]);
     if let Some(rate) = variant.rate {
-        load = load.args(&["--rate".to_owned(), rate.to_string()]);
+        load = load.flag("--rate", rate);
     }
     if let Some(points) = variant.points {
-        load = load.args(&["--points".to_owned(), points.to_string()]);
+        load = load.flag("--points", points);
     }
     if let Some(seconds) = variant.seconds {
         load = load.seconds(seconds);
@@ -202,24 +192,26 @@ fn row(
         .map(|i| setup::stored_points(&i.url, "bench", "f0"))
         .sum::<u64>()
         / circles;
+    let drain = if proxy.is_some() {
+        drain_cell(drain)
+    } else {
+        "-".to_owned()
+    };
+    let stored = if stored == s.points {
+        format!("ok ({stored})")
+    } else {
+        format!("MISMATCH {stored} of {}", s.points)
+    };
     ctx.report.row(&[
-        label.to_owned(),
-        int(s.points_per_sec),
-        f2(s.p50),
-        f2(s.p99),
-        s.errors_cell(),
-        cores,
-        if proxy.is_some() {
-            drain_cell(drain)
-        } else {
-            "-".to_owned()
-        },
-        int(end_to_end),
-        if stored == s.points {
-            format!("ok ({stored})")
-        } else {
-            format!("MISMATCH {stored} of {}", s.points)
-        },
+        label,
+        &int(s.points_per_sec),
+        &f2(s.p50),
+        &f2(s.p99),
+        &s.errors_cell(),
+        &cores,
+        &drain,
+        &int(end_to_end),
+        &stored,
     ]);
     Ok(Row {
         end_to_end: end_to_end.round(),

@@ -13,18 +13,15 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     let r = &mut ctx.report;
     r.line(format!("## (c) Added latency per {batch}-point request"));
     r.blank();
-    r.paragraph(&[
-        &format!(
-            "One connection at {} points/s (rate-limited, so neither side is saturated),",
-            int(rate as f64)
-        ),
-        &format!(
-            "{seconds} s ({} requests) per run. The proxy answers once the request is in its write-ahead queue for every",
-            int((rate * seconds / batch) as f64)
-        ),
-        "circle, so its latency is parsing, routing and the queue append; against real influxd it",
-        "does not include InfluxDB's own write time. \"added\" = through the proxy minus direct.",
-    ]);
+    r.line(format!(
+        "One connection at {} points/s (rate-limited, so neither side is saturated), {seconds} s \
+         ({} requests) per run. The proxy answers once the request is in its write-ahead queue \
+         for every circle, so its latency is parsing, routing and the queue append; against real \
+         influxd it does not include InfluxDB's own write time. \"added\" = through the proxy \
+         minus direct.",
+        int(rate as f64),
+        int((rate * seconds / batch) as f64)
+    ));
     r.blank();
     r.line("| target | direct p50 ms | direct p99 ms | proxy p50 ms | proxy p99 ms | added p50 ms | added p99 ms |");
     r.line("|---|---:|---:|---:|---:|---:|---:|");
@@ -68,25 +65,21 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
 fn measure(ctx: &Ctx, url: &str) -> Result<Summary, Error> {
     let o = &ctx.opts;
     Load::new(ctx, url, "bench")
-        .args(&[
-            "--concurrency".to_owned(),
-            "1".to_owned(),
-            "--rate".to_owned(),
-            o.latency_rate.to_string(),
-            "--create-db".to_owned(),
-        ])
+        .flag("--concurrency", 1)
+        .flag("--rate", o.latency_rate)
+        .switches(&["--create-db"])
         .seconds(o.latency_seconds)
         .run()
 }
 
 fn row(ctx: &mut Ctx, label: &str, direct: &Summary, through: &Summary) {
     ctx.report.row(&[
-        label.to_owned(),
-        f2(direct.p50),
-        f2(direct.p99),
-        f2(through.p50),
-        f2(through.p99),
-        f2(through.p50 - direct.p50),
-        f2(through.p99 - direct.p99),
+        label,
+        &f2(direct.p50),
+        &f2(direct.p99),
+        &f2(through.p50),
+        &f2(through.p99),
+        &f2(through.p50 - direct.p50),
+        &f2(through.p99 - direct.p99),
     ]);
 }

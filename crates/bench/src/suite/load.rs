@@ -91,39 +91,36 @@ impl Load {
         Load {
             bin: ctx.bench_bin.clone(),
             url: url.to_owned(),
-            args: vec![
-                "--db".to_owned(),
-                db.to_owned(),
-                "--concurrency".to_owned(),
-                o.concurrency.to_string(),
-                "--batch".to_owned(),
-                o.batch.to_string(),
-                "--duration".to_owned(),
-                format!("{}s", o.seconds),
-            ],
+            args: Vec::new(),
             log: ctx.work.join("load.log"),
         }
+        .flag("--db", db)
+        .flag("--concurrency", o.concurrency)
+        .flag("--batch", o.batch)
+        .seconds(o.seconds)
     }
 
-    /// Adds arguments; a later `--flag value` overrides an earlier one (the tool reads them in
-    /// order).
-    pub(crate) fn args<S: AsRef<str>>(mut self, args: &[S]) -> Load {
-        self.args.extend(args.iter().map(|a| a.as_ref().to_owned()));
+    /// Adds `--name value`; a later one overrides an earlier one (the tool reads them in order).
+    pub(crate) fn flag(mut self, name: &str, value: impl ToString) -> Load {
+        self.args.push(name.to_owned());
+        self.args.push(value.to_string());
+        self
+    }
+
+    /// Adds flags that take no value (`--create-db`).
+    pub(crate) fn switches(mut self, names: &[&str]) -> Load {
+        self.args.extend(names.iter().map(|&n| n.to_owned()));
         self
     }
 
     /// Runs for `seconds` instead of the suite's run length.
     pub(crate) fn seconds(self, seconds: u64) -> Load {
-        self.args(&["--duration".to_owned(), format!("{seconds}s")])
+        self.flag("--duration", format!("{seconds}s"))
     }
 
     /// Sends gzip bodies, compressed before the timed run (`--pool-mb`).
     pub(crate) fn gzip(self, pool_mb: u64) -> Load {
-        self.args(&[
-            "--gzip".to_owned(),
-            "--pool-mb".to_owned(),
-            pool_mb.to_string(),
-        ])
+        self.switches(&["--gzip"]).flag("--pool-mb", pool_mb)
     }
 
     /// Runs it to its end.

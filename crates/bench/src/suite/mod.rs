@@ -211,43 +211,31 @@ fn header(ctx: &mut Ctx) {
     r.blank();
     r.line("| machine | |");
     r.line("|---|---|");
-    r.row(&["CPUs (nproc)".to_owned(), ctx.cpus.to_string()]);
-    r.row(&["model", m.model.as_str()]);
-    r.row(&["memory", m.memory.as_str()]);
-    r.row(&["kernel", m.kernel.as_str()]);
-    r.row(&[
-        "load average at start".to_owned(),
-        format!(
-            "{} (anything else running skews every figure)",
-            m.load_average
-        ),
-    ]);
-    r.row(&["influxd", m.influxd.as_str()]);
-    r.row(&["proxy", m.proxy.as_str()]);
-    r.row(&["rustc", m.rustc.as_str()]);
+    let cpus = ctx.cpus;
+    r.row(&["CPUs (nproc)", &cpus.to_string()]);
+    r.row(&["model", &m.model]);
+    r.row(&["memory", &m.memory]);
+    r.row(&["kernel", &m.kernel]);
+    let load = format!(
+        "{} (anything else running skews every figure)",
+        m.load_average
+    );
+    r.row(&["load average at start", &load]);
+    r.row(&["influxd", &m.influxd]);
+    r.row(&["proxy", &m.proxy]);
+    r.row(&["rustc", &m.rustc]);
     r.blank();
-    r.paragraph(&[
-        &format!(
-            "Load: `influx-proxy-bench write`, {} connections, {} points per request;",
-            o.concurrency, o.batch
-        ),
-        "(a) the Telegraf-like body, the other sections a synthetic one (10 measurements x 100 tag",
-        "sets, 1,000 series, 2 short tags, 4 fields, about 5x cheaper per point); ns timestamps;",
-        &format!(
-            "gzip bodies are compressed before the timed run (`--pool-mb {}`);",
-            o.pool_mb
-        ),
-        &format!(
-            "{} s per run. The load tool, the proxy and its backends share the same",
-            o.seconds
-        ),
-        &format!(
-            "{} CPUs, so every figure is a lower bound of what the proxy does on its own machine.",
-            ctx.cpus
-        ),
-        "\"proxy CPU\" and \"load tool CPU\" are user+system CPU time divided by the run time (cores);",
-        "\"proxy CPU µs/point\" (CPU time per acknowledged point, delivery to the backends during the run",
-        "included) depends least on what else runs on the machine.",
-    ]);
+    let (connections, batch, pool_mb, seconds) = (o.concurrency, o.batch, o.pool_mb, o.seconds);
+    r.line(format!(
+        "Load: `influx-proxy-bench write`, {connections} connections, {batch} points per request; \
+         (a) the Telegraf-like body, the other sections a synthetic one (10 measurements x 100 tag \
+         sets, 1,000 series, 2 short tags, 4 fields, about 5x cheaper per point); ns timestamps; \
+         gzip bodies are compressed before the timed run (`--pool-mb {pool_mb}`); {seconds} s per \
+         run. The load tool, the proxy and its backends share the same {cpus} CPUs, so every \
+         figure is a lower bound of what the proxy does on its own machine. \"proxy CPU\" and \
+         \"load tool CPU\" are user+system CPU time divided by the run time (cores); \"proxy CPU \
+         µs/point\" (CPU time per acknowledged point, delivery to the backends during the run \
+         included) depends least on what else runs on the machine."
+    ));
     r.blank();
 }

@@ -50,7 +50,7 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     let proxy = setup::proxy(&ctx.proxy_bin, 2, 2, &urls, &setup::no_extra())?;
     let total = o.pre_outage + o.outage_seconds + o.post_outage;
     let mut load = Load::new(ctx, &proxy.url, "bench")
-        .args(&["--rate".to_owned(), o.outage_rate.to_string()])
+        .flag("--rate", o.outage_rate)
         .seconds(total)
         .spawn()?;
 
@@ -60,21 +60,14 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         o.outage_seconds
     ));
     r.blank();
-    r.paragraph(&[
-        &format!(
-            "Load: {} points/s (rate-limited) into a proxy with 2 circles x 2 sinks;",
-            int(o.outage_rate as f64)
-        ),
-        &format!(
-            "backend-1-1 is SIGKILLed after {} s and restarted on the same port",
-            o.pre_outage
-        ),
-        &format!(
-            "{} s later. Queue = sum of `queue.bytes` over all backends in `/health`;",
-            o.outage_seconds
-        ),
-        "RSS = `VmRSS` of the proxy.",
-    ]);
+    r.line(format!(
+        "Load: {} points/s (rate-limited) into a proxy with 2 circles x 2 sinks; backend-1-1 is \
+         SIGKILLed after {} s and restarted on the same port {} s later. Queue = sum of \
+         `queue.bytes` over all backends in `/health`; RSS = `VmRSS` of the proxy.",
+        int(o.outage_rate as f64),
+        o.pre_outage,
+        o.outage_seconds
+    ));
     r.blank();
     r.line("| t s | phase | queue MB | proxy RSS MB |");
     r.line("|---:|---|---:|---:|");
@@ -110,10 +103,10 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
                 rss_mib: setup::rss_mib(proxy.pid()).0,
             };
             ctx.report.row(&[
-                f1(sample.t),
-                phase.name().to_owned(),
-                f1(sample.queue_bytes as f64 / 1e6),
-                sample.rss_mib.to_string(),
+                &f1(sample.t),
+                phase.name(),
+                &f1(sample.queue_bytes as f64 / 1e6),
+                &sample.rss_mib.to_string(),
             ]);
             samples.push(sample);
             // Long outages are sampled sparsely; the drain afterwards closely.
@@ -147,34 +140,25 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     drop(proxy);
     let r = &mut ctx.report;
     r.blank();
-    r.paragraph(&[
-        &format!(
-            "Acknowledged {} points ({} points/s,",
-            int(s.points as f64),
-            int(s.points_per_sec)
-        ),
-        &format!(
-            "p50 {} ms, p99 {} ms, max {} ms, errors {}).",
-            f2(s.p50),
-            f2(s.p99),
-            f2(s.max),
-            s.errors_cell()
-        ),
-        &format!(
-            "The queue was empty again {} s after the load stopped.",
-            f1(now - load_end)
-        ),
-        &format!(
-            "Sinks received {} points of {} expected",
-            int(got as f64),
-            int(want as f64)
-        ),
+    r.line(format!(
+        "Acknowledged {} points ({} points/s, p50 {} ms, p99 {} ms, max {} ms, errors {}). The \
+         queue was empty again {} s after the load stopped. Sinks received {} points of {} \
+         expected {}.",
+        int(s.points as f64),
+        int(s.points_per_sec),
+        f2(s.p50),
+        f2(s.p99),
+        f2(s.max),
+        s.errors_cell(),
+        f1(now - load_end),
+        int(got as f64),
+        int(want as f64),
         if got >= want {
-            "(ok; more means batches in flight at the kill were delivered twice, at-least-once)."
+            "(ok; more means batches in flight at the kill were delivered twice, at-least-once)"
         } else {
-            "(MISMATCH)."
+            "(MISMATCH)"
         },
-    ]);
+    ));
     r.blank();
     r.line(memory_summary(&samples, o.outage_seconds));
     r.blank();

@@ -21,17 +21,11 @@ impl Report {
         self.text.push('\n');
     }
 
-    /// Appends the sentences joined by spaces as one line (a markdown paragraph; the sources
-    /// keep one sentence or clause per string, the file one paragraph per line).
-    pub(crate) fn paragraph(&mut self, sentences: &[&str]) {
-        self.line(sentences.join(" "));
-    }
-
     /// Appends a table row: `| a | b |`.
-    pub(crate) fn row<S: AsRef<str>>(&mut self, cells: &[S]) {
+    pub(crate) fn row(&mut self, cells: &[&str]) {
         let mut line = String::from("|");
         for cell in cells {
-            let _ = write!(line, " {} |", cell.as_ref());
+            let _ = write!(line, " {cell} |");
         }
         self.line(line);
     }
@@ -153,13 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn rows_and_paragraphs_are_markdown_lines() {
+    fn rows_are_markdown_table_lines() {
         let mut r = Report::default();
         r.line("# title");
         r.blank();
-        r.paragraph(&["One sentence.", "Another."]);
+        r.line("One sentence. Another.");
         r.row(&["a", "b|c", ""]);
-        r.row(&[cell("b|c")]);
+        r.row(&[&cell("b|c")]);
         assert_eq!(
             r.text(),
             "# title\n\nOne sentence. Another.\n| a | b|c |  |\n| b\\|c |\n"

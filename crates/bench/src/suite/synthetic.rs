@@ -16,11 +16,11 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     let r = &mut ctx.report;
     r.line("## (a2) Synthetic body, proxy in front of 2 circles x 2 null sinks");
     r.blank();
-    r.paragraph(&[
-        "\"body\" is how the load tool sends, \"to backends\" how the proxy delivers (`write_gzip`,",
-        "default gzip). \"delivered\" compares the points the sinks received after the queues drained",
-        "with acknowledged points x circles.",
-    ]);
+    r.line(
+        "\"body\" is how the load tool sends, \"to backends\" how the proxy delivers \
+         (`write_gzip`, default gzip). \"delivered\" compares the points the sinks received after \
+         the queues drained with acknowledged points x circles.",
+    );
     r.blank();
     r.line("| setup | body | to backends | points/s | MB/s sent | p50 ms | p99 ms | errors | proxy CPU | proxy CPU µs/point | load tool CPU | drain s | delivered |");
     r.line("|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|");
@@ -50,19 +50,19 @@ fn ceiling_row(ctx: &mut Ctx, gzip: bool) -> Result<(), Error> {
     let s = load(ctx, &sinks[0].url, gzip).run()?;
     let got = setup::sink_points(&sinks);
     ctx.report.row(&[
-        "load tool -> 1 sink (no proxy)".to_owned(),
-        body_name(gzip).to_owned(),
-        "-".to_owned(),
-        int(s.points_per_sec),
-        f1(s.mb_per_sec),
-        f2(s.p50),
-        f2(s.p99),
-        s.errors_cell(),
-        "-".to_owned(),
-        "-".to_owned(),
-        f2(s.cpu_cores),
-        "-".to_owned(),
-        delivered(got, s.points),
+        "load tool -> 1 sink (no proxy)",
+        body_name(gzip),
+        "-",
+        &int(s.points_per_sec),
+        &f1(s.mb_per_sec),
+        &f2(s.p50),
+        &f2(s.p99),
+        &s.errors_cell(),
+        "-",
+        "-",
+        &f2(s.cpu_cores),
+        "-",
+        &delivered(got, s.points),
     ]);
     Ok(())
 }
@@ -96,19 +96,19 @@ fn proxy_row(ctx: &mut Ctx, gzip: bool, to_backends_gzip: bool) -> Result<(), Er
         0.0
     };
     ctx.report.row(&[
-        "proxy -> 2x2 sinks".to_owned(),
-        body.to_owned(),
-        to_backends.to_owned(),
-        int(s.points_per_sec),
-        f1(s.mb_per_sec),
-        f2(s.p50),
-        f2(s.p99),
-        s.errors_cell(),
-        f2(cores),
-        f2(per_point),
-        f2(s.cpu_cores),
-        drain_cell(drain),
-        delivered(got, s.points * 2),
+        "proxy -> 2x2 sinks",
+        body,
+        to_backends,
+        &int(s.points_per_sec),
+        &f1(s.mb_per_sec),
+        &f2(s.p50),
+        &f2(s.p99),
+        &s.errors_cell(),
+        &f2(cores),
+        &f2(per_point),
+        &f2(s.cpu_cores),
+        &drain_cell(drain),
+        &delivered(got, s.points * 2),
     ]);
     Ok(())
 }

@@ -45,16 +45,16 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     let r = &mut ctx.report;
     r.line("## (a) The body users send: influx-proxy vs. the Go proxy 2.5.12, 2 circles x 2 null sinks");
     r.blank();
-    r.paragraph(&[
-        "Body: `influx-proxy-bench write --shape telegraf`, what a fleet of Telegraf agents sends:",
-        &format!("{batch} lines per request over 20 measurements (`cpu`, `mem`, `disk`, ...) x 250 hosts,"),
-        "tags `dc`, `host`, `region`, a full-precision float and an integer field; every",
-        "request reaches every backend. Same load, same sinks, same `proxy.json`, one after the other.",
-        "\"CPU µs/point\" is the proxy's CPU time from the start of the load until the sinks hold every",
-        "point (delivery included) per acknowledged point; \"peak RSS\" is the process's VmHWM.",
-        "influx-proxy runs with its default memory budget (`memory_budget_mb` 96) and, last, with",
-        "256 MiB, which buys CPU (larger memtables: less of the queue reaches disk).",
-    ]);
+    r.line(format!(
+        "Body: `influx-proxy-bench write --shape telegraf`, what a fleet of Telegraf agents sends: \
+         {batch} lines per request over 20 measurements (`cpu`, `mem`, `disk`, ...) x 250 hosts, \
+         tags `dc`, `host`, `region`, a full-precision float and an integer field; every request \
+         reaches every backend. Same load, same sinks, same `proxy.json`, one after the other. \
+         \"CPU µs/point\" is the proxy's CPU time from the start of the load until the sinks hold \
+         every point (delivery included) per acknowledged point; \"peak RSS\" is the process's \
+         VmHWM. influx-proxy runs with its default memory budget (`memory_budget_mb` 96) and, \
+         last, with 256 MiB, which buys CPU (larger memtables: less of the queue reaches disk)."
+    ));
     r.blank();
     r.line("| proxy | body | points/s | p50 ms | p99 ms | errors | CPU µs/point | peak RSS MB | drain s | delivered |");
     r.line("|---|---|---:|---:|---:|---|---:|---:|---:|---|");
@@ -113,7 +113,7 @@ fn one_run(ctx: &mut Ctx, who: Who, gzip: bool, go: &Path) -> Result<Figures, Er
     };
     let proxy = setup::proxy(&bin, 2, 2, &urls, &extra)?;
     let cpu0 = setup::cpu_seconds(proxy.pid());
-    let mut load = Load::new(ctx, &proxy.url, "bench").args(&["--shape", "telegraf"]);
+    let mut load = Load::new(ctx, &proxy.url, "bench").flag("--shape", "telegraf");
     if gzip {
         load = load.gzip(ctx.opts.pool_mb);
     }
@@ -129,16 +129,16 @@ fn one_run(ctx: &mut Ctx, who: Who, gzip: bool, go: &Path) -> Result<Figures, Er
         0.0
     };
     ctx.report.row(&[
-        who.label().to_owned(),
-        body.to_owned(),
-        int(s.points_per_sec),
-        f2(s.p50),
-        f2(s.p99),
-        s.errors_cell(),
-        f2(per_point),
-        peak_rss.to_string(),
-        drain_cell(drain),
-        delivered(got, want),
+        who.label(),
+        body,
+        &int(s.points_per_sec),
+        &f2(s.p50),
+        &f2(s.p99),
+        &s.errors_cell(),
+        &f2(per_point),
+        &peak_rss.to_string(),
+        &drain_cell(drain),
+        &delivered(got, want),
     ]);
     Ok(Figures {
         points_per_sec: s.points_per_sec,

@@ -109,23 +109,15 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         thread::sleep(Duration::from_secs(61 - second));
     }
     let load = |url: &str| {
-        Load::new(ctx, url, "bench").args(&[
-            "--shape".to_owned(),
-            "telegraf".to_owned(),
-            "--tag-cardinality".to_owned(),
-            q.hosts.to_string(),
-            "--concurrency".to_owned(),
-            "2".to_owned(),
-            "--batch".to_owned(),
-            series.to_string(),
-            "--points".to_owned(),
-            points.to_string(),
-            "--duration".to_owned(),
-            "600s".to_owned(),
-            "--precision".to_owned(),
-            "m".to_owned(),
-            "--create-db".to_owned(),
-        ])
+        Load::new(ctx, url, "bench")
+            .flag("--shape", "telegraf")
+            .flag("--tag-cardinality", q.hosts)
+            .flag("--concurrency", 2)
+            .flag("--batch", series)
+            .flag("--points", points)
+            .seconds(600)
+            .flag("--precision", "m")
+            .switches(&["--create-db"])
     };
     let t_load = Instant::now();
     let direct_load = load(&single.url).spawn()?;
@@ -176,64 +168,64 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         go,
     };
 
-    let stored_ok = stored_direct == points && stored_2x2 == points * 2;
-    let mut data = vec![
-        format!("Data: `influx-proxy-bench write --shape telegraf --tag-cardinality {} --precision m`:", q.hosts),
-        format!("20 measurements x {} hosts ({} series), one point per series and minute", q.hosts, int(series as f64)),
-        format!("for {} minutes ({} points; the load tool starts its timestamps at the", q.minutes, int(points as f64)),
-        "current minute, so the data lies ahead of now and every SELECT names its range, `<range>`".to_owned(),
-        format!("below: the first {span} minutes, {span} points per series, as a dashboard's last hour"),
-        "by minute). Written at the same time through influx-proxy into 2 circles x 2".to_owned(),
-        "influxd and straight into one influxd (2 connections each, one request per minute of data):".to_owned(),
-        format!("{} s until both were stored", f1(load_secs)),
+    let (hosts, minutes, secs) = (q.hosts, q.minutes, q.seconds);
+    let stored = if stored_direct == points && stored_2x2 == points * 2 {
+        "ok, 2 copies".to_owned()
+    } else {
+        format!("MISMATCH: expected {points} and {}", points * 2)
+    };
+    let warning = if t0_proxy == Some(t0) {
+        String::new()
+    } else {
         format!(
-            "(the proxy's queues were empty {} s after both load tools had finished).",
-            setup::drain_cell(drain)
-        ),
-        format!("Stored: {} points in the single influxd, {} over", int(stored_direct as f64), int(stored_2x2 as f64)),
-        format!(
-            "the 4 behind the proxy ({}).",
-            if stored_ok {
-                "ok, 2 copies".to_owned()
-            } else {
-                format!("MISMATCH: expected {points} and {}", points * 2)
-            }
-        ),
-    ];
-    if t0_proxy != Some(t0) {
-        data.push(format!(
-            "WARNING: the first timestamp differs (direct {t0}, proxy {}): the loads started in different minutes, SELECT answers cannot match.",
+            " WARNING: the first timestamp differs (direct {t0}, proxy {}): the loads started in \
+             different minutes, SELECT answers cannot match.",
             t0_proxy.map_or_else(|| "none".to_owned(), |t| t.to_string())
-        ));
-    }
-    let data: Vec<&str> = data.iter().map(String::as_str).collect();
-    ctx.report.paragraph(&data);
+        )
+    };
+    ctx.report.line(format!(
+        "Data: `influx-proxy-bench write --shape telegraf --tag-cardinality {hosts} --precision \
+         m`: 20 measurements x {hosts} hosts ({} series), one point per series and minute for \
+         {minutes} minutes ({} points; the load tool starts its timestamps at the current minute, \
+         so the data lies ahead of now and every SELECT names its range, `<range>` below: the \
+         first {span} minutes, {span} points per series, as a dashboard's last hour by minute). \
+         Written at the same time through influx-proxy into 2 circles x 2 influxd and straight \
+         into one influxd (2 connections each, one request per minute of data): {} s until both \
+         were stored (the proxy's queues were empty {} s after both load tools had finished). \
+         Stored: {} points in the single influxd, {} over the 4 behind the proxy \
+         ({stored}).{warning}",
+        int(series as f64),
+        int(points as f64),
+        f1(load_secs),
+        setup::drain_cell(drain),
+        int(stored_direct as f64),
+        int(stored_2x2 as f64),
+    ));
     ctx.report.blank();
-    ctx.report.paragraph(&[
-        &format!(
-            "Placement (the same in both circles): backend-x-1 holds {} ({});",
-            on1.join(", "),
-            on1.len()
-        ),
-        &format!("backend-x-2 holds {} ({}).", on2.join(", "), on2.len()),
-        &format!("The multi-measurement SELECTs read `{from}`: two measurements from each backend, so influx-proxy"),
-        "splits the FROM clause over both backends of a circle and merges the answers.",
-    ]);
+    ctx.report.line(format!(
+        "Placement (the same in both circles): backend-x-1 holds {} ({}); backend-x-2 holds {} \
+         ({}). The multi-measurement SELECTs read `{from}`: two measurements from each backend, \
+         so influx-proxy splits the FROM clause over both backends of a circle and merges the \
+         answers.",
+        on1.join(", "),
+        on1.len(),
+        on2.join(", "),
+        on2.len(),
+    ));
     ctx.report.blank();
-    let secs = q.seconds;
-    ctx.report.paragraph(&[
-        "Each query: `GET /query?db=bench&q=...` (no `epoch`, not chunked), asked once of each target",
-        "and compared with the single influxd's answer (\"identical\": same bytes; \"same\": same JSON",
-        "values; \"same after sorting\": same series and rows in another order), then timed by",
-        &format!("`influx-proxy-bench` as `wrk -t1 -c1 -d{secs}s --latency` did: one keep-alive connection, one request at a time, {secs} s per query"),
-        "and target, direct, influx-proxy and the Go proxy one after the other. p50/p99 in ms, by wrk's",
-        "rank over every request's latency (µs); \"req/s\" is requests per second over that one connection; \"added\" = through the",
-        "proxy minus direct. Both proxies run side by side in front of the same 4 influxd (the one not",
-        &format!(
-            "being timed is idle). Load average when the timing started: {}.",
-            machine::load_average()
-        ),
-    ]);
+    ctx.report.line(format!(
+        "Each query: `GET /query?db=bench&q=...` (no `epoch`, not chunked), asked once of each \
+         target and compared with the single influxd's answer (\"identical\": same bytes; \
+         \"same\": same JSON values; \"same after sorting\": same series and rows in another \
+         order), then timed by `influx-proxy-bench` as `wrk -t1 -c1 -d{secs}s --latency` did: one \
+         keep-alive connection, one request at a time, {secs} s per query and target, direct, \
+         influx-proxy and the Go proxy one after the other. p50/p99 in ms, by wrk's rank over \
+         every request's latency (µs); \"req/s\" is requests per second over that one \
+         connection; \"added\" = through the proxy minus direct. Both proxies run side by side \
+         in front of the same 4 influxd (the one not being timed is idle). Load average when the \
+         timing started: {}.",
+        machine::load_average()
+    ));
     ctx.report.blank();
     ctx.report.line("| query | how influx-proxy runs it | answer: influx-proxy / Go | direct p50 / p99 ms | direct req/s | influx-proxy p50 / p99 ms | req/s | added p50 / p99 ms | Go 2.5.12 p50 / p99 ms | req/s | added p50 / p99 ms |");
     ctx.report
@@ -242,7 +234,7 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     let answers = ctx.work.join("qf-answers");
     fs::create_dir_all(&answers).map_err(Error::io(format!("create {}", answers.display())))?;
     let mut tally = Tally::default();
-    let hosts = q.hosts.to_string();
+    let hosts = hosts.to_string();
     for (how, template) in QUERIES {
         let fill = |t: &str| {
             t.replace("@FROM@", &from)
@@ -269,13 +261,12 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     } else {
         String::new()
     };
-    ctx.report.paragraph(&[
-        &format!(
-            "Answers as the single influxd gave them: influx-proxy {} of {} queries{go_counts}.",
-            tally.same_ours, tally.queries
-        ),
-        "\"DIFFERENT in the last digits\": the same series and rows, some floats a rounding step off.",
-    ]);
+    ctx.report.line(format!(
+        "Answers as the single influxd gave them: influx-proxy {} of {} queries{go_counts}. \
+         \"DIFFERENT in the last digits\": the same series and rows, some floats a rounding step \
+         off.",
+        tally.same_ours, tally.queries
+    ));
     ctx.report.blank();
     ctx.report.line(format!(
         "Load average at the end of the section: {}.",

@@ -32,19 +32,13 @@ use super::opts::{MigrateOp, MigrateProxy};
 use super::report::{f1, f2, int, ratio, round2};
 use super::setup;
 use super::{Ctx, Error};
+use verify::{owner_in, verdict, Expected};
+
+mod verify;
 
 /// How long the snapshot's files may keep changing (compactions) before they are used as
 /// they are.
 const SETTLE_LIMIT: usize = 300;
-
-/// A measurement of the data set: its points and which of the two source backends (1, 2)
-/// holds it.
-#[derive(Debug, Clone, PartialEq)]
-struct Expected {
-    measurement: String,
-    count: u64,
-    source: usize,
-}
 
 /// The loaded, compacted and stopped influxd every run copies.
 #[derive(Debug)]
@@ -97,36 +91,29 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         return Ok(());
     };
     let stored: u64 = data.expected.iter().map(|e| e.count).sum();
-    let cpus = o.cpus;
-    ctx.report.paragraph(&[
-        &format!(
-            "Data set: `influx-proxy-bench write --measurements {} --points {}`",
-            o.measurements, o.points
-        ),
-        &format!(
-            "({} points stored of {} acknowledged; {} measurements",
-            int(stored as f64),
-            int(acked as f64),
-            o.measurements
-        ),
-        &format!("x 100 tag sets, 2 tags, 4 fields; {tsm_mib} MB of influxd files), loaded once through"),
-        "influx-proxy into a circle of 2 influxd, compacted, and copied afresh for every run, so",
-        "both proxies start from identical states. **rebalance**: that circle grown to 3 backends",
-        &format!("(the third empty), `POST /rebalance?circle_id=0&operation=add&cpus={cpus}`; **recovery**:"),
-        "a second circle of 2 empty influxd rebuilt from it,",
-        &format!("`POST /recovery?from_circle_id=0&to_circle_id=1&cpus={cpus}`. The receiving influxd"),
-        "have the database created beforehand (the Go proxy 2.4.4 does not create it). \"seconds\"",
-        "runs from the POST until every point is in influxd (job done, circle no longer migrating,",
-        "and for influx-proxy, which copies into its write-ahead queues, the queues drained; \"drain s\"",
-        "is that last part). \"points moved\" and \"verified\" are counted in influxd afterwards:",
-        "every measurement complete on its owner (the proxy's `/replica`), and the receiving circle",
-        "holding exactly what it had plus the points moved. CPU = the proxy's user+system time during",
-        "the run; peak RSS = its VmHWM; \"influxd CPU s\" = the user+system time of all influxd of the run",
-        &format!(
-            "(reading the sources, writing the destinations), which share the same {} CPUs.",
-            ctx.cpus
-        ),
-    ]);
+    let (cpus, machine_cpus) = (o.cpus, ctx.cpus);
+    let (measurements, points) = (o.measurements, o.points);
+    ctx.report.line(format!(
+        "Data set: `influx-proxy-bench write --measurements {measurements} --points {points}` \
+         ({} points stored of {} acknowledged; {measurements} measurements x 100 tag sets, 2 \
+         tags, 4 fields; {tsm_mib} MB of influxd files), loaded once through influx-proxy into a \
+         circle of 2 influxd, compacted, and copied afresh for every run, so both proxies start \
+         from identical states. **rebalance**: that circle grown to 3 backends (the third \
+         empty), `POST /rebalance?circle_id=0&operation=add&cpus={cpus}`; **recovery**: a second \
+         circle of 2 empty influxd rebuilt from it, \
+         `POST /recovery?from_circle_id=0&to_circle_id=1&cpus={cpus}`. The receiving influxd \
+         have the database created beforehand (the Go proxy 2.4.4 does not create it). \
+         \"seconds\" runs from the POST until every point is in influxd (job done, circle no \
+         longer migrating, and for influx-proxy, which copies into its write-ahead queues, the \
+         queues drained; \"drain s\" is that last part). \"points moved\" and \"verified\" are \
+         counted in influxd afterwards: every measurement complete on its owner (the proxy's \
+         `/replica`), and the receiving circle holding exactly what it had plus the points \
+         moved. CPU = the proxy's user+system time during the run; peak RSS = its VmHWM; \
+         \"influxd CPU s\" = the user+system time of all influxd of the run (reading the \
+         sources, writing the destinations), which share the same {machine_cpus} CPUs.",
+        int(stored as f64),
+        int(acked as f64),
+    ));
     ctx.report.blank();
     ctx.report.line("| proxy | operation | points moved | verified in influxd | seconds | drain s | points/s | proxy CPU s | CPU µs/point | peak RSS MB | influxd CPU s |");
     ctx.report
@@ -234,15 +221,11 @@ fn load_data_set(ctx: &mut Ctx) -> Result<Option<(DataSet, u64, u64)>, Error> {
     let mut influxds = setup::influxds_with(2, &options)?;
     let urls = setup::urls(influxds.iter().map(|i| i.url.as_str()));
     let proxy = setup::proxy(&ctx.proxy_bin, 1, 2, &urls, &setup::no_extra())?;
-    let load = Load::new(ctx, &proxy.url, "bench").args(&[
-        "--create-db".to_owned(),
-        "--measurements".to_owned(),
-        o.measurements.to_string(),
-        "--points".to_owned(),
-        o.points.to_string(),
-        "--duration".to_owned(),
-        "7200s".to_owned(),
-    ]);
+    let load = Load::new(ctx, &proxy.url, "bench")
+        .switches(&["--create-db"])
+        .flag("--measurements", o.measurements)
+        .flag("--points", o.points)
+        .seconds(7200);
     let acked = match load.run() {
         Ok(s) => s.points,
         Err(error) => {
@@ -495,17 +478,17 @@ fn one_run(
         (_, Some(copied)) => f1(secs - copied),
     };
     ctx.report.row(&[
-        label.clone(),
-        name.to_owned(),
-        int(moved as f64),
-        verdict.clone(),
-        f1(secs),
-        drain,
-        int(points_per_sec),
-        f2(cpu),
-        f2(per_point),
-        rss.to_string(),
-        f1(db_cpu),
+        &label,
+        name,
+        &int(moved as f64),
+        &verdict,
+        &f1(secs),
+        &drain,
+        &int(points_per_sec),
+        &f2(cpu),
+        &f2(per_point),
+        &rss.to_string(),
+        &f1(db_cpu),
     ]);
     ctx.log(format!(
         "(e) {label} {name}: {moved} points in {secs:.3} s ({points_per_sec:.0} points/s), CPU {} s, influxd CPU {} s, RSS {rss} MB, {verdict}",
@@ -612,68 +595,6 @@ fn owners(proxy: &Proxy, data: &DataSet, circle: usize) -> BTreeMap<String, Opti
         .collect()
 }
 
-/// The first `backend-{circle}-N` a `/replica` answer names: N.
-fn owner_in(answer: &str, circle: usize) -> Option<usize> {
-    let prefix = format!("backend-{circle}-");
-    answer.match_indices(&prefix).find_map(|(at, _)| {
-        let digits: String = answer[at + prefix.len()..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    })
-}
-
-/// Checks the receiving circle after a run: (points the job had to move, `ok` or what is
-/// wrong). `after` holds (backend number, measurement, points) of the receiving circle.
-/// Rebalance: the circle keeps what it had (no `/clear`) and gains the moved points; recovery:
-/// the circle had nothing and gains every point.
-fn verdict(
-    op: MigrateOp,
-    expected: &[Expected],
-    owners: &BTreeMap<String, Option<usize>>,
-    after: &[(usize, String, u64)],
-) -> (u64, String) {
-    let held: BTreeMap<(usize, &str), u64> = after
-        .iter()
-        .map(|(backend, m, n)| ((*backend, m.as_str()), *n))
-        .collect();
-    let stored: u64 = after.iter().map(|(_, _, n)| n).sum();
-    let (mut total, mut moved, mut without_owner, mut incomplete) = (0, 0, 0, 0);
-    for e in expected {
-        total += e.count;
-        let owner = owners.get(&e.measurement).copied().flatten();
-        if op == MigrateOp::Recovery || owner != Some(e.source) {
-            moved += e.count;
-        }
-        let Some(owner) = owner else {
-            without_owner += 1;
-            continue;
-        };
-        if held
-            .get(&(owner, e.measurement.as_str()))
-            .copied()
-            .unwrap_or(0)
-            != e.count
-        {
-            incomplete += 1;
-        }
-    }
-    let want = match op {
-        MigrateOp::Rebalance => total + moved,
-        MigrateOp::Recovery => moved,
-    };
-    let verdict = if without_owner + incomplete == 0 && stored == want {
-        "ok".to_owned()
-    } else {
-        format!(
-            "MISMATCH: {incomplete} measurements incomplete, {without_owner} without owner, \
-             circle holds {stored} of {want}"
-        )
-    };
-    (moved, verdict)
-}
-
 /// `perf record -g` of the proxy during a run (`--migrate-perf`), kept in the work directory.
 struct Profile {
     child: Child,
@@ -720,91 +641,5 @@ impl Profile {
             "(e) profile: perf report -i {} (--keep keeps it)",
             self.data.display()
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn expected(m: &str, count: u64, source: usize) -> Expected {
-        Expected {
-            measurement: m.to_owned(),
-            count,
-            source,
-        }
-    }
-
-    fn owners(list: &[(&str, Option<usize>)]) -> BTreeMap<String, Option<usize>> {
-        list.iter().map(|(m, o)| ((*m).to_owned(), *o)).collect()
-    }
-
-    fn after(list: &[(usize, &str, u64)]) -> Vec<(usize, String, u64)> {
-        list.iter()
-            .map(|(b, m, n)| (*b, (*m).to_owned(), *n))
-            .collect()
-    }
-
-    #[test]
-    fn a_rebalance_keeps_what_the_circle_had_and_adds_what_moved() {
-        let e = [
-            expected("m0", 100, 1),
-            expected("m1", 50, 2),
-            expected("m2", 30, 1),
-        ];
-        // m1 moves from backend 2 to backend 3; the old copy stays (no /clear).
-        let o = owners(&[("m0", Some(1)), ("m1", Some(3)), ("m2", Some(1))]);
-        let a = after(&[(1, "m0", 100), (1, "m2", 30), (2, "m1", 50), (3, "m1", 50)]);
-        assert_eq!(
-            verdict(MigrateOp::Rebalance, &e, &o, &a),
-            (50, "ok".to_owned())
-        );
-        let short = after(&[(1, "m0", 100), (1, "m2", 30), (2, "m1", 50), (3, "m1", 49)]);
-        assert_eq!(
-            verdict(MigrateOp::Rebalance, &e, &o, &short),
-            (
-                50,
-                "MISMATCH: 1 measurements incomplete, 0 without owner, circle holds 229 of 230"
-                    .to_owned()
-            )
-        );
-    }
-
-    #[test]
-    fn a_recovery_moves_everything_into_an_empty_circle() {
-        let e = [expected("m0", 100, 1), expected("m1", 50, 2)];
-        let o = owners(&[("m0", Some(1)), ("m1", Some(2))]);
-        let a = after(&[(1, "m0", 100), (2, "m1", 50)]);
-        assert_eq!(
-            verdict(MigrateOp::Recovery, &e, &o, &a),
-            (150, "ok".to_owned())
-        );
-        let o = owners(&[("m0", Some(1)), ("m1", None)]);
-        let (moved, v) = verdict(MigrateOp::Recovery, &e, &o, &a);
-        assert_eq!(moved, 150);
-        assert_eq!(
-            v,
-            "MISMATCH: 0 measurements incomplete, 1 without owner, circle holds 150 of 150"
-        );
-    }
-
-    #[test]
-    fn a_measurement_without_owner_counts_as_moved_in_a_rebalance() {
-        let e = [expected("m0", 10, 1)];
-        let (moved, v) = verdict(MigrateOp::Rebalance, &e, &owners(&[]), &[]);
-        assert_eq!(moved, 10);
-        assert!(
-            v.starts_with("MISMATCH: 0 measurements incomplete, 1 without owner"),
-            "{v}"
-        );
-    }
-
-    #[test]
-    fn the_owner_is_the_first_backend_of_the_circle_named() {
-        let answer = r#"[{"circle":"circle-1","name":"backend-1-12","url":"x"},{"circle":"circle-2","name":"backend-2-1"}]"#;
-        assert_eq!(owner_in(answer, 1), Some(12));
-        assert_eq!(owner_in(answer, 2), Some(1));
-        assert_eq!(owner_in(answer, 3), None);
-        assert_eq!(owner_in("backend-1-", 1), None);
     }
 }
