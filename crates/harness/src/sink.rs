@@ -21,6 +21,9 @@ use crate::{free_stable_port, http, kill_and_reap, log_tail, temp_dir, Error, LO
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Fresh ports tried by [`Sink::try_start`] when the picked one was taken meanwhile.
 const START_ATTEMPTS: usize = 5;
+/// How long [`Sink::points`] waits for an answer: a sink answers in microseconds, and a poll
+/// that hangs must not stretch the caller's own deadline.
+const POINTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts of [`Sink::try_restart`], [`RESTART_PAUSE`] apart: right after a SIGKILL the port
 /// can be briefly taken.
 const RESTART_ATTEMPTS: usize = 10;
@@ -72,7 +75,8 @@ impl Sink {
             url: url.clone(),
             message,
         };
-        let resp = http::try_get(&url).map_err(|e| request_error(e.to_string()))?;
+        let resp = http::request_within("GET", &url, None, &[], POINTS_TIMEOUT)
+            .map_err(|e| request_error(e.to_string()))?;
         serde_json::from_str::<Value>(&resp.body)
             .ok()
             .and_then(|v| v["points"].as_u64())
