@@ -35,5 +35,6 @@ stage "tests: the bench tool (load, sink, suite options)" zig_cargo test -p infl
 # the `failpoints` feature compiles them in, so this is a second build of the queue crate's tests.
 stage "tests: queue storage faults (failpoints)" zig_cargo test -p proxy-queue --lib --features failpoints
 stage "tests: fuzz regressions" zig_cargo test --test fuzz_regressions
+stage "tests: the bench tool (crates/bench)" zig_cargo test --workspace --test cli
 stage "tests: benches in test mode" zig_cargo test --bench hot_paths
 stage "tests: integration (tests/it, real influxd)" zig_cargo test --test it
