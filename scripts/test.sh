@@ -30,11 +30,10 @@ if [ "$#" -gt 0 ]; then
 fi
 stage "build: tests and binaries" build_release
 stage "tests: unit and property (every crate's lib and bins)" zig_cargo test --workspace --lib --bins
-stage "tests: the bench tool (load, sink, suite options)" zig_cargo test -p influx-proxy-bench --test tools
 # The queue's storage faults, injected at every step (append, read, ack, unshare, dead letter):
 # the `failpoints` feature compiles them in, so this is a second build of the queue crate's tests.
 stage "tests: queue storage faults (failpoints)" zig_cargo test -p proxy-queue --lib --features failpoints
 stage "tests: fuzz regressions" zig_cargo test --test fuzz_regressions
-stage "tests: the bench tool (crates/bench)" zig_cargo test --workspace --test cli
+stage "tests: the bench tool (crates/bench)" zig_cargo test --workspace --test cli --test tools
 stage "tests: benches in test mode" zig_cargo test --bench hot_paths
 stage "tests: integration (tests/it, real influxd)" zig_cargo test --test it

@@ -1,9 +1,6 @@
-//! The bench binary end to end: a sink started through the harness, the load tool writing into
-//! it, the sink killed and started again on its port as the outage benchmark does.
-//!
-//! These tests are also why `cargo test --no-run` (scripts/toolchain.sh `build_release`) builds
-//! the `influx-proxy-bench` that scripts/bench.sh runs: Cargo builds a package's binary for its
-//! integration tests, and for nothing else in a test build.
+//! The bench binary with the harness's runners, as the suite drives it: a sink started through
+//! the harness, the load tool writing into it, the sink killed and started again on its port as
+//! the outage benchmark does; and the suite's options. (tests/cli.rs has the binary on its own.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
