@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use influx_proxy::line_protocol::{lines, normalize_into, parse, Precision};
 use influx_proxy::ring::{HashKey, Ring, ShardKey, DEFAULT_REPLICAS};
-use influx_proxy::wal::{Queue, Share, Wal, WriteLines};
+use influx_proxy::wal::{LineSpans, Queue, Wal, WriteLines};
 
 /// Lines per request body, as a telegraf flush or the load tool's default batch.
 const BATCH: usize = 5_000;
@@ -124,7 +124,7 @@ fn ring(c: &mut Criterion) {
 
 fn wal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), influx_proxy::wal::Durability::Buffered).unwrap());
     let q = wal.queue("bench", 1 << 40).unwrap();
     let reader = wal.reader(q.clone());
     let lines_ns = body(Precision::Nanoseconds);
@@ -183,8 +183,10 @@ fn wal(c: &mut Criterion) {
 /// Who receives which lines of [`body`]: every line to queue 0 (one circle of one backend), or
 /// every line to queue 0 and measurements m0-m4 / m5-m9 to queues 1 / 2 (a second circle of two),
 /// as the router builds the shares.
-fn shares(lines: &[u8], queues: usize) -> Vec<Share> {
-    let mut out: Vec<Share> = (0..queues).map(|_| Share::with_capacity(BATCH)).collect();
+fn shares(lines: &[u8], queues: usize) -> Vec<LineSpans> {
+    let mut out: Vec<LineSpans> = (0..queues)
+        .map(|_| LineSpans::with_capacity(BATCH))
+        .collect();
     let mut start = 0usize;
     for line in lines.split_inclusive(|&b| b == b'\n') {
         let m = usize::from(line[1] - b'0');
@@ -202,7 +204,7 @@ fn shares(lines: &[u8], queues: usize) -> Vec<Share> {
 /// and to two circles of one and two backends (lines stored once, one record of spans each).
 fn write(c: &mut Criterion, body: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+    let wal = Arc::new(Wal::open(dir.path(), influx_proxy::wal::Durability::Buffered).unwrap());
     let queues: Vec<Queue> = (0..3)
         .map(|i| wal.queue(&format!("w{i}"), 1 << 40).unwrap())
         .collect();
@@ -226,7 +228,7 @@ fn write(c: &mut Criterion, body: &[u8]) {
     g.throughput(throughput(body));
     for receivers in [1usize, 3] {
         let shares = shares(body, receivers);
-        let targets: Vec<(&Queue, &Share)> = queues.iter().zip(&shares).collect();
+        let targets: Vec<(&Queue, &LineSpans)> = queues.iter().zip(&shares).collect();
         g.bench_function(BenchmarkId::from_parameter(receivers), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

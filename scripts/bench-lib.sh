@@ -89,7 +89,7 @@ sink_points() {
     echo "$total"
 }
 
-# start_influxd: sets INFLUXD_PORT (HTTP) and INFLUXD_PID; config as tests/it/support/influxd.rs.
+# start_influxd: sets INFLUXD_PORT (HTTP) and INFLUXD_PID; config as crates/harness/src/influxd.rs.
 start_influxd() {
     local rpc dir
     alloc_port

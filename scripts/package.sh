@@ -35,7 +35,7 @@ VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
 [ -n "$VERSION" ] || die "no version in Cargo.toml"
 
 ensure_zigbuild
-say "cargo-zigbuild test --release --all-targets --no-run --target $BUILD_TARGET (the tests' build)"
+say "cargo-zigbuild test --release --workspace --all-targets --no-run --target $BUILD_TARGET (the tests' build)"
 build_release
 [ -x "$RELEASE_DIR/influx-proxy" ] || die "$RELEASE_DIR/influx-proxy was not built"
 

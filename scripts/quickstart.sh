@@ -200,7 +200,7 @@ main() {
     # shellcheck source=scripts/toolchain.sh
     . "$ROOT/scripts/toolchain.sh"
     ensure_zigbuild
-    say "building: cargo-zigbuild test --release --all-targets --no-run --target $BUILD_TARGET"
+    say "building: cargo-zigbuild test --release --workspace --all-targets --no-run --target $BUILD_TARGET"
     build_release
 
     local bin="$RELEASE_DIR/influx-proxy"

@@ -59,10 +59,10 @@ zig_cargo() {
     cargo-zigbuild "$cmd" --release --target "$BUILD_TARGET" "$@"
 }
 
-# Every target, as `cargo test --all-targets` builds them. Not `cargo build --bin`: with
+# Every target of every crate of the workspace, as `cargo test --all-targets` builds them. Not `cargo build --bin`: with
 # resolver 2, a build without the test targets resolves the dev-dependencies' features away,
 # which gives several shared crates (serde, regex, ...) other features, so other hashes: a second
 # build of them and of the proxy, and a packaged binary that is not the one the tests ran.
 build_release() {
-    zig_cargo test --all-targets --no-run "$@"
+    zig_cargo test --workspace --all-targets --no-run "$@"
 }

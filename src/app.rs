@@ -74,8 +74,8 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<(), Error> {
     crate::memory::apply(&budget);
     let wal = Arc::new(Wal::open_within(
         &config.data_dir.join("wal"),
-        config.wal_sync,
-        &budget,
+        crate::wal::Durability::from_wal_sync(config.wal_sync),
+        &budget.storage(),
     )?);
     if let Err(e) = crate::wal::spawn_maintainer(&wal) {
         error!(error = %e, "Starting the queue's maintenance thread failed; lines of late records stay shared and failed storage is not recovered.");
@@ -129,7 +129,7 @@ async fn serve(
     let cluster = Arc::new(Cluster::start(&config, wal.clone())?);
     log_startup(&config);
     warn_about_orphan_queues(&wal, &config);
-    let migration = Arc::new(crate::migrate::Shared::default());
+    let migration = Arc::new(crate::migrate::Jobs::default());
     let migrator = crate::migrate::Migrator::new(migration.clone()).start();
     let state = web::Data::new(AppState::new(config.clone(), cluster, migration, migrator));
     let state_for_reload = state.clone();
@@ -382,12 +382,7 @@ impl Reloader {
     /// A backend removed from the config: stopped at once if its queue is empty, otherwise
     /// kept delivering until [`Reloader::retire_drained`] finds it drained.
     fn retire(&mut self, h: Arc<BackendHandle>) {
-        let points = h
-            .backend
-            .queue
-            .stats
-            .points
-            .load(std::sync::atomic::Ordering::Acquire);
+        let points = h.backend.queue.stats.points();
         if h.backend.queue.is_empty() {
             info!(backend = %h.backend.info.name, "Backend removed.");
             h.stop();
@@ -424,7 +419,7 @@ fn warn_about_orphan_queues(wal: &Wal, config: &Config) {
     for name in names.iter().filter(|n| !configured.contains(&n.as_str())) {
         if let Ok(q) = wal.queue(name, u64::MAX) {
             if !q.is_empty() {
-                warn!(backend = %name, points = q.stats.points.load(std::sync::atomic::Ordering::Relaxed),
+                warn!(backend = %name, points = q.stats.points(),
                     "Queue of a backend that is no longer configured is kept; add the backend back to deliver it.");
             }
         }

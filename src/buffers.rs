@@ -36,7 +36,7 @@ thread_local! {
 
 /// An empty buffer with room for at least `capacity` bytes, reused from
 /// this thread's earlier requests where one is large enough.
-pub fn take(capacity: usize) -> Vec<u8> {
+pub(crate) fn take(capacity: usize) -> Vec<u8> {
     let reused = KEPT.with(|kept| {
         let kept = &mut kept.borrow_mut().0;
         // The smallest that fits wastes least; few enough to scan.
@@ -62,7 +62,7 @@ pub fn take(capacity: usize) -> Vec<u8> {
 }
 
 /// Hands a buffer back for reuse by this thread.
-pub fn give(buf: Vec<u8>) {
+pub(crate) fn give(buf: Vec<u8>) {
     let cap = buf.capacity();
     if cap == 0 || cap > MAX_KEPT_CAPACITY {
         return;
@@ -76,7 +76,7 @@ pub fn give(buf: Vec<u8>) {
 }
 
 /// Bytes (capacity) kept for reuse over all threads now.
-pub fn kept_bytes() -> usize {
+pub(crate) fn kept_bytes() -> usize {
     KEPT_BYTES.load(Ordering::Relaxed)
 }
 

@@ -25,7 +25,7 @@ use crate::wal::Wal;
 const SUPERVISE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A running backend: shared state plus the address of its current actor.
-pub struct BackendHandle {
+pub(crate) struct BackendHandle {
     /// Shared state (survives actor restarts).
     pub backend: Arc<Backend>,
     addr: RwLock<Addr<BackendActor>>,
@@ -45,7 +45,7 @@ impl std::fmt::Debug for BackendHandle {
 
 impl BackendHandle {
     /// Starts the backend's actor on a new arbiter.
-    pub fn start(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendHandle {
+    pub(crate) fn start(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendHandle {
         let arbiter = Arbiter::new();
         arbiter.spawn_fn(lower_thread_priority);
         let addr = spawn_actor(&arbiter, &backend, &wal, &settings);
@@ -60,7 +60,7 @@ impl BackendHandle {
     }
 
     /// Wakes the actor after records were appended to its queue.
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         if self.backend.take_notify_slot() {
             self.addr.read().do_send(msg::Notify);
         }
@@ -68,12 +68,13 @@ impl BackendHandle {
 
     /// The delivery settings the actor runs with (read paths judge how
     /// stale a queue is against `flush_time`).
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
     /// Address of the current actor.
-    pub fn addr(&self) -> Addr<BackendActor> {
+    #[cfg(test)]
+    pub(crate) fn addr(&self) -> Addr<BackendActor> {
         self.addr.read().clone()
     }
 
@@ -89,12 +90,13 @@ impl BackendHandle {
     }
 
     /// Whether [`BackendHandle::stop`] was called.
-    pub fn is_stopped(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
     }
 
     /// Stops the actor and its thread, for good.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         self.addr.read().do_send(msg::Stop);
         self.arbiter.stop();
@@ -137,7 +139,7 @@ fn spawn_actor(
 
 /// One circle of backends.
 #[derive(Debug)]
-pub struct Circle {
+pub(crate) struct Circle {
     /// Position in the config (0-based), the `circle_id` of the API.
     pub id: usize,
     /// Configured name.
@@ -153,37 +155,37 @@ pub struct Circle {
 
 impl Circle {
     /// Index of the backend owning a shard key.
-    pub fn owner_index(&self, shard_key: &[u8]) -> usize {
+    pub(crate) fn owner_index(&self, shard_key: &[u8]) -> usize {
         self.ring.get(shard_key)
     }
 
     /// The backend owning a shard key.
-    pub fn owner(&self, shard_key: &[u8]) -> &Arc<BackendHandle> {
+    pub(crate) fn owner(&self, shard_key: &[u8]) -> &Arc<BackendHandle> {
         let i = self.owner_index(shard_key);
         // The ring only returns indices of backends it was built from.
         &self.backends[i.min(self.backends.len().saturating_sub(1))]
     }
 
     /// Whether a migration currently targets this circle.
-    pub fn is_migrating(&self) -> bool {
+    pub(crate) fn is_migrating(&self) -> bool {
         self.migrating.load(Ordering::Acquire)
     }
 
     /// All backends of the circle are active.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.backends.iter().all(|b| b.backend.status.is_active())
     }
 }
 
 /// Keeps a circle's backend actors alive.
 #[derive(Debug)]
-pub struct CircleSupervisor {
+pub(crate) struct CircleSupervisor {
     circle: Arc<Circle>,
 }
 
 impl CircleSupervisor {
     /// Supervises `circle` once started.
-    pub fn new(circle: Arc<Circle>) -> CircleSupervisor {
+    pub(crate) fn new(circle: Arc<Circle>) -> CircleSupervisor {
         CircleSupervisor { circle }
     }
 }
@@ -191,7 +193,7 @@ impl CircleSupervisor {
 /// Stop supervising (the circle was replaced by a reload).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
-pub struct StopSupervising;
+pub(crate) struct StopSupervising;
 
 impl Handler<StopSupervising> for CircleSupervisor {
     type Result = ();
@@ -219,7 +221,7 @@ mod tests {
     use crate::backend::{client, Info};
 
     fn handle(dir: &std::path::Path) -> BackendHandle {
-        let wal = Arc::new(Wal::open(dir, false).unwrap());
+        let wal = Arc::new(Wal::open(dir, crate::wal::Durability::Buffered).unwrap());
         let queue = wal.queue("b", 1 << 20).unwrap();
         let info = Info {
             name: "b".into(),

@@ -16,13 +16,13 @@ use std::fmt::Write as _;
 use crate::wal::{self, DeadLetter, Queue, Wal, Work};
 
 /// How many of the latest distinct refusal texts a summary keeps.
-pub const LAST_ERRORS: usize = 5;
+pub(crate) const LAST_ERRORS: usize = 5;
 /// Dead letters read per page of an export.
-pub const EXPORT_PAGE: usize = 256;
+pub(crate) const EXPORT_PAGE: usize = 256;
 
 /// One backend's dead letters at a glance.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Dead letters stored.
     pub records: u64,
     /// Points in them.
@@ -38,12 +38,12 @@ pub struct Summary {
     /// Points in them.
     pub dropped_points: u64,
     /// The latest distinct refusals, newest first.
-    pub last_errors: Vec<Refusal>,
+    pub last_errors: Vec<RecentError>,
 }
 
 /// A refusal as the backend gave it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Refusal {
+pub(crate) struct RecentError {
     /// HTTP status (0: the record itself was unreadable).
     pub status: u16,
     /// The backend's error text.
@@ -53,18 +53,17 @@ pub struct Refusal {
 }
 
 /// Reads every dead letter of `queue` once to summarise them.
-pub fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let st = &queue.stats;
+pub(crate) fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
+    let st = queue.stats.snapshot();
     let mut s = Summary {
-        records: st.dead_records.load(Relaxed),
-        points: st.dead_points.load(Relaxed),
-        bytes: st.dead_bytes.load(Relaxed),
-        dropped_records: st.dead_dropped_records.load(Relaxed),
-        dropped_points: st.dead_dropped_points.load(Relaxed),
+        records: st.dead_records,
+        points: st.dead_points,
+        bytes: st.dead_bytes,
+        dropped_records: st.dead_dropped_records,
+        dropped_points: st.dead_dropped_points,
         ..Summary::default()
     };
-    let mut latest: Vec<Refusal> = Vec::new();
+    let mut latest: Vec<RecentError> = Vec::new();
     wal.dead_letters_from(queue, 0, |_, d| {
         if s.first_unix_ms == 0 || (d.at_unix_ms != 0 && d.at_unix_ms < s.first_unix_ms) {
             s.first_unix_ms = d.at_unix_ms;
@@ -79,14 +78,14 @@ pub fn summary(wal: &Wal, queue: &Queue) -> wal::Result<Summary> {
 }
 
 /// Keeps the last [`LAST_ERRORS`] distinct refusals seen, oldest first.
-fn note_refusal(latest: &mut Vec<Refusal>, d: &DeadLetter<'_>) {
+fn note_refusal(latest: &mut Vec<RecentError>, d: &DeadLetter<'_>) {
     if let Some(i) = latest
         .iter()
         .position(|r| r.status == d.status && r.error == d.error)
     {
         latest.remove(i);
     }
-    latest.push(Refusal {
+    latest.push(RecentError {
         status: d.status,
         error: d.error.to_string(),
         at_unix_ms: d.at_unix_ms,
@@ -98,7 +97,7 @@ fn note_refusal(latest: &mut Vec<Refusal>, d: &DeadLetter<'_>) {
 
 /// Where an export stands between pages.
 #[derive(Debug, Default)]
-pub struct Export {
+pub(crate) struct Export {
     /// Next seq to read.
     from: u64,
     /// (db, rp) of the last `CONTEXT` header written.
@@ -110,7 +109,7 @@ pub struct Export {
 
 impl Export {
     /// An export of every dead letter, or of those of database `db`.
-    pub fn new(db: Option<String>) -> Export {
+    pub(crate) fn new(db: Option<String>) -> Export {
         Export {
             db,
             ..Export::default()
@@ -121,7 +120,7 @@ impl Export {
     /// first page starts with InfluxDB's `# DML` header; a `CONTEXT`
     /// header precedes each change of database or retention policy.
     /// Statements and unreadable records are written as comments.
-    pub fn next_page(&mut self, wal: &Wal, queue: &Queue) -> wal::Result<Option<String>> {
+    pub(crate) fn next_page(&mut self, wal: &Wal, queue: &Queue) -> wal::Result<Option<String>> {
         if self.done {
             return Ok(None);
         }
@@ -206,7 +205,7 @@ mod tests {
 
     fn wal_with_dead_letters() -> (tempfile::TempDir, Arc<Wal>, Queue) {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
         wal.append_lines(&[&q], "a", "", 1, b"m v=1 1\n").unwrap();
         wal.append_lines(&[&q], "a", "", 2, b"m v=2 2\nm v=3 3\n")
@@ -269,23 +268,16 @@ mod tests {
         assert_eq!(wal.purge_dead_letters(&q).unwrap(), (2, 1));
         assert_eq!(summary(&wal, &q).unwrap().records, 0);
         assert_eq!(export_all(&wal, &q, None), "# DML\n");
-        assert_eq!(
-            q.stats
-                .dead_bytes
-                .load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
+        assert_eq!(q.stats.snapshot().dead_bytes, 0);
     }
 
     #[test]
     fn beyond_the_bound_the_oldest_dead_letters_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
         let reader = wal.reader(q.clone());
-        q.stats
-            .dead_max_bytes
-            .store(300, std::sync::atomic::Ordering::Relaxed);
+        q.stats.set_bounds(1 << 20, 300);
         for i in 0..10 {
             let lines = format!("m,pad=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx v={i} {i}\n");
             wal.append_lines(&[&q], "a", "", 1, lines.as_bytes())

@@ -2,45 +2,53 @@
 //! drop-in compatible with chengshiwen/influx-proxy v2.
 //!
 //! # Layout
-//! Dependencies point down this list, never up:
+//! The workspace's crates are the bottom layers: `influx-wire` (InfluxDB's wire formats,
+//! re-exported here as [`line_protocol`], [`influxql`], [`answer`], [`prom`], [`flux`]) and
+//! `proxy-queue` (the RocksDB write-ahead queue, re-exported as [`wal`]) cannot see this
+//! crate. Within it, dependencies point down this list, never up:
 //! - [`app`]: composition root (config -> queue -> circles -> HTTP -> signals).
-//! - [`api`]: the InfluxDB-compatible HTTP API (actix-web).
-//! - [`cluster`]: all circles and the write path (route, stamp, queue).
-//! - [`circle`]: one consistent-hash ring of backends and its supervisor.
-//! - [`backend`]: one actor per InfluxDB, draining its write-ahead queue.
-//! - [`wal`]: the RocksDB write-ahead queue.
-//! - Pure modules, no I/O: [`ring`] (Go-compatible placement),
-//!   [`line_protocol`] (scan and stamp lines), [`flux`] (what a Flux query reads),
-//!   [`prom`] (Prometheus remote storage messages), [`config`], [`cipher`].
-//! - [`runtime`]: logging and signals; [`cli`]: flags; [`tls`]: client TLS.
-//! - [`buffers`]: per-thread reuse of the write path's large buffers.
+//! - `api`: the InfluxDB-compatible HTTP API (actix-web).
+//! - `cluster`: all circles and the write path (route, stamp, queue).
+//! - `circle`: one consistent-hash ring of backends and its supervisor.
+//! - `backend`: one actor per InfluxDB, draining its write-ahead queue; `backend::catalog`
+//!   asks a backend what it holds.
+//! - Pure modules, no I/O: [`ring`] (Go-compatible placement), [`config`], [`cipher`].
+//! - [`runtime`]: logging and signals; [`cli`]: flags; `tls`: client TLS.
+//! - `memory`: the memory budget's shares; `buffers`: per-thread reuse of the write path's
+//!   large buffers.
 //! - [`metrics`]: Prometheus registry and text format (used by any layer).
-//! - [`rate_limit`]: one log line per interval for errors that repeat (any layer).
+//!
+//! Only what the binary, the integration tests, the benches and the fuzz targets use is
+//! public; the rest is `pub(crate)`, and `unreachable_pub` keeps it so.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
+#![warn(
+    missing_docs,
+    rust_2018_idioms,
+    missing_debug_implementations,
+    unreachable_pub
+)]
 
-pub mod api;
+pub use influx_wire::{answer, flux, influxql, line_protocol, prom};
+pub use proxy_queue as wal;
+
+use log_rate_limit as rate_limit;
+
+mod api;
 pub mod app;
-pub mod backend;
-pub mod buffers;
+mod backend;
+mod buffers;
 pub mod cipher;
-pub mod circle;
+mod circle;
 pub mod cli;
-pub mod cluster;
+mod cluster;
 pub mod config;
-pub mod dead_letters;
-pub mod flux;
-pub mod influxql;
-pub mod line_protocol;
-pub mod memory;
+mod dead_letters;
+mod memory;
 pub mod metrics;
-pub mod migrate;
-pub mod prom;
+mod migrate;
 pub mod query;
-pub mod rate_limit;
 pub mod ring;
 pub mod runtime;
-pub mod schema;
-pub mod tls;
-pub mod wal;
+mod schema;
+mod tls;

@@ -38,16 +38,18 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
+use crate::wal::StorageMemory;
+
 /// Smallest budget accepted: below it the shares get too small to batch anything.
-pub const MIN_BUDGET_MB: u64 = 32;
+pub(crate) const MIN_BUDGET_MB: u64 = 32;
 /// Default `memory_budget_mb`.
-pub const DEFAULT_BUDGET_MB: u64 = 96;
+pub(crate) const DEFAULT_BUDGET_MB: u64 = 96;
 
 const MIB: u64 = 1 << 20;
 
 /// The budget and its shares, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     total: u64,
 }
 
@@ -59,40 +61,39 @@ impl Default for Budget {
 
 impl Budget {
     /// A budget of `mb` MiB (at least [`MIN_BUDGET_MB`]).
-    pub fn from_mb(mb: u64) -> Budget {
+    pub(crate) fn from_mb(mb: u64) -> Budget {
         Budget {
             total: mb.max(MIN_BUDGET_MB).saturating_mul(MIB),
         }
     }
 
     /// The whole budget, in bytes.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.total
     }
 
-    /// Size of one RocksDB memtable; two exist at most.
-    pub fn memtable_bytes(&self) -> usize {
-        to_usize(self.total / 8)
-    }
-
-    /// RocksDB's block cache.
-    pub fn block_cache_bytes(&self) -> usize {
-        to_usize(self.total / 48)
+    /// RocksDB's share: one memtable (two exist at most) an eighth, the block cache a
+    /// forty-eighth.
+    pub(crate) fn storage(&self) -> StorageMemory {
+        StorageMemory {
+            memtable_bytes: to_usize(self.total / 8),
+            block_cache_bytes: to_usize(self.total / 48),
+        }
     }
 
     /// Most bytes one backend reads from its queue for one batch, with `backends` sharing the
     /// delivery share (a batch exists as read, as split requests and gzip'd: three copies).
-    pub fn batch_bytes(&self, backends: usize) -> u64 {
+    pub(crate) fn batch_bytes(&self, backends: usize) -> u64 {
         (self.total / 8 / 3 / backends.max(1) as u64).max(256 << 10)
     }
 
     /// Bytes of request bodies (as sent plus inflated) parsed at once.
-    pub fn in_flight_bytes(&self) -> u64 {
+    pub(crate) fn in_flight_bytes(&self) -> u64 {
         self.total / 8
     }
 
     /// Bytes of buffers kept for reuse, over all threads.
-    pub fn kept_buffer_bytes(&self) -> usize {
+    pub(crate) fn kept_buffer_bytes(&self) -> usize {
         to_usize(self.total / 16)
     }
 }
@@ -113,7 +114,7 @@ fn to_usize(n: u64) -> usize {
 /// one body at a time may grow beyond it, up to its own limit: the *overdraft*. Bodies hold at
 /// most twice the share in all, whatever the requests.
 #[derive(Debug, Clone)]
-pub struct Admission {
+pub(crate) struct Admission {
     permits: Arc<Semaphore>,
     total: u32,
     /// Held by the one body allowed to grow beyond the share.
@@ -124,7 +125,7 @@ pub struct Admission {
 
 /// What one request's body holds in memory (KiB granularity), given back when dropped.
 #[derive(Debug)]
-pub struct Charge {
+pub(crate) struct Charge {
     admission: Admission,
     permit: Option<OwnedSemaphorePermit>,
     /// The overdraft, while this body holds it, and the KiB it charged beyond the share.
@@ -134,7 +135,7 @@ pub struct Charge {
 /// A body needs more memory than one request may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("needs {needed} bytes in memory, more than the {limit} a request may hold (memory_budget_mb / 8)")]
-pub struct TooLarge {
+pub(crate) struct TooLarge {
     /// Bytes the body would hold.
     pub needed: u64,
     /// [`Admission::body_limit`].
@@ -143,7 +144,7 @@ pub struct TooLarge {
 
 impl Admission {
     /// Admission for `bytes` of bodies at once.
-    pub fn new(bytes: u64) -> Admission {
+    pub(crate) fn new(bytes: u64) -> Admission {
         let total = u32::try_from((bytes >> 10).max(1)).unwrap_or(u32::MAX >> 4);
         Admission {
             permits: Arc::new(Semaphore::new(total as usize)),
@@ -156,7 +157,7 @@ impl Admission {
     /// Waits until `bytes` fit, holding nothing meanwhile, and charges them (at most
     /// [`Admission::body_limit`]: a request asking for more waits for the whole share, and
     /// learns at its first [`Charge::grow`] whether it fits at all).
-    pub async fn admit(&self, bytes: u64) -> Charge {
+    pub(crate) async fn admit(&self, bytes: u64) -> Charge {
         let want = kib(bytes).clamp(1, u64::from(self.total)) as u32;
         // The semaphore is never closed, so acquiring cannot fail; were it closed, the request
         // would go on uncharged rather than fail.
@@ -171,22 +172,22 @@ impl Admission {
     }
 
     /// The most one body may hold: the whole share.
-    pub fn body_limit(&self) -> u64 {
+    pub(crate) fn body_limit(&self) -> u64 {
         self.capacity_bytes()
     }
 
     /// The share admitted at once, in bytes (KiB granularity).
-    pub fn capacity_bytes(&self) -> u64 {
+    pub(crate) fn capacity_bytes(&self) -> u64 {
         u64::from(self.total) << 10
     }
 
     /// Bytes (KiB granularity) free right now.
-    pub fn available_bytes(&self) -> u64 {
+    pub(crate) fn available_bytes(&self) -> u64 {
         (self.permits.available_permits() as u64) << 10
     }
 
     /// Bytes (KiB granularity) bodies hold now, the overdraft included.
-    pub fn in_use_bytes(&self) -> u64 {
+    pub(crate) fn in_use_bytes(&self) -> u64 {
         let used = self.capacity_bytes() - self.available_bytes();
         used + (self.overdrawn.load(Ordering::Relaxed) << 10)
     }
@@ -194,19 +195,19 @@ impl Admission {
 
 impl Charge {
     /// The most this charge may grow to ([`Admission::body_limit`]).
-    pub fn limit(&self) -> u64 {
+    pub(crate) fn limit(&self) -> u64 {
         self.admission.body_limit()
     }
 
     /// Bytes charged (KiB granularity).
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         let permits = self.permit.as_ref().map_or(0, |p| p.num_permits() as u64);
         (permits + self.overdraft.as_ref().map_or(0, |(_, kib)| *kib)) << 10
     }
 
     /// Charges up to `bytes` in all, waiting for room when the share is taken. Refuses more
     /// than [`Admission::body_limit`].
-    pub async fn grow(&mut self, bytes: u64) -> Result<(), TooLarge> {
+    pub(crate) async fn grow(&mut self, bytes: u64) -> Result<(), TooLarge> {
         let Some(more) = self.missing(bytes)? else {
             return Ok(());
         };
@@ -226,7 +227,7 @@ impl Charge {
     }
 
     /// [`Charge::grow`] without waiting: `Ok(false)` when it would have to wait.
-    pub fn try_grow(&mut self, bytes: u64) -> Result<bool, TooLarge> {
+    pub(crate) fn try_grow(&mut self, bytes: u64) -> Result<bool, TooLarge> {
         match self.missing(bytes)? {
             None => Ok(true),
             Some(more) => Ok(self.take_room(more)),
@@ -301,12 +302,12 @@ static BACKENDS: AtomicUsize = AtomicUsize::new(1);
 /// Records how many backends the running cluster delivers to (their batches share the
 /// delivery share). A count rather than per-actor settings: adding a backend must not replace
 /// every running actor.
-pub fn set_backends(n: usize) {
+pub(crate) fn set_backends(n: usize) {
     BACKENDS.store(n.max(1), Ordering::Relaxed);
 }
 
 /// Most bytes one backend reads from its queue for one batch now ([`Budget::batch_bytes`]).
-pub fn batch_bytes() -> u64 {
+pub(crate) fn batch_bytes() -> u64 {
     let budget = Budget {
         total: BUDGET_BYTES.load(Ordering::Relaxed),
     };
@@ -318,19 +319,19 @@ pub fn batch_bytes() -> u64 {
 static KEPT_LIMIT: AtomicUsize = AtomicUsize::new(64 << 20);
 
 /// Applies the process-wide parts of `budget` (kept buffers, batch sizes). Called at start.
-pub fn apply(budget: &Budget) {
+pub(crate) fn apply(budget: &Budget) {
     BUDGET_BYTES.store(budget.total, Ordering::Relaxed);
     KEPT_LIMIT.store(budget.kept_buffer_bytes(), Ordering::Relaxed);
 }
 
 /// The current bound on kept buffer bytes over all threads.
-pub fn kept_limit() -> usize {
+pub(crate) fn kept_limit() -> usize {
     KEPT_LIMIT.load(Ordering::Relaxed)
 }
 
 /// The allocator's own counts, in bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct Heap {
+pub(crate) struct Heap {
     /// Held by the program.
     pub allocated: u64,
     /// Held by the allocator from the kernel (what it has not given back).
@@ -339,7 +340,7 @@ pub struct Heap {
 
 /// jemalloc's statistics, refreshed (`None` where it is not the allocator).
 #[cfg(target_os = "linux")]
-pub fn allocator() -> Option<Heap> {
+pub(crate) fn allocator() -> Option<Heap> {
     use tikv_jemalloc_ctl::{epoch, stats};
     epoch::advance().ok()?;
     Some(Heap {
@@ -362,8 +363,9 @@ mod tests {
     fn the_shares_add_up_to_less_than_the_budget() {
         for mb in [MIN_BUDGET_MB, DEFAULT_BUDGET_MB, 1024] {
             let b = Budget::from_mb(mb);
-            let shares = 2 * b.memtable_bytes() as u64
-                + b.block_cache_bytes() as u64
+            let storage = b.storage();
+            let shares = 2 * storage.memtable_bytes as u64
+                + storage.block_cache_bytes as u64
                 + 3 * b.batch_bytes(1)
                 + b.in_flight_bytes()
                 + b.kept_buffer_bytes() as u64;
@@ -373,6 +375,11 @@ mod tests {
                 "{mb} MiB leaves room for the rest"
             );
         }
+    }
+
+    #[test]
+    fn the_queue_opened_without_a_budget_takes_the_default_budgets_share() {
+        assert_eq!(Budget::default().storage(), StorageMemory::default());
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn normalise_bounds(bounds: &[f64]) -> Arc<[f64]> {
 
 /// The kind of a metric, as written in `# TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum MetricType {
     /// Only goes up (resets on restart).
     Counter,
     /// Goes up and down.
@@ -233,12 +233,12 @@ pub enum Kind {
     Histogram,
 }
 
-impl Kind {
+impl MetricType {
     fn as_str(self) -> &'static str {
         match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
         }
     }
 }
@@ -303,7 +303,7 @@ impl Encoder {
 
     /// `# HELP` and `# TYPE` lines; write them once per metric name, before
     /// its samples (all samples of a name must follow together).
-    pub fn header(&mut self, name: &str, help: &str, kind: Kind) {
+    pub fn header(&mut self, name: &str, help: &str, kind: MetricType) {
         self.out.push_str("# HELP ");
         self.out.push_str(name);
         self.out.push(' ');
@@ -451,7 +451,7 @@ fn sanitise_name(name: &str, label: bool) -> String {
 /// A metric type that a [`Family`] can hold.
 pub trait Metric: Send + Sync + std::fmt::Debug + 'static {
     /// Its `# TYPE`.
-    const KIND: Kind;
+    const KIND: MetricType;
     /// A fresh metric; `bounds` is only used by histograms.
     fn create(bounds: &Arc<[f64]>) -> Self;
     /// Writes the sample lines of one series.
@@ -459,7 +459,7 @@ pub trait Metric: Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl Metric for Counter {
-    const KIND: Kind = Kind::Counter;
+    const KIND: MetricType = MetricType::Counter;
     fn create(_: &Arc<[f64]>) -> Counter {
         Counter::default()
     }
@@ -469,7 +469,7 @@ impl Metric for Counter {
 }
 
 impl Metric for Gauge {
-    const KIND: Kind = Kind::Gauge;
+    const KIND: MetricType = MetricType::Gauge;
     fn create(_: &Arc<[f64]>) -> Gauge {
         Gauge::default()
     }
@@ -479,7 +479,7 @@ impl Metric for Gauge {
 }
 
 impl Metric for Histogram {
-    const KIND: Kind = Kind::Histogram;
+    const KIND: MetricType = MetricType::Histogram;
     fn create(bounds: &Arc<[f64]>) -> Histogram {
         Histogram::with_bounds(bounds.clone())
     }
@@ -601,7 +601,7 @@ impl<M: Metric> Family<M> {
 /// Anything the registry renders.
 trait Collect: Send + Sync + std::fmt::Debug {
     fn encode_into(&self, enc: &mut Encoder);
-    fn kind(&self) -> Kind;
+    fn kind(&self) -> MetricType;
     fn label_names(&self) -> &[String];
 }
 
@@ -609,7 +609,7 @@ impl<M: Metric> Collect for Family<M> {
     fn encode_into(&self, enc: &mut Encoder) {
         Family::encode_into(self, enc);
     }
-    fn kind(&self) -> Kind {
+    fn kind(&self) -> MetricType {
         M::KIND
     }
     fn label_names(&self) -> &[String] {
@@ -792,13 +792,13 @@ pub fn encode_process(enc: &mut Encoder) {
         enc.header(
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
-            Kind::Counter,
+            MetricType::Counter,
         );
         enc.sample("process_cpu_seconds_total", &[], cpu);
         enc.header(
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
-            Kind::Gauge,
+            MetricType::Gauge,
         );
         enc.sample("process_virtual_memory_bytes", &[], f.vsize);
     }
@@ -806,7 +806,7 @@ pub fn encode_process(enc: &mut Encoder) {
         enc.header(
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
-            Kind::Gauge,
+            MetricType::Gauge,
         );
         enc.sample("process_resident_memory_bytes", &[], rss);
     }
@@ -816,7 +816,7 @@ pub fn encode_process(enc: &mut Encoder) {
         enc.header(
             "process_open_fds",
             "Number of open file descriptors.",
-            Kind::Gauge,
+            MetricType::Gauge,
         );
         enc.sample("process_open_fds", &[], open);
     }
@@ -824,7 +824,7 @@ pub fn encode_process(enc: &mut Encoder) {
         enc.header(
             "process_max_fds",
             "Maximum number of open file descriptors.",
-            Kind::Gauge,
+            MetricType::Gauge,
         );
         enc.sample("process_max_fds", &[], max);
     }
@@ -833,7 +833,7 @@ pub fn encode_process(enc: &mut Encoder) {
         enc.header(
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
-            Kind::Gauge,
+            MetricType::Gauge,
         );
         enc.sample("process_start_time_seconds", &[], start);
     }
@@ -841,7 +841,7 @@ pub fn encode_process(enc: &mut Encoder) {
         enc.header(
             "process_threads",
             "Number of OS threads in the process.",
-            Kind::Gauge,
+            MetricType::Gauge,
         );
         enc.sample("process_threads", &[], f.threads);
     }
@@ -937,7 +937,7 @@ mod tests {
     #[test]
     fn label_values_and_help_are_escaped() {
         let mut enc = Encoder::new();
-        enc.header("m", "back\\slash\nnew \"quotes\" stay", Kind::Gauge);
+        enc.header("m", "back\\slash\nnew \"quotes\" stay", MetricType::Gauge);
         enc.sample("m", &[("a", "x\"y\\z\nw"), ("b", "温度")], 1u64);
         assert_eq!(
             enc.finish(),
@@ -1039,11 +1039,11 @@ mod tests {
     fn collectors_run_at_scrape_time_and_are_replaced_by_id() {
         let r = Registry::new();
         r.collector("x", |enc| {
-            enc.header("t_x", "X.", Kind::Gauge);
+            enc.header("t_x", "X.", MetricType::Gauge);
             enc.sample("t_x", &[], 1u64);
         });
         r.collector("x", |enc| {
-            enc.header("t_x", "X.", Kind::Gauge);
+            enc.header("t_x", "X.", MetricType::Gauge);
             enc.sample("t_x", &[], 2u64);
         });
         assert_eq!(r.encode(), "# HELP t_x X.\n# TYPE t_x gauge\nt_x 2\n");

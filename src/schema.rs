@@ -56,30 +56,31 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
-use serde_json::Value;
 
+use crate::answer::PolicyRow;
+use crate::backend::catalog::{self, DbLayout};
 use crate::backend::client;
 use crate::circle::BackendHandle;
-use crate::influxql::{quote_ident, Kind, Source, Statement};
+use crate::influxql::{Source, Statement, StatementKind};
 use crate::line_protocol::{FieldType, Line, Precision};
 use crate::wal;
 
 /// How often a database's schema is asked again from the backends (in the background, while
 /// the previous answer keeps serving).
-pub const REFRESH: Duration = Duration::from_secs(60);
+pub(crate) const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long a database is left alone after no backend answered, or after a refused retention
 /// policy, before the next write asks again.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Bound on field types kept per database and source (see the module doc).
-pub const MAX_FIELDS: usize = 100_000;
+pub(crate) const MAX_FIELDS: usize = 100_000;
 
 /// Longest the first write to a database waits for the backends' answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bound on accepted statements waiting for the backends per database (see the module doc).
-pub const MAX_CHANGES: usize = 1_000;
+pub(crate) const MAX_CHANGES: usize = 1_000;
 
 /// influxd's shortest retention policy duration (`MinRetentionPolicyDuration`).
 const MIN_RP_DURATION: i64 = 3_600_000_000_000;
@@ -97,13 +98,13 @@ const GO_ZERO_TO_EPOCH_NS: i128 = 62_135_596_800 * 1_000_000_000;
 
 /// Every database's schema as far as it is known.
 #[derive(Debug, Default)]
-pub struct Schema {
+pub(crate) struct Schema {
     dbs: RwLock<FxHashMap<String, Arc<DbSchema>>>,
 }
 
 /// One database.
 #[derive(Debug)]
-pub struct DbSchema {
+pub(crate) struct DbSchema {
     /// What the backends said, with the accepted statements of `changes` applied.
     known: ArcSwap<Known>,
     accepted: RwLock<Accepted>,
@@ -148,7 +149,7 @@ struct Known {
 
 /// A retention policy, as far as verdicts on writes depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetentionPolicy {
+pub(crate) struct RetentionPolicy {
     name: String,
     /// 0 for infinite.
     duration_ns: i64,
@@ -238,7 +239,7 @@ impl Accepted {
 /// A statement that changes what influxd's verdicts on a write depend on, as influxd applies
 /// it (`influxdb/services/meta/data.go` 1.6: durations normalised and checked the same way).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// `CREATE DATABASE [WITH ...]`: its policy, when the database is new.
     CreateDatabase(RetentionPolicy),
     /// `DROP DATABASE`: delivery creates it again, with `autogen`.
@@ -269,21 +270,21 @@ impl Change {
     /// What `stmt` changes, `None` for statements that change nothing the verdicts depend on
     /// (`DELETE` and `DROP SERIES`: influxd 1.6 keeps the field types of a measurement whose
     /// series are all deleted).
-    pub fn of(stmt: &Statement) -> Option<Change> {
+    pub(crate) fn of(stmt: &Statement) -> Option<Change> {
         let rp = || stmt.retention_policy.clone().unwrap_or_default();
         let settings = stmt.retention.as_ref();
         let change = match stmt.kind {
-            Kind::CreateDatabase => settings
+            StatementKind::CreateDatabase => settings
                 .and_then(|s| {
                     let name = stmt.retention_policy.as_deref().unwrap_or("autogen");
                     new_policy(name, s.duration_ns.unwrap_or(0), s.shard_duration_ns, true)
                 })
                 .map_or(Change::Unknown, Change::CreateDatabase),
-            Kind::DropDatabase => Change::DropDatabase,
-            Kind::CreateRetentionPolicy => settings
+            StatementKind::DropDatabase => Change::DropDatabase,
+            StatementKind::CreateRetentionPolicy => settings
                 .and_then(|s| new_policy(&rp(), s.duration_ns?, s.shard_duration_ns, s.default))
                 .map_or(Change::Unknown, Change::CreateRetentionPolicy),
-            Kind::AlterRetentionPolicy => match settings {
+            StatementKind::AlterRetentionPolicy => match settings {
                 Some(s) => Change::AlterRetentionPolicy {
                     name: rp(),
                     duration_ns: s.duration_ns,
@@ -292,8 +293,8 @@ impl Change {
                 },
                 None => Change::Unknown,
             },
-            Kind::DropRetentionPolicy => Change::DropRetentionPolicy(rp()),
-            Kind::DropMeasurement => match stmt.sources.first() {
+            StatementKind::DropRetentionPolicy => Change::DropRetentionPolicy(rp()),
+            StatementKind::DropMeasurement => match stmt.sources.first() {
                 Some(Source::Measurement { name, .. }) => Change::DropMeasurement(name.clone()),
                 _ => Change::Unknown,
             },
@@ -340,7 +341,7 @@ fn normalised_shard_group(shard_ns: i64, duration_ns: i64) -> i64 {
 
 /// Why a write request is refused as a whole, before anything is queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum WriteRefusal {
     /// Two lines bring one new field with two types (influxd stores nothing of the batch).
     #[error("field type conflict")]
     FieldTypeConflict,
@@ -353,7 +354,7 @@ impl Schema {
     /// The database's schema, asked from `backends` first if it is not known yet (or no backend
     /// answered last time, or `rp` is not among its retention policies); refreshed in the
     /// background once older than [`REFRESH`]. Must run on an actix runtime.
-    pub async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         backends: impl FnOnce() -> Vec<Arc<BackendHandle>>,
         db: &str,
@@ -396,7 +397,7 @@ impl Schema {
     /// appended to the queues of the others (`queued`: each with the statement's sequence
     /// number there). Writes are checked as influxd will check them once it has run
     /// everywhere (see the module doc).
-    pub fn accepted(&self, db: &str, change: Change, queued: Vec<(wal::Queue, u64)>) {
+    pub(crate) fn accepted(&self, db: &str, change: Change, queued: Vec<(wal::Queue, u64)>) {
         let state = self
             .dbs
             .write()
@@ -484,17 +485,12 @@ fn autogen() -> RetentionPolicy {
 
 /// Asks every active backend; merges the answers.
 async fn fetch(backends: &[Arc<BackendHandle>], db: &str) -> Known {
-    let q = format!(
-        "SHOW RETENTION POLICIES ON {0}; SHOW FIELD KEYS ON {0}",
-        quote_ident(db)
-    );
     let asks = backends
         .iter()
         .filter(|h| h.backend.status.is_active())
-        .map(|h| {
+        .map(|h| async move {
             let client = client::cached(&h.backend.target, FETCH_TIMEOUT);
-            let q = q.clone();
-            async move { client.query(db, &q).await }
+            catalog::policies_and_fields(&client, db).await
         });
     let mut known = Known {
         asked: Some(Instant::now()),
@@ -503,7 +499,7 @@ async fn fetch(backends: &[Arc<BackendHandle>], db: &str) -> Known {
     let mut types: FxHashMap<Box<[u8]>, Option<FieldType>> = FxHashMap::default();
     for answer in join_all(asks).await {
         match answer {
-            Ok(body) => merge_answer(&body, &mut known, &mut types),
+            Ok(layout) => merge_layout(layout.as_ref(), &mut known, &mut types),
             Err(e) => {
                 tracing::debug!(db, error = %e, "Schema query failed on a backend.");
             }
@@ -527,122 +523,46 @@ async fn fetch(backends: &[Arc<BackendHandle>], db: &str) -> Known {
     known
 }
 
-/// Folds one backend's answer to [`fetch`]'s two statements into `known` and `types`.
-fn merge_answer(
-    body: &Value,
+/// Folds one backend's answer (`None`: it lacks the database) into `known` and `types`.
+fn merge_layout(
+    layout: Option<&DbLayout>,
     known: &mut Known,
     types: &mut FxHashMap<Box<[u8]>, Option<FieldType>>,
 ) {
-    let results = body.get("results").and_then(Value::as_array);
-    let Some(rps) = results.and_then(|r| r.first()) else {
-        return;
-    };
     known.answered = true;
-    // The database is missing on this backend: influxd 1.6 then answers the first statement
-    // alone, with an error (`not executed`).
-    let Some(fields) = results
-        .and_then(|r| r.get(1))
-        .filter(|_| rps.get("error").is_none())
-    else {
+    let Some(layout) = layout else {
         return;
     };
     known.exists = true;
-    for row in values(rps) {
-        if let Some(rp) = retention_policy(row) {
-            if known.rp(&rp.name).is_none() {
-                known.rps.push(rp);
-            }
+    for rp in layout.policies.iter().filter_map(retention_policy) {
+        if known.rp(&rp.name).is_none() {
+            known.rps.push(rp);
         }
     }
-    for series in fields
-        .get("series")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(measurement) = series.get("name").and_then(Value::as_str) else {
+    for (measurement, field, kind) in &layout.fields {
+        let Some(kind) = FieldType::from_name(kind) else {
             continue;
         };
-        for row in series
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(field), Some(kind)) = (
-                row.get(0).and_then(Value::as_str),
-                row.get(1)
-                    .and_then(Value::as_str)
-                    .and_then(FieldType::from_name),
-            ) else {
-                continue;
-            };
-            let key = field_key(measurement.as_bytes(), field.as_bytes());
-            types
-                .entry(key.into_boxed_slice())
-                .and_modify(|t| {
-                    if *t != Some(kind) {
-                        *t = None;
-                    }
-                })
-                .or_insert(Some(kind));
-        }
+        let key = field_key(measurement.as_bytes(), field.as_bytes());
+        types
+            .entry(key.into_boxed_slice())
+            .and_modify(|t| {
+                if *t != Some(kind) {
+                    *t = None;
+                }
+            })
+            .or_insert(Some(kind));
     }
 }
 
-fn values(result: &Value) -> impl Iterator<Item = &Value> {
-    result
-        .get("series")
-        .and_then(Value::as_array)
-        .and_then(|s| s.first())
-        .and_then(|s| s.get("values"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-}
-
-/// One row of `SHOW RETENTION POLICIES`: name, duration, shardGroupDuration, replicaN, default.
-fn retention_policy(row: &Value) -> Option<RetentionPolicy> {
+/// One row of `SHOW RETENTION POLICIES`, as far as verdicts on writes depend on it.
+fn retention_policy(row: &PolicyRow) -> Option<RetentionPolicy> {
     Some(RetentionPolicy {
-        name: row.get(0)?.as_str()?.to_string(),
-        duration_ns: go_duration_ns(row.get(1)?.as_str()?)?,
-        shard_group_ns: go_duration_ns(row.get(2)?.as_str()?)?,
-        default: row.get(4)?.as_bool()?,
+        name: row.name.clone(),
+        duration_ns: row.duration_ns()?,
+        shard_group_ns: row.shard_group_ns()?,
+        default: row.default,
     })
-}
-
-/// Parses Go's `time.Duration.String` form as influxd prints durations (`168h0m0s`, `1h0m0s`,
-/// `30m0s`, `0s`).
-fn go_duration_ns(s: &str) -> Option<i64> {
-    let mut total: i64 = 0;
-    let mut number = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push('s');
-            chars.next();
-        } else if matches!(c, 'u' | 'µ' | 'n') {
-            unit.push(chars.next()?);
-        }
-        let scale: f64 = match unit.as_str() {
-            "h" => 3.6e12,
-            "m" => 6e10,
-            "s" => 1e9,
-            "ms" => 1e6,
-            "us" | "µs" => 1e3,
-            "ns" => 1.0,
-            _ => return None,
-        };
-        let value: f64 = number.parse().ok()?;
-        number.clear();
-        total = total.checked_add((value * scale) as i64)?;
-    }
-    number.is_empty().then_some(total)
 }
 
 /// The key of a field in the maps: measurement, a byte no UTF-8 text has, field.
@@ -666,7 +586,7 @@ fn shard_group_start(ns: i64, group_ns: i64) -> i64 {
 
 /// The verdict on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// influxd stores it.
     Keep,
     /// influxd drops it; the reason is in the request's [`Finished`].
@@ -675,7 +595,7 @@ pub enum Verdict {
 
 /// The schema verdicts of one write request (influxd's `partial write` answer).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// Points dropped by the storage checks (influxd reports these, with the first reason in
     /// its order, tags before fields, over points beyond the retention policy).
     pub dropped: usize,
@@ -687,7 +607,7 @@ pub struct Finished {
 
 impl Finished {
     /// influxd's answer text, `None` when nothing was dropped.
-    pub fn message(&self) -> Option<String> {
+    pub(crate) fn message(&self) -> Option<String> {
         match (&self.reason, self.beyond_retention) {
             (Some(reason), _) => Some(format!("partial write: {reason} dropped={}", self.dropped)),
             (None, n) if n > 0 => Some(format!(
@@ -700,7 +620,7 @@ impl Finished {
 
 /// Checks the lines of one write request against a database's schema, in body order.
 #[allow(missing_debug_implementations)]
-pub struct Check<'s> {
+pub(crate) struct Check<'s> {
     state: &'s DbSchema,
     known: Arc<Known>,
     accepted: parking_lot::RwLockReadGuard<'s, Accepted>,
@@ -791,12 +711,18 @@ impl DbSchema {
     }
 
     /// A database the backends told nothing about: only what its own requests show is checked.
-    pub fn unknown() -> DbSchema {
+    #[cfg(test)]
+    pub(crate) fn unknown() -> DbSchema {
         DbSchema::new(Known::default())
     }
 
     /// Starts checking a request for retention policy `rp` (empty: the default).
-    pub fn check(&self, rp: &str, precision: Precision, now_ns: i64) -> Result<Check<'_>, Refusal> {
+    pub(crate) fn check(
+        &self,
+        rp: &str,
+        precision: Precision,
+        now_ns: i64,
+    ) -> Result<Check<'_>, WriteRefusal> {
         let known = self.known.load_full();
         let policy = match rp {
             "" => known.rps.iter().find(|r| r.default).cloned(),
@@ -810,7 +736,7 @@ impl DbSchema {
                 shard_group_ns: DEFAULT_SHARD_GROUP,
                 default: true,
             },
-            None => return Err(Refusal::RetentionPolicyNotFound(rp.to_string())),
+            None => return Err(WriteRefusal::RetentionPolicyNotFound(rp.to_string())),
         };
         Ok(Check {
             state: self,
@@ -832,7 +758,7 @@ impl DbSchema {
 
 impl Check<'_> {
     /// influxd's verdict on one parsed line (`line` the bytes it was parsed from).
-    pub fn line(&mut self, line: &[u8], parsed: &Line<'_>) -> Verdict {
+    pub(crate) fn line(&mut self, line: &[u8], parsed: &Line<'_>) -> Verdict {
         let ns = parsed
             .timestamp
             .and_then(|t| t.checked_mul(self.precision_ns))
@@ -911,9 +837,9 @@ impl Check<'_> {
 
     /// Ends the request: its new fields become known (the caller queues the kept lines), or the
     /// whole request is refused when two of its lines brought one new field with two types.
-    pub fn finish(self) -> Result<Finished, Refusal> {
+    pub(crate) fn finish(self) -> Result<Finished, WriteRefusal> {
         if self.conflict {
-            return Err(Refusal::FieldTypeConflict);
+            return Err(WriteRefusal::FieldTypeConflict);
         }
         let Check {
             state,
@@ -959,7 +885,7 @@ mod tests {
     use crate::line_protocol::parse;
 
     /// Checks `body` (one line per `\n`) as one request; the kept lines and the verdict.
-    fn check(db: &DbSchema, body: &str) -> Result<(Vec<String>, Finished), Refusal> {
+    fn check(db: &DbSchema, body: &str) -> Result<(Vec<String>, Finished), WriteRefusal> {
         let mut c = db.check("", Precision::Nanoseconds, 1_000)?;
         let mut kept = Vec::new();
         for line in body.lines() {
@@ -989,7 +915,7 @@ mod tests {
         let db = DbSchema::unknown();
         assert_eq!(
             check(&db, "x f=1i 1\nx f=\"s\" 2\nz g=1 3").unwrap_err(),
-            Refusal::FieldTypeConflict
+            WriteRefusal::FieldTypeConflict
         );
         // Nothing of it became known.
         check(&db, "x f=\"s\" 5").unwrap();
@@ -1117,7 +1043,7 @@ mod tests {
         let db = DbSchema::new(answered());
         assert_eq!(
             db.check("py", Precision::Nanoseconds, 0).err(),
-            Some(Refusal::RetentionPolicyNotFound("py".into()))
+            Some(WriteRefusal::RetentionPolicyNotFound("py".into()))
         );
         db.accept(
             change("CREATE RETENTION POLICY py ON d DURATION 1d REPLICATION 1"),
@@ -1202,14 +1128,5 @@ mod tests {
         assert_eq!(known.rp("a").unwrap().duration_ns, 168 * H);
         known.apply(&change("DROP RETENTION POLICY a ON d"));
         assert!(known.rp("a").is_none());
-    }
-
-    #[test]
-    fn go_durations_parse_as_influxd_prints_them() {
-        assert_eq!(go_duration_ns("168h0m0s"), Some(DEFAULT_SHARD_GROUP));
-        assert_eq!(go_duration_ns("1h0m0s"), Some(3_600_000_000_000));
-        assert_eq!(go_duration_ns("30m0s"), Some(1_800_000_000_000));
-        assert_eq!(go_duration_ns("0s"), Some(0));
-        assert_eq!(go_duration_ns("1x"), None);
     }
 }

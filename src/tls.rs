@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// The crypto provider used for every TLS connection (ring).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
@@ -20,7 +20,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Client configuration for backends, built once per verification mode.
-pub fn client_config(skip_verify: bool) -> Arc<ClientConfig> {
+pub(crate) fn client_config(skip_verify: bool) -> Arc<ClientConfig> {
     static VERIFIED: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     static UNVERIFIED: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     let cell = if skip_verify { &UNVERIFIED } else { &VERIFIED };
@@ -115,7 +115,7 @@ impl ServerCertVerifier for NoVerify {
 /// Server configuration for `https_enabled`: the PEM certificate chain and
 /// private key (the key may sit in the certificate file, as with the
 /// reference). `tls13_only` honours a `tls.min_version` of TLS 1.3.
-pub fn server_config(
+pub(crate) fn server_config(
     cert_path: &std::path::Path,
     key_path: &std::path::Path,
     tls13_only: bool,

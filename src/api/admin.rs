@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use super::{auth, json_response, ApiError, AppState, Params};
+use crate::backend::catalog;
 use crate::cipher;
 use crate::circle::{BackendHandle, Circle};
 use crate::query::{self, freshness};
@@ -20,7 +21,10 @@ use crate::ring::ShardKey;
 /// `/ping`: 204 with the version headers (any method); with `verbose=true`, 200 and the
 /// version in JSON, as InfluxDB does. Open to anyone unless `ping_auth_enabled` (and auth is
 /// on), as in the Go proxy.
-pub async fn ping(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn ping(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     let config = state.config();
     if config.ping_auth_enabled {
@@ -61,7 +65,7 @@ impl Shape {
 /// lives. `backlog` follows `query::freshness`: true while writes wait for a retry (backend
 /// down or draining, or a record queued longer than `flush_time` plus a slack), false for
 /// records that only wait for their `flush_time` on a healthy backend.
-pub async fn health(
+pub(super) async fn health(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -177,7 +181,7 @@ async fn backend_health(
     shape: Shape,
 ) -> Value {
     let b = &handle.backend;
-    let stats = &b.queue.stats;
+    let stats = b.queue.stats.snapshot();
     let active = b.status.is_active();
     let (load, load_error) = if active && ask.with_load {
         match ask.cache.load(&circle, index, &handle, &ask).await {
@@ -195,17 +199,17 @@ async fn backend_health(
             "url": b.info.url,
             "active": active,
             "backlog": backlog,
-            "rewrite": b.status.is_rewriting(),
+            "rewrite": b.status.is_draining(),
             "write_only": b.info.write_only,
             "load": load,
             "queue": {
-                "records": stats.records.load(Ordering::Relaxed),
-                "bytes": stats.bytes.load(Ordering::Relaxed),
-                "points": stats.points.load(Ordering::Relaxed),
+                "records": stats.records,
+                "bytes": stats.bytes,
+                "points": stats.points,
             },
             "dead_letters": {
-                "records": stats.dead_records.load(Ordering::Relaxed),
-                "points": stats.dead_points.load(Ordering::Relaxed),
+                "records": stats.dead_records,
+                "points": stats.dead_points,
             },
         }),
         Shape::V25 => {
@@ -214,7 +218,7 @@ async fn backend_health(
                 "url": b.info.url,
                 "active": active,
                 "backlog": backlog,
-                "rewriting": b.status.is_rewriting(),
+                "rewriting": b.status.is_draining(),
                 "write_only": b.info.write_only,
             });
             if ask.with_load && active {
@@ -241,7 +245,7 @@ const LOAD_TTL: Duration = Duration::from_secs(5);
 
 /// The last `load` of each backend, keyed by its circle (a reload builds new ones) and index.
 #[derive(Debug, Default)]
-pub struct LoadCache(Mutex<HashMap<(usize, usize), CachedLoad>>);
+pub(crate) struct LoadCache(Mutex<HashMap<(usize, usize), CachedLoad>>);
 
 #[derive(Debug, Clone)]
 struct CachedLoad {
@@ -297,15 +301,16 @@ async fn load(
     handle: &BackendHandle,
     shard_key: &ShardKey,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let dbs = run(handle, "", "SHOW DATABASES").await?;
+    let client = query::client_for(handle);
+    let dbs = catalog::databases(&client)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     let mut key = String::new();
-    for db in first_column(&dbs) {
-        if db == "_internal" {
-            continue;
-        }
-        let ms = run(handle, &db, "SHOW MEASUREMENTS").await?;
-        let measurements = first_column(&ms);
+    for db in dbs {
+        let measurements = catalog::measurements(&client, &db)
+            .await
+            .map_err(|e| e.to_string())?;
         let inplace = measurements
             .iter()
             .filter(|m| {
@@ -325,29 +330,9 @@ async fn load(
     Ok(out)
 }
 
-/// One statement on `handle`'s backend, through the same per-thread client as queries.
-async fn run(handle: &BackendHandle, db: &str, q: &str) -> Result<Value, String> {
-    query::client_for(handle)
-        .query(db, q)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// First column of every row of the first series of the first result.
-fn first_column(v: &Value) -> Vec<String> {
-    v.pointer("/results/0/series/0/values")
-        .and_then(Value::as_array)
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `/encrypt?msg=` (or `text=`): the reference cipher's form of a
 /// credential, for `auth_secure` configs. Plain text answer.
-pub async fn encrypt(
+pub(super) async fn encrypt(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -362,7 +347,7 @@ pub async fn encrypt(
 
 /// `/decrypt?key=consistentcipher&msg=` (or `text=`). A wrong key is a 400;
 /// undecodable input answers the decoder's message, like the reference.
-pub async fn decrypt(
+pub(super) async fn decrypt(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -393,7 +378,7 @@ fn plain(mut text: String) -> HttpResponse {
 }
 
 /// `/replica?db=&meas=` (or `mm=`): the owner backend in every circle.
-pub async fn replica(
+pub(super) async fn replica(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -429,16 +414,4 @@ pub async fn replica(
         })
         .collect();
     Ok(json_response(&Value::Array(owners), params.pretty()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_column_reads_show_output() {
-        let v = json!({"results":[{"statement_id":0,"series":[{"name":"databases","columns":["name"],"values":[["_internal"],["db1"]]}]}]});
-        assert_eq!(first_column(&v), vec!["_internal", "db1"]);
-        assert!(first_column(&json!({"results":[{"statement_id":0}]})).is_empty());
-    }
 }

@@ -14,7 +14,7 @@ use crate::cipher;
 use crate::config::Config;
 
 /// Rejects the request unless auth is off or its credentials match.
-pub fn check(req: &HttpRequest, params: &Params, config: &Config) -> Result<(), ApiError> {
+pub(super) fn check(req: &HttpRequest, params: &Params, config: &Config) -> Result<(), ApiError> {
     if !config.auth_enabled() {
         return Ok(());
     }

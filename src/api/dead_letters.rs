@@ -40,7 +40,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `GET /dead_letters[?backend=NAME]`: a summary per backend.
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
     let cluster = state.cluster();
@@ -72,7 +75,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 
 /// `GET /dead_letters/export?backend=NAME[&db=DB]`: the refused lines in
 /// InfluxDB's export format, streamed page by page.
-pub async fn export(
+pub(super) async fn export(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -108,7 +111,7 @@ pub async fn export(
 
 /// `POST /dead_letters/replay?backend=NAME`: queues the backend's dead
 /// letters again, oldest first (after the cause is fixed).
-pub async fn replay(
+pub(super) async fn replay(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -130,7 +133,10 @@ pub async fn replay(
 
 /// `POST /dead_letters/purge?backend=NAME`: deletes the backend's dead
 /// letters.
-pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn purge(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = post_params(&req)?;
     auth::check(&req, &params, &state.config())?;
     let cluster = state.cluster();

@@ -8,7 +8,7 @@ use crate::wal;
 
 /// Every way an API request can fail.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The endpoint does not accept this HTTP method.
     #[error("method not allow")]
     MethodNotAllowed,
@@ -82,14 +82,14 @@ impl From<crate::memory::TooLarge> for ApiError {
 
 impl From<crate::cluster::WriteError> for ApiError {
     fn from(e: crate::cluster::WriteError) -> ApiError {
-        use crate::schema::Refusal;
+        use crate::schema::WriteRefusal;
         match e {
             crate::cluster::WriteError::Wal(w) => ApiError::from(w),
             // influxd's statuses: 400 for the conflict, 500 for the missing policy.
-            crate::cluster::WriteError::Refused(r @ Refusal::FieldTypeConflict) => {
+            crate::cluster::WriteError::Refused(r @ WriteRefusal::FieldTypeConflict) => {
                 ApiError::LineProtocol(r.to_string())
             }
-            crate::cluster::WriteError::Refused(r @ Refusal::RetentionPolicyNotFound(_)) => {
+            crate::cluster::WriteError::Refused(r @ WriteRefusal::RetentionPolicyNotFound(_)) => {
                 ApiError::Internal(r.to_string())
             }
         }
@@ -103,7 +103,7 @@ impl From<crate::influxql::Unwritable> for ApiError {
             Unwritable::Database(_) => ApiError::NotFound(e.to_string()),
             // The answer the schema check gives a policy the backends lack.
             Unwritable::RetentionPolicy(rp) => ApiError::from(crate::cluster::WriteError::Refused(
-                crate::schema::Refusal::RetentionPolicyNotFound(rp),
+                crate::schema::WriteRefusal::RetentionPolicyNotFound(rp),
             )),
         }
     }

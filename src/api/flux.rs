@@ -16,7 +16,7 @@ use crate::flux;
 use crate::query;
 
 /// The Flux handler.
-pub async fn query(
+pub(super) async fn query(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -19,10 +19,10 @@ use super::{auth, ApiError, AppState, Params};
 use crate::backend::Backend;
 use crate::circle::Circle;
 use crate::cluster::Cluster;
-use crate::metrics::{self, Counter, Encoder, Family, Histogram, Kind, Value};
+use crate::metrics::{self, Counter, Encoder, Family, Histogram, MetricType, Value};
 
 /// `/metrics`: every metric in the Prometheus text format (0.0.4).
-pub async fn metrics(
+pub(super) async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -44,7 +44,7 @@ fn encode_build_info(enc: &mut Encoder) {
     enc.header(
         "influx_proxy_build_info",
         "Version and git commit of the running binary (always 1).",
-        Kind::Gauge,
+        MetricType::Gauge,
     );
     enc.sample(
         "influx_proxy_build_info",
@@ -63,7 +63,7 @@ fn encode_memory(enc: &mut Encoder, state: &AppState) {
     enc.header(
         "influx_proxy_memory_budget_bytes",
         "The memory budget (memory_budget_mb).",
-        Kind::Gauge,
+        MetricType::Gauge,
     );
     enc.sample("influx_proxy_memory_budget_bytes", &[], budget.total());
     let admission = state.admission();
@@ -82,7 +82,7 @@ fn encode_memory(enc: &mut Encoder, state: &AppState) {
         "influx_proxy_memory_bytes",
         "Bytes held now by each part of the memory budget; heap_allocated is what the program \
          holds from the allocator, heap_resident what the allocator holds from the kernel.",
-        Kind::Gauge,
+        MetricType::Gauge,
     );
     for (part, bytes) in parts {
         enc.sample("influx_proxy_memory_bytes", &[("part", part)], bytes);
@@ -93,7 +93,7 @@ fn encode_memory(enc: &mut Encoder, state: &AppState) {
 /// (`wal::StorageState`).
 fn encode_wal_storage(enc: &mut Encoder, cluster: &Cluster) {
     let s = cluster.wal_storage();
-    let mut one = |name: &str, help: &str, kind: Kind, value: u64| {
+    let mut one = |name: &str, help: &str, kind: MetricType, value: u64| {
         enc.header(name, help, kind);
         enc.sample(name, &[], value);
     };
@@ -101,39 +101,39 @@ fn encode_wal_storage(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_wal_storage_ok",
         "1 while the write-ahead queue's storage takes writes; 0 from a failed write (a full \
          disk, an I/O error) until it recovers by itself.",
-        Kind::Gauge,
+        MetricType::Gauge,
         u64::from(s.failed.is_none()),
     );
     one(
         "influx_proxy_wal_storage_failures_total",
         "Times the write-ahead queue's storage failed.",
-        Kind::Counter,
+        MetricType::Counter,
         s.failures,
     );
     one(
         "influx_proxy_wal_deferred_records",
         "Delivered records whose deletion waits for the queue's storage to recover.",
-        Kind::Gauge,
+        MetricType::Gauge,
         s.deferred_records,
     );
     if s.free_bytes != u64::MAX {
         one(
             "influx_proxy_wal_free_bytes",
             "Free bytes on data_dir's filesystem.",
-            Kind::Gauge,
+            MetricType::Gauge,
             s.free_bytes,
         );
     }
     one(
         "influx_proxy_wal_min_free_bytes",
         "The free-space reserve (wal_min_free_mb): new writes get 503 while less is free.",
-        Kind::Gauge,
+        MetricType::Gauge,
         s.reserve_bytes,
     );
     one(
         "influx_proxy_wal_low_disk_refusals_total",
         "Writes refused because less than wal_min_free_mb was free.",
-        Kind::Counter,
+        MetricType::Counter,
         s.refused_low,
     );
 }
@@ -144,7 +144,7 @@ fn per_backend<V: Value>(
     cluster: &Cluster,
     name: &str,
     help: &str,
-    kind: Kind,
+    kind: MetricType,
     value: impl Fn(&Backend) -> V,
 ) {
     enc.header(name, help, kind);
@@ -168,7 +168,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
     enc.header(
         "influx_proxy_circle_active",
         "1 when every backend of the circle is active.",
-        Kind::Gauge,
+        MetricType::Gauge,
     );
     for c in &cluster.circles {
         enc.sample(
@@ -182,7 +182,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         cluster,
         "influx_proxy_backend_active",
         "1 when the backend answered its last health check or write.",
-        Kind::Gauge,
+        MetricType::Gauge,
         |b| b.status.is_active(),
     );
     per_backend(
@@ -190,15 +190,15 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         cluster,
         "influx_proxy_backend_rewriting",
         "1 while the backend drains a backlog after a failure.",
-        Kind::Gauge,
-        |b| b.status.is_rewriting(),
+        MetricType::Gauge,
+        |b| b.status.is_draining(),
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_state_changes_total",
         "Active/inactive transitions of the backend.",
-        Kind::Counter,
+        MetricType::Counter,
         |b| b.status.state_changes.load(Ordering::Relaxed),
     );
     per_backend(
@@ -206,32 +206,32 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         cluster,
         "influx_proxy_backend_queue_records",
         "Records waiting in the backend's write-ahead queue.",
-        Kind::Gauge,
-        |b| b.queue.stats.records.load(Ordering::Relaxed),
+        MetricType::Gauge,
+        |b| b.queue.stats.records(),
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_queue_points",
         "Points waiting in the backend's write-ahead queue.",
-        Kind::Gauge,
-        |b| b.queue.stats.points.load(Ordering::Relaxed),
+        MetricType::Gauge,
+        |b| b.queue.stats.points(),
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_queue_bytes",
         "Bytes waiting in the backend's write-ahead queue.",
-        Kind::Gauge,
-        |b| b.queue.stats.bytes.load(Ordering::Relaxed),
+        MetricType::Gauge,
+        |b| b.queue.stats.snapshot().bytes,
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_queue_max_bytes",
         "Bound of the backend's write-ahead queue (wal_max_bytes).",
-        Kind::Gauge,
-        |b| b.queue.stats.max_bytes.load(Ordering::Relaxed),
+        MetricType::Gauge,
+        |b| b.queue.stats.snapshot().max_bytes,
     );
     per_backend(
         enc,
@@ -239,7 +239,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_queue_oldest_record_age_seconds",
         "Age of the oldest record in the backend's queue (0 when empty; \
          records recovered at start count from the start).",
-        Kind::Gauge,
+        MetricType::Gauge,
         |b| b.queue.stats.oldest_age().as_secs_f64(),
     );
     per_backend(
@@ -247,7 +247,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         cluster,
         "influx_proxy_backend_delivered_points_total",
         "Points the backend acknowledged.",
-        Kind::Counter,
+        MetricType::Counter,
         |b| b.status.delivered_points.load(Ordering::Relaxed),
     );
     per_backend(
@@ -255,7 +255,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         cluster,
         "influx_proxy_backend_failed_attempts_total",
         "Delivery attempts that failed and will be retried.",
-        Kind::Counter,
+        MetricType::Counter,
         |b| b.status.failed_attempts.load(Ordering::Relaxed),
     );
     per_backend(
@@ -264,7 +264,7 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         "influx_proxy_backend_failed_points_total",
         "Points in delivery attempts that failed and will be retried \
          (counted once per attempt).",
-        Kind::Counter,
+        MetricType::Counter,
         |b| b.status.failed_points.load(Ordering::Relaxed),
     );
     per_backend(
@@ -272,46 +272,46 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
         cluster,
         "influx_proxy_backend_dead_letter_records_total",
         "Records the backend refused, kept in the dead-letter store.",
-        Kind::Counter,
-        |b| b.queue.stats.dead_records.load(Ordering::Relaxed),
+        MetricType::Counter,
+        |b| b.queue.stats.snapshot().dead_records,
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_dead_letter_points_total",
         "Points the backend refused, kept in the dead-letter store.",
-        Kind::Counter,
-        |b| b.queue.stats.dead_points.load(Ordering::Relaxed),
+        MetricType::Counter,
+        |b| b.queue.stats.snapshot().dead_points,
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_dead_letter_bytes",
         "Bytes the dead-letter store of the backend holds (bounded by dead_letter_max_bytes).",
-        Kind::Gauge,
-        |b| b.queue.stats.dead_bytes.load(Ordering::Relaxed),
+        MetricType::Gauge,
+        |b| b.queue.stats.snapshot().dead_bytes,
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_dead_letter_dropped_records_total",
         "Dead letters dropped, oldest first, to stay within dead_letter_max_bytes.",
-        Kind::Counter,
-        |b| b.queue.stats.dead_dropped_records.load(Ordering::Relaxed),
+        MetricType::Counter,
+        |b| b.queue.stats.snapshot().dead_dropped_records,
     );
     per_backend(
         enc,
         cluster,
         "influx_proxy_backend_dead_letter_dropped_points_total",
         "Points in dead letters dropped to stay within dead_letter_max_bytes.",
-        Kind::Counter,
-        |b| b.queue.stats.dead_dropped_points.load(Ordering::Relaxed),
+        MetricType::Counter,
+        |b| b.queue.stats.snapshot().dead_dropped_points,
     );
     let name = "influx_proxy_backend_write_duration_seconds";
     enc.header(
         name,
         "Duration of successful write requests to the backend.",
-        Kind::Histogram,
+        MetricType::Histogram,
     );
     for (circle, b) in backends(cluster) {
         enc.histogram(name, &labels(circle, b), &b.status.write_latency);
@@ -375,7 +375,7 @@ impl HttpMetrics {
 /// Middleware counting and timing every request by route pattern (`path`)
 /// and status. Register it outermost (last `.wrap`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestMetrics;
+pub(crate) struct RequestMetrics;
 
 impl<S, B> Transform<S, ServiceRequest> for RequestMetrics
 where
@@ -399,7 +399,7 @@ where
 
 /// The service built by [`RequestMetrics`].
 #[derive(Debug)]
-pub struct RequestMetricsService<S> {
+pub(crate) struct RequestMetricsService<S> {
     service: S,
     metrics: &'static HttpMetrics,
 }

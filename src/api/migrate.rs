@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use super::{auth, json_response, ApiError, AppState, Params};
 use crate::backend::client::Target;
 use crate::config::Config;
-use crate::migrate::{self, Kind, Operation, Source, Start};
+use crate::migrate::{self, JobKind, Operation, SourceBackend, Start};
 
 /// Largest JSON body accepted by `/rebalance?operation=rm`.
 const MAX_BODY: usize = 1 << 20;
@@ -55,7 +55,10 @@ fn circle_id(params: &Params, name: &str, circles: usize) -> Result<usize, ApiEr
 }
 
 /// `GET|POST /migrate/state` (and `/transfer/state`).
-pub async fn state(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn state(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
     let transfer = is_transfer(&req);
@@ -109,12 +112,15 @@ pub async fn state(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// `GET /migrate/stats?circle_id=&type=` (and `/transfer/stats`).
-pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
     let cluster = state.cluster();
     let id = circle_id(&params, "circle_id", cluster.circles.len())?;
-    let kind = Kind::parse(params.str("type"))
+    let kind = JobKind::parse(params.str("type"))
         .ok_or_else(|| ApiError::BadRequest("invalid stats type".into()))?;
     let count_key = if is_transfer(&req) {
         "transfer_count"
@@ -301,7 +307,7 @@ struct RemovedBackend {
 
 /// `POST /rebalance?circle_id=&operation=add|rm` (rm: removed backends in
 /// the JSON body).
-pub async fn rebalance(
+pub(super) async fn rebalance(
     req: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<AppState>,
@@ -333,7 +339,7 @@ pub async fn rebalance(
     start(&state, Operation::Rebalance { circle, removed }, c).await
 }
 
-fn removed_source(b: RemovedBackend) -> Source {
+fn removed_source(b: RemovedBackend) -> SourceBackend {
     let (user, pass) = if b.auth_secure {
         let d = |s: &str| crate::cipher::decrypt(s).unwrap_or_default();
         (d(&b.username), d(&b.password))
@@ -341,7 +347,7 @@ fn removed_source(b: RemovedBackend) -> Source {
         (b.username, b.password)
     };
     let credentials = (!user.is_empty() || !pass.is_empty()).then_some((user, pass));
-    Source {
+    SourceBackend {
         name: b.name,
         target: Arc::new(Target {
             url: b.url.trim_end_matches('/').to_string(),
@@ -352,7 +358,7 @@ fn removed_source(b: RemovedBackend) -> Source {
 }
 
 /// `POST /recovery?from_circle_id=&to_circle_id=[&backend_urls=]`.
-pub async fn recovery(
+pub(super) async fn recovery(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -374,7 +380,7 @@ pub async fn recovery(
 }
 
 /// `POST /resync[?seconds=...]`.
-pub async fn resync(
+pub(super) async fn resync(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -384,7 +390,10 @@ pub async fn resync(
 }
 
 /// `POST /clear?circle_id=` (and `/cleanup`).
-pub async fn clear(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn clear(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let params = job_request(&req, &state)?;
     let circle = circle_id(&params, "circle_id", state.cluster().circles.len())?;
     let c = common(&params, &state.config())?;

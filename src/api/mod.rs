@@ -8,7 +8,7 @@ mod admin;
 mod auth;
 mod body;
 mod dead_letters;
-pub mod error;
+pub(crate) mod error;
 mod flux;
 mod metrics;
 mod migrate;
@@ -29,19 +29,19 @@ use arc_swap::ArcSwap;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-pub use error::ApiError;
-pub use metrics::RequestMetrics;
+pub(crate) use error::ApiError;
+pub(crate) use metrics::RequestMetrics;
 
 /// Value of `X-Influxdb-Version` on every response.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Shared state of every handler. Both parts are swapped whole by a
 /// config reload; a request keeps the snapshot it started with.
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     config: ArcSwap<Config>,
     cluster: ArcSwap<Cluster>,
-    migration: Arc<crate::migrate::Shared>,
+    migration: Arc<crate::migrate::Jobs>,
     migrator: actix::Addr<crate::migrate::Migrator>,
     load_cache: Arc<admin::LoadCache>,
     /// Request bodies in flight, within the memory budget (`memory_budget_mb`, not reloadable).
@@ -50,10 +50,10 @@ pub struct AppState {
 
 impl AppState {
     /// State for a starting proxy.
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<Config>,
         cluster: Arc<Cluster>,
-        migration: Arc<crate::migrate::Shared>,
+        migration: Arc<crate::migrate::Jobs>,
         migrator: actix::Addr<crate::migrate::Migrator>,
     ) -> AppState {
         AppState {
@@ -67,44 +67,44 @@ impl AppState {
     }
 
     /// Admission of request bodies against the memory budget.
-    pub fn admission(&self) -> &crate::memory::Admission {
+    pub(crate) fn admission(&self) -> &crate::memory::Admission {
         &self.admission
     }
 
     /// What each backend held at the last `/health` (see `admin::LoadCache`).
-    pub fn load_cache(&self) -> &Arc<admin::LoadCache> {
+    pub(crate) fn load_cache(&self) -> &Arc<admin::LoadCache> {
         &self.load_cache
     }
 
     /// Migration flags and progress.
-    pub fn migration(&self) -> &crate::migrate::Shared {
+    pub(crate) fn migration(&self) -> &crate::migrate::Jobs {
         &self.migration
     }
 
     /// The migration actor.
-    pub fn migrator(&self) -> &actix::Addr<crate::migrate::Migrator> {
+    pub(crate) fn migrator(&self) -> &actix::Addr<crate::migrate::Migrator> {
         &self.migrator
     }
 
     /// The running configuration.
-    pub fn config(&self) -> Arc<Config> {
+    pub(crate) fn config(&self) -> Arc<Config> {
         self.config.load_full()
     }
 
     /// Circles and the write path.
-    pub fn cluster(&self) -> Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> Arc<Cluster> {
         self.cluster.load_full()
     }
 
     /// Installs a reloaded configuration and the cluster built from it.
-    pub fn replace(&self, config: Arc<Config>, cluster: Arc<Cluster>) {
+    pub(crate) fn replace(&self, config: Arc<Config>, cluster: Arc<Cluster>) {
         self.cluster.store(cluster);
         self.config.store(config);
     }
 }
 
 /// Registers every route on an actix-web app.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ping").to(admin::ping))
         .service(web::resource("/write").to(write::write))
         .service(web::resource("/api/v2/write").to(write::write_v2))
@@ -132,7 +132,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Headers every response carries, as InfluxDB and the reference send them.
-pub fn default_headers() -> middleware::DefaultHeaders {
+pub(crate) fn default_headers() -> middleware::DefaultHeaders {
     middleware::DefaultHeaders::new()
         .add(("X-Influxdb-Version", VERSION))
         .add(("X-Influxdb-Build", "InfluxDB Proxy"))
@@ -144,7 +144,7 @@ pub fn default_headers() -> middleware::DefaultHeaders {
 /// (RFC 9112 6.1), reads the chunk sizes as part of the body. To such a client the body is
 /// sent as it comes and the connection closed after it, as influxd does; an answer whose
 /// length is known keeps its `Content-Length`.
-pub async fn http10_framing(
+pub(crate) async fn http10_framing(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -166,16 +166,16 @@ async fn not_found() -> HttpResponse {
 
 /// URL query parameters; the first occurrence of a name wins.
 #[derive(Debug, Default)]
-pub struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
     /// Parses the query string of a request.
-    pub fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
+    pub(crate) fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
         Params::parse(req.query_string())
     }
 
     /// Builds parameters from decoded pairs (first occurrence wins).
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+    pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Params {
         let mut map = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
             map.entry(k).or_insert(v);
@@ -184,7 +184,7 @@ impl Params {
     }
 
     /// Parses a URL-encoded string.
-    pub fn parse(s: &str) -> Result<Params, ApiError> {
+    pub(crate) fn parse(s: &str) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(s)
             .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
         let mut map = HashMap::with_capacity(pairs.len());
@@ -195,17 +195,17 @@ impl Params {
     }
 
     /// Value of a parameter, if present.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 
     /// Value of a parameter, empty when absent.
-    pub fn str(&self, name: &str) -> &str {
+    pub(crate) fn str(&self, name: &str) -> &str {
         self.get(name).unwrap_or("")
     }
 
     /// The `db` parameter of an endpoint that cannot do without one.
-    pub fn required_db(&self) -> Result<&str, ApiError> {
+    pub(crate) fn required_db(&self) -> Result<&str, ApiError> {
         match self.str("db") {
             "" => Err(ApiError::DatabaseNotFound),
             db => Ok(db),
@@ -213,14 +213,14 @@ impl Params {
     }
 
     /// `pretty=true`.
-    pub fn pretty(&self) -> bool {
+    pub(crate) fn pretty(&self) -> bool {
         self.get("pretty") == Some("true")
     }
 }
 
 /// A JSON success body, compact or indented by four spaces like the
 /// reference (`pretty=true`), ending with a newline.
-pub fn json_response(value: &serde_json::Value, pretty: bool) -> HttpResponse {
+pub(crate) fn json_response(value: &serde_json::Value, pretty: bool) -> HttpResponse {
     let mut body = json_bytes(value, pretty);
     body.push(b'\n');
     HttpResponse::Ok()
@@ -229,7 +229,7 @@ pub fn json_response(value: &serde_json::Value, pretty: bool) -> HttpResponse {
 }
 
 /// JSON text, compact or indented by four spaces (`pretty=true`).
-pub fn json_bytes(value: &serde_json::Value, pretty: bool) -> Vec<u8> {
+pub(crate) fn json_bytes(value: &serde_json::Value, pretty: bool) -> Vec<u8> {
     if pretty {
         let mut out = Vec::new();
         let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
@@ -244,7 +244,7 @@ pub fn json_bytes(value: &serde_json::Value, pretty: bool) -> Vec<u8> {
 
 /// `path?<the client's URL parameters but u and p>`, for a request relayed to a backend: the
 /// backend gets its own credentials, never the client's.
-pub fn forwarded_path(path: &str, query_string: &str) -> Result<String, ApiError> {
+pub(crate) fn forwarded_path(path: &str, query_string: &str) -> Result<String, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string)
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
     let kept: Vec<(String, String)> = pairs
@@ -257,7 +257,7 @@ pub fn forwarded_path(path: &str, query_string: &str) -> Result<String, ApiError
 }
 
 /// Checks that `db` is allowed by the configured `db_list`.
-pub fn check_db_allowed(config: &Config, db: &str) -> Result<(), ApiError> {
+pub(crate) fn check_db_allowed(config: &Config, db: &str) -> Result<(), ApiError> {
     if config.db_list.is_empty() || config.db_list.iter().any(|d| d == db) {
         Ok(())
     } else {

@@ -52,7 +52,7 @@ enum Format {
 }
 
 /// `/debug/pprof/profile?seconds=N[&format=flamegraph]`.
-pub async fn profile(
+pub(super) async fn profile(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -26,7 +26,7 @@ use crate::query;
 const READ_PATH: &str = "/api/v1/prom/read";
 
 /// `POST /api/v1/prom/write?db=&rp=`.
-pub async fn write(
+pub(super) async fn write(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -37,7 +37,7 @@ pub async fn write(
 }
 
 /// `POST /api/v1/prom/read?db=`.
-pub async fn read(
+pub(super) async fn read(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

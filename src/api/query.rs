@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::{auth, body, ApiError, AppState, Params};
+use crate::answer;
 use crate::query::{self, merge, Answer};
 
 /// Largest form body accepted for `POST /query` (when `memory_budget_mb` allows one request
@@ -14,7 +15,7 @@ use crate::query::{self, merge, Answer};
 const MAX_FORM_BYTES: usize = 16 << 20;
 
 /// The query handler.
-pub async fn query(
+pub(super) async fn query(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -139,12 +140,10 @@ fn wants(req: &HttpRequest, name: header::HeaderName, what: &str) -> bool {
 /// gzip-compressed when the client accepts it.
 fn json_answer(req: &HttpRequest, params: &Params, body: Value) -> HttpResponse {
     let (content_type, mut bytes) = if wants(req, header::ACCEPT, "application/csv") {
-        let results = body
-            .get("results")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        ("text/csv", merge::to_csv(&results).into_bytes())
+        (
+            "text/csv",
+            merge::to_csv(answer::results(&body)).into_bytes(),
+        )
     } else {
         let mut v = super::json_bytes(&body, params.pretty());
         v.push(b'\n');

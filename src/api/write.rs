@@ -9,7 +9,7 @@ use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{auth, body, check_db_allowed, ApiError, AppState, Params};
-use crate::cluster::{Wakeups, WriteOutcome, WriteRequest};
+use crate::cluster::{ClientWrite, Wakeups, WriteOutcome};
 use crate::line_protocol::Precision;
 use crate::memory::Charge;
 
@@ -45,7 +45,7 @@ pub(super) enum BodyKind {
 }
 
 /// `POST /write?db=&rp=&precision=`.
-pub async fn write(
+pub(super) async fn write(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -58,7 +58,7 @@ pub async fn write(
 
 /// `POST /api/v2/write?bucket=db[/rp]&precision=` (`org` ignored; credentials as
 /// `Authorization: Token user:password` or any form `/write` takes).
-pub async fn write_v2(
+pub(super) async fn write_v2(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -168,7 +168,7 @@ pub(super) async fn ingest(
     let traced = config.write_tracing.then(|| (db.clone(), rp.clone()));
     let decoder = body::Decoder::new(raw, shape, &db);
     let write = move |decoded: body::Decoded, charge: Charge| -> Result<_, ApiError> {
-        let request = WriteRequest {
+        let request = ClientWrite {
             db: &db,
             rp: &rp,
             precision,

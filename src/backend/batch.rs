@@ -29,11 +29,11 @@ use crate::line_protocol;
 
 /// Fewest points worth a request of its own: below this a split costs more
 /// in per-request overhead than concurrency gains.
-pub const MIN_LANE_POINTS: u64 = 1_000;
+pub(crate) const MIN_LANE_POINTS: u64 = 1_000;
 
 /// One write request of a batch.
 #[derive(Debug, Clone)]
-pub struct Body {
+pub(crate) struct Body {
     /// Points (lines) in `data`.
     pub points: u64,
     /// Lane of the body's lines (see [`in_lane`]); 0 for an unsplit batch.
@@ -44,7 +44,7 @@ pub struct Body {
 
 /// How many requests a batch of `points` points is cut into: one per
 /// [`MIN_LANE_POINTS`], at most `max_lanes`, at least one.
-pub fn lane_count(points: u64, max_lanes: usize) -> usize {
+pub(crate) fn lane_count(points: u64, max_lanes: usize) -> usize {
     let wanted = points.div_ceil(MIN_LANE_POINTS);
     usize::try_from(wanted)
         .unwrap_or(usize::MAX)
@@ -54,7 +54,7 @@ pub fn lane_count(points: u64, max_lanes: usize) -> usize {
 /// Builds the request bodies of one batch. `parts` are the batch's records'
 /// lines (newline-terminated line protocol) holding `points` points in all.
 /// Empty lanes are left out, so every body carries at least one point.
-pub fn bodies(parts: &[&[u8]], points: u64, max_lanes: usize, gzip: bool) -> Vec<Body> {
+pub(crate) fn bodies(parts: &[&[u8]], points: u64, max_lanes: usize, gzip: bool) -> Vec<Body> {
     let lanes = lane_count(points, max_lanes);
     if lanes == 1 {
         return vec![Body {
@@ -77,7 +77,7 @@ pub fn bodies(parts: &[&[u8]], points: u64, max_lanes: usize, gzip: bool) -> Vec
 
 /// Whether `line` went to body `lane` of a batch of `points` points cut
 /// by [`bodies`] with `max_lanes`: finds a refused body's lines again.
-pub fn in_lane(line: &[u8], points: u64, max_lanes: usize, lane: usize) -> bool {
+pub(crate) fn in_lane(line: &[u8], points: u64, max_lanes: usize, lane: usize) -> bool {
     let lanes = lane_count(points, max_lanes);
     lanes == 1 || lane_of(line, lanes) == lane
 }

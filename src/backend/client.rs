@@ -25,7 +25,7 @@ const MAX_QUERY_BODY: usize = 256 * 1024 * 1024;
 
 /// How a request to a backend failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// Could not connect, or the connection broke.
     #[error("{0}")]
     Transport(String),
@@ -46,7 +46,7 @@ impl Error {
     /// Whether the same request may succeed later: transport failures,
     /// timeouts, 5xx, 408, 429, and 401/403 (credentials are an operator
     /// fix; the data itself is fine, so it waits in the queue).
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Error::Transport(_) | Error::Timeout(_) => true,
             Error::Status { status, .. } => {
@@ -57,12 +57,12 @@ impl Error {
 
     /// InfluxDB answers 404 `database not found` to a write into a
     /// database it lacks (a fresh backend added to a circle).
-    pub fn is_database_not_found(&self) -> bool {
+    pub(crate) fn is_database_not_found(&self) -> bool {
         matches!(self, Error::Status { status: 404, message } if message.contains("database not found"))
     }
 
     /// HTTP status, if the backend answered at all.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             Error::Status { status, .. } => Some(*status),
             _ => None,
@@ -72,7 +72,7 @@ impl Error {
 
 /// Connection settings of one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Base URL without trailing slash, e.g. `http://127.0.0.1:8086`.
     pub url: String,
     /// Plaintext credentials sent as HTTP Basic auth.
@@ -84,7 +84,7 @@ pub struct Target {
 /// Client bound to one backend. Not `Send` (awc); create it on the thread
 /// that uses it.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     http: awc::Client,
     target: Arc<Target>,
     timeout: Duration,
@@ -101,7 +101,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Builds a client; `timeout` bounds the wait for each answer to start, and then each
     /// silence in the middle of a body the client reads itself (see [`Quiet`]).
-    pub fn new(target: Arc<Target>, timeout: Duration) -> Client {
+    pub(crate) fn new(target: Arc<Target>, timeout: Duration) -> Client {
         let connector =
             awc::Connector::new().rustls_0_23(crate::tls::client_config(target.tls_skip_verify));
         let http = awc::Client::builder()
@@ -119,7 +119,7 @@ impl Client {
     /// The same client (same connection pool) with another timeout: a health check must
     /// answer within its interval, a read within `query_timeout`, a write within
     /// `write_timeout`.
-    pub fn with_timeout(&self, timeout: Duration) -> Client {
+    pub(crate) fn with_timeout(&self, timeout: Duration) -> Client {
         Client {
             timeout,
             ..self.clone()
@@ -127,7 +127,7 @@ impl Client {
     }
 
     /// How long this client waits for an answer to start.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
@@ -142,14 +142,20 @@ impl Client {
 
     /// `GET /ping`, healthy iff 204 (with credentials, so backends with
     /// `ping-auth-enabled` are not mistaken for dead ones).
-    pub async fn ping(&self) -> Result<(), Error> {
+    pub(crate) async fn ping(&self) -> Result<(), Error> {
         let resp = self.request(awc::http::Method::GET, "/ping").send().await;
         self.finish(resp).await.map(|_| ())
     }
 
     /// `POST /write` of line protocol in ns precision; `gzip` says the body
     /// is already gzip-compressed.
-    pub async fn write(&self, db: &str, rp: &str, body: Bytes, gzip: bool) -> Result<(), Error> {
+    pub(crate) async fn write(
+        &self,
+        db: &str,
+        rp: &str,
+        body: Bytes,
+        gzip: bool,
+    ) -> Result<(), Error> {
         let path = format!("/write?db={}&rp={}&precision=ns", encode(db), encode(rp));
         let mut req = self
             .request(awc::http::Method::POST, &path)
@@ -162,12 +168,15 @@ impl Client {
     }
 
     /// Runs one InfluxQL statement (`POST /query`) and returns the JSON body.
-    pub async fn query(&self, db: &str, q: &str) -> Result<serde_json::Value, Error> {
+    pub(crate) async fn query(&self, db: &str, q: &str) -> Result<serde_json::Value, Error> {
         self.query_json(&[("db", db), ("q", q)]).await
     }
 
     /// `POST /query` with the given parameters; the JSON answer.
-    pub async fn query_json(&self, params: &[(&str, &str)]) -> Result<serde_json::Value, Error> {
+    pub(crate) async fn query_json(
+        &self,
+        params: &[(&str, &str)],
+    ) -> Result<serde_json::Value, Error> {
         let path = format!("/query?{}", form(params)?);
         let resp = self.request(awc::http::Method::POST, &path).send().await;
         let body = self.finish(resp).await?;
@@ -181,7 +190,7 @@ impl Client {
     /// headers and hands back the response unread, so a large answer can
     /// be streamed to the client. Non-2xx answers are read and returned as
     /// [`Error::Status`] (the caller may fail over).
-    pub async fn query_stream(
+    pub(crate) async fn query_stream(
         &self,
         method: awc::http::Method,
         params: &[(String, String)],
@@ -215,7 +224,7 @@ impl Client {
     /// `POST path` with `body` and the client's `headers`, answered with whatever status the
     /// backend gives (Flux and Prometheus reads relay it as it is). Only a transport error or
     /// a timeout is an error, so only those fail over to another circle.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         path: &str,
         body: Bytes,
@@ -232,7 +241,11 @@ impl Client {
     }
 
     /// `POST path?params` with no body (proxy-to-proxy state changes).
-    pub async fn post_form(&self, path: &str, params: &[(String, String)]) -> Result<Bytes, Error> {
+    pub(crate) async fn post_form(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Bytes, Error> {
         let pairs: Vec<(&str, &str)> = params
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -282,7 +295,7 @@ impl Client {
 /// middle of its body (SIGSTOP, a stuck disk) would hold the read, and the client behind it,
 /// forever. Bounding the silence rather than the whole body keeps a long answer that keeps
 /// flowing (a chunked export) from being cut.
-pub struct Quiet<S> {
+pub(crate) struct Quiet<S> {
     inner: S,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
@@ -299,7 +312,7 @@ impl<S> std::fmt::Debug for Quiet<S> {
 
 impl<S> Quiet<S> {
     /// Wraps `inner`; the first part must come within `timeout` from now.
-    pub fn new(inner: S, timeout: Duration) -> Quiet<S> {
+    pub(crate) fn new(inner: S, timeout: Duration) -> Quiet<S> {
         Quiet {
             inner,
             timeout,
@@ -366,7 +379,7 @@ where
 }
 
 /// The `error` field of an InfluxDB JSON error body, else the body text.
-pub fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct InfluxError {
         error: String,
@@ -381,7 +394,7 @@ pub fn error_message(body: &[u8]) -> String {
 /// `*-._` kept, everything else percent-encoded). Both readers of it decode `+` as a space:
 /// influxd (Go's `url.ParseQuery`) and a peer proxy (`serde_urlencoded`). It cannot fail for
 /// string pairs; the error is mapped rather than unwrapped because it is on the request path.
-pub fn form(params: &[(&str, &str)]) -> Result<String, Error> {
+pub(crate) fn form(params: &[(&str, &str)]) -> Result<String, Error> {
     serde_urlencoded::to_string(params)
         .map_err(|e| Error::Transport(format!("encoding query parameters: {e}")))
 }
@@ -397,7 +410,7 @@ thread_local! {
 /// The current thread's client for `target` (its pool created on first use), with `timeout`:
 /// callers with different timeouts (reads, schema refreshes, migration) share the pool, not
 /// the timeout.
-pub fn cached(target: &Arc<Target>, timeout: Duration) -> Client {
+pub(crate) fn cached(target: &Arc<Target>, timeout: Duration) -> Client {
     let key = Arc::as_ptr(target) as usize;
     CLIENTS.with(|c| {
         let mut map = c.borrow_mut();
@@ -413,13 +426,13 @@ pub fn cached(target: &Arc<Target>, timeout: Duration) -> Client {
 }
 
 /// URL query encoding of one value.
-pub fn encode(s: &str) -> percent_encoding::PercentEncode<'_> {
+pub(crate) fn encode(s: &str) -> percent_encoding::PercentEncode<'_> {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
 }
 
 /// gzip at the fastest level: the link to InfluxDB is loopback or LAN, and
 /// CPU spent here is CPU not spent accepting writes.
-pub fn gzip(parts: &[&[u8]]) -> Bytes {
+pub(crate) fn gzip(parts: &[&[u8]]) -> Bytes {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut enc = GzEncoder::new(Vec::with_capacity(total / 4 + 64), Compression::fast());
     for p in parts {

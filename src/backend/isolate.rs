@@ -33,7 +33,7 @@ use crate::line_protocol;
 
 /// One line of a refused body and the queued record it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+pub(crate) struct RecordLine {
     /// Index of the record (in the batch's entries) holding the line.
     pub origin: usize,
     /// The line, without its newline.
@@ -42,9 +42,9 @@ pub struct Line {
 
 /// A line InfluxDB refused on its own, with its answer.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct RefusedLine {
     /// The refused line.
-    pub line: Line,
+    pub line: RecordLine,
     /// HTTP status of the refusal.
     pub status: u16,
     /// InfluxDB's error message.
@@ -53,11 +53,11 @@ pub struct Refusal {
 
 /// How the search ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Every line is either delivered or in `refused`.
     Settled {
         /// Lines refused on their own, in queue order.
-        refused: Vec<Refusal>,
+        refused: Vec<RefusedLine>,
         /// Write requests the search made.
         requests: u64,
     },
@@ -67,14 +67,14 @@ pub enum Outcome {
 
 /// The lines of `parts[i]` (newline-terminated line protocol) that
 /// `keep(line)` selects, tagged with origin `i`, in order.
-pub fn lines_of(parts: &[&[u8]], mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Line> {
+pub(crate) fn lines_of(parts: &[&[u8]], mut keep: impl FnMut(&[u8]) -> bool) -> Vec<RecordLine> {
     let mut out = Vec::new();
     for (origin, part) in parts.iter().enumerate() {
         let all = Bytes::copy_from_slice(part);
         for line in line_protocol::lines(part) {
             if keep(line) {
                 let start = line.as_ptr() as usize - part.as_ptr() as usize;
-                out.push(Line {
+                out.push(RecordLine {
                     origin,
                     text: all.slice(start..start + line.len()),
                 });
@@ -86,7 +86,7 @@ pub fn lines_of(parts: &[&[u8]], mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Lin
 
 /// Searches `lines`, whose body was refused as a whole, for the lines
 /// refused on their own. `send(body, points)` writes one plain body.
-pub async fn isolate<F, Fut>(lines: Vec<Line>, first: Error, mut send: F) -> Outcome
+pub(crate) async fn isolate<F, Fut>(lines: Vec<RecordLine>, first: Error, mut send: F) -> Outcome
 where
     F: FnMut(Bytes, u64) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
@@ -114,7 +114,7 @@ where
             other => (0, other.to_string()),
         };
         if end - start == 1 || dropped(&message) == Some((end - start) as u64) {
-            refused.extend(lines[start..end].iter().map(|line| Refusal {
+            refused.extend(lines[start..end].iter().map(|line| RefusedLine {
                 line: line.clone(),
                 status,
                 error: message.clone(),
@@ -129,7 +129,7 @@ where
 }
 
 /// A plain request body of `lines`.
-fn body(lines: &[Line]) -> Bytes {
+fn body(lines: &[RecordLine]) -> Bytes {
     let len = lines.iter().map(|l| l.text.len() + 1).sum();
     let mut out = BytesMut::with_capacity(len);
     for l in lines {
@@ -204,7 +204,7 @@ mod tests {
             .collect()
     }
 
-    fn run(fake: &Fake, lines: Vec<Line>) -> Outcome {
+    fn run(fake: &Fake, lines: Vec<RecordLine>) -> Outcome {
         let first = status(400, "field type conflict");
         futures_util::FutureExt::now_or_never(isolate(lines, first, |b, n| fake.send(b, n)))
             .unwrap()

@@ -38,10 +38,11 @@
 //! again from the head of the queue. Circles restart actors that died
 //! (see `circle`).
 
-pub mod batch;
-pub mod client;
-pub mod isolate;
-pub mod msg;
+pub(crate) mod batch;
+pub(crate) mod catalog;
+pub(crate) mod client;
+pub(crate) mod isolate;
+pub(crate) mod msg;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,7 +67,7 @@ const STORAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Static description of a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Info {
+pub(crate) struct Info {
     /// Unique backend name (also its queue name).
     pub name: String,
     /// Base URL.
@@ -79,7 +80,7 @@ pub struct Info {
 
 /// Delivery tuning, from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Points per batch (per request when a backlog drains).
     pub flush_size: u64,
     /// Most requests of one batch sent at once (`write_concurrency`).
@@ -104,16 +105,16 @@ impl Settings {
     /// How long a health check waits for `/ping`: within its interval, so a hung backend
     /// (connections accepted, nothing answered) counts as down by the next check and reads
     /// avoid it, and never longer than a write may take.
-    pub fn ping_timeout(&self) -> Duration {
+    pub(crate) fn ping_timeout(&self) -> Duration {
         self.check_interval.min(self.timeout)
     }
 }
 
 /// Live state of a backend, shared with the HTTP layer.
 #[derive(Debug)]
-pub struct Status {
+pub(crate) struct Status {
     active: AtomicBool,
-    rewriting: AtomicBool,
+    draining: AtomicBool,
     notified: AtomicBool,
     /// Points delivered since start.
     pub delivered_points: AtomicU64,
@@ -140,7 +141,7 @@ impl Status {
             // Like the reference: active until a check says otherwise, so a
             // fresh proxy does not report every backend down.
             active: AtomicBool::new(true),
-            rewriting: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             delivered_points: AtomicU64::new(0),
             statements_applied: AtomicU64::new(0),
@@ -153,19 +154,19 @@ impl Status {
     }
 
     /// Backend answered its last health check or delivery.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
     }
 
     /// Backend is draining a backlog after a failure.
-    pub fn is_rewriting(&self) -> bool {
-        self.rewriting.load(Ordering::Acquire)
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }
 
 /// Everything about one backend that outlives its actor.
 #[derive(Debug)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// Static description.
     pub info: Info,
     /// Connection settings.
@@ -178,7 +179,7 @@ pub struct Backend {
 
 impl Backend {
     /// Creates the shared part of a backend.
-    pub fn new(info: Info, target: client::Target, queue: wal::Queue) -> Backend {
+    pub(crate) fn new(info: Info, target: client::Target, queue: wal::Queue) -> Backend {
         Backend {
             info,
             target: Arc::new(target),
@@ -189,12 +190,12 @@ impl Backend {
 
     /// Whether a `Notify` should be sent: coalesces wake-ups so a burst of
     /// writes costs one mailbox message.
-    pub fn take_notify_slot(&self) -> bool {
+    pub(crate) fn take_notify_slot(&self) -> bool {
         !self.status.notified.swap(true, Ordering::AcqRel)
     }
 
     /// Clears a pending wake-up (a fresh actor looks at its queue anyway).
-    pub fn reset_notify_slot(&self) {
+    pub(crate) fn reset_notify_slot(&self) {
         self.status.notified.store(false, Ordering::Release);
     }
 }
@@ -207,11 +208,11 @@ impl Backend {
 /// takes to reach InfluxDB).
 fn flush_delay(
     pending: u64,
-    rewriting: bool,
+    draining: bool,
     waited: Duration,
     settings: &Settings,
 ) -> Option<Duration> {
-    if pending >= settings.flush_size || rewriting || waited >= settings.flush_time {
+    if pending >= settings.flush_size || draining || waited >= settings.flush_time {
         return None;
     }
     Some(settings.flush_time - waited)
@@ -231,7 +232,7 @@ enum State {
 }
 
 /// The actor draining one backend's queue.
-pub struct BackendActor {
+pub(crate) struct BackendActor {
     backend: Arc<Backend>,
     /// Its queue's delivery side.
     reader: wal::Reader,
@@ -277,7 +278,7 @@ struct Sent {
 }
 
 /// What the answers to a batch's requests mean for its records.
-enum Verdict {
+enum BatchOutcome {
     Delivered,
     /// At least one request failed in a way worth retrying.
     Retry(client::Error),
@@ -286,23 +287,23 @@ enum Verdict {
     Refused(client::Error, Vec<usize>),
 }
 
-impl Verdict {
+impl BatchOutcome {
     /// Retrying wins over refusing: a batch is dead-lettered only when
     /// every request was answered and one was refused.
-    fn of(sent: Vec<Sent>) -> Verdict {
+    fn of(sent: Vec<Sent>) -> BatchOutcome {
         let mut refused = None;
         let mut which = Vec::new();
         for (i, s) in sent.into_iter().enumerate() {
             match s.result {
                 Ok(()) => {}
-                Err(e) if e.is_retryable() => return Verdict::Retry(e),
+                Err(e) if e.is_retryable() => return BatchOutcome::Retry(e),
                 Err(e) => {
                     which.push(i);
                     refused = refused.or(Some(e));
                 }
             }
         }
-        refused.map_or(Verdict::Delivered, |e| Verdict::Refused(e, which))
+        refused.map_or(BatchOutcome::Delivered, |e| BatchOutcome::Refused(e, which))
     }
 }
 
@@ -339,7 +340,7 @@ struct Letter {
 /// Groups refused lines by the record they came from, one dead letter per
 /// record; a record whose lines were refused for different reasons keeps
 /// each distinct reason.
-fn dead_letters(entries: &[Entry], refused: &[isolate::Refusal]) -> Vec<Letter> {
+fn dead_letters(entries: &[Entry], refused: &[isolate::RefusedLine]) -> Vec<Letter> {
     refused
         .chunk_by(|a, b| a.line.origin == b.line.origin)
         .filter_map(|group| {
@@ -366,7 +367,7 @@ fn dead_letters(entries: &[Entry], refused: &[isolate::Refusal]) -> Vec<Letter> 
 
 impl BackendActor {
     /// Creates the actor; it starts delivering as soon as it runs.
-    pub fn new(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendActor {
+    pub(crate) fn new(backend: Arc<Backend>, wal: Arc<Wal>, settings: Settings) -> BackendActor {
         BackendActor {
             reader: wal.reader(backend.queue.clone()),
             backend,
@@ -392,8 +393,8 @@ impl BackendActor {
 
     /// Decides whether to send now, later, or not at all.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let pending = self.backend.queue.stats.points.load(Ordering::Acquire);
-        let records = self.backend.queue.stats.records.load(Ordering::Acquire);
+        let pending = self.backend.queue.stats.points();
+        let records = self.backend.queue.stats.records();
         match self.state {
             State::Sending | State::Backoff(_) => {}
             State::Waiting(handle) => {
@@ -406,7 +407,7 @@ impl BackendActor {
             State::Idle => {
                 let delay = flush_delay(
                     pending,
-                    self.backend.status.is_rewriting(),
+                    self.backend.status.is_draining(),
                     self.backend.queue.stats.oldest_age(),
                     &self.settings,
                 );
@@ -432,7 +433,7 @@ impl BackendActor {
             .saturating_mul(self.settings.concurrency.max(1) as u64);
         // Counted before the read, so appends racing with it can only make
         // the batch look partial (see `delivered`).
-        let queued = self.backend.queue.stats.records.load(Ordering::Acquire);
+        let queued = self.backend.queue.stats.records();
         let entries = match self
             .reader
             .read(self.cursor, max_points, crate::memory::batch_bytes())
@@ -569,8 +570,8 @@ impl BackendActor {
         };
         let db = db.as_str();
         self.count_requests(&batch, &sent);
-        match Verdict::of(sent) {
-            Verdict::Delivered => {
+        match BatchOutcome::of(sent) {
+            BatchOutcome::Delivered => {
                 if let Err(e) = self.reader.ack(&entries) {
                     if !matches!(e, wal::Error::Closed) {
                         self.storage_failed(
@@ -596,15 +597,15 @@ impl BackendActor {
                 // was queued when it was read: what is left arrived while it
                 // was in flight. Waiting for an empty queue instead never
                 // ends under a steady write load, and a backend stuck
-                // "rewriting" would never serve reads again.
+                // "draining" would never serve reads again.
                 let drained = whole_queue || self.backend.queue.is_empty();
-                if drained && st.rewriting.swap(false, Ordering::AcqRel) {
+                if drained && st.draining.swap(false, Ordering::AcqRel) {
                     info!(backend = %self.name(), circle = %self.backend.info.circle, "Backlog drained.");
                 }
                 self.pump(ctx);
             }
-            Verdict::Retry(e) => self.failed(&e, db, points, ctx),
-            Verdict::Refused(e, which) => match batch {
+            BatchOutcome::Retry(e) => self.failed(&e, db, points, ctx),
+            BatchOutcome::Refused(e, which) => match batch {
                 Batch::Points { db, rp, bodies, .. } => {
                     let lanes: Vec<usize> = which
                         .iter()
@@ -620,7 +621,7 @@ impl BackendActor {
 
     /// Retries a batch that failed in a way worth retrying, later.
     fn failed(&mut self, e: &client::Error, db: &str, points: u64, ctx: &mut Context<Self>) {
-        self.backend.status.rewriting.store(true, Ordering::Release);
+        self.backend.status.draining.store(true, Ordering::Release);
         self.set_active(false, Some(e));
         debug!(backend = %self.name(), db = %db, points, error = %e, "Delivery failed; kept in queue.");
         self.retry_later(ctx);
@@ -719,9 +720,9 @@ impl BackendActor {
             isolate::Outcome::Settled { refused, requests } => (refused, requests),
         };
         let letters = dead_letters(entries, &refused);
-        let dead: Vec<wal::Refused<'_>> = letters
+        let dead: Vec<wal::RefusedLines<'_>> = letters
             .iter()
-            .map(|l| wal::Refused {
+            .map(|l| wal::RefusedLines {
                 seq: l.seq,
                 status: l.status,
                 error: &l.error,
@@ -796,7 +797,7 @@ impl BackendActor {
         let st = &self.backend.status;
         if st.active.swap(active, Ordering::AcqRel) != active {
             st.state_changes.fetch_add(1, Ordering::Relaxed);
-            let backlog = self.backend.queue.stats.points.load(Ordering::Relaxed);
+            let backlog = self.backend.queue.stats.points();
             if active {
                 info!(backend = %self.name(), circle = %self.backend.info.circle, backlog, "Backend is active.");
             } else {
@@ -841,10 +842,10 @@ impl Actor for BackendActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(backend = %self.name(), circle = %self.backend.info.circle, url = %self.backend.info.url,
-            queued_points = self.backend.queue.stats.points.load(Ordering::Relaxed), "Backend started.");
+            queued_points = self.backend.queue.stats.points(), "Backend started.");
         if !self.backend.queue.is_empty() {
             // A backlog from before a restart is drained without waiting.
-            self.backend.status.rewriting.store(true, Ordering::Release);
+            self.backend.status.draining.store(true, Ordering::Release);
         }
         ctx.run_interval(self.settings.check_interval, |act, ctx| {
             act.health_check(ctx)
@@ -892,36 +893,36 @@ mod tests {
     #[test]
     fn a_batch_is_delivered_only_when_every_request_was() {
         assert!(matches!(
-            Verdict::of(vec![sent(Ok(())), sent(Ok(()))]),
-            Verdict::Delivered
+            BatchOutcome::of(vec![sent(Ok(())), sent(Ok(()))]),
+            BatchOutcome::Delivered
         ));
         assert!(matches!(
-            Verdict::of(vec![sent(Ok(())), sent(Err(status(503)))]),
-            Verdict::Retry(_)
+            BatchOutcome::of(vec![sent(Ok(())), sent(Err(status(503)))]),
+            BatchOutcome::Retry(_)
         ));
         assert!(matches!(
-            Verdict::of(vec![sent(Err(status(400))), sent(Ok(()))]),
-            Verdict::Refused(_, ref w) if w == &[0]
+            BatchOutcome::of(vec![sent(Err(status(400))), sent(Ok(()))]),
+            BatchOutcome::Refused(_, ref w) if w == &[0]
         ));
     }
 
     #[test]
     fn retrying_wins_over_refusing() {
-        let v = Verdict::of(vec![sent(Err(status(400))), sent(Err(status(500)))]);
-        assert!(matches!(v, Verdict::Retry(e) if e.status() == Some(500)));
+        let v = BatchOutcome::of(vec![sent(Err(status(400))), sent(Err(status(500)))]);
+        assert!(matches!(v, BatchOutcome::Retry(e) if e.status() == Some(500)));
     }
 
     #[test]
     fn refused_lines_become_one_dead_letter_per_record_they_came_from() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Arc::new(Wal::open(dir.path(), false).unwrap());
+        let wal = Arc::new(Wal::open(dir.path(), crate::wal::Durability::Buffered).unwrap());
         let q = wal.queue("b", 1 << 20).unwrap();
         for lines in [&b"a v=1 1\nb v=2 2\n"[..], b"c v=3 3\n", b"d v=4 4\n"] {
             wal.append_lines(&[&q], "db", "rp", 1, lines).unwrap();
         }
         let entries = wal.reader(q).read(0, u64::MAX, u64::MAX).unwrap();
-        let refusal = |origin: usize, text: &'static [u8], error: &str| isolate::Refusal {
-            line: isolate::Line {
+        let refusal = |origin: usize, text: &'static [u8], error: &str| isolate::RefusedLine {
+            line: isolate::RecordLine {
                 origin,
                 text: Bytes::from_static(text),
             },

@@ -5,9 +5,9 @@ use actix::Message;
 /// New records were appended to the backend's queue.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Notify;
+pub(crate) struct Notify;
 
 /// Stop the actor for good (backend removed from the config, or shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Stop;
+pub(crate) struct Stop;

@@ -17,7 +17,7 @@ use crate::config::{BackendConfig, CircleConfig, Config};
 
 /// Why a running backend's actor is replaced by a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendChange {
+pub(crate) enum BackendChange {
     /// URL, credentials or TLS verification: requests go elsewhere or differently.
     Target,
     /// Its circle or `write_only`: it serves another copy or other reads.
@@ -29,7 +29,7 @@ pub enum BackendChange {
 
 /// One backend whose actor is replaced, with every reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replaced {
+pub(crate) struct Replaced {
     /// Backend name (also its queue's name).
     pub name: String,
     /// What changed, in [`BackendChange`] order.
@@ -38,7 +38,7 @@ pub struct Replaced {
 
 /// The difference between the running config (`None` at start-up) and a new one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ClusterDiff {
+pub(crate) struct ClusterDiff {
     /// Fields that changed but only a restart can apply; a reload with any applies nothing.
     pub restart: Vec<&'static str>,
     /// Backends only the new config has: started.
@@ -62,15 +62,14 @@ pub struct ClusterDiff {
 
 impl ClusterDiff {
     /// Compares the running config (`None`: nothing runs yet) with `new`, both valid.
-    pub fn between(old: Option<&Config>, new: &Config) -> ClusterDiff {
+    pub(crate) fn between(old: Option<&Config>, new: &Config) -> ClusterDiff {
         let mut d = ClusterDiff::default();
         let Some(old) = old else {
             d.added = backends(new).map(|(_, b)| b.name.clone()).collect();
             d.placement = true;
             return d;
         };
-        d.restart = changed_restart_fields(old, new);
-        d.request = changed_request_fields(old, new);
+        (d.restart, d.request) = changed_fields(old, new);
         d.log_level = old.log_level != new.log_level;
         d.placement = placement(old) != placement(new);
         let delivery = settings(old) != settings(new);
@@ -117,7 +116,7 @@ impl ClusterDiff {
     }
 
     /// Nothing changed at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.restart.is_empty()
             && !self.changes_cluster()
             && self.request.is_empty()
@@ -126,7 +125,7 @@ impl ClusterDiff {
 
     /// The cluster must be rebuilt: a backend comes, goes, is replaced or rebound, or the ring
     /// changes.
-    pub fn changes_cluster(&self) -> bool {
+    pub(crate) fn changes_cluster(&self) -> bool {
         self.placement
             || !self.added.is_empty()
             || !self.removed.is_empty()
@@ -135,7 +134,7 @@ impl ClusterDiff {
     }
 
     /// Whether backend `name`'s running actor is kept (not added, not replaced).
-    pub fn keeps(&self, name: &str) -> bool {
+    pub(crate) fn keeps(&self, name: &str) -> bool {
         !self.added.iter().any(|n| n == name) && !self.replaced.iter().any(|r| r.name == name)
     }
 }
@@ -248,49 +247,48 @@ pub(super) fn target(backend: &BackendConfig) -> client::Target {
     }
 }
 
-/// The names of the listed fields whose values differ between `$old` and `$new`.
-macro_rules! changed {
-    ($old:expr, $new:expr; $($field:ident),+ $(,)?) => {{
-        let mut out: Vec<&'static str> = Vec::new();
-        $( if $old.$field != $new.$field { out.push(stringify!($field)); } )+
-        out
+/// How a reload applies each field of [`Config`], and which of the fields a restart or
+/// the next request applies changed. The `Config` pattern names every field and has no
+/// `..`: a new field does not compile until it is put in a class here.
+macro_rules! reload_classes {
+    ($old:expr, $new:expr;
+     restart: $($restart:ident),+;
+     request: $($request:ident),+;
+     cluster: $($cluster:ident),+;
+     ignored: $($ignored:ident),+ $(;)?) => {{
+        let Config {
+            $($restart: _,)+
+            $($request: _,)+
+            $($cluster: _,)+
+            $($ignored: _,)+
+        } = $new;
+        let changed = |fields: &[(&'static str, bool)]| -> Vec<&'static str> {
+            fields.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect()
+        };
+        (
+            changed(&[$((stringify!($restart), $old.$restart != $new.$restart)),+]),
+            changed(&[$((stringify!($request), $old.$request != $new.$request)),+]),
+        )
     }};
 }
 
-/// Fields only a restart can change: the listen socket, the queue directory, TLS files.
-fn changed_restart_fields(old: &Config, new: &Config) -> Vec<&'static str> {
-    changed!(old, new;
-        listen_addr,
-        data_dir,
-        https_enabled,
-        https_cert,
-        https_key,
-        tls,
-        wal_sync,
-        idle_timeout,
-        shutdown_timeout,
-        memory_budget_mb,
-    )
-}
-
-/// Fields read per request: a reload swaps the config and they apply to the next request.
-fn changed_request_fields(old: &Config, new: &Config) -> Vec<&'static str> {
-    changed!(old, new;
-        db_list,
-        username,
-        password,
-        auth_secure,
-        ping_auth_enabled,
-        pprof_enabled,
-        write_tracing,
-        query_tracing,
-        max_body_bytes,
-        max_decompressed_bytes,
-        max_line_bytes,
-        mlog_dir,
-        ha_addrs,
-        migrate_cpus,
-        migrate_batch,
+/// The fields that changed and only a restart applies (the listen socket, the queue
+/// directory and its durability, TLS files, the memory budget), and those read per request
+/// (a reload swaps the config and they apply to the next request).
+fn changed_fields(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
+    reload_classes!(old, new;
+        restart: listen_addr, data_dir, https_enabled, https_cert, https_key, tls, wal_sync,
+            idle_timeout, shutdown_timeout, memory_budget_mb;
+        request: db_list, username, password, auth_secure, ping_auth_enabled, pprof_enabled,
+            write_tracing, query_tracing, max_body_bytes, max_decompressed_bytes,
+            max_line_bytes, mlog_dir, ha_addrs, migrate_cpus, migrate_batch;
+        // Compared by `ClusterDiff::between` itself: the rings (`placement`), each backend
+        // (`target`, `role`), the actors' delivery `settings`, the queue bounds, the log filter.
+        cluster: circles, hash_key, shard_key, vnode_size, flush_size, flush_time,
+            check_interval, rewrite_interval, write_timeout, query_timeout, write_concurrency,
+            write_gzip, wal_max_bytes, dead_letter_max_bytes, wal_min_free_mb, log_level;
+        // Accepted for Go proxy files, without effect (`Config::ignored_settings`).
+        ignored: conn_pool_size, rewrite_threads;
     )
 }
 

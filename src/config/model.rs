@@ -43,7 +43,7 @@ pub const DEFAULT_WAL_MAX_BYTES: u64 = 1 << 30;
 /// Default of [`Config::dead_letter_max_bytes`]: 1 GiB.
 pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 1 << 30;
 /// Default of [`Config::wal_min_free_mb`]: 256 MiB.
-pub const DEFAULT_WAL_MIN_FREE_MB: u64 = 256;
+pub(super) const DEFAULT_WAL_MIN_FREE_MB: u64 = 256;
 /// Smallest accepted [`Config::wal_max_bytes`] and [`Config::dead_letter_max_bytes`].
 pub const MIN_QUEUE_BYTES: u64 = 4096;
 /// Default of [`Config::log_level`].
@@ -419,7 +419,7 @@ pub struct Config {
 
 impl Config {
     /// The memory budget this config sets.
-    pub fn memory_budget(&self) -> crate::memory::Budget {
+    pub(crate) fn memory_budget(&self) -> crate::memory::Budget {
         crate::memory::Budget::from_mb(self.memory_budget_mb)
     }
 

@@ -9,72 +9,19 @@
 //! escaped) only when needed, and nothing is allocated per row.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// Field types of a measurement (`SHOW FIELD KEYS`); a field stored with
-/// several types keeps the first of float, integer, string, boolean.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Schema {
-    /// Tag keys.
-    pub tags: HashSet<String>,
-    /// Field key -> type (`float`, `integer`, `string`, `boolean`).
-    pub fields: BTreeMap<String, String>,
-}
-
-impl Schema {
-    /// Builds a schema from `SHOW TAG KEYS` and `SHOW FIELD KEYS` answers.
-    pub fn from_answers(tag_keys: &Value, field_keys: &Value) -> Schema {
-        let mut schema = Schema::default();
-        for row in rows(tag_keys) {
-            if let Some(k) = row.first().and_then(Value::as_str) {
-                schema.tags.insert(k.to_string());
-            }
-        }
-        let rank = |t: &str| match t {
-            "float" => 0,
-            "integer" => 1,
-            "string" => 2,
-            _ => 3,
-        };
-        for row in rows(field_keys) {
-            let (Some(k), Some(t)) = (
-                row.first().and_then(Value::as_str),
-                row.get(1).and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            let keep = schema.fields.get(k).is_none_or(|old| rank(t) < rank(old));
-            if keep {
-                schema.fields.insert(k.to_string(), t.to_string());
-            }
-        }
-        schema
-    }
-}
-
-fn rows(answer: &Value) -> impl Iterator<Item = &Vec<Value>> {
-    answer
-        .pointer("/results/0/series")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .flat_map(|s| {
-            s.get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(Value::as_array)
-}
+use crate::backend::catalog::Columns;
+use crate::line_protocol::escape;
 
 /// Why a chunk could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChunkError {
+pub(crate) enum ChunkError {
     /// InfluxDB answered with an error.
     #[error("{0}")]
     Answer(String),
@@ -82,24 +29,6 @@ pub enum ChunkError {
     #[error("{0}")]
     Json(String),
 }
-
-fn escape_into(out: &mut String, s: &str, special: &[char]) {
-    if !s.contains(special) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        if special.contains(&c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
-/// Characters escaped in tag keys, tag values and field keys.
-const KEY_SPECIAL: &[char] = &[',', ' ', '='];
-/// Characters escaped in string field values.
-const STRING_SPECIAL: &[char] = &['"', '\\'];
 
 /// What a column of a chunk series is, worked out once per series.
 #[derive(Debug, Clone)]
@@ -109,14 +38,14 @@ enum Role {
     /// A tag: the index of its value slot.
     Tag(usize),
     /// A field: its escaped key followed by `=`, and its type.
-    Field { key: String, ty: FieldType },
+    Field { key: String, ty: ColumnType },
     /// Neither (a column the schema does not know).
     Skip,
 }
 
 /// Field types as `SHOW FIELD KEYS` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FieldType {
+enum ColumnType {
     Float,
     Integer,
     Other,
@@ -133,7 +62,7 @@ enum TagPart {
 
 /// Turns the rows of chunk series into line protocol.
 struct Converter<'a> {
-    schema: &'a Schema,
+    schema: &'a Columns,
     /// The escaped measurement.
     head: String,
     out: &'a mut String,
@@ -153,9 +82,9 @@ struct Converter<'a> {
 }
 
 impl<'a> Converter<'a> {
-    fn new(measurement: &str, schema: &'a Schema, out: &'a mut String) -> Converter<'a> {
+    fn new(measurement: &str, schema: &'a Columns, out: &'a mut String) -> Converter<'a> {
         let mut head = String::new();
-        escape_into(&mut head, measurement, &[',', ' ']);
+        escape::measurement_into(&mut head, measurement);
         Converter {
             schema,
             head,
@@ -186,12 +115,12 @@ impl<'a> Converter<'a> {
                 Role::Time
             } else if let Some(ty) = self.schema.fields.get(col.as_str()) {
                 let mut key = String::new();
-                escape_into(&mut key, col, KEY_SPECIAL);
+                escape::key_into(&mut key, col);
                 key.push('=');
                 let ty = match ty.as_str() {
-                    "float" => FieldType::Float,
-                    "integer" => FieldType::Integer,
-                    _ => FieldType::Other,
+                    "float" => ColumnType::Float,
+                    "integer" => ColumnType::Integer,
+                    _ => ColumnType::Other,
                 };
                 Role::Field { key, ty }
             } else if self.schema.tags.contains(col.as_str()) {
@@ -208,11 +137,11 @@ impl<'a> Converter<'a> {
             .into_iter()
             .map(|(k, fixed, slot)| {
                 let mut part = String::from(",");
-                escape_into(&mut part, k, KEY_SPECIAL);
+                escape::key_into(&mut part, k);
                 part.push('=');
                 match fixed {
                     Some(v) => {
-                        escape_into(&mut part, v, KEY_SPECIAL);
+                        escape::key_into(&mut part, v);
                         TagPart::Fixed(part)
                     }
                     None => TagPart::Column(part, slot),
@@ -265,7 +194,7 @@ impl<'a> Converter<'a> {
 
     /// Starts a field value (separator and key); `None` if the column is not
     /// a field.
-    fn field_key(&mut self, column: usize) -> Option<FieldType> {
+    fn field_key(&mut self, column: usize) -> Option<ColumnType> {
         let Some(Role::Field { key, ty }) = self.roles.get(column) else {
             return None;
         };
@@ -282,7 +211,7 @@ impl<'a> Converter<'a> {
                 let slot = *slot;
                 if !v.is_empty() {
                     let a = self.tag_values.len();
-                    escape_into(&mut self.tag_values, v, KEY_SPECIAL);
+                    escape::key_into(&mut self.tag_values, v);
                     if let Some(s) = self.tag_slots.get_mut(slot) {
                         *s = (a, self.tag_values.len());
                     }
@@ -291,7 +220,7 @@ impl<'a> Converter<'a> {
             Some(Role::Field { .. }) => {
                 self.field_key(column);
                 self.fields.push('"');
-                escape_into(&mut self.fields, v, STRING_SPECIAL);
+                escape::string_into(&mut self.fields, v);
                 self.fields.push('"');
             }
             _ => {}
@@ -312,7 +241,7 @@ impl<'a> Converter<'a> {
                 self.has_time = true;
             }
             Some(Role::Field { .. }) => {
-                if self.field_key(column) == Some(FieldType::Integer) {
+                if self.field_key(column) == Some(ColumnType::Integer) {
                     if fits_i64(text) {
                         self.fields.push_str(text);
                     } else {
@@ -335,7 +264,7 @@ impl<'a> Converter<'a> {
     fn cell_other(&mut self, column: usize, json: &str) {
         if self.field_key(column).is_some() {
             self.fields.push('"');
-            escape_into(&mut self.fields, json, STRING_SPECIAL);
+            escape::string_into(&mut self.fields, json);
             self.fields.push('"');
         }
     }
@@ -787,10 +716,10 @@ impl<'de> Visitor<'de> for Answer<'_, '_> {
 /// Converts one chunk (`{"results":[...]}`, one line of a chunked answer)
 /// and appends its lines to `out`; returns how many. Rows without a time or
 /// without any field value are skipped (they cannot be written).
-pub fn convert_chunk(
+pub(crate) fn convert_chunk(
     chunk: &[u8],
     measurement: &str,
-    schema: &Schema,
+    schema: &Columns,
     out: &mut String,
 ) -> Result<usize, ChunkError> {
     let text = chunk.trim_ascii();
@@ -818,10 +747,11 @@ pub fn convert_chunk(
 
 /// Appends the line-protocol form of every row of one chunk series (as
 /// JSON) to `out`; returns the number of lines written.
-pub fn series_to_lines(
+#[cfg(test)]
+fn series_to_lines(
     measurement: &str,
     series: &Value,
-    schema: &Schema,
+    schema: &Columns,
     out: &mut String,
 ) -> Result<usize, ChunkError> {
     let text = series.to_string();
@@ -839,8 +769,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn schema() -> Schema {
-        Schema::from_answers(
+    fn schema() -> Columns {
+        Columns::from_answers(
             &json!({"results":[{"series":[{"name":"m","columns":["tagKey"],"values":[["host"],["re gion"]]}]}]}),
             &json!({"results":[{"series":[{"name":"m","columns":["fieldKey","fieldType"],"values":[["f","float"],["i","integer"],["s","string"],["b","boolean"],["x","integer"],["x","float"]]}]}]}),
         )

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
 
+use crate::backend::catalog::{self, Columns};
 use crate::backend::client::{self, Client};
 use crate::circle::BackendHandle;
 use crate::cluster::Cluster;
@@ -23,7 +24,6 @@ use crate::influxql::quote_ident;
 use crate::wal;
 
 use super::convert;
-pub use super::convert::{series_to_lines, Schema};
 
 /// Points appended to the destination queues per write batch.
 const APPEND_POINTS: usize = 10_000;
@@ -34,7 +34,7 @@ const MAX_CHUNK_BYTES: usize = 256 << 20;
 
 /// Why a copy failed.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The source backend failed.
     #[error("source: {0}")]
     Source(#[from] client::Error),
@@ -48,7 +48,7 @@ pub enum Error {
 
 /// What to copy.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job {
     /// Database.
     pub db: String,
     /// Retention policy.
@@ -63,7 +63,7 @@ pub struct Job {
 
 /// The last record a job appended to each destination queue, by backend name.
 #[derive(Debug, Default)]
-pub struct Appended(Mutex<HashMap<String, (wal::Queue, u64)>>);
+pub(crate) struct Appended(Mutex<HashMap<String, (wal::Queue, u64)>>);
 
 impl Appended {
     /// Notes that `queues` each received a record at sequence number `seq`.
@@ -78,7 +78,7 @@ impl Appended {
     }
 
     /// Destination backends that still hold some of what was appended to them.
-    pub fn undelivered(&self) -> Vec<String> {
+    pub(crate) fn undelivered(&self) -> Vec<String> {
         self.0
             .lock()
             .iter()
@@ -91,7 +91,7 @@ impl Appended {
 /// Copies one measurement of one retention policy from `source` into the
 /// queues of `destinations`, noting each append in `appended`; returns the
 /// number of points copied.
-pub async fn copy_measurement(
+pub(crate) async fn copy_measurement(
     cluster: &Cluster,
     source: &Client,
     destinations: &[Arc<BackendHandle>],
@@ -99,19 +99,7 @@ pub async fn copy_measurement(
     appended: &Appended,
 ) -> Result<u64, Error> {
     let from = format!("{}.{}", quote_ident(&job.rp), quote_ident(&job.measurement));
-    let tag_keys = source
-        .query_json(&[
-            ("db", &job.db),
-            ("q", &format!("SHOW TAG KEYS FROM {from}")),
-        ])
-        .await?;
-    let field_keys = source
-        .query_json(&[
-            ("db", &job.db),
-            ("q", &format!("SHOW FIELD KEYS FROM {from}")),
-        ])
-        .await?;
-    let schema = Schema::from_answers(&tag_keys, &field_keys);
+    let schema = catalog::columns(source, &job.db, &job.rp, &job.measurement).await?;
     if schema.fields.is_empty() {
         return Ok(0);
     }
@@ -183,7 +171,7 @@ pub async fn copy_measurement(
 fn convert_chunk(
     chunk: &[u8],
     measurement: &str,
-    schema: &Schema,
+    schema: &Columns,
     out: &mut String,
 ) -> Result<usize, Error> {
     convert::convert_chunk(chunk, measurement, schema, out)

@@ -27,8 +27,8 @@
 //! other copy. The job waits for the last record it appended to each
 //! destination queue ([`copy::Appended`]), not for writes queued after it.
 
-pub mod convert;
-pub mod copy;
+pub(crate) mod convert;
+pub(crate) mod copy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -39,9 +39,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures_util::stream::{self, StreamExt as _};
 use parking_lot::Mutex;
-use serde_json::Value;
 use tracing::{error, info, warn};
 
+use crate::answer::PolicyRow;
+use crate::backend::catalog;
 use crate::backend::client::{self, Client, Target};
 use crate::circle::BackendHandle;
 use crate::cluster::Cluster;
@@ -54,8 +55,6 @@ use crate::influxql::quote_ident;
 /// that gives up leaves that measurement uncopied (logged, to be run again), so a migration
 /// waits as long as it always did.
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
-/// Rows per chunk read from a source when the request does not say.
-pub const DEFAULT_BATCH: usize = 20_000;
 /// Timeout of state broadcasts to the other proxies.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a job whose copies are queued looks whether they were delivered.
@@ -65,7 +64,7 @@ const DELIVERY_REPORT: Duration = Duration::from_secs(30);
 
 /// The four operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum JobKind {
     /// Move misplaced measurements inside a circle.
     Rebalance,
     /// Copy one circle into another.
@@ -76,32 +75,32 @@ pub enum Kind {
     Clear,
 }
 
-impl Kind {
+impl JobKind {
     /// Parses `type=` of `/migrate/stats` (also the 2.5.12 `cleanup`).
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub(crate) fn parse(s: &str) -> Option<JobKind> {
         match s {
-            "rebalance" => Some(Kind::Rebalance),
-            "recovery" => Some(Kind::Recovery),
-            "resync" => Some(Kind::Resync),
-            "clear" | "cleanup" => Some(Kind::Clear),
+            "rebalance" => Some(JobKind::Rebalance),
+            "recovery" => Some(JobKind::Recovery),
+            "resync" => Some(JobKind::Resync),
+            "clear" | "cleanup" => Some(JobKind::Clear),
             _ => None,
         }
     }
 
     /// Lower-case name (log file name).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
-            Kind::Rebalance => "rebalance",
-            Kind::Recovery => "recovery",
-            Kind::Resync => "resync",
-            Kind::Clear => "clear",
+            JobKind::Rebalance => "rebalance",
+            JobKind::Recovery => "recovery",
+            JobKind::Resync => "resync",
+            JobKind::Clear => "clear",
         }
     }
 }
 
 /// Progress counters of one source backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Databases to walk.
     pub database_total: u64,
     /// Databases walked.
@@ -121,7 +120,7 @@ pub struct Stats {
 /// A backend to read from that may not be part of the running config
 /// (`rebalance?operation=rm` names the removed backends in its body).
 #[derive(Debug, Clone)]
-pub struct Source {
+pub(crate) struct SourceBackend {
     /// Backend name.
     pub name: String,
     /// Connection settings.
@@ -130,15 +129,15 @@ pub struct Source {
 
 /// What a job does.
 #[derive(Debug, Clone)]
-pub enum Operation {
-    /// See [`Kind::Rebalance`]; `removed` are extra sources.
+pub(crate) enum Operation {
+    /// See [`JobKind::Rebalance`]; `removed` are extra sources.
     Rebalance {
         /// Circle to rebalance.
         circle: usize,
         /// Backends removed from the circle (operation=rm).
-        removed: Vec<Source>,
+        removed: Vec<SourceBackend>,
     },
-    /// See [`Kind::Recovery`].
+    /// See [`JobKind::Recovery`].
     Recovery {
         /// Circle to read from.
         from: usize,
@@ -147,9 +146,9 @@ pub enum Operation {
         /// Only these destination URLs (empty = every backend of `to`).
         urls: Vec<String>,
     },
-    /// See [`Kind::Resync`].
+    /// See [`JobKind::Resync`].
     Resync,
-    /// See [`Kind::Clear`].
+    /// See [`JobKind::Clear`].
     Clear {
         /// Circle to clear.
         circle: usize,
@@ -158,12 +157,12 @@ pub enum Operation {
 
 impl Operation {
     /// The operation's kind.
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> JobKind {
         match self {
-            Operation::Rebalance { .. } => Kind::Rebalance,
-            Operation::Recovery { .. } => Kind::Recovery,
-            Operation::Resync => Kind::Resync,
-            Operation::Clear { .. } => Kind::Clear,
+            Operation::Rebalance { .. } => JobKind::Rebalance,
+            Operation::Recovery { .. } => JobKind::Recovery,
+            Operation::Resync => JobKind::Resync,
+            Operation::Clear { .. } => JobKind::Clear,
         }
     }
 
@@ -189,7 +188,7 @@ impl Operation {
 /// A job request.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct Start {
+pub(crate) struct Start {
     /// The operation.
     pub op: Operation,
     /// Databases to walk (empty = all but `_internal`).
@@ -210,24 +209,24 @@ pub struct Start {
 
 /// State shared with the HTTP layer.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub(crate) struct Jobs {
     /// A resync runs (or an operator said so).
     pub resyncing: AtomicBool,
     busy: Mutex<HashSet<usize>>,
-    stats: Mutex<HashMap<(usize, Kind), BTreeMap<String, Stats>>>,
+    stats: Mutex<HashMap<(usize, JobKind), BTreeMap<String, Stats>>>,
     /// Bumped at every step of every job: what a backend holds may have changed.
     steps: std::sync::atomic::AtomicU64,
 }
 
-impl Shared {
+impl Jobs {
     /// A counter that moves whenever a job made progress (readers cache what the backends
     /// hold until it moves).
-    pub fn steps(&self) -> u64 {
+    pub(crate) fn steps(&self) -> u64 {
         self.steps.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Progress of the last job of `kind` involving `circle`, by source URL.
-    pub fn stats(&self, circle: usize, kind: Kind) -> BTreeMap<String, Stats> {
+    pub(crate) fn stats(&self, circle: usize, kind: JobKind) -> BTreeMap<String, Stats> {
         self.stats
             .lock()
             .get(&(circle, kind))
@@ -235,7 +234,7 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    fn update(&self, circle: usize, kind: Kind, url: &str, f: impl FnOnce(&mut Stats)) {
+    fn update(&self, circle: usize, kind: JobKind, url: &str, f: impl FnOnce(&mut Stats)) {
         self.steps.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut all = self.stats.lock();
         f(all
@@ -245,7 +244,7 @@ impl Shared {
             .or_default());
     }
 
-    fn reset(&self, circle: usize, kind: Kind, urls: &[String]) {
+    fn reset(&self, circle: usize, kind: JobKind, urls: &[String]) {
         self.steps.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut all = self.stats.lock();
         let m = all.entry((circle, kind)).or_default();
@@ -258,13 +257,13 @@ impl Shared {
 
 /// The migration actor.
 #[derive(Debug)]
-pub struct Migrator {
-    shared: Arc<Shared>,
+pub(crate) struct Migrator {
+    shared: Arc<Jobs>,
 }
 
 impl Migrator {
     /// An idle migrator.
-    pub fn new(shared: Arc<Shared>) -> Migrator {
+    pub(crate) fn new(shared: Arc<Jobs>) -> Migrator {
         Migrator { shared }
     }
 }
@@ -294,7 +293,7 @@ impl Handler<Start> for Migrator {
         for &c in &job.op.target_circles() {
             set_migrating(&job.cluster, c, true);
         }
-        if job.op.kind() == Kind::Resync {
+        if job.op.kind() == JobKind::Resync {
             self.shared.resyncing.store(true, Ordering::Release);
         }
         let shared = self.shared.clone();
@@ -321,7 +320,7 @@ struct MigrationLog {
 }
 
 impl MigrationLog {
-    fn open(config: &Config, kind: Kind) -> MigrationLog {
+    fn open(config: &Config, kind: JobKind) -> MigrationLog {
         let path = config.mlog_dir.join(format!("{}.log", kind.name()));
         let file = std::fs::create_dir_all(&config.mlog_dir)
             .and_then(|()| {
@@ -353,7 +352,7 @@ fn chrono_like_now() -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
-async fn run_job(shared: &Shared, job: &Start) {
+async fn run_job(shared: &Jobs, job: &Start) {
     let kind = job.op.kind();
     let targets = job.op.target_circles();
     let mut log = MigrationLog::open(&job.config, kind);
@@ -383,7 +382,7 @@ async fn run_job(shared: &Shared, job: &Start) {
     for &c in &targets {
         set_migrating(&job.cluster, c, false);
     }
-    if kind == Kind::Resync {
+    if kind == JobKind::Resync {
         shared.resyncing.store(false, Ordering::Release);
     }
     broadcast(job, &targets, false).await;
@@ -392,7 +391,7 @@ async fn run_job(shared: &Shared, job: &Start) {
 /// Waits until every destination delivered (or dead-lettered) what the job appended to its
 /// queue; a destination that is down keeps the job waiting, and says so every
 /// [`DELIVERY_REPORT`].
-async fn wait_delivered(appended: &copy::Appended, kind: Kind, log: &mut MigrationLog) {
+async fn wait_delivered(appended: &copy::Appended, kind: JobKind, log: &mut MigrationLog) {
     let started = Instant::now();
     let mut reported = Instant::now();
     loop {
@@ -446,7 +445,7 @@ async fn broadcast(job: &Start, circles: &[usize], on: bool) {
         });
         let c = Client::new(target, BROADCAST_TIMEOUT);
         let mut params: Vec<(String, String)> = Vec::new();
-        if job.op.kind() == Kind::Resync {
+        if job.op.kind() == JobKind::Resync {
             params.push(("resyncing".into(), on.to_string()));
         }
         for &circle in circles {
@@ -477,15 +476,15 @@ fn proxy_credentials(config: &Config) -> Option<(String, String)> {
 struct Plan {
     /// Circle whose stats this source reports under.
     circle: usize,
-    source: Source,
+    source: SourceBackend,
     /// Destination circles; the owner in each is the destination.
     dest_circles: Vec<usize>,
     /// Only destinations with these URLs (recovery).
     dest_urls: Vec<String>,
 }
 
-fn source_of(h: &BackendHandle) -> Source {
-    Source {
+fn source_of(h: &BackendHandle) -> SourceBackend {
+    SourceBackend {
         name: h.backend.info.name.clone(),
         target: h.backend.target.clone(),
     }
@@ -545,43 +544,9 @@ fn plans(job: &Start) -> Vec<Plan> {
 
 /// Databases of a backend (all but `_internal`, or the requested ones).
 async fn databases(client: &Client, wanted: &[String]) -> Result<Vec<String>, client::Error> {
-    let v = client.query_json(&[("q", "SHOW DATABASES")]).await?;
-    Ok(first_column(&v)
-        .into_iter()
-        .filter(|d| d != "_internal" && (wanted.is_empty() || wanted.contains(d)))
-        .collect())
-}
-
-fn first_column(v: &Value) -> Vec<String> {
-    v.pointer("/results/0/series/0/values")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_string))
-        .collect()
-}
-
-/// Retention policies of a database: (name, duration, shard duration, default).
-async fn retention_policies(
-    client: &Client,
-    db: &str,
-) -> Result<Vec<(String, String, String, bool)>, client::Error> {
-    let q = format!("SHOW RETENTION POLICIES ON {}", quote_ident(db));
-    let v = client.query_json(&[("q", &q)]).await?;
-    Ok(v.pointer("/results/0/series/0/values")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| {
-            let r = r.as_array()?;
-            Some((
-                r.first()?.as_str()?.to_string(),
-                r.get(1)?.as_str()?.to_string(),
-                r.get(2)?.as_str()?.to_string(),
-                r.get(4).and_then(Value::as_bool).unwrap_or(false),
-            ))
-        })
-        .collect())
+    let mut dbs = catalog::databases(client).await?;
+    dbs.retain(|d| wanted.is_empty() || wanted.contains(d));
+    Ok(dbs)
 }
 
 struct CopyTask {
@@ -590,14 +555,14 @@ struct CopyTask {
     client: Client,
     db: String,
     measurement: String,
-    rps: Arc<Vec<(String, String, String, bool)>>,
+    rps: Arc<Vec<PolicyRow>>,
     dests: Vec<Arc<BackendHandle>>,
 }
 
 /// Runs every copy of a rebalance, recovery or resync, noting what it appends in `appended`;
 /// returns points copied.
 async fn copy_all(
-    shared: &Shared,
+    shared: &Jobs,
     job: &Start,
     appended: &copy::Appended,
     log: &mut MigrationLog,
@@ -630,18 +595,15 @@ async fn copy_all(
             s.database_total += dbs.len() as u64
         });
         for db in dbs {
-            let rps = match retention_policies(&client, &db).await {
+            let rps = match catalog::retention_policies(&client, &db).await {
                 Ok(r) => Arc::new(r),
                 Err(e) => {
                     warn!(backend = %plan.source.name, db = %db, error = %e, "Listing retention policies failed; database skipped.");
                     continue;
                 }
             };
-            let ms = match client
-                .query_json(&[("db", &db), ("q", "SHOW MEASUREMENTS")])
-                .await
-            {
-                Ok(v) => first_column(&v),
+            let ms = match catalog::measurements(&client, &db).await {
+                Ok(v) => v,
                 Err(e) => {
                     warn!(backend = %plan.source.name, db = %db, error = %e, "Listing measurements failed; database skipped.");
                     continue;
@@ -682,7 +644,7 @@ async fn copy_all(
         .map(|t| async move {
             let started = Instant::now();
             let mut copied = 0u64;
-            for (rp, ..) in t.rps.iter() {
+            for rp in t.rps.iter().map(|rp| &rp.name) {
                 let cj = copy::Job {
                     db: t.db.clone(),
                     rp: rp.clone(),
@@ -766,24 +728,21 @@ fn destinations(cluster: &Cluster, plan: &Plan, db: &str, mm: &str) -> Vec<Arc<B
 /// Queues the database and its retention policies on a destination ahead
 /// of the copied points (idempotent statements; errors such as "already
 /// exists with different settings" are harmless).
-fn prepare(
-    cluster: &Cluster,
-    dest: &BackendHandle,
-    db: &str,
-    rps: &[(String, String, String, bool)],
-) {
+fn prepare(cluster: &Cluster, dest: &BackendHandle, db: &str, rps: &[PolicyRow]) {
     let mut statements = vec![format!("CREATE DATABASE {}", quote_ident(db))];
-    for (name, duration, shard, default) in rps {
+    for rp in rps {
+        let duration = rp.duration.as_str();
         let mut q = format!(
             "CREATE RETENTION POLICY {} ON {} DURATION {} REPLICATION 1",
-            quote_ident(name),
+            quote_ident(&rp.name),
             quote_ident(db),
             if duration == "0s" { "INF" } else { duration }
         );
+        let shard = rp.shard_group_duration.as_str();
         if !shard.is_empty() && shard != "0s" {
             q.push_str(&format!(" SHARD DURATION {shard}"));
         }
-        if *default {
+        if rp.default {
             q.push_str(" DEFAULT");
         }
         statements.push(q);
@@ -797,7 +756,7 @@ fn prepare(
 
 /// Drops misplaced measurements from every backend of a circle (queued, noted in `appended`).
 async fn clear(
-    shared: &Shared,
+    shared: &Jobs,
     job: &Start,
     circle: usize,
     appended: &copy::Appended,
@@ -811,7 +770,7 @@ async fn clear(
         .iter()
         .map(|h| h.backend.info.url.clone())
         .collect();
-    shared.reset(circle, Kind::Clear, &urls);
+    shared.reset(circle, JobKind::Clear, &urls);
     for (idx, h) in c.backends.iter().enumerate() {
         let client = client::cached(&h.backend.target, READ_TIMEOUT);
         let url = h.backend.info.url.clone();
@@ -822,18 +781,15 @@ async fn clear(
                 continue;
             }
         };
-        shared.update(circle, Kind::Clear, &url, |s| {
+        shared.update(circle, JobKind::Clear, &url, |s| {
             s.database_total += dbs.len() as u64
         });
         for db in dbs {
-            let ms = match client
-                .query_json(&[("db", &db), ("q", "SHOW MEASUREMENTS")])
-                .await
-            {
-                Ok(v) => first_column(&v),
+            let ms = match catalog::measurements(&client, &db).await {
+                Ok(v) => v,
                 Err(_) => continue,
             };
-            shared.update(circle, Kind::Clear, &url, |s| {
+            shared.update(circle, JobKind::Clear, &url, |s| {
                 s.measurement_total += ms.len() as u64
             });
             for mm in ms {
@@ -851,7 +807,7 @@ async fn clear(
                         }
                     }
                 }
-                shared.update(circle, Kind::Clear, &url, |s| {
+                shared.update(circle, JobKind::Clear, &url, |s| {
                     s.measurement_done += 1;
                     if misplaced {
                         s.migrate_count += 1;
@@ -860,7 +816,7 @@ async fn clear(
                     }
                 });
             }
-            shared.update(circle, Kind::Clear, &url, |s| s.database_done += 1);
+            shared.update(circle, JobKind::Clear, &url, |s| s.database_done += 1);
         }
     }
     0

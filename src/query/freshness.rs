@@ -26,22 +26,22 @@ use crate::circle::BackendHandle;
 /// up to a second high) and one for the delivery request in flight when
 /// `flush_time` expired. A backend whose writes take longer than that is
 /// really behind.
-pub const SLACK: Duration = Duration::from_secs(2);
+pub(crate) const SLACK: Duration = Duration::from_secs(2);
 
 /// Longest a record waits in a healthy backend's queue, as far as the
 /// age index can tell.
-pub fn lag_bound(flush_time: Duration) -> Duration {
+pub(crate) fn lag_bound(flush_time: Duration) -> Duration {
     flush_time.saturating_add(SLACK)
 }
 
 /// The backend may serve reads: its data lags the acknowledged writes by
 /// no more than an ordinary flush.
-pub fn is_up_to_date(h: &BackendHandle) -> bool {
+pub(crate) fn is_up_to_date(h: &BackendHandle) -> bool {
     Snapshot::of(h).is_up_to_date()
 }
 
 /// Writes wait in the backend's queue for a retry (`/health`'s `backlog`).
-pub fn has_backlog(h: &BackendHandle) -> bool {
+pub(crate) fn has_backlog(h: &BackendHandle) -> bool {
     Snapshot::of(h).has_backlog()
 }
 
@@ -50,7 +50,7 @@ pub fn has_backlog(h: &BackendHandle) -> bool {
 #[derive(Debug, Clone, Copy)]
 struct Snapshot {
     active: bool,
-    rewriting: bool,
+    draining: bool,
     write_only: bool,
     queued: bool,
     oldest_age: Duration,
@@ -62,7 +62,7 @@ impl Snapshot {
         let b = &h.backend;
         Snapshot {
             active: b.status.is_active(),
-            rewriting: b.status.is_rewriting(),
+            draining: b.status.is_draining(),
             write_only: b.info.write_only,
             queued: !b.queue.is_empty(),
             oldest_age: b.queue.stats.oldest_age(),
@@ -77,14 +77,14 @@ impl Snapshot {
     }
 
     fn is_up_to_date(&self) -> bool {
-        self.active && !self.rewriting && !self.write_only && !self.is_behind()
+        self.active && !self.draining && !self.write_only && !self.is_behind()
     }
 
     /// Down or still draining after a failure with records queued, or
     /// behind. Records that only wait for `flush_time` on a healthy
     /// backend are not a backlog.
     fn has_backlog(&self) -> bool {
-        self.queued && (!self.active || self.rewriting || self.is_behind())
+        self.queued && (!self.active || self.draining || self.is_behind())
     }
 }
 
@@ -95,7 +95,7 @@ mod tests {
     fn healthy(oldest_age_ms: u64) -> Snapshot {
         Snapshot {
             active: true,
-            rewriting: false,
+            draining: false,
             write_only: false,
             queued: oldest_age_ms > 0,
             oldest_age: Duration::from_millis(oldest_age_ms),
@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn draining_or_write_only_backends_do_not_serve_reads() {
         let draining = Snapshot {
-            rewriting: true,
+            draining: true,
             ..healthy(10)
         };
         assert!(!draining.is_up_to_date());

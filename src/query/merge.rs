@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
+use crate::answer;
+
 /// How the rows of several answers combine, by statement family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
@@ -45,15 +47,7 @@ pub fn merge(
     if let Some(error) = results.iter().find_map(|r| r.get("error")) {
         return json!({ "statement_id": statement_id, "error": error });
     }
-    let series: Vec<&Value> = results
-        .iter()
-        .flat_map(|r| {
-            r.get("series")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .collect();
+    let series: Vec<&Value> = results.iter().flat_map(answer::series).collect();
     let merged = match how {
         Merge::Values => values(&series, limit, offset),
         Merge::Series => by_series(&series, limit, offset),
@@ -67,14 +61,6 @@ pub fn merge(
         out.insert("series".into(), Value::Array(merged));
     }
     Value::Object(out)
-}
-
-fn rows(series: &Value) -> impl Iterator<Item = &Value> {
-    series
-        .get("values")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
 }
 
 fn first_cell(row: &Value) -> &Value {
@@ -98,7 +84,7 @@ fn cmp_cells(a: &Value, b: &Value) -> Ordering {
 }
 
 fn cmp_rows(a: &Value, b: &Value) -> Ordering {
-    let (ea, eb) = (empty_vec(a), empty_vec(b));
+    let (ea, eb) = (answer::cells(a), answer::cells(b));
     for (x, y) in ea.iter().zip(eb.iter()) {
         let o = cmp_cells(x, y);
         if o != Ordering::Equal {
@@ -106,10 +92,6 @@ fn cmp_rows(a: &Value, b: &Value) -> Ordering {
         }
     }
     ea.len().cmp(&eb.len())
-}
-
-fn empty_vec(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn window(mut rows: Vec<Value>, limit: Option<u64>, offset: Option<u64>) -> Vec<Value> {
@@ -141,7 +123,7 @@ fn values(series: &[&Value], limit: Option<u64>, offset: Option<u64>) -> Vec<Val
     let mut seen = HashSet::new();
     let mut all: Vec<Value> = series
         .iter()
-        .flat_map(|s| rows(s))
+        .flat_map(|s| answer::rows(s))
         .filter(|r| seen.insert(first_cell(r).to_string()))
         .cloned()
         .collect();
@@ -195,7 +177,7 @@ fn by_series(series: &[&Value], limit: Option<u64>, offset: Option<u64>) -> Vec<
         let entry = groups
             .entry(series_key(s))
             .or_insert_with(|| (*s, Vec::new(), HashSet::new()));
-        for r in rows(s) {
+        for r in answer::rows(s) {
             if entry.2.insert(r.to_string()) {
                 entry.1.push(r.clone());
             }
@@ -218,7 +200,7 @@ fn first_seen(series: &[&Value]) -> Vec<Value> {
     let mut seen = HashSet::new();
     let all: Vec<Value> = series
         .iter()
-        .flat_map(|s| rows(s))
+        .flat_map(|s| answer::rows(s))
         .filter(|r| seen.insert(first_cell(r).to_string()))
         .cloned()
         .collect();
@@ -297,9 +279,9 @@ fn align_columns(series: &mut [Value]) {
             .iter()
             .map(|u| cols.iter().position(|c| c == u))
             .collect();
-        let widened: Vec<Value> = rows(s)
+        let widened: Vec<Value> = answer::rows(s)
             .map(|r| {
-                let cells = empty_vec(r);
+                let cells = answer::cells(r);
                 Value::Array(
                     index
                         .iter()
@@ -323,7 +305,7 @@ fn sum(series: &[&Value]) -> Vec<Value> {
     // must not overflow, and a representable total stays exact.
     let wide: i128 = series
         .iter()
-        .flat_map(|s| rows(s))
+        .flat_map(|s| answer::rows(s))
         .filter_map(|r| r.get(0).and_then(Value::as_i64))
         .map(i128::from)
         .sum();
@@ -355,12 +337,7 @@ pub fn to_csv(results: &[Value]) -> String {
     let mut out = String::new();
     let mut last_header = String::new();
     for r in results {
-        for s in r
-            .get("series")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for s in answer::series(r) {
             let columns: Vec<String> = s
                 .get("columns")
                 .and_then(Value::as_array)
@@ -379,8 +356,8 @@ pub fn to_csv(results: &[Value]) -> String {
             }
             let name = csv_field(s.get("name").and_then(Value::as_str).unwrap_or(""));
             let tags = csv_field(&tags_text(s.get("tags")));
-            for row in rows(s) {
-                let cells: Vec<String> = empty_vec(row)
+            for row in answer::rows(s) {
+                let cells: Vec<String> = answer::cells(row)
                     .iter()
                     .map(|c| csv_field(&cell_text(c)))
                     .collect();

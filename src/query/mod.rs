@@ -22,7 +22,7 @@
 //! unanswered. A single-statement read served by one backend is streamed
 //! through untouched (CSV, chunked and epoch handled by InfluxDB itself).
 
-pub mod freshness;
+pub(crate) mod freshness;
 pub mod merge;
 mod route;
 mod statements;
@@ -36,6 +36,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use crate::answer;
 use crate::backend::client::{self, Client};
 use crate::circle::{BackendHandle, Circle};
 use crate::cluster::Cluster;
@@ -47,7 +48,7 @@ use statements::{route, Run};
 
 /// Why a query failed as a whole.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The query text cannot be run (syntax, forbidden or unsupported).
     #[error(transparent)]
     Statement(#[from] influxql::Error),
@@ -78,24 +79,24 @@ pub enum Error {
 
 /// A `/query` request, already authenticated.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub(crate) struct Request {
     /// The `q` parameter.
-    pub q: String,
+    pub(crate) q: String,
     /// The `db` parameter (may be empty).
-    pub db: String,
+    pub(crate) db: String,
     /// The `rp` parameter (may be empty).
-    pub rp: String,
+    pub(crate) rp: String,
     /// The `epoch` parameter (may be empty).
-    pub epoch: String,
+    pub(crate) epoch: String,
     /// Every parameter except `u` and `p`, for streaming relays.
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
     /// Databases the client may use (`db_list`; empty = all).
-    pub db_list: Vec<String>,
+    pub(crate) db_list: Vec<String>,
 }
 
 /// What to send back.
 #[derive(Debug)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Relay this backend response as it is (single statement, one backend).
     Relay(Relay),
     /// A complete answer `{"results":[...]}` built by the proxy.
@@ -103,9 +104,9 @@ pub enum Answer {
 }
 
 /// A backend response to stream to the client.
-pub struct Relay {
+pub(crate) struct Relay {
     /// The response, body unread.
-    pub response: awc::ClientResponse,
+    pub(crate) response: awc::ClientResponse,
     /// Longest silence allowed in its body (the backend's `query_timeout`).
     timeout: Duration,
 }
@@ -113,7 +114,7 @@ pub struct Relay {
 impl Relay {
     /// The body to stream: it ends in an error, cutting the client's answer short, once the
     /// backend has sent nothing for `query_timeout` (a backend that hangs mid-answer).
-    pub fn into_body(self) -> client::Quiet<awc::ClientResponse> {
+    pub(crate) fn into_body(self) -> client::Quiet<awc::ClientResponse> {
         client::Quiet::new(self.response, self.timeout)
     }
 }
@@ -127,7 +128,7 @@ impl std::fmt::Debug for Relay {
 }
 
 /// Headers forwarded on a relayed read (content negotiation).
-pub type Headers = Vec<(
+pub(crate) type Headers = Vec<(
     awc::http::header::HeaderName,
     awc::http::header::HeaderValue,
 )>;
@@ -140,7 +141,11 @@ struct Planned<'q> {
 }
 
 /// Runs a query.
-pub async fn execute(cluster: &Cluster, req: &Request, headers: &Headers) -> Result<Answer, Error> {
+pub(crate) async fn execute(
+    cluster: &Cluster,
+    req: &Request,
+    headers: &Headers,
+) -> Result<Answer, Error> {
     let texts = influxql::split_statements(&req.q)?;
     let mut planned = Vec::with_capacity(texts.len());
     for text in texts {
@@ -191,7 +196,7 @@ fn resolve_db(stmt: &Statement, req: &Request) -> Result<String, Error> {
 /// The one way the proxy reads from a backend (queries, DDL, `/health`): this worker
 /// thread's pooled client for its target, bounded by `query_timeout`. The backend actor
 /// keeps its own client for delivery only, so a slow read never waits behind a batch.
-pub fn client_for(handle: &BackendHandle) -> Client {
+pub(crate) fn client_for(handle: &BackendHandle) -> Client {
     client::cached(&handle.backend.target, handle.settings().query_timeout)
 }
 
@@ -296,7 +301,7 @@ async fn try_relay(
 /// next circle on a transport error or timeout only: an HTTP answer, error statuses included,
 /// is the backend's verdict on the request and is relayed as it is (Flux, Prometheus
 /// remote read). `send` makes the request on the owner's pooled read client.
-pub async fn relay_to_owner<F, Fut>(
+pub(crate) async fn relay_to_owner<F, Fut>(
     cluster: &Cluster,
     db: &str,
     measurement: &str,
@@ -427,7 +432,7 @@ async fn apply_everywhere(
 ) -> (Result<Value, Error>, Vec<(wal::Queue, u64)>) {
     let runs = targets.iter().map(|h| async move {
         let b = &h.backend;
-        let undelivered = b.queue.stats.records.load(Ordering::Acquire);
+        let undelivered = b.queue.stats.records();
         let active = b.status.is_active();
         if active && undelivered == 0 {
             let r = client_for(h)
@@ -591,16 +596,16 @@ async fn resolve_regex(
     let queries = vec![q; handles.len()];
     let results = ask_all(&handles, req, db, &queries).await?;
     let merged = merge::merge(&results, Merge::Values, 0, None, None);
-    Ok(merged["series"][0]["values"]
-        .as_array()
+    Ok(answer::series(&merged)
+        .first()
         .into_iter()
-        .flatten()
-        .filter_map(|r| r[0].as_str().map(str::to_string))
+        .flat_map(answer::rows)
+        .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_string))
         .collect())
 }
 
 /// A measurement with where it is written: (db, rp, name).
-type Target = (String, Option<String>, String);
+type QualifiedMeasurement = (String, Option<String>, String);
 
 /// Reads with FROM on one circle: resolve regexes, group by owner, run
 /// (splitting the FROM clause when several backends are involved), merge.
@@ -634,7 +639,7 @@ async fn read_on_circle(
     req: &Request,
     p: &Planned<'_>,
 ) -> Result<Value, ReadError> {
-    let mut targets: Vec<Target> = Vec::new();
+    let mut targets: Vec<QualifiedMeasurement> = Vec::new();
     for s in p.stmt.leaf_sources() {
         match s {
             Source::Measurement {
@@ -669,7 +674,7 @@ async fn read_on_circle(
         // A regex matching nothing: InfluxDB answers with no series.
         return Ok(json!({}));
     }
-    let mut groups: BTreeMap<usize, Vec<Target>> = BTreeMap::new();
+    let mut groups: BTreeMap<usize, Vec<QualifiedMeasurement>> = BTreeMap::new();
     let mut key = String::new();
     for t in targets {
         cluster.shard_key.build_into(&t.0, &t.2, &mut key);
@@ -738,7 +743,7 @@ fn refuse_split(p: &Planned<'_>, has_subquery: bool) -> Result<(), Error> {
 }
 
 /// The statement with its FROM list replaced by `group`.
-fn rewrite_sources(p: &Planned<'_>, group: &[Target]) -> String {
+fn rewrite_sources(p: &Planned<'_>, group: &[QualifiedMeasurement]) -> String {
     let Some(span) = p.stmt.sources_span.clone() else {
         return p.text.to_string();
     };

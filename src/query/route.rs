@@ -24,12 +24,12 @@ use crate::rate_limit::RateLimit;
 /// Shortest time between two warnings that reads went to a circle that is
 /// not up to date. A lagging circle lasts seconds to hours; one line per
 /// read (hundreds per second behind a dashboard) buries everything else.
-pub const STALE_WARN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const STALE_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Circles to try for a read that needs the backends `needed(circle)`,
 /// best first: up-to-date circles (not migrating), least busy first, then
 /// circles whose backends are merely active, in config order.
-pub fn circle_order(
+pub(crate) fn circle_order(
     cluster: &Cluster,
     needed: impl Fn(&Circle) -> Vec<usize>,
 ) -> Vec<&Arc<Circle>> {
@@ -72,13 +72,13 @@ fn spread<T>(circles: &mut [(u64, T)]) {
 
 /// Counts a read against the backends it runs on until dropped.
 #[derive(Debug)]
-pub struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     handles: Vec<&'a BackendHandle>,
 }
 
 impl<'a> InFlight<'a> {
     /// Starts counting a read on `handles`.
-    pub fn start(handles: impl IntoIterator<Item = &'a BackendHandle>) -> InFlight<'a> {
+    pub(crate) fn start(handles: impl IntoIterator<Item = &'a BackendHandle>) -> InFlight<'a> {
         let handles: Vec<&BackendHandle> = handles.into_iter().collect();
         for h in &handles {
             h.backend

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use influx_proxy::influxql::{check_name, check_write_target, quote_ident};
+use influx_proxy::line_protocol::escape;
 use serde_json::{json, Value};
 
 use crate::support::http::{self, urlencode, wait_until};
@@ -78,26 +79,14 @@ const TAG_KEY: &str = r#"t\";DROP DATABASE y;--"#;
 const TAG_VALUE: &str = "v';DROP DATABASE y;--";
 const FIELD_KEY: &str = r#"f";DROP DATABASE y;--"#;
 
-/// A measurement name escaped for line protocol (`,` and space).
-fn lp_measurement(name: &str) -> String {
-    name.replace(',', "\\,").replace(' ', "\\ ")
-}
-
-/// A tag key, tag value or field key escaped for line protocol (`,`, `=` and space).
-fn lp_key(name: &str) -> String {
-    name.replace(',', "\\,")
-        .replace('=', "\\=")
-        .replace(' ', "\\ ")
-}
-
 /// One point of `measurement` with the hostile tag and field, at `T0 + i` s.
 fn line(measurement: &str, i: i64) -> String {
     format!(
         "{},{}={},host=h {}={i}.5,i={i}i {}\n",
-        lp_measurement(measurement),
-        lp_key(TAG_KEY),
-        lp_key(TAG_VALUE),
-        lp_key(FIELD_KEY),
+        escape::measurement(measurement),
+        escape::key(TAG_KEY),
+        escape::key(TAG_VALUE),
+        escape::key(FIELD_KEY),
         T0 + i * 1_000_000_000
     )
 }
@@ -378,9 +367,9 @@ fn hostile_names_never_run_as_statements() {
     assert_eq!(r.status, 204, "{}", r.body);
     let backend = owner(&proxy, db, m, 1);
     let direct = &servers[2 + usize::from(backend.ends_with("-2"))];
-    let behind = format!("{},host=h g=1i {T0}\n", lp_measurement(m));
+    let behind = format!("{},host=h g=1i {T0}\n", escape::measurement(m));
     assert_eq!(direct.write(db, behind), 204);
-    let refused = format!("{},host=h g=2.5 {}\n", lp_measurement(m), T0 + 1);
+    let refused = format!("{},host=h g=2.5 {}\n", escape::measurement(m), T0 + 1);
     let r = http::write(&proxy.url, db, &refused);
     assert_eq!(r.status, 204, "{}", r.body);
     let export_url = format!(

@@ -1,9 +1,9 @@
 //! Integration tests: the release binary in front of real `influxd`
-//! servers started by the harness in `support/`.
+//! servers started by the harness (`crates/harness`, here as `support`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use harness as support;
 
 mod bombs;
 mod cli;

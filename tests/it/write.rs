@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use influx_proxy::line_protocol::escape;
 use serde_json::{json, Value};
 
 use crate::support::http::{self, wait_until};
@@ -42,10 +43,6 @@ fn measurement_owned_by(proxy: &Proxy, db: &str, backend: &str) -> String {
         .unwrap()
 }
 
-fn escape_measurement(m: &str) -> String {
-    m.replace(',', "\\,").replace(' ', "\\ ")
-}
-
 fn health_of(proxy: &Proxy, backend: &str) -> Value {
     let health = http::get(&format!("{}/health", proxy.url)).json();
     health
@@ -70,7 +67,7 @@ fn placement_matches_replica_and_where_the_data_lands() {
         .map(|m| {
             format!(
                 "{},host=a value=1 1600000000000000000\n",
-                escape_measurement(m)
+                escape::measurement(m)
             )
         })
         .collect();
