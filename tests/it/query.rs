@@ -210,6 +210,9 @@ fn setup() -> Setup {
         "data never arrived:\n  oracle: {expected}\n  proxy:  {}",
         query(&proxy.url, probe, "")
     );
+    // The probe was answered by one circle; the corpus may be read from the other, which
+    // can trail it (reads go to any up-to-date circle), so wait until every queue is empty.
+    proxy.wait_delivered();
     Setup {
         _servers: servers,
         oracle,

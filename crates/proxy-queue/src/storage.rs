@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use log_rate_limit::RateLimit;
 use parking_lot::Mutex;
 
-use super::Error;
-use log_rate_limit::RateLimit;
+use crate::{Error, Result, Wal};
 
 /// The steps of the queue that touch storage, each a failpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,4 +295,45 @@ pub struct StorageState {
     pub refused_low: u64,
     /// Delivered records whose deletion waits for the storage to recover.
     pub deferred_records: u64,
+}
+
+impl Wal {
+    /// [`Error::Failed`] while the storage does not take writes.
+    pub(crate) fn check_health(&self) -> Result<()> {
+        if !self.health.is_failed() {
+            return Ok(()); // one atomic load on the write path
+        }
+        match self.health.cause() {
+            Some(error) => Err(Error::Failed { error }),
+            None => Ok(()), // recovered meanwhile
+        }
+    }
+
+    /// Sets the free-space reserve (`wal_min_free_mb`), in MiB; 0: none.
+    pub fn set_min_free_mb(&self, mb: u64) {
+        self.space.set_reserve_mb(mb);
+    }
+
+    /// The storage's state now, for `/metrics` and `/health`.
+    pub fn storage_state(&self) -> StorageState {
+        let deferred_records = self
+            .queues
+            .lock()
+            .values()
+            .map(|q| q.stats.deferred.lock().records)
+            .sum();
+        StorageState {
+            failed: self
+                .health
+                .is_failed()
+                .then(|| self.health.cause())
+                .flatten(),
+            failures: self.health.failures(),
+            free_bytes: self.space.free(),
+            reserve_bytes: self.space.reserve(),
+            low: self.space.is_low(),
+            refused_low: self.space.refused(),
+            deferred_records,
+        }
+    }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::record::QUEUE_PREFIX;
 use proptest::prelude::*;
 use std::collections::VecDeque;
 
@@ -744,8 +745,11 @@ fn the_free_space_reserve_refuses_appends_but_never_removals() {
 /// Storage faults injected at each step of the queue (`--features failpoints`).
 #[cfg(feature = "failpoints")]
 mod failpoints {
-    use super::*;
+    use std::path::Path;
+
     use log_rate_limit::RateLimit;
+
+    use super::*;
 
     /// Failpoints are process-wide: tests that configure them take turns
     /// (each is also scoped to its own queue's directory, so the other

@@ -19,8 +19,15 @@
 //! would have drifted the queue's counters. Callers now hand over plain
 //! line bytes and who receives which of them.
 
-use super::record::{self, Record};
-use super::{Append, Encoded, Queue, Result, Wal};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rocksdb::WriteBatch;
+
+use crate::record::{self, Record, QUEUE_PREFIX};
+use crate::shared::SharedRefs;
+use crate::storage::Step;
+use crate::{Append, Encoded, Error, Queue, Result, Wal};
 
 /// The normalised lines of one write request to `db` and `rp`, as the
 /// router appends them; the queue stores them as they lie.
@@ -265,6 +272,136 @@ impl Wal {
             })
             .collect();
         self.append(&appends)
+    }
+}
+
+impl Wal {
+    /// Appends one record per target atomically. Returns only after the
+    /// batch is in RocksDB's log (and fsynced when `sync` is on).
+    pub(crate) fn append(&self, appends: &[Append<'_>]) -> Result<u64> {
+        let encoded: Vec<Vec<u8>> = appends
+            .iter()
+            .map(|a| record::encode_record(&a.record))
+            .collect();
+        let values: Vec<Encoded<'_>> = appends
+            .iter()
+            .zip(&encoded)
+            .map(|(a, v)| Encoded {
+                queue: a.queue,
+                value: v,
+                points: a.record.points(),
+                bytes: a.record.accounted_len(v.len()),
+            })
+            .collect();
+        self.append_encoded(&values, None)
+    }
+
+    /// [`Wal::append`] for values already encoded: the write path builds
+    /// its records in place ([`WriteLines`]). `shared` is the value
+    /// ([`WriteLines::shared_value`]) holding
+    /// the lines of the [`Record::Shared`] values among them; it is stored
+    /// once, in the same atomic batch.
+    pub(crate) fn append_encoded(
+        &self,
+        values: &[Encoded<'_>],
+        shared: Option<&[u8]>,
+    ) -> Result<u64> {
+        self.append_removing(values, shared, None)
+    }
+
+    /// [`Wal::append_encoded`] that also deletes key `remove` in the same
+    /// atomic batch (a dead letter being queued again).
+    pub(crate) fn append_removing(
+        &self,
+        values: &[Encoded<'_>],
+        shared: Option<&[u8]>,
+        remove: Option<&[u8]>,
+    ) -> Result<u64> {
+        for v in values {
+            let queued = v.queue.stats.bytes.load(Ordering::Acquire);
+            let max = v.queue.stats.max_bytes.load(Ordering::Acquire);
+            if queued + v.bytes > max {
+                return Err(Error::Full {
+                    backend: v.queue.name.to_string(),
+                    queued,
+                    max,
+                });
+            }
+        }
+        self.check_health()?;
+        self.space.check()?;
+        let seq = {
+            let mut s = self.seq.lock();
+            let seq = s.next;
+            s.next += 1;
+            s.in_flight.insert(seq);
+            seq
+        };
+        let bytes: usize = values.iter().map(|v| v.value.len() + 32).sum::<usize>()
+            + shared.map_or(0, |s| s.len() + 32);
+        let mut batch = WriteBatch::with_capacity_bytes(bytes + 64);
+        if let Some(lines) = shared {
+            batch.put(record::shared_key(seq), lines);
+        }
+        for v in values {
+            batch.put(record::key(QUEUE_PREFIX, v.queue.id, seq), v.value);
+        }
+        if let Some(key) = remove {
+            batch.delete(key);
+        }
+        // The guard is held until the counters moved: a reopen recounts
+        // them from what is stored (`recover`), never in between.
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => {
+                self.seq.lock().in_flight.remove(&seq);
+                return Err(e);
+            }
+        };
+        // A failed append is answered like the ones refused after it: 503,
+        // the storage recovers by itself (`recover`).
+        let result = self
+            .write(&db, batch, self.sync, Step::Append)
+            .map_err(|e| match e {
+                Error::Storage(error) => Error::Failed { error },
+                other => other,
+            });
+        if result.is_ok() {
+            self.space.consumed(bytes as u64);
+            // Counters and references move before the seq becomes
+            // visible, so a reader never acknowledges more than they hold.
+            let now = Instant::now();
+            if shared.is_some() {
+                let queues = values.iter().map(|v| v.queue.id).collect();
+                self.shared_new.lock().push((
+                    seq,
+                    SharedRefs {
+                        queues,
+                        since: now,
+                        listed: false,
+                    },
+                ));
+            }
+            for v in values {
+                let st = &v.queue.stats;
+                st.bytes.fetch_add(v.bytes, Ordering::AcqRel);
+                st.points.fetch_add(v.points, Ordering::AcqRel);
+                st.records.fetch_add(1, Ordering::AcqRel);
+                st.note_appended(now, 1);
+            }
+        }
+        drop(db);
+        self.seq.lock().in_flight.remove(&seq);
+        result?;
+        Ok(seq)
+    }
+
+    /// Highest sequence number below which every append has finished.
+    pub(crate) fn visible(&self) -> u64 {
+        let s = self.seq.lock();
+        s.in_flight
+            .first()
+            .map_or(s.next - 1, |first| first.saturating_sub(1))
     }
 }
 
