@@ -37,6 +37,6 @@ stage "tests: unit and property (every crate's lib and bins)" zig_cargo test --w
 # included (17 minutes on 2 cores).
 stage "tests: queue storage faults (failpoints)" zig_cargo test --workspace --lib --features proxy-queue/failpoints
 stage "tests: fuzz regressions" zig_cargo test --test fuzz_regressions
-stage "tests: the bench tool (crates/bench)" zig_cargo test --workspace --test cli
+stage "tests: the bench tool (crates/bench)" zig_cargo test --workspace --test cli --test tools
 stage "tests: benches in test mode" zig_cargo test --bench hot_paths
 stage "tests: integration (tests/it, real influxd)" zig_cargo test --test it

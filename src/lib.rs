@@ -22,12 +22,8 @@
 //! public; the rest is `pub(crate)`, and `unreachable_pub` keeps it so.
 
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    rust_2018_idioms,
-    missing_debug_implementations,
-    unreachable_pub
-)]
+#![deny(unreachable_pub)]
+#![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
 
 pub use influx_wire::{answer, flux, influxql, line_protocol, prom};
 pub use proxy_queue as wal;

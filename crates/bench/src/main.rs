@@ -1,14 +1,17 @@
-//! `influx-proxy-bench`: an inch-like load generator and a null InfluxDB for benchmarks.
+//! `influx-proxy-bench`: an inch-like load generator, a null InfluxDB, and the benchmark suite
+//! that runs them against influx-proxy and writes docs/perf.md.
 //!
 //! * `write` pushes line protocol at an InfluxDB 1.x `/write` endpoint (the proxy or `influxd`)
 //!   over raw HTTP/1.1 keep-alive connections, one per worker thread, and reports points/s,
 //!   requests/s, MB/s and latency percentiles (optionally as one JSON line).
 //! * `sink` is a null InfluxDB: it answers `/ping`, `/query` and `/write` (counting the points it
 //!   received) so the proxy can be measured without a real database behind it.
+//! * `suite` runs the benchmarks of docs/perf.md section by section ([`suite`]): influxd, the
+//!   proxies and the sinks through the harness crate, the load as `write` child processes.
 //!
-//! Only std plus crates the proxy already depends on; no async runtime, no HTTP library. The
-//! client side is lean on purpose: on a 2-core machine the load generator shares the CPU with the
-//! system under test.
+//! Only std plus crates the proxy already depends on; no async runtime, no HTTP library
+//! ([`http1`] is just enough of it). The client side is lean on purpose: on a 2-core machine
+//! the load generator shares the CPU with the system under test.
 //!
 //! # Bodies, timestamps and the stored point count
 //! Each worker generates its bodies from pre-rendered per-series line prefixes and field sets (a
@@ -27,7 +30,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,12 +42,18 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+use http1::{read_body, read_headers, read_line, Conn, MAX_HEAD};
+
+mod http1;
+mod suite;
+
 const HELP: &str = "\
-influx-proxy-bench: load generator and null InfluxDB for benchmarking influx-proxy
+influx-proxy-bench: load generator, null InfluxDB and benchmark suite of influx-proxy
 
 USAGE:
     influx-proxy-bench write [OPTIONS]     push line protocol at /write and report throughput
     influx-proxy-bench sink [OPTIONS]      run a null InfluxDB that counts the points it receives
+    influx-proxy-bench suite [OPTIONS]     run the benchmarks and write docs/perf.md
     influx-proxy-bench --help
 
 WRITE OPTIONS:
@@ -90,7 +99,41 @@ prints the points received per second to stderr every second.
 
 Each point has a distinct (series, timestamp) within a run, so InfluxDB stores every point
 that was acknowledged with 204.
-";
+
+SUITE OPTIONS (each falls back to the environment variable in brackets):
+    --quick                 2 s runs, a 4 s outage, small data sets; writes
+                            $CARGO_TARGET_DIR/bench/perf-quick.md         (the CI smoke run)
+    --sections LIST         which sections, in order: a,a2,b,c,d,e,f      [BENCH_SECTIONS]
+    --output FILE           the report        [BENCH_OUTPUT; default docs/perf.md]
+    --seconds N             seconds per load run                 [BENCH_SECONDS; 10]
+    --concurrency N         load connections                     [BENCH_CONCURRENCY; 4]
+    --batch N               points per request                   [BENCH_BATCH; 5000]
+    --pool-mb N             gzip bodies compressed before a run  [BENCH_POOL_MB; 25 x seconds]
+    --latency-rate N        points/s of (c)                      [BENCH_LATENCY_RATE; 100000]
+    --latency-seconds N     length of each (c) run               [BENCH_LATENCY_SECONDS; 60]
+    --outage-seconds N      how long (d) kills a sink            [OUTAGE_SECONDS; 600]
+    --outage-rate N         points/s during (d)                  [BENCH_OUTAGE_RATE; 100000]
+    --sample-seconds N      (d) sampling during the outage       [BENCH_SAMPLE_SECONDS;
+                                                                  outage / 20, at least 3]
+    --go-proxy PATH         the Go proxy 2.5.12 of (a), (f)      [GO_PROXY]
+    --go-migrate-proxy PATH the Go proxy 2.4.4 of (e)            [GO_MIGRATE_PROXY]
+                            (default: ../shared/reference/bin/ beside the repository)
+    --migrate-points N      (e) data set      [BENCH_MIGRATE_POINTS; 10000000, quick 100000]
+    --migrate-measurements N                  [BENCH_MIGRATE_MEASUREMENTS; 100, quick 10]
+    --migrate-cpus N        the jobs' cpus                       [BENCH_MIGRATE_CPUS; min(nproc, 2)]
+    --migrate-timeout N     seconds per run                      [BENCH_MIGRATE_TIMEOUT; 3600]
+    --migrate-ops LIST      rebalance,recovery                   [BENCH_MIGRATE_OPS]
+    --migrate-proxies LIST  ours,go (base: --migrate-base too)   [BENCH_MIGRATE_PROXIES]
+    --migrate-base PATH     another influx-proxy binary, e.g. a build of main
+                                                                 [BENCH_MIGRATE_BASE]
+    --migrate-perf          perf record -g each proxy during (e) [BENCH_MIGRATE_PERF=1]
+    --query-seconds N       (f) timing per query and target      [BENCH_QUERY_SECONDS; 10, quick 1]
+    --query-hosts N         (f) hosts of the telegraf shape      [BENCH_QUERY_HOSTS; 250, quick 50]
+    --query-minutes N       (f) minutes of data                  [BENCH_QUERY_MINUTES; 360, quick 30]
+    --keep                  keep the work directory (configs, logs, answers)  [BENCH_KEEP=1]
+
+The proxy measured is influx-proxy beside this program (or $INFLUX_PROXY_BIN); sections b, e
+and f need influxd (Debian package influxdb) and are skipped without it.";
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -102,6 +145,7 @@ enum Command {
     Help,
     Write(WriteOpts),
     Sink(SinkOpts),
+    Suite(suite::SuiteOpts),
 }
 
 /// Measurement names of `--shape telegraf`: Telegraf's common input plugins.
@@ -315,31 +359,33 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let Some(mode) = args.first() else {
         return Ok(Command::Help);
     };
-    let mut rest: Vec<(String, Option<String>)> = Vec::new();
-    // Split `--flag=value` now; `--flag value` is resolved below, knowing which flags are
-    // booleans.
-    for arg in &args[1..] {
-        match arg.split_once('=') {
-            Some((flag, value)) if arg.starts_with('-') => {
-                rest.push((flag.to_owned(), Some(value.to_owned())))
-            }
-            _ => rest.push((arg.clone(), None)),
-        }
-    }
-    let wants_help = |rest: &[(String, Option<String>)]| {
-        rest.iter()
-            .any(|(f, _)| f == "--help" || f == "-h" || f == "help")
-    };
+    let rest = split_flags(&args[1..]);
+    let wants_help = rest
+        .iter()
+        .any(|(f, _)| f == "--help" || f == "-h" || f == "help");
     match mode.as_str() {
         "--help" | "-h" | "help" => Ok(Command::Help),
-        "write" if wants_help(&rest) => Ok(Command::Help),
-        "sink" if wants_help(&rest) => Ok(Command::Help),
+        "write" | "sink" | "suite" if wants_help => Ok(Command::Help),
         "write" => parse_write(rest).map(Command::Write),
         "sink" => parse_sink(rest).map(Command::Sink),
+        "suite" => suite::parse(&args[1..]).map(Command::Suite),
         other => Err(format!(
-            "unknown mode {other:?}: expected `write`, `sink` or `--help`"
+            "unknown mode {other:?}: expected `write`, `sink`, `suite` or `--help`"
         )),
     }
+}
+
+/// Splits `--flag=value` arguments; `--flag value` is resolved by [`walk_flags`], which knows
+/// which flags are booleans.
+fn split_flags(args: &[String]) -> Vec<(String, Option<String>)> {
+    args.iter()
+        .map(|arg| match arg.split_once('=') {
+            Some((flag, value)) if arg.starts_with('-') => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        })
+        .collect()
 }
 
 /// Walks `--flag [value]` pairs, calling `apply(flag, value)`; `is_bool` says which flags take
@@ -637,210 +683,6 @@ fn push_i64(out: &mut Vec<u8>, n: i64) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP/1.1 (just enough of it)
-// ---------------------------------------------------------------------------------------------
-
-/// Largest response or request body read.
-const MAX_BODY: usize = 256 << 20;
-/// Largest header section read.
-const MAX_HEAD: usize = 64 << 10;
-
-/// One HTTP response.
-#[derive(Debug, PartialEq)]
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-    /// The server will close the connection (or the body was delimited by EOF).
-    close: bool,
-}
-
-/// Framing headers common to requests and responses.
-#[derive(Debug, Default)]
-struct Framing {
-    content_length: Option<usize>,
-    chunked: bool,
-    close: bool,
-    keep_alive: bool,
-    gzip: bool,
-    expect_continue: bool,
-}
-
-fn bad_data(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-/// Reads one CRLF (or LF) terminated line into `line` (cleared first) without the terminator.
-/// Returns false on EOF before any byte.
-fn read_line<R: BufRead>(r: &mut R, line: &mut String, budget: &mut usize) -> io::Result<bool> {
-    line.clear();
-    let n = Read::take(&mut *r, *budget as u64 + 1).read_line(line)?;
-    if n == 0 {
-        return Ok(false);
-    }
-    if n > *budget {
-        return Err(bad_data("header section too large"));
-    }
-    *budget -= n;
-    if !line.ends_with('\n') {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed inside the header section",
-        ));
-    }
-    let trimmed = line.trim_end_matches(['\r', '\n']).len();
-    line.truncate(trimmed);
-    Ok(true)
-}
-
-/// Reads header lines up to the empty line, folding the framing ones into a [`Framing`].
-fn read_headers<R: BufRead>(
-    r: &mut R,
-    line: &mut String,
-    budget: &mut usize,
-) -> io::Result<Framing> {
-    let mut f = Framing::default();
-    loop {
-        if !read_line(r, line, budget)? {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside the header section",
-            ));
-        }
-        if line.is_empty() {
-            return Ok(f);
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad_data(format!("bad header line {line:?}")));
-        };
-        let value = value.trim();
-        let has_token = |token: &str| {
-            value
-                .split(',')
-                .any(|v| v.trim().eq_ignore_ascii_case(token))
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = value
-                .parse::<usize>()
-                .map_err(|_| bad_data(format!("bad Content-Length {value:?}")))?;
-            f.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            f.chunked = has_token("chunked");
-        } else if name.eq_ignore_ascii_case("connection") {
-            f.close |= has_token("close");
-            f.keep_alive |= has_token("keep-alive");
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            f.gzip = has_token("gzip");
-        } else if name.eq_ignore_ascii_case("expect") {
-            f.expect_continue = has_token("100-continue");
-        }
-    }
-}
-
-/// Reads a chunked body into `out`, trailers included (and discarded).
-fn read_chunked<R: BufRead>(r: &mut R, line: &mut String, out: &mut Vec<u8>) -> io::Result<()> {
-    let mut budget = MAX_HEAD;
-    loop {
-        if !read_line(r, line, &mut budget)? {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside a chunked body",
-            ));
-        }
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| bad_data(format!("bad chunk size {size_text:?}")))?;
-        if size == 0 {
-            // Trailers up to the empty line.
-            loop {
-                if !read_line(r, line, &mut budget)? || line.is_empty() {
-                    return Ok(());
-                }
-            }
-        }
-        if out.len() + size > MAX_BODY {
-            return Err(bad_data("body too large"));
-        }
-        let start = out.len();
-        out.resize(start + size, 0);
-        r.read_exact(&mut out[start..])?;
-        budget = MAX_HEAD;
-        if !read_line(r, line, &mut budget)? || !line.is_empty() {
-            return Err(bad_data("chunk not followed by CRLF"));
-        }
-    }
-}
-
-/// Reads a body framed by `f` into `out` (cleared first). Returns true when it was delimited by
-/// the end of the connection.
-fn read_body<R: BufRead>(
-    r: &mut R,
-    f: &Framing,
-    line: &mut String,
-    out: &mut Vec<u8>,
-    eof_delimited_allowed: bool,
-) -> io::Result<bool> {
-    out.clear();
-    if f.chunked {
-        read_chunked(r, line, out)?;
-        Ok(false)
-    } else if let Some(n) = f.content_length {
-        if n > MAX_BODY {
-            return Err(bad_data("body too large"));
-        }
-        out.resize(n, 0);
-        r.read_exact(out)?;
-        Ok(false)
-    } else if eof_delimited_allowed {
-        Read::take(&mut *r, MAX_BODY as u64).read_to_end(out)?;
-        Ok(true)
-    } else {
-        Ok(false)
-    }
-}
-
-/// Reads one response (skipping `1xx` interim responses).
-fn read_response<R: BufRead>(r: &mut R, line: &mut String) -> io::Result<Response> {
-    loop {
-        let mut budget = MAX_HEAD;
-        if !read_line(r, line, &mut budget)? {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before the response",
-            ));
-        }
-        let mut parts = line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        let http10 = match version {
-            "HTTP/1.1" => false,
-            "HTTP/1.0" => true,
-            _ => return Err(bad_data(format!("bad status line {line:?}"))),
-        };
-        let status = parts
-            .next()
-            .and_then(|s| s.parse::<u16>().ok())
-            .filter(|s| (100..1000).contains(s))
-            .ok_or_else(|| bad_data(format!("bad status line {line:?}")))?;
-        let framing = read_headers(r, line, &mut budget)?;
-        if (100..200).contains(&status) {
-            continue;
-        }
-        let mut body = Vec::new();
-        let no_body = status == 204 || status == 304;
-        let eof = if no_body {
-            false
-        } else {
-            read_body(r, &framing, line, &mut body, true)?
-        };
-        let close = eof || framing.close || (http10 && !framing.keep_alive);
-        return Ok(Response {
-            status,
-            body,
-            close,
-        });
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // write mode
 // ---------------------------------------------------------------------------------------------
 
@@ -894,30 +736,6 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     }
     let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// A keep-alive connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(addr: &SocketAddr, timeout: Duration) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(addr, timeout)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        Ok(Conn {
-            reader: BufReader::with_capacity(16 << 10, stream),
-        })
-    }
-
-    fn round_trip(&mut self, head: &[u8], body: &[u8], line: &mut String) -> io::Result<Response> {
-        let stream = self.reader.get_mut();
-        stream.write_all(head)?;
-        stream.write_all(body)?;
-        read_response(&mut self.reader, line)
-    }
 }
 
 /// The request line and headers of a POST.
@@ -1268,23 +1086,6 @@ impl Summary {
     }
 }
 
-/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux; the unit is
-/// USER_HZ, 100 on every Linux architecture the proxy targets). `None` elsewhere.
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    parse_stat_cpu_seconds(&stat)
-}
-
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in seconds.
-fn parse_stat_cpu_seconds(stat: &str) -> Option<f64> {
-    // The command name (field 2) is parenthesised and may contain spaces and parentheses.
-    let (_, rest) = stat.rsplit_once(") ")?;
-    let mut fields = rest.split(' ').skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -1328,7 +1129,7 @@ fn run_write(o: WriteOpts) -> Result<ExitCode, String> {
         .collect::<Result<_, _>>()?;
     ctx.ready.wait();
     let start = Instant::now();
-    let cpu_start = process_cpu_seconds();
+    let cpu_start = harness::procfs::cpu_seconds(None);
     let mut stats = WorkerStats::default();
     for h in handles {
         let s = h
@@ -1337,7 +1138,7 @@ fn run_write(o: WriteOpts) -> Result<ExitCode, String> {
         stats.merge(s);
     }
     let elapsed = start.elapsed();
-    let cpu_cores = match (cpu_start, process_cpu_seconds()) {
+    let cpu_cores = match (cpu_start, harness::procfs::cpu_seconds(None)) {
         (Some(a), Some(b)) => Some((b - a) / elapsed.as_secs_f64().max(1e-9)),
         _ => None,
     };
@@ -1583,6 +1384,9 @@ fn main() -> ExitCode {
         }
         Ok(Command::Write(o)) => run_write(o),
         Ok(Command::Sink(o)) => run_sink(o),
+        Ok(Command::Suite(o)) => suite::run(o)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
         Err(e) => {
             eprintln!("influx-proxy-bench: {e}\nrun `influx-proxy-bench --help` for usage");
             return ExitCode::from(2);
@@ -1598,7 +1402,6 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use std::collections::HashSet;
-    use std::io::Cursor;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()
@@ -1686,17 +1489,16 @@ mod tests {
                 quiet: true,
             })
         );
-        for help in ["", "--help", "-h", "write --help", "sink -h"] {
+        for help in [
+            "",
+            "--help",
+            "-h",
+            "write --help",
+            "sink -h",
+            "suite --help",
+        ] {
             assert_eq!(parse_args(&args(help)).unwrap(), Command::Help, "{help:?}");
         }
-    }
-
-    #[test]
-    fn reads_cpu_time_from_proc_stat() {
-        let line = "1234 (my (odd) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0";
-        assert_eq!(parse_stat_cpu_seconds(line), Some(3.25));
-        assert_eq!(parse_stat_cpu_seconds("garbage"), None);
-        assert!(process_cpu_seconds().is_some());
     }
 
     #[test]
@@ -1714,67 +1516,6 @@ mod tests {
         assert_eq!(parse_duration("0.5s").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
         assert!(parse_duration("s").is_err());
-    }
-
-    fn response(raw: &str) -> io::Result<Response> {
-        let mut line = String::new();
-        read_response(&mut Cursor::new(raw.as_bytes().to_vec()), &mut line)
-    }
-
-    #[test]
-    fn parses_responses() {
-        let r = response("HTTP/1.1 204 No Content\r\nX-Influxdb-Version: 1.8\r\n\r\n").unwrap();
-        assert_eq!((r.status, r.body.len(), r.close), (204, 0, false));
-
-        let r = response("HTTP/1.1 400 Bad Request\r\nContent-Length: 5\r\n\r\nhello").unwrap();
-        assert_eq!(
-            (r.status, &r.body[..], r.close),
-            (400, &b"hello"[..], false)
-        );
-
-        let r = response(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nConnection: close\r\n\r\n\
-             3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nX-Trailer: 1\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(
-            (r.status, &r.body[..], r.close),
-            (200, &b"abcdefg"[..], true)
-        );
-
-        let r = response("HTTP/1.0 503 Unavailable\r\n\r\nbusy").unwrap();
-        assert_eq!((r.status, &r.body[..], r.close), (503, &b"busy"[..], true));
-
-        let r = response("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\n\n").unwrap();
-        assert_eq!(r.status, 204);
-    }
-
-    #[test]
-    fn parses_pipelined_responses_on_one_connection() {
-        let raw = "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\
-                   HTTP/1.1 204 No Content\r\n\r\n";
-        let mut cursor = Cursor::new(raw.as_bytes().to_vec());
-        let mut line = String::new();
-        let statuses: Vec<u16> = (0..3)
-            .map(|_| read_response(&mut cursor, &mut line).unwrap().status)
-            .collect();
-        assert_eq!(statuses, [204, 200, 204]);
-        assert!(read_response(&mut cursor, &mut line).is_err());
-    }
-
-    #[test]
-    fn refuses_broken_responses() {
-        for bad in [
-            "",
-            "garbage\r\n\r\n",
-            "HTTP/1.1 abc OK\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-            "HTTP/1.1 200 OK\r\nno-colon\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            "HTTP/1.1 204 No Content\r\nX: 1\r\n",
-        ] {
-            assert!(response(bad).is_err(), "{bad:?} was accepted");
-        }
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //!
 //! [`Influxd::stop`] and [`Influxd::start`] simulate an outage: the instance comes back on the
 //! same port with the same data. `Drop` SIGKILLs the process and deletes the temp dir.
+//!
+//! [`Influxd::try_spawn_with`] takes [`InfluxdOptions`] (log level, extra `[data]` settings, a
+//! copy of another instance's data) and returns an [`Error`] instead of panicking: the
+//! benchmarks' form.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -19,8 +23,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::{
-    find_on_path, free_port, http, kill_and_reap, log_tail, send_signal, test_log_enabled,
-    wait_timeout, LOG_TAIL_LINES,
+    copy_tree, find_on_path, free_port, http, kill_and_reap, log_tail, procfs, send_signal,
+    temp_dir, test_log_enabled, wait_timeout, Error, LOG_TAIL_LINES,
 };
 
 /// How long a starting `influxd` may take to answer `/ping` (it needs ~0.1 s).
@@ -45,6 +49,23 @@ pub struct Influxd {
     config_path: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
+}
+
+/// How [`Influxd::try_spawn_with`] configures a new instance; the default is
+/// [`Influxd::spawn`]'s.
+#[derive(Debug, Clone, Default)]
+pub struct InfluxdOptions {
+    /// `[http] auth-enabled = true`.
+    pub auth: bool,
+    /// `[data] query-log-enabled = true`.
+    pub log_queries: bool,
+    /// `[logging] level`; `None`: `info`.
+    pub log_level: Option<&'static str>,
+    /// Lines added to the `[data]` section, e.g. `compact-full-write-cold-duration = "1s"`.
+    pub data_settings: Vec<String>,
+    /// The directory of a stopped instance ([`Influxd::dir`]) whose `meta`, `data` and `wal`
+    /// the new one starts with (copied, modification times kept).
+    pub seed: Option<PathBuf>,
 }
 
 /// Why a launch failed.
@@ -90,28 +111,36 @@ impl Influxd {
     }
 
     fn spawn_configured(auth: bool, log_queries: bool) -> Influxd {
-        let bin = influxd_binary();
-        let dir = tempfile::Builder::new()
-            .prefix("influxd-")
-            .tempdir()
-            .expect("create temp dir for influxd");
+        let options = InfluxdOptions {
+            auth,
+            log_queries,
+            ..InfluxdOptions::default()
+        };
+        Influxd::try_spawn_with(&options).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Starts a fresh `influxd` configured by `options` on free ports and waits until `/ping`
+    /// answers 204.
+    pub fn try_spawn_with(options: &InfluxdOptions) -> Result<Influxd, Error> {
+        let bin = try_influxd_binary()?;
+        let dir = temp_dir("influxd-")?;
+        if let Some(seed) = &options.seed {
+            for part in ["meta", "data", "wal"] {
+                copy_tree(&seed.join(part), &dir.path().join(part))?;
+            }
+        }
         let config_path = dir.path().join("influxd.conf");
         let log_path = dir.path().join("influxd.log");
         for _ in 0..SPAWN_ATTEMPTS {
             let port = free_port();
             let rpc_port = free_port();
-            let mut text = config(dir.path(), port, rpc_port);
-            if auth {
-                text = text.replace("auth-enabled = false", "auth-enabled = true");
-            }
-            if log_queries {
-                text = text.replace("query-log-enabled = false", "query-log-enabled = true");
-            }
-            fs::write(&config_path, text).unwrap();
+            let text = configured(config(dir.path(), port, rpc_port), options);
+            fs::write(&config_path, text)
+                .map_err(Error::io(format!("write {}", config_path.display())))?;
             let url = format!("http://127.0.0.1:{port}");
             match launch(&bin, &config_path, &log_path, &url) {
                 Ok(child) => {
-                    return Influxd {
+                    return Ok(Influxd {
                         port,
                         url,
                         rpc_port,
@@ -119,16 +148,16 @@ impl Influxd {
                         config_path,
                         log_path,
                         child: Some(child),
-                    }
+                    })
                 }
                 Err(LaunchError::PortInUse) => continue,
-                Err(LaunchError::Failed(message)) => panic!("{message}"),
+                Err(LaunchError::Failed(message)) => return Err(Error::Launch(message)),
             }
         }
-        panic!(
+        Err(Error::Launch(format!(
             "influxd: ports kept being taken by other processes ({SPAWN_ATTEMPTS} attempts); log tail:\n{}",
             log_tail(&log_path, LOG_TAIL_LINES)
-        );
+        )))
     }
 
     /// Restarts a stopped instance on the same ports with the same data and waits for `/ping`.
@@ -351,17 +380,9 @@ impl Drop for Influxd {
     }
 }
 
-/// Whether every thread of `pid` is in state `T` (stopped) per `/proc/{pid}/task/*/stat`.
+/// Whether every thread of `pid` is in state `T` (stopped).
 fn all_threads_stopped(pid: u32) -> bool {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.flatten().all(|task| {
-        let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // The state follows the parenthesised command name, which may contain spaces.
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('T'))
-    })
+    procfs::thread_states(pid).is_some_and(|states| states.iter().all(|&s| s == 'T'))
 }
 
 /// InfluxQL identifiers are quoted with the proxy's one quoting function;
@@ -413,10 +434,13 @@ fn first_column(json: &Value) -> Vec<String> {
 }
 
 fn influxd_binary() -> PathBuf {
-    find_on_path("influxd").unwrap_or_else(|| {
-        panic!(
-            "influxd not found: install the Debian package `influxdb` (apt-get install influxdb)"
-        )
+    try_influxd_binary().unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn try_influxd_binary() -> Result<PathBuf, Error> {
+    find_on_path("influxd").ok_or(Error::Missing {
+        program: "influxd".to_owned(),
+        hint: "install the Debian package `influxdb` (apt-get install influxdb)",
     })
 }
 
@@ -426,7 +450,25 @@ fn config(dir: &Path, port: u16, rpc_port: u16) -> String {
         .replace("@DIR@", &dir.display().to_string())
         .replace("@RPC_PORT@", &rpc_port.to_string())
         .replace("@PORT@", &port.to_string())
-        .replace("@LOG_LEVEL@", "info")
+}
+
+/// The template's settings as `options` change them (the log level is filled in last).
+fn configured(mut text: String, options: &InfluxdOptions) -> String {
+    if options.auth {
+        text = text.replace("auth-enabled = false", "auth-enabled = true");
+    }
+    if options.log_queries {
+        text = text.replace("query-log-enabled = false", "query-log-enabled = true");
+    }
+    if !options.data_settings.is_empty() {
+        let lines: String = options
+            .data_settings
+            .iter()
+            .map(|line| format!("  {line}\n"))
+            .collect();
+        text = text.replacen("[data]\n", &format!("[data]\n{lines}"), 1);
+    }
+    text.replace("@LOG_LEVEL@", options.log_level.unwrap_or("info"))
 }
 
 /// Starts `influxd -config <config_path>` and waits until *this* process answers `/ping`.
@@ -436,23 +478,26 @@ fn launch(
     log_path: &Path,
     url: &str,
 ) -> Result<Child, LaunchError> {
+    let cannot_run = |error: std::io::Error| {
+        LaunchError::Failed(format!("cannot run {}: {error}", bin.display()))
+    };
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)
-        .unwrap();
-    let log_start = log.metadata().unwrap().len();
+        .map_err(cannot_run)?;
+    let log_start = log.metadata().map_err(cannot_run)?.len();
     let mut child = Command::new(bin)
         .arg("-config")
         .arg(config_path)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
+        .stdout(log.try_clone().map_err(cannot_run)?)
         .stderr(log)
         .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", bin.display()));
+        .map_err(cannot_run)?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait().map_err(cannot_run)? {
             let new_log = fs::read(log_path).unwrap_or_default();
             let new_log = String::from_utf8_lossy(&new_log[log_start as usize..]);
             if new_log.contains("address already in use") {
@@ -494,4 +539,30 @@ fn is_ready(url: &str, config_path: &Path) -> bool {
     vars["cmdline"]
         .as_array()
         .is_some_and(|args| args.iter().any(|arg| arg.as_str() == Some(&*ours)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_change_the_template() {
+        let plain = configured(config(Path::new("/d"), 1, 2), &InfluxdOptions::default());
+        assert!(plain.contains("level = \"info\"") && plain.contains("dir = \"/d/data\""));
+        assert!(!plain.contains("@"), "unfilled placeholder in:\n{plain}");
+        let options = InfluxdOptions {
+            log_level: Some("warn"),
+            data_settings: vec!["compact-full-write-cold-duration = \"1s\"".to_owned()],
+            auth: true,
+            ..InfluxdOptions::default()
+        };
+        let text = configured(config(Path::new("/d"), 1, 2), &options);
+        assert!(text.contains("level = \"warn\"") && text.contains("auth-enabled = true"));
+        assert!(
+            text.contains(
+                "[data]\n  compact-full-write-cold-duration = \"1s\"\n  dir = \"/d/data\""
+            ),
+            "{text}"
+        );
+    }
 }

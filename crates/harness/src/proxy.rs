@@ -4,6 +4,10 @@
 //! `mlog_dir` unless the test set them, writes `proxy.json` into a fresh temp dir (also the
 //! working directory), and waits until `/ping` answers 204. stdout and stderr go to `proxy.log`
 //! there. Signal helpers drive crash, shutdown and reload tests; `Drop` SIGKILLs the process.
+//!
+//! [`Proxy::try_start_binary`] runs another binary that reads the same `proxy.json` (the Go
+//! proxy the benchmarks compare with, or an older build) and returns an [`Error`] instead of
+//! panicking.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -18,8 +22,8 @@ use tempfile::TempDir;
 
 use crate::influxd::Influxd;
 use crate::{
-    free_port, http, kill_and_reap, log_tail, send_signal, test_log_enabled, wait_timeout,
-    LOG_TAIL_LINES,
+    free_port, http, kill_and_reap, log_tail, send_signal, temp_dir, test_log_enabled,
+    wait_timeout, Error, LOG_TAIL_LINES,
 };
 
 /// Longest [`Proxy::wait_delivered`] waits for healthy backends to take what was queued.
@@ -64,6 +68,8 @@ pub struct Proxy {
     /// `{dir}/proxy.json`.
     pub config_path: PathBuf,
     log_path: PathBuf,
+    /// The program run: [`binary`], or the one given to [`Proxy::try_start_binary`].
+    bin: PathBuf,
     child: Option<Child>,
     /// Deleted when the proxy is dropped.
     _tmp: TempDir,
@@ -83,48 +89,66 @@ impl Proxy {
     /// exits or does not answer within 30 s.
     pub fn start(config: Value) -> Proxy {
         assert!(config.is_object(), "proxy config must be a JSON object");
-        let tmp = tempfile::Builder::new()
-            .prefix("influx-proxy-")
-            .tempdir()
-            .expect("create temp dir for influx-proxy");
+        Proxy::try_start_binary(binary(), config).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// [`Proxy::start`] with the program `bin` (it must take `-config proxy.json` and answer
+    /// `/ping`); an [`Error`] instead of a panic.
+    pub fn try_start_binary(bin: &Path, config: Value) -> Result<Proxy, Error> {
+        let name = program_name(bin);
+        if !config.is_object() {
+            return Err(Error::Launch(format!(
+                "{name}: the config is not a JSON object"
+            )));
+        }
+        let tmp = temp_dir("influx-proxy-")?;
         let dir = tmp.path().to_path_buf();
         let config_path = dir.join("proxy.json");
         let log_path = dir.join("proxy.log");
-        let fixed_listen = is_set(&config, "listen_addr");
-        let attempts = if fixed_listen { 1 } else { START_ATTEMPTS };
+        let fixed_listen = config["listen_addr"]
+            .as_str()
+            .filter(|_| is_set(&config, "listen_addr"));
+        let attempts = if fixed_listen.is_some() {
+            1
+        } else {
+            START_ATTEMPTS
+        };
         for _ in 0..attempts {
-            let listen = if fixed_listen {
-                config["listen_addr"].as_str().unwrap().to_owned()
-            } else {
-                format!("127.0.0.1:{}", free_port())
+            let listen = match fixed_listen {
+                Some(listen) => listen.to_owned(),
+                None => format!("127.0.0.1:{}", free_port()),
             };
             let config = complete(config.clone(), &listen, &dir);
             let (port, url) = port_and_url(&config);
-            write_json(&config_path, &config);
-            match launch(&config_path, &dir, &log_path, &url) {
+            fs::write(&config_path, to_json(&config))
+                .map_err(Error::io(format!("write {}", config_path.display())))?;
+            match launch(bin, &config_path, &dir, &log_path, &url) {
                 Ok(child) => {
-                    return Proxy {
+                    return Ok(Proxy {
                         port,
                         url,
                         dir,
                         config_path,
                         log_path,
+                        bin: bin.to_path_buf(),
                         child: Some(child),
                         _tmp: tmp,
-                    }
+                    })
                 }
-                Err(LaunchError::PortInUse) if !fixed_listen => continue,
-                Err(LaunchError::PortInUse) => panic!(
-                    "influx-proxy: listen_addr {listen} is in use; log tail:\n{}",
-                    log_tail(&log_path, LOG_TAIL_LINES)
-                ),
-                Err(LaunchError::Failed(message)) => panic!("{message}"),
+                Err(LaunchError::PortInUse) if fixed_listen.is_none() => continue,
+                Err(LaunchError::PortInUse) => {
+                    return Err(Error::Launch(format!(
+                        "{name}: listen_addr {listen} is in use; log tail:\n{}",
+                        log_tail(&log_path, LOG_TAIL_LINES)
+                    )))
+                }
+                Err(LaunchError::Failed(message)) => return Err(Error::Launch(message)),
             }
         }
-        panic!(
-            "influx-proxy: free ports kept being taken by other processes ({START_ATTEMPTS} attempts); log tail:\n{}",
+        Err(Error::Launch(format!(
+            "{name}: free ports kept being taken by other processes ({START_ATTEMPTS} attempts); log tail:\n{}",
             log_tail(&log_path, LOG_TAIL_LINES)
-        );
+        )))
     }
 
     /// Starts the process again with the same `proxy.json` and data dir and waits for `/ping`.
@@ -133,7 +157,13 @@ impl Proxy {
         if self.is_running() {
             self.terminate();
         }
-        match launch(&self.config_path, &self.dir, &self.log_path, &self.url) {
+        match launch(
+            &self.bin,
+            &self.config_path,
+            &self.dir,
+            &self.log_path,
+            &self.url,
+        ) {
             Ok(child) => self.child = Some(child),
             Err(LaunchError::PortInUse) => panic!(
                 "influx-proxy: port {} was taken while the proxy was down; log tail:\n{}",
@@ -481,46 +511,63 @@ fn port_and_url(config: &Value) -> (u16, String) {
 }
 
 fn write_json(path: &Path, config: &Value) {
-    fs::write(path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    fs::write(path, to_json(config)).unwrap();
 }
 
-/// Runs `influx-proxy -config <config_path>` in `cwd` and waits until `/ping` answers 204.
+/// `config` as `proxy.json` holds it (pretty-printed).
+fn to_json(config: &Value) -> Vec<u8> {
+    // Serialising a `Value` cannot fail: its keys are strings.
+    serde_json::to_vec_pretty(config).unwrap_or_default()
+}
+
+/// The file name of `bin`, for messages (`influx-proxy` for the binary under test).
+fn program_name(bin: &Path) -> String {
+    bin.file_name().map_or_else(
+        || bin.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Runs `bin -config <config_path>` in `cwd` and waits until `/ping` answers 204.
 fn launch(
+    bin: &Path,
     config_path: &Path,
     cwd: &Path,
     log_path: &Path,
     url: &str,
 ) -> Result<Child, LaunchError> {
+    let name = program_name(bin);
+    let cannot_run = |error: std::io::Error| {
+        LaunchError::Failed(format!("cannot run {}: {error}", bin.display()))
+    };
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)
-        .unwrap();
-    let log_start = log.metadata().unwrap().len();
-    let mut command = Command::new(binary());
+        .map_err(cannot_run)?;
+    let log_start = log.metadata().map_err(cannot_run)?.len();
+    let mut command = Command::new(bin);
     command
         .arg("-config")
         .arg(config_path)
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
+        .stdout(log.try_clone().map_err(cannot_run)?)
         .stderr(log);
     if let Some(filter) = std::env::var_os("RUST_LOG") {
         command.env("RUST_LOG", filter);
     }
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary().display()));
+    let mut child = command.spawn().map_err(cannot_run)?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait().map_err(cannot_run)? {
             let new_log = fs::read(log_path).unwrap_or_default();
             let new_log = String::from_utf8_lossy(&new_log[log_start as usize..]).to_lowercase();
             if new_log.contains("address already in use") || new_log.contains("os error 98") {
                 return Err(LaunchError::PortInUse);
             }
             return Err(LaunchError::Failed(format!(
-                "influx-proxy ({url}) exited with {status} before answering /ping; log tail:\n{}",
+                "{name} ({url}) exited with {status} before answering /ping; log tail:\n{}",
                 log_tail(log_path, LOG_TAIL_LINES)
             )));
         }
@@ -531,13 +578,13 @@ fn launch(
         );
         // A 204 from a process that exits right after (its bind failed, someone else answered)
         // is caught by checking that ours is still alive.
-        if pinged && child.try_wait().unwrap().is_none() {
+        if pinged && matches!(child.try_wait(), Ok(None)) {
             return Ok(child);
         }
         if Instant::now() >= deadline {
             kill_and_reap(&mut child);
             return Err(LaunchError::Failed(format!(
-                "influx-proxy ({url}) did not answer /ping with 204 within {READY_TIMEOUT:?}; log tail:\n{}",
+                "{name} ({url}) did not answer /ping with 204 within {READY_TIMEOUT:?}; log tail:\n{}",
                 log_tail(log_path, LOG_TAIL_LINES)
             )));
         }
