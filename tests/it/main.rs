@@ -23,5 +23,6 @@ mod refusals;
 mod security;
 mod service;
 mod settings;
+mod udp;
 mod verdicts;
 mod write;
