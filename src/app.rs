@@ -141,9 +141,10 @@ async fn serve(
     let mut listeners = udp::Listeners::default();
     // Bound before the HTTP server starts, and started after it: a port that cannot be bound
     // fails the start as `listen_addr` does.
-    let started = listeners.bind(&config).map_err(Error::from).and_then(|bound| {
-        start_http(&config, state).map(|server| (server, bound))
-    });
+    let started = listeners
+        .bind(&config)
+        .map_err(Error::from)
+        .and_then(|bound| start_http(&config, state).map(|server| (server, bound)));
     let server = match started {
         Ok((server, bound)) => {
             listeners.apply(bound, &udp_source(&state_for_reload));

@@ -875,7 +875,10 @@ fn decode_udp_listener(cx: &mut Cx, at: &str, node: &Node) -> Option<UdpConfig> 
 /// writes them (`"1s"`, `"500ms"`, `"1m30s"`); `None` when absent or invalid (reported).
 fn duration(cx: &mut Cx, path: &str, node: Option<&Node>) -> Option<Duration> {
     match node? {
-        Node::String(s) if s.trim().ends_with(|c: char| c.is_ascii_alphabetic() || c == 'µ') => {
+        Node::String(s)
+            if s.trim()
+                .ends_with(|c: char| c.is_ascii_alphabetic() || c == 'µ') =>
+        {
             parse_go_duration(s.trim()).or_else(|| {
                 cx.err(
                     path,

@@ -15,7 +15,9 @@ fn with_udp(entries: &str) -> String {
 
 #[test]
 fn a_udp_listener_has_influxds_defaults() {
-    let cfg = load(&with_udp(r#"{"bind_addr": ":8089", "database": "telegraf"}"#));
+    let cfg = load(&with_udp(
+        r#"{"bind_addr": ":8089", "database": "telegraf"}"#,
+    ));
     assert_eq!(
         cfg.udp,
         [UdpConfig {
@@ -46,10 +48,16 @@ fn every_udp_value_is_read_when_set() {
             "batch_timeout": 2, "batch_pending": 3, "enabled": false}"#,
     ));
     let u = &cfg.udp[0];
-    assert_eq!((u.bind_addr.as_str(), u.database.as_str()), ("127.0.0.1:8089", "db"));
+    assert_eq!(
+        (u.bind_addr.as_str(), u.database.as_str()),
+        ("127.0.0.1:8089", "db")
+    );
     assert_eq!(u.retention_policy, "rp");
     assert_eq!(u.precision, Precision::Milliseconds);
-    assert_eq!((u.read_buffer, u.batch_size, u.batch_pending), (8 << 20, 100, 3));
+    assert_eq!(
+        (u.read_buffer, u.batch_size, u.batch_pending),
+        (8 << 20, 100, 3)
+    );
     assert_eq!(u.batch_timeout, Duration::from_secs(2));
     assert!(!u.enabled);
 }
@@ -76,9 +84,15 @@ backends = [{ name = "b1", url = "http://127.0.0.1:8086" }]
     let cfg = Config::from_text(toml, Format::Toml).unwrap();
     let u = &cfg.udp[0];
     assert_eq!(u.bind_addr, ":8089");
-    assert_eq!((u.database.as_str(), u.retention_policy.as_str()), ("udp", "autogen"));
+    assert_eq!(
+        (u.database.as_str(), u.retention_policy.as_str()),
+        ("udp", "autogen")
+    );
     assert_eq!(u.precision, Precision::Seconds);
-    assert_eq!((u.batch_size, u.batch_pending, u.read_buffer), (1000, 5, 1 << 20));
+    assert_eq!(
+        (u.batch_size, u.batch_pending, u.read_buffer),
+        (1000, 5, 1 << 20)
+    );
     assert_eq!(u.batch_timeout, Duration::from_millis(500));
 }
 
@@ -158,7 +172,11 @@ fn udp_problems_name_their_paths() {
         "udp[0].bind_addr",
         "invalid bind_addr \"host:8089\": host must be an IP address",
     );
-    assert_problem(&p, "udp[1].bind_addr", "invalid bind_addr \"\": missing port");
+    assert_problem(
+        &p,
+        "udp[1].bind_addr",
+        "invalid bind_addr \"\": missing port",
+    );
     assert_problem(&p, "udp[2].bind_addr", "port 0 is not a valid port");
     assert_problem(&p, "udp[3].database", "database cannot be empty");
     assert_problem(&p, "udp[4].database", "database forbidden: other");
@@ -167,10 +185,17 @@ fn udp_problems_name_their_paths() {
     assert_problem(&p, "udp[6].retention_policy", "retention policy not found");
     assert_problem(&p, "udp[7].precision", "invalid precision \"fortnight\"");
     assert_problem(&p, "udp[7].read_buffer", "must not be negative, got -1");
-    assert_problem(&p, "udp[7].bind_adr", "unknown field (did you mean \"bind_addr\"?)");
+    assert_problem(
+        &p,
+        "udp[7].bind_adr",
+        "unknown field (did you mean \"bind_addr\"?)",
+    );
     assert_eq!(p.len(), 11, "{p:#?}");
     let p = problems(&minimal(r#""udp": {"bind_addr": ":8089"}"#));
-    assert_eq!(p, ["udp: expected an array of UDP listeners, found an object"]);
+    assert_eq!(
+        p,
+        ["udp: expected an array of UDP listeners, found an object"]
+    );
 }
 
 #[test]
@@ -192,7 +217,11 @@ fn two_udp_listeners_cannot_share_an_address() {
             "is already bound by udp[0].bind_addr",
         );
     }
-    assert_problem(&p, "udp[7].bind_addr", "is already bound by udp[6].bind_addr");
+    assert_problem(
+        &p,
+        "udp[7].bind_addr",
+        "is already bound by udp[6].bind_addr",
+    );
     assert_eq!(p.len(), 4, "{p:#?}");
 }
 

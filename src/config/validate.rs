@@ -217,7 +217,9 @@ impl Config {
             // Refused as `/write` refuses them: a name influxd cannot create, a database
             // `db_list` does not allow.
             match crate::influxql::check_write_target(&udp.database, &udp.retention_policy) {
-                Err(e @ Unwritable::Database(_)) => out.push((format!("{at}.database"), e.to_string())),
+                Err(e @ Unwritable::Database(_)) => {
+                    out.push((format!("{at}.database"), e.to_string()))
+                }
                 Err(e @ Unwritable::RetentionPolicy(_)) => {
                     out.push((format!("{at}.retention_policy"), e.to_string()))
                 }

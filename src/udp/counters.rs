@@ -169,12 +169,20 @@ impl Counters {
         g.gauge("influx_proxy_udp_read_buffer_bytes", "", &["listener"])
             .remove(&[label]);
         for reason in REFUSED {
-            g.counter("influx_proxy_udp_lines_refused_total", "", &["listener", "reason"])
-                .remove(&[label, reason]);
+            g.counter(
+                "influx_proxy_udp_lines_refused_total",
+                "",
+                &["listener", "reason"],
+            )
+            .remove(&[label, reason]);
         }
         for reason in DROPPED {
-            g.counter("influx_proxy_udp_datagrams_dropped_total", "", &["listener", "reason"])
-                .remove(&[label, reason]);
+            g.counter(
+                "influx_proxy_udp_datagrams_dropped_total",
+                "",
+                &["listener", "reason"],
+            )
+            .remove(&[label, reason]);
         }
     }
 }
@@ -197,10 +205,16 @@ mod tests {
         };
         assert_eq!(series("influx_proxy_udp_lines_refused_total", "storage"), 3);
         assert_eq!(series("influx_proxy_udp_lines_refused_total", "parse"), 0);
-        assert_eq!(series("influx_proxy_udp_datagrams_dropped_total", "too_large"), 1);
+        assert_eq!(
+            series("influx_proxy_udp_datagrams_dropped_total", "too_large"),
+            1
+        );
         assert_eq!(c.dropped_so_far(Dropped::TooLarge), 1);
         c.remove();
         assert_eq!(series("influx_proxy_udp_lines_refused_total", "storage"), 0);
-        assert_eq!(series("influx_proxy_udp_datagrams_dropped_total", "too_large"), 0);
+        assert_eq!(
+            series("influx_proxy_udp_datagrams_dropped_total", "too_large"),
+            0
+        );
     }
 }

@@ -43,7 +43,10 @@ impl Flusher {
             charge,
             settings,
         } = batch;
-        let (db, rp) = (settings.database.as_str(), settings.retention_policy.as_str());
+        let (db, rp) = (
+            settings.database.as_str(),
+            settings.retention_policy.as_str(),
+        );
         let cluster = self.source.cluster();
         let schema = cluster
             .schema

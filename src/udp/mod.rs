@@ -104,9 +104,9 @@ impl Listeners {
                 addr: udp.bind_addr.clone(),
                 source,
             };
-            let addr = udp
-                .socket_addr()
-                .map_err(|msg| failed(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)))?;
+            let addr = udp.socket_addr().map_err(|msg| {
+                failed(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg))
+            })?;
             bound.wanted.push((addr, udp.clone()));
             if !self.running.iter().any(|l| l.addr == addr) {
                 bound
@@ -134,7 +134,8 @@ impl Listeners {
                 running.update(config);
             } else if let Some(i) = new.iter().position(|u| u.addr == addr) {
                 let unstarted = new.swap_remove(i);
-                self.running.push(unstarted.start(config, Arc::clone(source)));
+                self.running
+                    .push(unstarted.start(config, Arc::clone(source)));
             }
         }
     }

@@ -389,7 +389,8 @@ impl Receiver {
         if !data.ends_with(b"\n") {
             batch.body.push(b'\n');
         }
-        batch.lines += memchr::memchr_iter(b'\n', data).count() + usize::from(!data.ends_with(b"\n"));
+        batch.lines +=
+            memchr::memchr_iter(b'\n', data).count() + usize::from(!data.ends_with(b"\n"));
         if batch.lines >= settings.batch_size {
             self.finish_batch();
         }

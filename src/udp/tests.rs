@@ -96,7 +96,10 @@ fn series(listener: &Listener, name: &str, reason: Option<&str>) -> u64 {
             .counter(name, "", &["listener", "reason"])
             .with(&[&listener.label, reason])
             .get(),
-        None => g.counter(name, "", &["listener"]).with(&[&listener.label]).get(),
+        None => g
+            .counter(name, "", &["listener"])
+            .with(&[&listener.label])
+            .get(),
     }
 }
 
@@ -135,7 +138,13 @@ async fn datagrams_become_lines_of_one_write_and_memory_or_size_drops_are_counte
     // Larger than max_body_bytes: no batch may hold it.
     send("x".repeat(5000).as_bytes());
     assert!(eventually(|| read() == 4).await);
-    let dropped = |reason| series(&listener, "influx_proxy_udp_datagrams_dropped_total", Some(reason));
+    let dropped = |reason| {
+        series(
+            &listener,
+            "influx_proxy_udp_datagrams_dropped_total",
+            Some(reason),
+        )
+    };
     assert_eq!((dropped("memory"), dropped("too_large")), (1, 1));
     assert!(admission.in_use_bytes() > 0, "the batch is charged");
 
@@ -172,7 +181,9 @@ async fn datagrams_beyond_batch_pending_are_dropped_while_a_write_waits() {
     let (listener, addr) = start(&dyn_source, settings(1, 1));
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |i: usize| {
-        sender.send_to(format!("m v={i} {i}").as_bytes(), addr).unwrap();
+        sender
+            .send_to(format!("m v={i} {i}").as_bytes(), addr)
+            .unwrap();
     };
     send(0);
     assert!(eventually(|| source.writes.load(Ordering::Acquire) == 1).await);
@@ -183,7 +194,13 @@ async fn datagrams_beyond_batch_pending_are_dropped_while_a_write_waits() {
     }
     let read = || series(&listener, "influx_proxy_udp_datagrams_total", None);
     assert!(eventually(|| read() == 6).await);
-    let dropped = |reason| series(&listener, "influx_proxy_udp_datagrams_dropped_total", Some(reason));
+    let dropped = |reason| {
+        series(
+            &listener,
+            "influx_proxy_udp_datagrams_dropped_total",
+            Some(reason),
+        )
+    };
     assert_eq!(dropped("pending"), 3);
     source.open.store(true, Ordering::Release);
     // The waiting ones are written once the writer is free again.

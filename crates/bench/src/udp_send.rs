@@ -239,7 +239,10 @@ mod tests {
     fn parses_its_options_and_refuses_remote_targets() {
         let o = parse(args("--addr 127.0.0.1:9 --rate 5000 --duration 2s --json")).unwrap();
         assert_eq!((o.addr.as_str(), o.rate), ("127.0.0.1:9", 5000));
-        assert_eq!((o.duration, o.datagram_bytes, o.json), (Duration::from_secs(2), 1400, true));
+        assert_eq!(
+            (o.duration, o.datagram_bytes, o.json),
+            (Duration::from_secs(2), 1400, true)
+        );
         assert!(parse(args("--addr 10.0.0.1:9")).is_err());
         assert!(parse(args("--datagram-bytes 70000")).is_err());
         assert!(parse(args("--nope 1")).is_err());
@@ -250,9 +253,16 @@ mod tests {
         let pool = datagrams(50, 1400);
         assert_eq!(pool.len(), 50);
         for d in &pool {
-            assert!(d.bytes.len() <= 1400 && d.points > 1, "{} bytes", d.bytes.len());
+            assert!(
+                d.bytes.len() <= 1400 && d.points > 1,
+                "{} bytes",
+                d.bytes.len()
+            );
             assert!(d.bytes.ends_with(b"\n"));
-            assert_eq!(d.bytes.iter().filter(|&&b| b == b'\n').count() as u64, d.points);
+            assert_eq!(
+                d.bytes.iter().filter(|&&b| b == b'\n').count() as u64,
+                d.points
+            );
         }
     }
 

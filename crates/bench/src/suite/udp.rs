@@ -242,9 +242,7 @@ fn send(ctx: &Ctx, port: u16, rate: u64) -> Result<Value, Error> {
     if let Some(mut stdout) = child.stdout.take() {
         let _ = stdout.read_to_string(&mut out);
     }
-    let status = child
-        .wait()
-        .map_err(Error::io("wait for the UDP sender"))?;
+    let status = child.wait().map_err(Error::io("wait for the UDP sender"))?;
     match serde_json::from_str::<Value>(out.trim()) {
         Ok(v) if status.success() => Ok(v),
         _ => Err(Error::Load {
@@ -364,6 +362,11 @@ mod tests {
              9,000 datagrams dropped by the kernel, 0 by the proxy."
         );
         assert!(!good.sender_bound());
-        assert!(Step { target: 100, sent_per_sec: 90.0, ..Step::default() }.sender_bound());
+        assert!(Step {
+            target: 100,
+            sent_per_sec: 90.0,
+            ..Step::default()
+        }
+        .sender_bound());
     }
 }
