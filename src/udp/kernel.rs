@@ -1,6 +1,7 @@
 //! What the kernel knows of a UDP socket: the datagrams it dropped because the socket's
 //! receive buffer was full (`drops`, the last column of `/proc/net/udp` and `/proc/net/udp6`),
 //! found by the socket's inode. Nothing else counts them: the proxy never sees those datagrams.
+//! And the receive buffer a socket gets by default.
 
 use std::os::fd::AsFd;
 
@@ -19,6 +20,15 @@ pub(super) fn drops(inode: u64, ipv6: bool) -> Option<u64> {
         "/proc/net/udp"
     };
     drops_in(&std::fs::read_to_string(table).ok()?, inode)
+}
+
+/// The receive buffer a UDP socket gets when it asks for none (`net.core.rmem_default`).
+pub(super) fn default_read_buffer() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The `drops` of `inode`'s row in a `/proc/net/udp` table: `sl local_address rem_address st
@@ -56,5 +66,6 @@ mod tests {
         let inode = inode(&socket).unwrap();
         assert_eq!(drops(inode, false), Some(0));
         assert_eq!(drops(inode, true), None);
+        assert!(default_read_buffer().is_some_and(|b| b > 0));
     }
 }

@@ -212,6 +212,8 @@ struct Receiver {
     waiting: Option<Batch>,
     /// The kernel's drop count last read.
     kernel_drops: Option<u64>,
+    /// The `read_buffer` the socket was given.
+    read_buffer: usize,
 }
 
 impl Receiver {
@@ -227,6 +229,7 @@ impl Receiver {
         counters: Arc<Counters>,
     ) -> Receiver {
         let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        let read_buffer = settings.borrow().read_buffer;
         Receiver {
             inode: kernel::inode(&socket),
             ipv6,
@@ -241,6 +244,7 @@ impl Receiver {
             batch: None,
             waiting: None,
             kernel_drops: None,
+            read_buffer,
         }
     }
 
@@ -311,10 +315,16 @@ impl Receiver {
         let settings = self.settings.borrow_and_update().clone();
         let socket = SockRef::from(&self.socket);
         let current = socket.recv_buffer_size().unwrap_or(0);
-        if settings.read_buffer > 0 {
-            if let Err(e) = socket.set_recv_buffer_size(settings.read_buffer) {
+        if settings.read_buffer != self.read_buffer {
+            // 0: back to the OS default (which Linux grants as it is, not doubled).
+            let asked = match settings.read_buffer {
+                0 => kernel::default_read_buffer().map(|d| d / 2),
+                n => Some(n),
+            };
+            if let Some(Err(e)) = asked.map(|n| socket.set_recv_buffer_size(n)) {
                 warn!(listener = %self.label, error = %e, "Setting the UDP read buffer failed.");
             }
+            self.read_buffer = settings.read_buffer;
         }
         let granted = socket.recv_buffer_size().unwrap_or(0);
         self.counters.read_buffer.set(granted as f64);

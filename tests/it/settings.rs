@@ -194,7 +194,7 @@ const PROOFS: &[(&str, Proof)] = &[
     (
         "udp[].enabled",
         Elsewhere(
-            "a_reload_binds_added_listeners_closes_removed_ones_and_a_failed_bind_applies_nothing",
+            "a_reload_binds_new_listeners_updates_kept_ones_closes_removed_ones_or_applies_nothing",
         ),
     ),
 ];

@@ -197,7 +197,7 @@ fn batches_go_out_at_batch_size_or_batch_timeout_and_a_graceful_stop_writes_the_
 }
 
 #[test]
-fn a_reload_binds_added_listeners_closes_removed_ones_and_a_failed_bind_applies_nothing() {
+fn a_reload_binds_new_listeners_updates_kept_ones_closes_removed_ones_or_applies_nothing() {
     let (servers, mut config) = two_by_two();
     let db = unique_db("udpreload");
     create_db(&servers, &db);
@@ -251,9 +251,32 @@ fn a_reload_binds_added_listeners_closes_removed_ones_and_a_failed_bind_applies_
     );
     assert!(udp::is_free(disabled));
 
+    // Changed in place, on the same socket: another database and a smaller read buffer.
+    let other = unique_db("udpreload");
+    create_db(&servers, &other);
+    let buffer = || metric(&proxy, "influx_proxy_udp_read_buffer_bytes", second, None);
+    let default = buffer();
+    config["udp"] = json!([
+        {"bind_addr": addr(second), "database": other, "batch_timeout": "100ms",
+         "read_buffer": 4096},
+        off,
+    ]);
+    proxy.rewrite_config(config);
+    proxy.sighup();
+    assert!(
+        wait_until(EFFECT, || buffer() > 0.0 && buffer() < default),
+        "read buffer {} (was {default})\n{}",
+        buffer(),
+        proxy.log()
+    );
+    let before = points(&proxy, second);
+    udp::send(second, &["r v=3 1600000000000000002"]);
+    assert!(wait_until(EFFECT, || points(&proxy, second) > before));
+
     proxy.wait_delivered();
     for circle in servers.chunks(2) {
         assert_eq!(circle_count(circle, &db, "r"), 2);
+        assert_eq!(circle_count(circle, &other, "r"), 1);
     }
 }
 
