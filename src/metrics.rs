@@ -1065,6 +1065,126 @@ mod tests {
         );
     }
 
+    /// The exact text of a representative state, pinned byte for byte so a
+    /// rewrite of the registry or the encoder cannot change what scrapers
+    /// read: family order (registration order, across types), HELP escaping,
+    /// series order, label order and escaping, histogram buckets with `le`,
+    /// `_sum` and `_count`, float and integer formatting.
+    #[test]
+    fn exposition_of_a_representative_state_is_pinned() {
+        let r = Registry::new();
+        let requests = r.counter(
+            "t_requests_total",
+            "Requests by route and status code.",
+            &["path", "status"],
+        );
+        let duration = r.histogram(
+            "t_request_duration_seconds",
+            "Time to answer \\ (a backslash),\nby route.",
+            &["path"],
+            LATENCY_BUCKETS,
+        );
+        let running = r.gauge("t_running", "A gauge without labels.", &[]);
+        let stale = r.counter("t_stale_reads_total", "Stale reads.", &["circle"]);
+        requests.with(&["/write", "400"]).inc();
+        requests.with(&["/write", "204"]).inc_by(3);
+        requests.with(&["other", "404"]).inc();
+        requests.with(&["/query", "200"]).inc();
+        for v in [0.0005, 0.003, 0.75, 42.0] {
+            duration.with(&["/write"]).observe(v);
+        }
+        duration
+            .with(&["/query"])
+            .observe_duration(Duration::from_millis(20));
+        running.with(&[]).set(0.1 + 0.2);
+        stale.with(&["c\"1\\\n"]).inc();
+
+        let mut enc = Encoder::new();
+        enc.header("t_build_info", "Version (always 1).", MetricType::Gauge);
+        enc.sample(
+            "t_build_info",
+            &[("version", "1.2.3"), ("commit", "abc")],
+            1u64,
+        );
+        enc.header("t_values", "Every kind of number.", MetricType::Gauge);
+        enc.sample("t_values", &[("v", "inf")], f64::INFINITY);
+        enc.sample("t_values", &[("v", "-inf")], f64::NEG_INFINITY);
+        enc.sample("t_values", &[("v", "nan")], f64::NAN);
+        enc.sample("t_values", &[("v", "-0")], -0.0);
+        enc.sample("t_values", &[("v", "small")], 1e-7);
+        enc.sample("t_values", &[("v", "big")], 1e21);
+        enc.sample("t_values", &[("v", "true")], true);
+        enc.sample("t_values", &[("v", "false")], false);
+        enc.sample("t_values", &[("v", "u64")], u64::MAX);
+        enc.sample("t_values", &[("v", "usize")], 7usize);
+        r.encode_into(&mut enc);
+        let text = enc.finish();
+        assert_eq!(text, PINNED);
+    }
+
+    const PINNED: &str = r#"# HELP t_build_info Version (always 1).
+# TYPE t_build_info gauge
+t_build_info{version="1.2.3",commit="abc"} 1
+# HELP t_values Every kind of number.
+# TYPE t_values gauge
+t_values{v="inf"} +Inf
+t_values{v="-inf"} -Inf
+t_values{v="nan"} NaN
+t_values{v="-0"} -0
+t_values{v="small"} 0.0000001
+t_values{v="big"} 1000000000000000000000
+t_values{v="true"} 1
+t_values{v="false"} 0
+t_values{v="u64"} 18446744073709551615
+t_values{v="usize"} 7
+# HELP t_requests_total Requests by route and status code.
+# TYPE t_requests_total counter
+t_requests_total{path="/query",status="200"} 1
+t_requests_total{path="/write",status="204"} 3
+t_requests_total{path="/write",status="400"} 1
+t_requests_total{path="other",status="404"} 1
+# HELP t_request_duration_seconds Time to answer \\ (a backslash),\nby route.
+# TYPE t_request_duration_seconds histogram
+t_request_duration_seconds_bucket{path="/query",le="0.001"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.0025"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.005"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.01"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.025"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.05"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.1"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.25"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.5"} 1
+t_request_duration_seconds_bucket{path="/query",le="1"} 1
+t_request_duration_seconds_bucket{path="/query",le="2.5"} 1
+t_request_duration_seconds_bucket{path="/query",le="5"} 1
+t_request_duration_seconds_bucket{path="/query",le="10"} 1
+t_request_duration_seconds_bucket{path="/query",le="+Inf"} 1
+t_request_duration_seconds_sum{path="/query"} 0.02
+t_request_duration_seconds_count{path="/query"} 1
+t_request_duration_seconds_bucket{path="/write",le="0.001"} 1
+t_request_duration_seconds_bucket{path="/write",le="0.0025"} 1
+t_request_duration_seconds_bucket{path="/write",le="0.005"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.01"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.025"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.05"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.1"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.25"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.5"} 2
+t_request_duration_seconds_bucket{path="/write",le="1"} 3
+t_request_duration_seconds_bucket{path="/write",le="2.5"} 3
+t_request_duration_seconds_bucket{path="/write",le="5"} 3
+t_request_duration_seconds_bucket{path="/write",le="10"} 3
+t_request_duration_seconds_bucket{path="/write",le="+Inf"} 4
+t_request_duration_seconds_sum{path="/write"} 42.7535
+t_request_duration_seconds_count{path="/write"} 4
+# HELP t_running A gauge without labels.
+# TYPE t_running gauge
+t_running 0.30000000000000004
+# HELP t_stale_reads_total Stale reads.
+# TYPE t_stale_reads_total counter
+t_stale_reads_total{circle="c\"1\\\n"} 1
+"#;
+
     #[test]
     fn proc_stat_is_parsed_past_a_command_with_spaces() {
         let stat = "1234 (influx proxy) S 1 1234 1234 0 -1 4194304 500 0 0 0 \
