@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use influx_proxy::config::{LineRule, MeasurementMatch, Pattern, RuleAction, TagMatch};
 use influx_proxy::line_protocol::{lines, normalize_into, parse, Precision};
 use influx_proxy::ring::{HashKey, Ring, ShardKey, DEFAULT_REPLICAS};
+use influx_proxy::rules::{Candidates, Rules};
 use influx_proxy::wal::{LineSpans, Queue, Wal, WriteLines};
 
 /// Lines per request body, as a telegraf flush or the load tool's default batch.
@@ -364,12 +366,125 @@ fn metrics_prometheus_client(c: &mut Criterion) {
     });
 }
 
+/// A rule for the `rules` bench: every line of [`body`] is in database `db`.
+fn rule(measurement: MeasurementMatch, tag: Option<(&str, &str)>, action: RuleAction) -> LineRule {
+    LineRule {
+        name: format!("r{}", fastrand_name()),
+        database: Some("db".into()),
+        measurement,
+        tag: tag.map(|(key, value)| TagMatch {
+            key: key.into(),
+            value: Pattern::new(value).unwrap(),
+        }),
+        action,
+    }
+}
+
+/// A unique rule name (rule counters are registered by name).
+fn fastrand_name() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What each kind of line rule costs per line on the write path: parsing every line of a
+/// 5,000-line body, looking its measurement's candidate rules up (once per measurement and
+/// request, as the router caches them) and deciding. `none` is the same loop without rules
+/// (the write path skips them entirely when `rules` is empty); the difference to it is the
+/// rules' cost per line.
+fn rules(c: &mut Criterion) {
+    let ns = body(Precision::Nanoseconds);
+    let regex = |p: &str| MeasurementMatch::Regex(Pattern::new(p).unwrap());
+    let cases: Vec<(&str, Vec<LineRule>)> = vec![
+        ("none", vec![]),
+        (
+            "drop-exact-miss",
+            vec![rule(
+                MeasurementMatch::Exact("junk".into()),
+                None,
+                RuleAction::Drop,
+            )],
+        ),
+        (
+            "drop-regex-miss",
+            vec![rule(regex("^debug_"), None, RuleAction::Drop)],
+        ),
+        (
+            "drop-tag-regex",
+            vec![rule(
+                regex("^m"),
+                Some(("host", "^server09")),
+                RuleAction::Drop,
+            )],
+        ),
+        (
+            "pin",
+            vec![rule(
+                MeasurementMatch::Exact("m3".into()),
+                None,
+                RuleAction::Pin(vec!["b".into()]),
+            )],
+        ),
+        ("ten-rules", {
+            let mut v: Vec<LineRule> = (0..9)
+                .map(|i| match i % 3 {
+                    0 => rule(
+                        MeasurementMatch::Exact(format!("x{i}")),
+                        None,
+                        RuleAction::Drop,
+                    ),
+                    1 => rule(regex(&format!("^y{i}")), None, RuleAction::Drop),
+                    _ => rule(regex("^m"), Some(("region", "^ap-")), RuleAction::Drop),
+                })
+                .collect();
+            v.push(rule(MeasurementMatch::Any, None, RuleAction::Keep));
+            v
+        }),
+    ];
+    let mut g = c.benchmark_group("rules");
+    g.throughput(throughput(&ns));
+    for (name, list) in cases {
+        let rules = Rules::new(&list);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut cache: std::collections::HashMap<String, Candidates> =
+                    std::collections::HashMap::new();
+                let mut counts = vec![0u64; rules.len()];
+                let mut kept = 0usize;
+                for line in lines(black_box(&ns)) {
+                    let parsed = parse(line).unwrap();
+                    if !rules.is_empty() {
+                        if !cache.contains_key(parsed.measurement.as_ref()) {
+                            let found = rules.for_measurement("db", &parsed.measurement);
+                            cache.insert(parsed.measurement.to_string(), found);
+                        }
+                        let candidates = &cache[parsed.measurement.as_ref()];
+                        match rules.decide(candidates, line, &parsed) {
+                            influx_proxy::rules::Decision::Dropped(i) => {
+                                counts[i] += 1;
+                                continue;
+                            }
+                            influx_proxy::rules::Decision::Kept(i)
+                            | influx_proxy::rules::Decision::Pinned(i) => counts[i] += 1,
+                            influx_proxy::rules::Decision::Unruled => {}
+                        }
+                    }
+                    kept += 1;
+                }
+                rules.count(&counts);
+                kept
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = hot_paths;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = line_protocol, ring, wal, metrics, metrics_prometheus_client
+    targets = line_protocol, ring, wal, rules, metrics, metrics_prometheus_client
 }
 criterion_main!(hot_paths);

@@ -321,7 +321,18 @@ async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reload
                     states.push(now);
                 }
                 let _ = sd_notify::notify(&states);
-                match reloader.reload() {
+                let reloaded = reloader.reload();
+                if let Ok(d) = &reloaded {
+                    if d.placement || d.pins {
+                        warn!(
+                            signal = "SIGHUP",
+                            ring = d.placement,
+                            pins = d.pins,
+                            "The reload changed where measurements live: writes and reads follow the new placement now; POST /rebalance moves the data already stored."
+                        );
+                    }
+                }
+                match reloaded {
                     Ok(d) => info!(
                         signal = "SIGHUP",
                         changes = %d,
@@ -330,6 +341,8 @@ async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reload
                         replaced = ?d.replaced.iter().map(|r| &r.name).collect::<Vec<_>>(),
                         rebound = ?d.rebound,
                         placement = d.placement,
+                        pins = d.pins,
+                        lines = ?d.lines,
                         request = ?d.request,
                         log_level = d.log_level,
                         udp = ?d.udp,

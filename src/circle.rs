@@ -144,7 +144,8 @@ pub(crate) struct Circle {
     pub id: usize,
     /// Configured name.
     pub name: String,
-    /// Placement of shard keys onto `backends` indices.
+    /// Placement of shard keys onto `backends` indices; asked only through
+    /// `cluster::Placement`, which applies the pin rules first.
     pub ring: Ring,
     /// Backends in config order.
     pub backends: Vec<Arc<BackendHandle>>,
@@ -154,18 +155,6 @@ pub(crate) struct Circle {
 }
 
 impl Circle {
-    /// Index of the backend owning a shard key.
-    pub(crate) fn owner_index(&self, shard_key: &[u8]) -> usize {
-        self.ring.get(shard_key)
-    }
-
-    /// The backend owning a shard key.
-    pub(crate) fn owner(&self, shard_key: &[u8]) -> &Arc<BackendHandle> {
-        let i = self.owner_index(shard_key);
-        // The ring only returns indices of backends it was built from.
-        &self.backends[i.min(self.backends.len().saturating_sub(1))]
-    }
-
     /// Whether a migration currently targets this circle.
     pub(crate) fn is_migrating(&self) -> bool {
         self.migrating.load(Ordering::Acquire)

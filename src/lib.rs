@@ -46,6 +46,7 @@ pub mod metrics;
 mod migrate;
 pub mod query;
 pub mod ring;
+pub mod rules;
 pub mod runtime;
 mod schema;
 mod tls;

@@ -15,8 +15,8 @@ use super::{auth, json_response, ApiError, AppState, Params};
 use crate::backend::catalog;
 use crate::cipher;
 use crate::circle::{BackendHandle, Circle};
+use crate::cluster::Placement;
 use crate::query::{self, freshness};
-use crate::ring::ShardKey;
 
 /// `/ping`: 204 with the version headers (any method); with `verbose=true`, 200 and the
 /// version in JSON, as InfluxDB does. Open to anyone unless `ping_auth_enabled` (and auth is
@@ -78,7 +78,7 @@ pub(super) async fn health(
     };
     let cluster = state.cluster();
     let ask = Ask {
-        shard_key: cluster.shard_key.clone(),
+        placement: cluster.placement.clone(),
         cache: state.load_cache().clone(),
         steps: state.migration().steps(),
         fresh: params.get("fresh") == Some("true"),
@@ -142,7 +142,7 @@ fn queue_check(s: &crate::wal::StorageState) -> Option<Value> {
 /// What a `/health` request asks of each backend.
 #[derive(Clone)]
 struct Ask {
-    shard_key: ShardKey,
+    placement: Arc<Placement>,
     cache: Arc<LoadCache>,
     steps: u64,
     fresh: bool,
@@ -277,7 +277,7 @@ impl LoadCache {
                 return c.load;
             }
         }
-        let load = load(circle, index, handle, &ask.shard_key).await;
+        let load = load(circle, index, handle, &ask.placement).await;
         let mut map = self.0.lock();
         // Entries of circles a reload replaced are never asked for again.
         map.retain(|_, c| c.at.elapsed() < LOAD_TTL);
@@ -299,7 +299,7 @@ async fn load(
     circle: &Circle,
     index: usize,
     handle: &BackendHandle,
-    shard_key: &ShardKey,
+    placement: &Placement,
 ) -> Result<BTreeMap<String, Value>, String> {
     let client = query::client_for(handle);
     let dbs = catalog::databases(&client)
@@ -313,10 +313,7 @@ async fn load(
             .map_err(|e| e.to_string())?;
         let inplace = measurements
             .iter()
-            .filter(|m| {
-                shard_key.build_into(&db, m, &mut key);
-                circle.owner_index(key.as_bytes()) == index
-            })
+            .filter(|m| placement.owner_index(circle, &db, m, &mut key) == index)
             .count();
         out.insert(
             db,

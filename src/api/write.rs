@@ -188,6 +188,7 @@ pub(super) async fn ingest(
             db = %db,
             rp = %rp,
             points = outcome.points,
+            ruled_out = outcome.ruled_out,
             refused_lines = outcome.errors.len(),
             status = if verdict.is_some() { 400 } else { 204 },
             "Write."
@@ -213,8 +214,11 @@ fn verdict(outcome: &WriteOutcome) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let parsed =
-        outcome.points as usize + outcome.dropped.dropped + outcome.dropped.beyond_retention;
+    // Lines a drop rule took were accepted, as influxd accepts what it stores.
+    let parsed = outcome.points as usize
+        + outcome.ruled_out as usize
+        + outcome.dropped.dropped
+        + outcome.dropped.beyond_retention;
     if parsed == 0 && !outcome.errors.is_empty() {
         return Some(parse_errors());
     }

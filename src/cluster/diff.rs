@@ -53,6 +53,11 @@ pub(crate) struct ClusterDiff {
     /// The ring changes: membership or order of a circle, `hash_key`, `shard_key`,
     /// `vnode_size`.
     pub placement: bool,
+    /// The pin rules change where measurements live (their data moves with `/rebalance`).
+    pub pins: bool,
+    /// What the write path checks of each line changed (`max_line_bytes`, `rules`,
+    /// `timestamp_window`): the cluster, which applies them, is rebuilt.
+    pub lines: Vec<&'static str>,
     /// Settings read per request (auth, db_list, limits, tracing): swapping the config is
     /// enough.
     pub request: Vec<&'static str>,
@@ -77,6 +82,19 @@ impl ClusterDiff {
         d.log_level = old.log_level != new.log_level;
         d.udp = udp_changes(old, new);
         d.placement = placement(old) != placement(new);
+        d.pins = pins(old).ne(pins(new));
+        d.lines = [
+            ("max_line_bytes", old.max_line_bytes != new.max_line_bytes),
+            ("rules", old.rules != new.rules),
+            (
+                "timestamp_window",
+                old.timestamp_window != new.timestamp_window,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| name)
+        .collect();
         let delivery = settings(old) != settings(new);
         let bounds = (
             old.wal_max_bytes,
@@ -133,6 +151,8 @@ impl ClusterDiff {
     /// changes.
     pub(crate) fn changes_cluster(&self) -> bool {
         self.placement
+            || self.pins
+            || !self.lines.is_empty()
             || !self.added.is_empty()
             || !self.removed.is_empty()
             || !self.replaced.is_empty()
@@ -171,6 +191,10 @@ impl fmt::Display for ClusterDiff {
         if self.placement {
             parts.push("placement".into());
         }
+        if self.pins {
+            parts.push("pins".into());
+        }
+        parts.extend(self.lines.iter().map(|s| s.to_string()));
         parts.extend(self.request.iter().map(|s| s.to_string()));
         if self.log_level {
             parts.push("log_level".into());
@@ -231,6 +255,14 @@ fn placement(config: &Config) -> impl PartialEq + '_ {
         &config.shard_key,
         config.vnode_size,
     )
+}
+
+/// The pin rules with the backends they name: where pinned measurements live.
+fn pins(config: &Config) -> impl Iterator<Item = (&crate::rules::LineRule, &[String])> {
+    config.rules.iter().filter_map(|r| match &r.action {
+        crate::config::RuleAction::Pin(backends) => Some((r, backends.as_slice())),
+        crate::config::RuleAction::Drop | crate::config::RuleAction::Keep => None,
+    })
 }
 
 /// The delivery settings every backend actor of `config` runs with.
@@ -309,12 +341,14 @@ fn changed_fields(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'stati
             idle_timeout, shutdown_timeout, memory_budget_mb;
         request: db_list, username, password, auth_secure, ping_auth_enabled, pprof_enabled,
             write_tracing, query_tracing, max_body_bytes, max_decompressed_bytes,
-            max_line_bytes, mlog_dir, ha_addrs, migrate_cpus, migrate_batch;
-        // Compared by `ClusterDiff::between` itself: the rings (`placement`), each backend
-        // (`target`, `role`), the actors' delivery `settings`, the queue bounds, the log filter.
+            mlog_dir, ha_addrs, migrate_cpus, migrate_batch;
+        // Compared by `ClusterDiff::between` itself: the rings (`placement`), the pins, each
+        // backend (`target`, `role`), the actors' delivery `settings`, the queue bounds, the
+        // write path's line checks (`lines`), the log filter.
         cluster: circles, hash_key, shard_key, vnode_size, flush_size, flush_time,
             check_interval, rewrite_interval, write_timeout, query_timeout, write_concurrency,
-            write_gzip, wal_max_bytes, dead_letter_max_bytes, wal_min_free_mb, log_level;
+            write_gzip, wal_max_bytes, dead_letter_max_bytes, wal_min_free_mb, log_level,
+            max_line_bytes, rules, timestamp_window;
         // Compared by `ClusterDiff::between` (`udp`) and applied by the reload, which binds new
         // sockets before anything else changes.
         listeners: udp;
@@ -351,6 +385,33 @@ mod tests {
         let all: Vec<String> = backends(&config).map(|(_, b)| b.name.clone()).collect();
         assert_eq!(d.added, all);
         assert!(d.placement && d.changes_cluster());
+    }
+
+    #[test]
+    fn line_checks_rebuild_the_cluster_that_applies_them_and_pins_say_so() {
+        // max_line_bytes used to be swapped with the config only, while the cluster kept
+        // checking lines against the old limit.
+        let d = diff(|c| c.max_line_bytes = 10);
+        assert_eq!(d.lines, vec!["max_line_bytes"]);
+        assert!(d.changes_cluster() && !d.pins && d.request.is_empty());
+        let d = diff(|c| c.timestamp_window = Some(std::time::Duration::from_secs(60)));
+        assert_eq!(d.lines, vec!["timestamp_window"]);
+        let drop = crate::rules::LineRule {
+            name: "r".into(),
+            database: None,
+            measurement: crate::rules::MeasurementMatch::Any,
+            tag: None,
+            action: crate::rules::RuleAction::Drop,
+        };
+        let d = diff(|c| c.rules = vec![drop.clone()]);
+        assert_eq!((d.lines.clone(), d.pins), (vec!["rules"], false));
+        let pin = crate::rules::LineRule {
+            action: crate::rules::RuleAction::Pin(vec!["influxdb-1-2".into()]),
+            ..drop
+        };
+        let d = diff(|c| c.rules = vec![pin]);
+        assert!(d.pins && d.changes_cluster() && !d.placement, "{d:?}");
+        assert_eq!(d.to_string(), "pins, rules");
     }
 
     #[test]

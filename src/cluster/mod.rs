@@ -17,13 +17,16 @@ use crate::buffers;
 use crate::circle::{BackendHandle, Circle, CircleSupervisor, StopSupervising};
 use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
-use crate::ring::{Ring, ShardKey};
+use crate::ring::Ring;
+use crate::rules::{Candidates, Decision, Rules};
 use crate::schema::{self, DbSchema, Schema};
 use crate::wal::{self, LineSpans, Wal, WriteLines};
 
 mod diff;
+mod placement;
 
 pub(crate) use diff::ClusterDiff;
+pub(crate) use placement::Placement;
 
 /// Errors while starting the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,8 @@ pub(crate) enum WriteError {
 pub(crate) struct WriteOutcome {
     /// Points queued (per circle; each went to one backend of every circle).
     pub points: u64,
+    /// Lines a `drop` rule took: acknowledged, not stored.
+    pub ruled_out: u64,
     /// Lines that failed to parse, in body order.
     pub errors: Vec<LineError>,
     /// Parsed lines influxd's storage would drop, and why.
@@ -108,10 +113,10 @@ impl Drop for Wakeups {
 pub(crate) struct Cluster {
     /// Circles in config order.
     pub circles: Vec<Arc<Circle>>,
-    /// Shard key template.
-    pub shard_key: ShardKey,
-    /// Longest accepted line.
-    pub max_line_bytes: usize,
+    /// Where each measurement lives (the rings and the pin rules).
+    pub placement: Arc<Placement>,
+    /// What the write path checks of each line besides parsing it.
+    lines: LinePolicy,
     /// Retention policies and field types of the backends' databases (kept over reloads).
     pub schema: Arc<Schema>,
     wal: Arc<Wal>,
@@ -239,8 +244,8 @@ impl Cluster {
             .collect();
         let cluster = Cluster {
             circles,
-            shard_key: config.shard_key.clone(),
-            max_line_bytes: config.max_line_bytes,
+            placement: Arc::new(Placement::new(config)),
+            lines: LinePolicy::new(config),
             schema: previous.map(|p| p.schema.clone()).unwrap_or_default(),
             wal,
             supervisors,
@@ -259,11 +264,23 @@ impl Cluster {
         db: &str,
         measurement: &str,
     ) -> Vec<(&Arc<Circle>, &Arc<BackendHandle>)> {
-        let key = self.shard_key.build(db, measurement);
         self.circles
             .iter()
-            .map(|c| (c, c.owner(key.as_bytes())))
+            .filter_map(|c| Some((c, self.owner(c, db, measurement)?)))
             .collect()
+    }
+
+    /// The backend of `circle` holding (db, measurement) ([`Placement`]).
+    pub(crate) fn owner<'c>(
+        &self,
+        circle: &'c Circle,
+        db: &str,
+        measurement: &str,
+    ) -> Option<&'c Arc<BackendHandle>> {
+        let i = self
+            .placement
+            .owner_index(circle, db, measurement, &mut String::new());
+        circle.backends.get(i)
     }
 
     /// Every backend of every circle.
@@ -291,11 +308,13 @@ impl Cluster {
         let mut check = req.schema.check(req.rp, req.precision, now_ns)?;
         let mut router = Router::new(self, req);
         let mut outcome = WriteOutcome::default();
+        let policy = &self.lines;
+        let mut rule_counts = vec![0u64; policy.rules.len()];
         for line in line_protocol::lines(body) {
-            if line.len() > self.max_line_bytes {
+            if line.len() > policy.max_line_bytes {
                 outcome
                     .errors
-                    .push(LineError::too_long(line, self.max_line_bytes));
+                    .push(LineError::too_long(line, policy.max_line_bytes));
                 continue;
             }
             let parsed = match line_protocol::parse(line) {
@@ -319,6 +338,25 @@ impl Cluster {
                 outcome.errors.push(e);
                 continue;
             }
+            if let Err(e) = policy.check_time(line, &parsed, req.precision, now_ns) {
+                router.lines.truncate(start);
+                outcome.errors.push(e);
+                continue;
+            }
+            // Rules come before the schema check: a dropped line must not teach a field type.
+            if !policy.rules.is_empty() {
+                let candidates = router.candidates(req.db, &parsed.measurement);
+                match policy.rules.decide(candidates, line, &parsed) {
+                    Decision::Dropped(rule) => {
+                        rule_counts[rule] += 1;
+                        outcome.ruled_out += 1;
+                        router.lines.truncate(start);
+                        continue;
+                    }
+                    Decision::Pinned(rule) | Decision::Kept(rule) => rule_counts[rule] += 1,
+                    Decision::Unruled => {}
+                }
+            }
             if check.line(line, &parsed) == schema::Verdict::Drop {
                 router.lines.truncate(start);
                 continue;
@@ -326,6 +364,7 @@ impl Cluster {
             router.route(req.db, &parsed.measurement, start);
             outcome.points += 1;
         }
+        policy.rules.count(&rule_counts);
         outcome.dropped = check.finish()?;
         Ok((router, outcome))
     }
@@ -361,6 +400,52 @@ impl Cluster {
     }
 }
 
+/// What the write path checks of each line besides parsing it, from the config the cluster
+/// was built for (a reload that changes any of it rebuilds the cluster).
+#[derive(Debug)]
+struct LinePolicy {
+    /// Longest accepted line (`max_line_bytes`).
+    max_line_bytes: usize,
+    /// Points further than this from now are refused (`timestamp_window`), in nanoseconds.
+    window_ns: Option<i64>,
+    /// The line rules, with their counters.
+    rules: Rules,
+}
+
+impl LinePolicy {
+    fn new(config: &Config) -> LinePolicy {
+        LinePolicy {
+            max_line_bytes: config.max_line_bytes,
+            window_ns: config
+                .timestamp_window
+                .map(|w| i64::try_from(w.as_nanos()).unwrap_or(i64::MAX)),
+            rules: Rules::new(&config.rules),
+        }
+    }
+
+    /// Refuses a point further than the timestamp window from `now_ns`. A line without a
+    /// timestamp gets `now` and always passes.
+    fn check_time(
+        &self,
+        line: &[u8],
+        parsed: &line_protocol::Line<'_>,
+        precision: Precision,
+        now_ns: i64,
+    ) -> Result<(), LineError> {
+        let (Some(window), Some(ts)) = (self.window_ns, parsed.timestamp) else {
+            return Ok(());
+        };
+        let ns = ts.saturating_mul(precision.nanos());
+        if ns.abs_diff(now_ns) > window.unsigned_abs() {
+            return Err(LineError::outside_window(
+                line,
+                window.unsigned_abs() / 1_000_000_000,
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Per-request routing: the normalised lines, stored once for every
 /// circle, and the share of them each backend of the cluster receives.
 ///
@@ -382,6 +467,9 @@ struct Router<'c, 'r> {
     /// this request: bodies interleave a few measurements line by line, and
     /// a ring lookup per line and circle was a tenth of the request's CPU.
     owners: FxHashMap<String, Box<[usize]>>,
+    /// The rules that can apply to each measurement seen in this request (only when there
+    /// are rules), for the same reason.
+    candidates: FxHashMap<String, Candidates>,
 }
 
 impl<'c, 'r> Router<'c, 'r> {
@@ -407,7 +495,19 @@ impl<'c, 'r> Router<'c, 'r> {
             shares,
             key: String::new(),
             owners: FxHashMap::default(),
+            candidates: FxHashMap::default(),
         }
+    }
+
+    /// The rules that can apply to lines of `measurement`, looked up once per request.
+    fn candidates(&mut self, db: &str, measurement: &str) -> &Candidates {
+        if !self.candidates.contains_key(measurement) {
+            let found = self.cluster.lines.rules.for_measurement(db, measurement);
+            self.candidates.insert(measurement.to_owned(), found);
+        }
+        // Inserted just above when it was missing.
+        static NONE: Candidates = Candidates::none();
+        self.candidates.get(measurement).unwrap_or(&NONE)
     }
 
     /// Gives the normalised line at `start..` of the lines to its owner in
@@ -421,15 +521,16 @@ impl<'c, 'r> Router<'c, 'r> {
             }
             return;
         }
-        self.cluster
-            .shard_key
-            .build_into(db, measurement, &mut self.key);
+        let placement = &self.cluster.placement;
+        let key = &mut self.key;
         let owners: Box<[usize]> = self
             .cluster
             .circles
             .iter()
             .enumerate()
-            .map(|(c, circle)| self.offsets[c] + circle.owner_index(self.key.as_bytes()))
+            .map(|(c, circle)| {
+                self.offsets[c] + placement.owner_index(circle, db, measurement, key)
+            })
             .collect();
         for &i in owners.iter() {
             self.shares[i].push(start, len);

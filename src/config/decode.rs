@@ -619,6 +619,18 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
         max_line_bytes: f.count(cx, "max_line_bytes", DEFAULT_MAX_LINE_BYTES),
         shutdown_timeout: f.secs(cx, "shutdown_timeout", default_secs::SHUTDOWN_TIMEOUT),
         memory_budget_mb: f.positive(cx, "memory_budget_mb", memory::DEFAULT_BUDGET_MB),
+        rules: decode_rules(cx, &mut f),
+        timestamp_window: {
+            let new = f.positive(cx, "timestamp_window", 0);
+            let old = f.positive(cx, "max_time_delta_secs", 0);
+            let secs = cx.alias(
+                "timestamp_window",
+                (new > 0).then_some(new),
+                "max_time_delta_secs",
+                (old > 0).then_some(old),
+            );
+            secs.map(Duration::from_secs)
+        },
         udp: decode_udp(cx, &mut f),
     };
     f.finish(cx);
@@ -668,6 +680,109 @@ fn decode_circles(cx: &mut Cx, f: &mut Fields<'_>) -> Vec<CircleConfig> {
         circles.push(CircleConfig { name, backends });
     }
     circles
+}
+
+/// Decodes `rules` (absent or `null` = none). Regexes are compiled here, so a bad one is a
+/// load error at its path; what depends on the circles (pinned backends) is `validate`'s.
+fn decode_rules(cx: &mut Cx, f: &mut Fields<'_>) -> Vec<LineRule> {
+    let path = f.path("rules");
+    let items = match f.take("rules") {
+        None => return Vec::new(),
+        Some(Node::Array(items)) => items,
+        Some(other) => {
+            cx.err(
+                &path,
+                format!("expected an array of rules, found {}", other.kind()),
+            );
+            return Vec::new();
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| decode_rule(cx, &format!("{path}[{i}]"), i, item))
+        .collect()
+}
+
+/// Decodes one rule object.
+fn decode_rule(cx: &mut Cx, at: &str, index: usize, node: &Node) -> Option<LineRule> {
+    let mut f = Fields::new(cx, at, node)?;
+    let name = f
+        .string(cx, "name")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("rule-{index}"));
+    let database = {
+        let new = f.string(cx, "database").filter(|s| !s.is_empty());
+        let old = f.string(cx, "db").filter(|s| !s.is_empty());
+        cx.alias(&f.path("database"), new, &f.path("db"), old)
+    };
+    let pattern = |cx: &mut Cx, f: &mut Fields<'_>, key: &'static str| {
+        let text = f.string(cx, key).filter(|s| !s.is_empty())?;
+        Pattern::new(&text)
+            .map_err(|e| cx.err(&f.path(key), format!("invalid regex: {e}")))
+            .ok()
+    };
+    let exact = f.string(cx, "measurement").filter(|s| !s.is_empty());
+    let regex = pattern(cx, &mut f, "measurement_regex");
+    let measurement = match (exact, regex) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                &f.path("measurement_regex"),
+                "give measurement or measurement_regex, not both",
+            );
+            MeasurementMatch::Any
+        }
+        (Some(name), None) => MeasurementMatch::Exact(name),
+        (None, Some(p)) => MeasurementMatch::Regex(p),
+        (None, None) => MeasurementMatch::Any,
+    };
+    let tag_key = f.string(cx, "tag").filter(|s| !s.is_empty());
+    let tag_value = pattern(cx, &mut f, "tag_regex");
+    let tag = match (tag_key, tag_value) {
+        (Some(key), Some(value)) => Some(TagMatch { key, value }),
+        (None, None) => None,
+        (Some(_), None) => {
+            cx.err(&f.path("tag_regex"), "a tag condition needs tag_regex");
+            None
+        }
+        (None, Some(_)) => {
+            cx.err(&f.path("tag"), "tag_regex needs the tag key it applies to");
+            None
+        }
+    };
+    let backends = f.strings(cx, "backends");
+    let action_path = f.path("action");
+    let action = match f
+        .string(cx, "action")
+        .map(|a| a.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("drop") => RuleAction::Drop,
+        Some("keep") => RuleAction::Keep,
+        Some("pin") => RuleAction::Pin(backends.clone().unwrap_or_default()),
+        Some(other) => {
+            cx.err(
+                &action_path,
+                format!("unknown action {other:?} (use \"drop\", \"keep\" or \"pin\")"),
+            );
+            RuleAction::Drop
+        }
+        None => {
+            cx.err(&action_path, "missing (\"drop\", \"keep\" or \"pin\")");
+            RuleAction::Drop
+        }
+    };
+    if backends.is_some() && !matches!(action, RuleAction::Pin(_)) {
+        cx.err(&f.path("backends"), "only a pin rule names backends");
+    }
+    f.finish(cx);
+    Some(LineRule {
+        name,
+        database,
+        measurement,
+        tag,
+        action,
+    })
 }
 
 /// Decodes one backend object.
@@ -1608,5 +1723,70 @@ backends = [{ name = "b1", url = "ftp://x", nmae = "y" }]
         assert_eq!(strsim::levenshtein("url", "url"), 0);
         assert_eq!(suggest("urll", &["name", "url"]), Some("url"));
         assert_eq!(suggest("zzzzzz", &["name", "url"]), None);
+    }
+
+    #[test]
+    fn rules_decode_in_order_with_their_aliases_and_defaults() {
+        let cfg = load(&minimal(
+            r#""rules": [
+                {"action": "drop", "db": "telegraf", "measurement_regex": "^debug_",
+                 "tag": "host", "tag_regex": "^test-"},
+                {"name": "heavy", "action": "PIN", "database": "d", "measurement": "big",
+                 "backends": "b1"}],
+               "max_time_delta_secs": 300"#,
+        ));
+        assert_eq!(cfg.rules.len(), 2);
+        let (drop, pin) = (&cfg.rules[0], &cfg.rules[1]);
+        assert_eq!(drop.name, "rule-0");
+        assert_eq!(drop.database.as_deref(), Some("telegraf"));
+        assert_eq!(
+            drop.measurement,
+            MeasurementMatch::Regex(Pattern::new("^debug_").unwrap())
+        );
+        assert_eq!(drop.tag.as_ref().map(|t| t.key.as_str()), Some("host"));
+        assert_eq!(drop.action, RuleAction::Drop);
+        assert_eq!(pin.name, "heavy");
+        assert_eq!(pin.measurement, MeasurementMatch::Exact("big".into()));
+        assert_eq!(pin.action, RuleAction::Pin(vec!["b1".into()]));
+        assert_eq!(cfg.timestamp_window, Some(Duration::from_secs(300)));
+        let cfg = load(&minimal(r#""timestamp_window": 60"#));
+        assert_eq!(cfg.timestamp_window, Some(Duration::from_secs(60)));
+        let cfg = load(&minimal(""));
+        assert!(cfg.rules.is_empty());
+        assert_eq!(cfg.timestamp_window, None);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_at_their_path() {
+        let p = problems(&minimal(
+            r#""rules": [
+                {"action": "pin", "measurement": "m", "backends": ["b1", "nope"]},
+                {"action": "pin", "measurement": "m", "tag": "h", "tag_regex": "x", "backends": ["b1"]},
+                {"action": "explode"},
+                {"measurement_regex": "(", "action": "drop"},
+                {"action": "drop", "backends": ["b1"]},
+                {"action": "drop", "measurement": "a", "measurement_regex": "b"},
+                {"action": "drop", "tag": "h"},
+                {"action": "pin", "name": "rule-0"}]"#,
+        ));
+        assert_problem(&p, "rules[0].backends[1]", "no backend is named \"nope\"");
+        assert_problem(&p, "rules[1].tag", "a tag condition only goes with drop");
+        assert_problem(&p, "rules[2].action", "unknown action \"explode\"");
+        assert_problem(&p, "rules[3].measurement_regex", "invalid regex");
+        assert_problem(&p, "rules[4].backends", "only a pin rule names backends");
+        assert_problem(&p, "rules[5].measurement_regex", "not both");
+        assert_problem(&p, "rules[6].tag_regex", "needs tag_regex");
+        assert_problem(&p, "rules[7].name", "duplicated");
+        assert_problem(&p, "rules[7].backends", "names the backends");
+        let p = problems(
+            r#"{"rules": [{"action": "pin", "backends": ["a", "b"]}],
+                "circles": [{"backends": [{"name": "a", "url": "http://h:1"},
+                                          {"name": "b", "url": "http://h:2"}]}]}"#,
+        );
+        assert_problem(&p, "rules[0].backends[1]", "at most one backend per circle");
+        let p = problems(&minimal(
+            r#""timestamp_window": 60, "max_time_delta_secs": 30"#,
+        ));
+        assert_problem(&p, "max_time_delta_secs", "conflicts with timestamp_window");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cipher;
 use crate::ring::{HashKey, ShardKey};
+pub use crate::rules::{LineRule, MeasurementMatch, Pattern, RuleAction, TagMatch};
 
 use super::validate::parse_listen_addr;
 
@@ -415,6 +416,13 @@ pub struct Config {
     /// request bodies in flight and kept buffers (`crate::memory`). Not reloadable.
     /// Default: `96`. Minimum: `32`.
     pub memory_budget_mb: u64,
+    /// Line rules, in order, first match wins: drop lines, or pin a measurement to named
+    /// backends (`crate::rules`). Reloadable. Default: `[]`.
+    pub rules: Vec<LineRule>,
+    /// Points whose time is further than this from the proxy's clock, either way, are refused
+    /// as a bad line (key in whole seconds, alias `max_time_delta_secs`, influx-spout's name);
+    /// `None` (0 or absent): no window. Reloadable. Default: none.
+    pub timestamp_window: Option<Duration>,
     /// UDP listeners taking line protocol (influxd's, influxdb-relay's and influx-spout's
     /// `[[udp]]`). Reloadable. Default: `[]`.
     pub udp: Vec<UdpConfig>,

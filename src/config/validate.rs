@@ -9,8 +9,8 @@ use crate::influxql::Unwritable;
 use crate::memory;
 
 use super::model::{
-    Config, Error, Result, Secret, DEFAULT_CONN_POOL_SIZE, DEFAULT_REWRITE_THREADS, LOG_LEVELS,
-    MIN_QUEUE_BYTES, TLS_CIPHERS,
+    Config, Error, Result, RuleAction, Secret, DEFAULT_CONN_POOL_SIZE, DEFAULT_REWRITE_THREADS,
+    LOG_LEVELS, MIN_QUEUE_BYTES, TLS_CIPHERS,
 };
 
 impl Config {
@@ -69,8 +69,61 @@ impl Config {
         self.circle_problems(&mut out);
         self.server_problems(&mut out);
         self.limit_problems(&mut out);
+        self.rule_problems(&mut out);
         self.udp_problems(&mut out);
         out
+    }
+
+    /// Line rules: unique names; a pin names existing backends, at most one per circle, and
+    /// no tag condition (it places a whole measurement).
+    fn rule_problems(&self, out: &mut Vec<(String, String)>) {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            if let Some(first) = names.insert(&rule.name, i) {
+                out.push((
+                    format!("{at}.name"),
+                    format!("rule name {:?} duplicated (also rules[{first}])", rule.name),
+                ));
+            }
+            let RuleAction::Pin(backends) = &rule.action else {
+                continue;
+            };
+            if rule.tag.is_some() {
+                out.push((
+                    format!("{at}.tag"),
+                    "a pin places a whole measurement; a tag condition only goes with drop".into(),
+                ));
+            }
+            if backends.is_empty() {
+                out.push((
+                    format!("{at}.backends"),
+                    "a pin names the backends that hold the measurement".into(),
+                ));
+            }
+            let mut circles: HashMap<usize, &str> = HashMap::new();
+            for (bi, name) in backends.iter().enumerate() {
+                let path = format!("{at}.backends[{bi}]");
+                let circle = self
+                    .circles
+                    .iter()
+                    .position(|c| c.backends.iter().any(|b| &b.name == name));
+                match circle {
+                    None => out.push((path, format!("no backend is named {name:?}"))),
+                    Some(c) => {
+                        if let Some(other) = circles.insert(c, name) {
+                            out.push((
+                                path,
+                                format!(
+                                    "{name:?} and {other:?} are both in circles[{c}]; a pin \
+                                     names at most one backend per circle"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Circles and backends: presence, unique names, URLs, encrypted credentials.

@@ -713,11 +713,10 @@ fn interleave_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
 
 /// Where a measurement of a source must be copied (empty: in place).
 fn destinations(cluster: &Cluster, plan: &Plan, db: &str, mm: &str) -> Vec<Arc<BackendHandle>> {
-    let key = cluster.shard_key.build(db, mm);
     plan.dest_circles
         .iter()
         .filter_map(|&c| cluster.circles.get(c))
-        .map(|c| c.owner(key.as_bytes()).clone())
+        .filter_map(|c| cluster.owner(c, db, mm).cloned())
         .filter(|owner| owner.backend.target.url != plan.source.target.url)
         .filter(|owner| {
             plan.dest_urls.is_empty() || plan.dest_urls.contains(&owner.backend.info.url)
@@ -771,6 +770,7 @@ async fn clear(
         .map(|h| h.backend.info.url.clone())
         .collect();
     shared.reset(circle, JobKind::Clear, &urls);
+    let mut key = String::new();
     for (idx, h) in c.backends.iter().enumerate() {
         let client = client::cached(&h.backend.target, READ_TIMEOUT);
         let url = h.backend.info.url.clone();
@@ -793,8 +793,8 @@ async fn clear(
                 s.measurement_total += ms.len() as u64
             });
             for mm in ms {
-                let key = job.cluster.shard_key.build(&db, &mm);
-                let misplaced = c.owner_index(key.as_bytes()) != idx;
+                let owner = job.cluster.placement.owner_index(c, &db, &mm, &mut key);
+                let misplaced = owner != idx;
                 if misplaced {
                     let q = format!("DROP MEASUREMENT {}", quote_ident(&mm));
                     match job.cluster.queue_statement(h, &db, &q) {

@@ -222,10 +222,7 @@ fn owners(cluster: &Cluster, circle: &Circle, db: &str, measurements: &[&str]) -
     let mut key = String::new();
     let mut out: Vec<usize> = measurements
         .iter()
-        .map(|m| {
-            cluster.shard_key.build_into(db, m, &mut key);
-            circle.owner_index(key.as_bytes())
-        })
+        .map(|m| cluster.placement.owner_index(circle, db, m, &mut key))
         .collect();
     out.sort_unstable();
     out.dedup();
@@ -677,9 +674,8 @@ async fn read_on_circle(
     let mut groups: BTreeMap<usize, Vec<QualifiedMeasurement>> = BTreeMap::new();
     let mut key = String::new();
     for t in targets {
-        cluster.shard_key.build_into(&t.0, &t.2, &mut key);
         groups
-            .entry(circle.owner_index(key.as_bytes()))
+            .entry(cluster.placement.owner_index(circle, &t.0, &t.2, &mut key))
             .or_default()
             .push(t);
     }

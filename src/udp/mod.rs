@@ -42,6 +42,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+pub(crate) use counters::encode as encode_metrics;
+
 use crate::cluster::Cluster;
 use crate::config::{Config, UdpConfig};
 use crate::memory::Admission;

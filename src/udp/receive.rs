@@ -77,7 +77,7 @@ impl Unstarted {
             .and_then(|s| s.local_addr().ok())
             .unwrap_or(self.addr)
             .to_string();
-        let counters = Arc::new(Counters::new(&label));
+        let counters = Counters::register(&label);
         let (settings, settings_rx) = watch::channel(Arc::new(config));
         let (stop, stop_rx) = oneshot::channel();
         let (flushed_tx, flushed) = oneshot::channel();
@@ -158,7 +158,8 @@ pub(super) struct Listener {
     settings: watch::Sender<Arc<UdpConfig>>,
     stop: Option<oneshot::Sender<()>>,
     flushed: Option<oneshot::Receiver<()>>,
-    counters: Arc<Counters>,
+    /// What it counted.
+    pub(super) counters: Arc<Counters>,
 }
 
 impl Listener {
@@ -179,7 +180,7 @@ impl Listener {
     pub(super) fn stop(&mut self) -> Option<oneshot::Receiver<()>> {
         let stop = self.stop.take()?;
         let _ = stop.send(());
-        self.counters.remove();
+        self.counters.unregister();
         self.flushed.take()
     }
 }
@@ -230,8 +231,12 @@ impl Receiver {
     ) -> Receiver {
         let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
         let read_buffer = settings.borrow().read_buffer;
+        let inode = kernel::inode(&socket);
+        if let Some(inode) = inode {
+            let _ = counters.socket.set((inode, ipv6));
+        }
         Receiver {
-            inode: kernel::inode(&socket),
+            inode,
             ipv6,
             socket,
             label,
@@ -450,7 +455,8 @@ impl Receiver {
         }
     }
 
-    /// Reads what the kernel dropped since the last poll; counts and logs it.
+    /// Reads what the kernel dropped since the last poll and logs it (`/metrics` reads the
+    /// count itself at each scrape).
     fn poll_kernel(&mut self) {
         let Some(now) = self.inode.and_then(|i| kernel::drops(i, self.ipv6)) else {
             return;
@@ -460,7 +466,6 @@ impl Receiver {
         if new == 0 {
             return;
         }
-        self.counters.kernel_drops.inc_by(new);
         if self.counters.logs.kernel.check().is_some() {
             error!(
                 listener = %self.label,

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::counters::Dropped;
 use super::receive::{Listener, Unstarted};
 use super::Source;
 use crate::cluster::Cluster;
 use crate::config::{Config, UdpConfig};
 use crate::memory::Admission;
-use crate::metrics;
 use crate::wal::{self, Wal};
 
 struct TestSource {
@@ -88,21 +88,6 @@ fn start(source: &Arc<dyn Source>, settings: UdpConfig) -> (Listener, SocketAddr
     (listener, addr)
 }
 
-/// The listener's series `name` (with `reason`, when given).
-fn series(listener: &Listener, name: &str, reason: Option<&str>) -> u64 {
-    let g = metrics::global();
-    match reason {
-        Some(reason) => g
-            .counter(name, "", &["listener", "reason"])
-            .with(&[&listener.label, reason])
-            .get(),
-        None => g
-            .counter(name, "", &["listener"])
-            .with(&[&listener.label])
-            .get(),
-    }
-}
-
 /// Polls `done` for up to 10 s.
 async fn eventually(mut done: impl FnMut() -> bool) -> bool {
     for _ in 0..1000 {
@@ -126,7 +111,7 @@ async fn datagrams_become_lines_of_one_write_and_memory_or_size_drops_are_counte
     let send = |data: &[u8]| {
         sender.send_to(data, addr).unwrap();
     };
-    let read = || series(&listener, "influx_proxy_udp_datagrams_total", None);
+    let read = || listener.counters.datagrams.get();
 
     // 2,000 bytes are charged three times over: more than the 4 KiB left.
     send(format!("m v=0,pad=\"{}\" 1", "x".repeat(1980)).as_bytes());
@@ -138,14 +123,11 @@ async fn datagrams_become_lines_of_one_write_and_memory_or_size_drops_are_counte
     // Larger than max_body_bytes: no batch may hold it.
     send("x".repeat(5000).as_bytes());
     assert!(eventually(|| read() == 4).await);
-    let dropped = |reason| {
-        series(
-            &listener,
-            "influx_proxy_udp_datagrams_dropped_total",
-            Some(reason),
-        )
-    };
-    assert_eq!((dropped("memory"), dropped("too_large")), (1, 1));
+    let dropped = |why| listener.counters.dropped_so_far(why);
+    assert_eq!(
+        (dropped(Dropped::Memory), dropped(Dropped::TooLarge)),
+        (1, 1)
+    );
     assert!(admission.in_use_bytes() > 0, "the batch is charged");
 
     // Stopping writes the batch; its charge is given back.
@@ -192,19 +174,13 @@ async fn datagrams_beyond_batch_pending_are_dropped_while_a_write_waits() {
     for i in 1..6 {
         send(i);
     }
-    let read = || series(&listener, "influx_proxy_udp_datagrams_total", None);
+    let read = || listener.counters.datagrams.get();
     assert!(eventually(|| read() == 6).await);
-    let dropped = |reason| {
-        series(
-            &listener,
-            "influx_proxy_udp_datagrams_dropped_total",
-            Some(reason),
-        )
-    };
-    assert_eq!(dropped("pending"), 3);
+    let dropped = |why| listener.counters.dropped_so_far(why);
+    assert_eq!(dropped(Dropped::Pending), 3);
     source.open.store(true, Ordering::Release);
     // The waiting ones are written once the writer is free again.
     assert!(eventually(|| source.writes.load(Ordering::Acquire) == 3).await);
-    assert_eq!(dropped("pending"), 3);
+    assert_eq!(dropped(Dropped::Pending), 3);
     cluster.stop();
 }

@@ -20,6 +20,7 @@ mod prom;
 mod query;
 mod reads;
 mod refusals;
+mod rules;
 mod security;
 mod service;
 mod settings;

@@ -55,6 +55,11 @@ enum Proof {
 
 use Proof::{Elsewhere, Probe, Warned};
 
+/// The tests of `rules` (tests/it/rules.rs).
+const DROP_RULES: &str = "drop_rules_acknowledge_matching_lines_store_none_and_count_them_per_rule";
+const PIN_RULES: &str =
+    "a_pin_places_a_measurement_for_writes_replica_and_merged_reads_and_a_rebalance_moves_it";
+
 /// Every documented field and its proof.
 const PROOFS: &[(&str, Proof)] = &[
     ("circles[].name", Probe(circle_name)),
@@ -163,6 +168,27 @@ const PROOFS: &[(&str, Proof)] = &[
         "max_line_bytes",
         Elsewhere("bad_input_gets_the_right_status_and_the_proxy_keeps_serving"),
     ),
+    (
+        "timestamp_window",
+        Elsewhere("timestamp_window_refuses_stale_and_future_points_and_keeps_the_others"),
+    ),
+    (
+        "max_time_delta_secs",
+        Elsewhere("rules_decode_in_order_with_their_aliases_and_defaults"),
+    ),
+    ("rules", Elsewhere(DROP_RULES)),
+    ("rules[].action", Elsewhere(DROP_RULES)),
+    ("rules[].name", Elsewhere(DROP_RULES)),
+    ("rules[].database", Elsewhere(DROP_RULES)),
+    (
+        "rules[].db",
+        Elsewhere("rules_decode_in_order_with_their_aliases_and_defaults"),
+    ),
+    ("rules[].measurement", Elsewhere(DROP_RULES)),
+    ("rules[].measurement_regex", Elsewhere(DROP_RULES)),
+    ("rules[].tag", Elsewhere(DROP_RULES)),
+    ("rules[].tag_regex", Elsewhere(DROP_RULES)),
+    ("rules[].backends", Elsewhere(PIN_RULES)),
     ("shutdown_timeout", Probe(shutdown_timeout)),
     ("log_level", Probe(log_level)),
     ("memory_budget_mb", Probe(memory_budget_mb)),

@@ -118,6 +118,23 @@ impl<'a> Line<'a> {
         }
         false
     }
+
+    /// The value of tag `key` (compared as influxd stores keys) in `line` (the bytes this was
+    /// parsed from), unescaped as influxd stores tag values; `None` when the line has no such
+    /// tag. For rules that look at one tag of a line.
+    pub fn tag_value<'l>(&self, line: &'l [u8], key: &[u8]) -> Option<Cow<'l, [u8]>> {
+        let mut rest = line.get(self.measurement_end + 1..self.key_end)?;
+        while !rest.is_empty() {
+            let comma = unescaped_position(rest, b',');
+            let tag = &rest[..comma];
+            let eq = unescaped_position(tag, b'=');
+            if &*unescape_key(&tag[..eq]) == key {
+                return Some(unescape(tag.get(eq + 1..).unwrap_or_default(), b", ="));
+            }
+            rest = rest.get(comma + 1..).unwrap_or_default();
+        }
+        None
+    }
 }
 
 /// A key as influxd stores it: `\,`, `\ `, `\=` and `\"` lose their backslash (its

@@ -431,6 +431,10 @@ pub enum Reason {
     /// The line is longer than the configured `max_line_bytes` (our addition).
     #[error("line too long: limit is {0} bytes")]
     LineTooLong(usize),
+    /// The point's time is further from the proxy's clock than the configured
+    /// `timestamp_window`, in seconds (our addition).
+    #[error("time outside the accepted window: more than {0}s from the proxy's clock")]
+    TimeOutsideWindow(u64),
 }
 
 /// One rejected line: `unable to parse '<line>': <reason>`, as InfluxDB words it. The line is
@@ -455,6 +459,11 @@ impl LineError {
     /// A line longer than `limit` bytes, refused before parsing.
     pub fn too_long(line: &[u8], limit: usize) -> LineError {
         LineError::new(line, Reason::LineTooLong(limit))
+    }
+
+    /// The error for a point further than `window_secs` from the proxy's clock.
+    pub fn outside_window(line: &[u8], window_secs: u64) -> LineError {
+        LineError::new(line, Reason::TimeOutsideWindow(window_secs))
     }
 
     /// The offending line as shown in the message (possibly truncated).
