@@ -147,7 +147,7 @@ async fn serve(
         .and_then(|bound| start_http(&config, state).map(|server| (server, bound)));
     let server = match started {
         Ok((server, bound)) => {
-            listeners.apply(bound, &udp_source(&state_for_reload));
+            listeners.apply(bound, &udp_ingest(&state_for_reload));
             server
         }
         Err(e) => {
@@ -168,7 +168,7 @@ async fn serve(
     let handle = server.handle();
     let reloader = Reloader {
         path: config_path,
-        udp_source: udp_source(&state_for_reload),
+        udp_ingest: udp_ingest(&state_for_reload),
         state: state_for_reload,
         wal,
         retired: Vec::new(),
@@ -185,7 +185,7 @@ async fn serve(
 }
 
 /// What the UDP listeners write through: the running config and cluster, the memory budget.
-impl udp::Source for AppState {
+impl udp::Ingest for AppState {
     fn config(&self) -> Arc<Config> {
         AppState::config(self)
     }
@@ -199,7 +199,7 @@ impl udp::Source for AppState {
     }
 }
 
-fn udp_source(state: &web::Data<AppState>) -> Arc<dyn udp::Source> {
+fn udp_ingest(state: &web::Data<AppState>) -> Arc<dyn udp::Ingest> {
     state.clone().into_inner()
 }
 
@@ -381,7 +381,7 @@ struct Reloader {
     retired: Vec<Arc<BackendHandle>>,
     /// The UDP listeners, and what they write through.
     udp: udp::Listeners,
-    udp_source: Arc<dyn udp::Source>,
+    udp_ingest: Arc<dyn udp::Ingest>,
 }
 
 impl Reloader {
@@ -444,9 +444,9 @@ impl Reloader {
     }
 
     /// Starts, updates and stops UDP listeners as the reloaded config asks.
-    fn apply_udp(&mut self, bound: Option<udp::Bound>) {
+    fn apply_udp(&mut self, bound: Option<udp::Bindings>) {
         if let Some(bound) = bound {
-            self.udp.apply(bound, &self.udp_source);
+            self.udp.apply(bound, &self.udp_ingest);
         }
     }
 

@@ -9,14 +9,14 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{error, info, warn};
 
 use super::counters::{Counters, Refused};
-use super::receive::Batch;
-use super::Source;
+use super::receive::UdpBatch;
+use super::Ingest;
 use crate::cluster::{ClientWrite, WriteError, WriteOutcome};
 
 /// Writes a listener's batches.
 pub(super) struct Flusher {
     pub(super) label: String,
-    pub(super) source: Arc<dyn Source>,
+    pub(super) source: Arc<dyn Ingest>,
     pub(super) counters: Arc<Counters>,
 }
 
@@ -24,7 +24,7 @@ impl Flusher {
     /// Writes batches until the receiving side has handed over its last one.
     pub(super) async fn run(
         self,
-        mut batches: mpsc::UnboundedReceiver<Batch>,
+        mut batches: mpsc::UnboundedReceiver<UdpBatch>,
         pending: Arc<AtomicUsize>,
         room: Arc<Notify>,
     ) {
@@ -36,8 +36,8 @@ impl Flusher {
     }
 
     /// One batch, exactly as `/write` writes a body.
-    async fn write(&self, batch: Batch) {
-        let Batch {
+    async fn write(&self, batch: UdpBatch) {
+        let UdpBatch {
             body,
             lines,
             charge,

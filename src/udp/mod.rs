@@ -50,7 +50,7 @@ use crate::memory::Admission;
 
 /// What the listeners need of the running proxy; every flush asks again, so a reload's new
 /// cluster takes the next batch.
-pub(crate) trait Source: Send + Sync + 'static {
+pub(crate) trait Ingest: Send + Sync + 'static {
     /// The running config (`max_body_bytes`, `write_tracing`).
     fn config(&self) -> Arc<Config>;
     /// The running cluster: the write path.
@@ -85,7 +85,7 @@ pub(crate) struct Listeners {
 /// What a config asks of the listeners, with the sockets of those that do not run yet already
 /// bound (dropping it closes them): the only part of a reload that can fail, done first.
 #[derive(Debug)]
-pub(crate) struct Bound {
+pub(crate) struct Bindings {
     /// Every enabled listener of the config, by address.
     wanted: Vec<(SocketAddr, UdpConfig)>,
     /// The new ones, bound.
@@ -95,8 +95,8 @@ pub(crate) struct Bound {
 impl Listeners {
     /// Binds the socket (and starts the threads) of every enabled listener of `config` that
     /// does not run yet; nothing runs or changes until [`Listeners::apply`].
-    pub(crate) fn bind(&self, config: &Config) -> Result<Bound, Error> {
-        let mut bound = Bound {
+    pub(crate) fn bind(&self, config: &Config) -> Result<Bindings, Error> {
+        let mut bound = Bindings {
             wanted: Vec::new(),
             new: Vec::new(),
         };
@@ -121,8 +121,8 @@ impl Listeners {
 
     /// Runs what `bound` asks: stops the listeners it does not name (their sockets close,
     /// their batches are written), updates the others in place and starts the new ones.
-    pub(crate) fn apply(&mut self, bound: Bound, source: &Arc<dyn Source>) {
-        let Bound { wanted, mut new } = bound;
+    pub(crate) fn apply(&mut self, bound: Bindings, source: &Arc<dyn Ingest>) {
+        let Bindings { wanted, mut new } = bound;
         self.running.retain_mut(|l| {
             let keep = wanted.iter().any(|(addr, _)| *addr == l.addr);
             if !keep {

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use super::counters::{Counters, Dropped};
 use super::flush::Flusher;
-use super::{kernel, Source};
+use super::{kernel, Ingest};
 use crate::cluster::WRITE_COPIES;
 use crate::config::UdpConfig;
 use crate::memory::Charge;
@@ -30,7 +30,7 @@ const READ_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// Datagrams on their way to one write: each ends in a newline, so no two datagrams' lines
 /// run together.
 #[derive(Debug)]
-pub(super) struct Batch {
+pub(super) struct UdpBatch {
     /// The line protocol.
     pub(super) body: Vec<u8>,
     /// Lines in `body` (newlines).
@@ -70,7 +70,7 @@ impl Unstarted {
     }
 
     /// Starts reading with `config`, writing through `source`.
-    pub(super) fn start(mut self, config: UdpConfig, source: Arc<dyn Source>) -> Listener {
+    pub(super) fn start(mut self, config: UdpConfig, source: Arc<dyn Ingest>) -> Listener {
         let socket = self.socket.take();
         let label = socket
             .as_ref()
@@ -198,19 +198,19 @@ struct Receiver {
     /// The socket's inode and family, to find it in `/proc/net/udp*`.
     inode: Option<u64>,
     ipv6: bool,
-    source: Arc<dyn Source>,
+    source: Arc<dyn Ingest>,
     settings: watch::Receiver<Arc<UdpConfig>>,
-    batches: mpsc::UnboundedSender<Batch>,
+    batches: mpsc::UnboundedSender<UdpBatch>,
     /// Batches handed over and not yet taken by the flush thread.
     pending: Arc<AtomicUsize>,
     /// Signalled when the flush thread takes a batch.
     room: Arc<Notify>,
     counters: Arc<Counters>,
     /// The batch being filled, and when it must go.
-    batch: Option<(Batch, Instant)>,
+    batch: Option<(UdpBatch, Instant)>,
     /// A full batch waiting for room among the pending ones; while there is one, datagrams
     /// are dropped (and no batch is being filled).
-    waiting: Option<Batch>,
+    waiting: Option<UdpBatch>,
     /// The kernel's drop count last read.
     kernel_drops: Option<u64>,
     /// The `read_buffer` the socket was given.
@@ -222,9 +222,9 @@ impl Receiver {
     fn new(
         socket: tokio::net::UdpSocket,
         label: String,
-        source: Arc<dyn Source>,
+        source: Arc<dyn Ingest>,
         settings: watch::Receiver<Arc<UdpConfig>>,
-        batches: mpsc::UnboundedSender<Batch>,
+        batches: mpsc::UnboundedSender<UdpBatch>,
         pending: Arc<AtomicUsize>,
         room: Arc<Notify>,
         counters: Arc<Counters>,
@@ -383,7 +383,7 @@ impl Receiver {
                 .as_mut()
                 .is_some_and(|c| c.try_grow(charge_bytes).unwrap_or(false))
         } else if let Some(charge) = admission.try_admit(charge_bytes) {
-            let batch = Batch {
+            let batch = UdpBatch {
                 body: Vec::with_capacity(needed),
                 lines: 0,
                 charge: Some(charge),
@@ -420,7 +420,7 @@ impl Receiver {
 
     /// Gives `batch` to the flush thread, or keeps it waiting while `batch_pending` batches
     /// already wait.
-    fn hand_over(&mut self, batch: Batch) {
+    fn hand_over(&mut self, batch: UdpBatch) {
         let limit = self.settings.borrow().batch_pending;
         if self.pending.load(Ordering::Acquire) >= limit {
             self.waiting = Some(batch);

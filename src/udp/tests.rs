@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use super::counters::Dropped;
 use super::receive::{Listener, Unstarted};
-use super::Source;
+use super::Ingest;
 use crate::cluster::Cluster;
 use crate::config::{Config, UdpConfig};
 use crate::memory::Admission;
 use crate::wal::{self, Wal};
 
-struct TestSource {
+struct TestIngest {
     config: Arc<Config>,
     cluster: Arc<Cluster>,
     admission: Admission,
@@ -25,9 +25,9 @@ struct TestSource {
     writes: AtomicUsize,
 }
 
-impl TestSource {
-    fn new(config: Arc<Config>, cluster: &Arc<Cluster>, admission: Admission) -> TestSource {
-        TestSource {
+impl TestIngest {
+    fn new(config: Arc<Config>, cluster: &Arc<Cluster>, admission: Admission) -> TestIngest {
+        TestIngest {
             config,
             cluster: Arc::clone(cluster),
             admission,
@@ -37,7 +37,7 @@ impl TestSource {
     }
 }
 
-impl Source for TestSource {
+impl Ingest for TestIngest {
     fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config)
     }
@@ -81,7 +81,7 @@ fn settings(batch_size: usize, batch_pending: usize) -> UdpConfig {
     }
 }
 
-fn start(source: &Arc<dyn Source>, settings: UdpConfig) -> (Listener, SocketAddr) {
+fn start(source: &Arc<dyn Ingest>, settings: UdpConfig) -> (Listener, SocketAddr) {
     let unstarted = Unstarted::bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
     let listener = unstarted.start(settings, Arc::clone(source));
     let addr = listener.label.parse().unwrap();
@@ -105,7 +105,7 @@ async fn datagrams_become_lines_of_one_write_and_memory_or_size_drops_are_counte
     let admission = Admission::new(256 << 10);
     // The share is nearly all taken (by bodies being written over HTTP, say).
     let held = admission.try_admit((256 << 10) - (4 << 10)).unwrap();
-    let source: Arc<dyn Source> = Arc::new(TestSource::new(config, &cluster, admission.clone()));
+    let source: Arc<dyn Ingest> = Arc::new(TestIngest::new(config, &cluster, admission.clone()));
     let (mut listener, addr) = start(&source, settings(1000, 10));
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |data: &[u8]| {
@@ -156,9 +156,9 @@ async fn datagrams_become_lines_of_one_write_and_memory_or_size_drops_are_counte
 #[actix_rt::test]
 async fn datagrams_beyond_batch_pending_are_dropped_while_a_write_waits() {
     let (config, cluster, _wal, _dir) = cluster("http://127.0.0.1:1", "");
-    let source = Arc::new(TestSource::new(config, &cluster, Admission::new(1 << 20)));
+    let source = Arc::new(TestIngest::new(config, &cluster, Admission::new(1 << 20)));
     source.open.store(false, Ordering::Release);
-    let dyn_source: Arc<dyn Source> = source.clone();
+    let dyn_source: Arc<dyn Ingest> = source.clone();
     // Every datagram is a batch (batch_size 1); one may wait for the writer (batch_pending 1).
     let (listener, addr) = start(&dyn_source, settings(1, 1));
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -127,7 +127,7 @@ fn datagrams(pool: usize, max: usize) -> Vec<Datagram> {
 
 /// What a run sent.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct Sent {
+struct Transmitted {
     datagrams: u64,
     points: u64,
     bytes: u64,
@@ -137,8 +137,8 @@ struct Sent {
 }
 
 /// Sends `pool` round and round to `target` for `duration` at `rate` points/s (0: flat out).
-fn send(socket: &UdpSocket, pool: &[Datagram], rate: u64, duration: Duration) -> Sent {
-    let mut sent = Sent::default();
+fn send(socket: &UdpSocket, pool: &[Datagram], rate: u64, duration: Duration) -> Transmitted {
+    let mut sent = Transmitted::default();
     let start = Instant::now();
     let mut next = 0;
     loop {

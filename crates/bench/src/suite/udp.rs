@@ -38,7 +38,7 @@ const RMEM_MAX: &str = "/proc/sys/net/core/rmem_max";
 
 /// What one rate did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Step {
+struct RateStep {
     target: u64,
     sent_points: u64,
     sent_per_sec: f64,
@@ -50,7 +50,7 @@ struct Step {
     sender_cores: f64,
 }
 
-impl Step {
+impl RateStep {
     fn lost(&self) -> u64 {
         self.sent_points.saturating_sub(self.stored)
     }
@@ -110,7 +110,7 @@ fn ramp(ctx: &mut Ctx, label: &str, read_buffer: u64) -> Result<String, Error> {
     let proxy = setup::proxy(&ctx.proxy_bin, 1, 1, &[sinks[0].url.as_str()], &extra)?;
     let listener = format!("listener=\"127.0.0.1:{port}\"");
     let granted = metric(&proxy, "influx_proxy_udp_read_buffer_bytes", &listener);
-    let run = |ctx: &mut Ctx, rate: u64| -> Result<Step, Error> {
+    let run = |ctx: &mut Ctx, rate: u64| -> Result<RateStep, Error> {
         let step = one_step(ctx, &proxy, &sinks, port, &listener, rate)?;
         ctx.report.row(&[
             label,
@@ -130,8 +130,8 @@ fn ramp(ctx: &mut Ctx, label: &str, read_buffer: u64) -> Result<String, Error> {
     // Not reported: the first batches pay for the schema question, page faults and the
     // threads' first allocations.
     one_step(ctx, &proxy, &sinks, port, &listener, FIRST_RATE)?;
-    let mut best: Option<Step> = None;
-    let mut first_loss: Option<Step> = None;
+    let mut best: Option<RateStep> = None;
+    let mut first_loss: Option<RateStep> = None;
     let mut rate = FIRST_RATE;
     loop {
         let step = run(ctx, rate)?;
@@ -167,7 +167,7 @@ fn ramp(ctx: &mut Ctx, label: &str, read_buffer: u64) -> Result<String, Error> {
 }
 
 /// The line under the table for one buffer size.
-fn summary(label: &str, granted: f64, best: Option<Step>, loss: Option<Step>) -> String {
+fn summary(label: &str, granted: f64, best: Option<RateStep>, loss: Option<RateStep>) -> String {
     let best = best.map_or_else(
         || "none without loss".to_owned(),
         |b| {
@@ -203,7 +203,7 @@ fn one_step(
     port: u16,
     listener: &str,
     rate: u64,
-) -> Result<Step, Error> {
+) -> Result<RateStep, Error> {
     let read = || metric(proxy, "influx_proxy_udp_datagrams_total", listener);
     let kernel = || metric(proxy, "influx_proxy_udp_kernel_drops_total", listener);
     let dropped = || metric(proxy, "influx_proxy_udp_datagrams_dropped_total", listener);
@@ -221,7 +221,7 @@ fn one_step(
     thread::sleep(Duration::from_millis(1500));
     setup::wait_drain(proxy);
     let seconds = sent["seconds"].as_f64().unwrap_or(0.0).max(1e-9);
-    Ok(Step {
+    Ok(RateStep {
         target: rate,
         sent_points: sent["points"].as_u64().unwrap_or(0),
         sent_per_sec: sent["points_per_sec"].as_f64().unwrap_or(0.0),
@@ -348,22 +348,22 @@ mod tests {
 
     #[test]
     fn the_summary_names_the_edge() {
-        let good = Step {
+        let good = RateStep {
             target: 400_000,
             sent_points: 800_000,
             sent_per_sec: 400_000.0,
             datagrams_per_sec: 36_000.0,
             stored: 800_000,
             proxy_cores: 0.5,
-            ..Step::default()
+            ..RateStep::default()
         };
-        let bad = Step {
+        let bad = RateStep {
             target: 800_000,
             sent_points: 1_600_000,
             sent_per_sec: 800_000.0,
             stored: 1_500_000,
             kernel_drops: 9_000,
-            ..Step::default()
+            ..RateStep::default()
         };
         assert_eq!(
             summary("default", 425_984.0, Some(good), Some(bad)),
@@ -372,10 +372,10 @@ mod tests {
              9,000 datagrams dropped by the kernel, 0 by the proxy."
         );
         assert!(!good.sender_bound());
-        assert!(Step {
+        assert!(RateStep {
             target: 100,
             sent_per_sec: 90.0,
-            ..Step::default()
+            ..RateStep::default()
         }
         .sender_bound());
     }
