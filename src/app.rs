@@ -15,6 +15,7 @@ use crate::cluster::{self, Cluster, ClusterDiff, Queues};
 use crate::config::Config;
 use crate::runtime;
 use crate::runtime::signals::{Control, Signals};
+use crate::udp;
 use crate::wal::{self, Wal};
 
 /// How long a client may take to send its request headers: a stalled or
@@ -55,6 +56,9 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Server(std::io::Error),
+    /// A UDP listener cannot be bound.
+    #[error(transparent)]
+    Udp(#[from] udp::Error),
 }
 
 /// Runs the proxy until a shutdown signal; returns once everything is
@@ -134,8 +138,18 @@ async fn serve(
     let state = web::Data::new(AppState::new(config.clone(), cluster, migration, migrator));
     let state_for_reload = state.clone();
     let cluster_at_exit = state.clone();
-    let server = match start_http(&config, state) {
-        Ok(server) => server,
+    let mut listeners = udp::Listeners::default();
+    // Bound before the HTTP server starts, and started after it: a port that cannot be bound
+    // fails the start as `listen_addr` does.
+    let started = listeners
+        .bind(&config)
+        .map_err(Error::from)
+        .and_then(|bound| start_http(&config, state).map(|server| (server, bound)));
+    let server = match started {
+        Ok((server, bound)) => {
+            listeners.apply(bound, &udp_ingest(&state_for_reload));
+            server
+        }
         Err(e) => {
             // The actors started above have not been polled yet; dropped with the runtime, an
             // actor's first poll would set up its timers with no reactor left and panic. Let
@@ -154,9 +168,11 @@ async fn serve(
     let handle = server.handle();
     let reloader = Reloader {
         path: config_path,
+        udp_ingest: udp_ingest(&state_for_reload),
         state: state_for_reload,
         wal,
         retired: Vec::new(),
+        udp: listeners,
     };
     let control = actix_web::rt::spawn(control_loop(handle, reloader));
     let result = server.await.map_err(Error::Server);
@@ -166,6 +182,25 @@ async fn serve(
     }
     cluster_at_exit.cluster().stop();
     result
+}
+
+/// What the UDP listeners write through: the running config and cluster, the memory budget.
+impl udp::Ingest for AppState {
+    fn config(&self) -> Arc<Config> {
+        AppState::config(self)
+    }
+
+    fn cluster(&self) -> Arc<Cluster> {
+        AppState::cluster(self)
+    }
+
+    fn admission(&self) -> &crate::memory::Admission {
+        AppState::admission(self)
+    }
+}
+
+fn udp_ingest(state: &web::Data<AppState>) -> Arc<dyn udp::Ingest> {
+    state.clone().into_inner()
 }
 
 /// How long a failed start lets the actors it spawned run before returning.
@@ -266,7 +301,11 @@ async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reload
                     "Shutting down: no new connections, finishing in-flight requests."
                 );
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-                let stop = server.stop(true);
+                // UDP first: what its batches hold is written while the cluster still runs.
+                let stop = async {
+                    reloader.stop_udp().await;
+                    server.stop(true).await;
+                };
                 tokio::select! {
                     _ = stop => {}
                     Control::Shutdown(signal) = next_shutdown(&mut signals) => {
@@ -306,6 +345,7 @@ async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reload
                         lines = ?d.lines,
                         request = ?d.request,
                         log_level = d.log_level,
+                        udp = ?d.udp,
                         "Config reloaded."
                     ),
                     Err(e) => {
@@ -339,6 +379,9 @@ struct Reloader {
     wal: Arc<Wal>,
     /// Backends removed from the config that still drain their queue.
     retired: Vec<Arc<BackendHandle>>,
+    /// The UDP listeners, and what they write through.
+    udp: udp::Listeners,
+    udp_ingest: Arc<dyn udp::Ingest>,
 }
 
 impl Reloader {
@@ -357,7 +400,13 @@ impl Reloader {
         if diff.is_empty() {
             return Ok(diff);
         }
-        // The one step that can fail comes first: a failed reload changes nothing.
+        // The steps that can fail come first: a failed reload changes nothing. New UDP sockets
+        // are bound (and closed again if a later step fails).
+        let udp = if diff.udp.is_empty() {
+            None
+        } else {
+            Some(self.udp.bind(&new).map_err(|e| e.to_string())?)
+        };
         let queues = if diff.changes_cluster() {
             Some(Queues::open(&new, &self.wal).map_err(|e| e.to_string())?)
         } else {
@@ -369,6 +418,7 @@ impl Reloader {
         let new = Arc::new(new);
         let Some(queues) = queues else {
             self.state.replace(new, self.state.cluster());
+            self.apply_udp(udp);
             return Ok(diff);
         };
         // A removed backend that comes back must stop draining before a new actor takes over
@@ -389,7 +439,22 @@ impl Reloader {
         for h in unused {
             self.retire(h);
         }
+        self.apply_udp(udp);
         Ok(diff)
+    }
+
+    /// Starts, updates and stops UDP listeners as the reloaded config asks.
+    fn apply_udp(&mut self, bound: Option<udp::Bindings>) {
+        if let Some(bound) = bound {
+            self.udp.apply(bound, &self.udp_ingest);
+        }
+    }
+
+    /// Stops the UDP listeners, waiting (at most `shutdown_timeout`) until their batches are
+    /// written.
+    async fn stop_udp(&mut self) {
+        let timeout = self.state.config().shutdown_timeout;
+        self.udp.shutdown(timeout).await;
     }
 
     /// A backend removed from the config: stopped at once if its queue is empty, otherwise

@@ -7,7 +7,8 @@
 //! `proxy-queue` (the RocksDB write-ahead queue, re-exported as [`wal`]) cannot see this
 //! crate. Within it, dependencies point down this list, never up:
 //! - [`app`]: composition root (config -> queue -> circles -> HTTP -> signals).
-//! - `api`: the InfluxDB-compatible HTTP API (actix-web).
+//! - `api`: the InfluxDB-compatible HTTP API (actix-web); `udp`: line protocol in datagrams,
+//!   written through the same path.
 //! - `cluster`: all circles and the write path (route, stamp, queue).
 //! - `circle`: one consistent-hash ring of backends and its supervisor.
 //! - `backend`: one actor per InfluxDB, draining its write-ahead queue; `backend::catalog`
@@ -49,3 +50,4 @@ pub mod rules;
 pub mod runtime;
 mod schema;
 mod tls;
+mod udp;

@@ -171,6 +171,20 @@ impl Admission {
         }
     }
 
+    /// [`Admission::admit`] without waiting: `None` when `bytes` do not fit now. For
+    /// datagrams, which cannot be held back: they are dropped instead (`udp`).
+    pub(crate) fn try_admit(&self, bytes: u64) -> Option<Charge> {
+        let want = kib(bytes).clamp(1, u64::from(self.total)) as u32;
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_many_owned(want)
+            .ok()?;
+        Some(Charge {
+            admission: self.clone(),
+            permit: Some(permit),
+            overdraft: None,
+        })
+    }
+
     /// The most one body may hold: the whole share.
     pub(crate) fn body_limit(&self) -> u64 {
         self.capacity_bytes()
@@ -472,6 +486,20 @@ mod tests {
         drop(b);
         assert_eq!(admission.in_use_bytes(), 0);
         assert!(Arc::clone(&admission.overdraft).try_lock_owned().is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn a_charge_taken_without_waiting_is_refused_when_the_share_is_full() {
+        let admission = Admission::new(64 << 10);
+        let mut first = admission.try_admit(40 << 10).unwrap();
+        assert!(admission.try_admit(32 << 10).is_none(), "beyond the share");
+        let second = admission.try_admit(24 << 10).unwrap();
+        assert_eq!(admission.available_bytes(), 0);
+        // Growing without waiting never takes the overdraft.
+        assert!(!first.try_grow(48 << 10).unwrap());
+        assert_eq!(admission.in_use_bytes(), 64 << 10);
+        drop((first, second));
+        assert_eq!(admission.available_bytes(), 64 << 10);
     }
 
     #[actix_rt::test]

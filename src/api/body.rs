@@ -61,7 +61,7 @@ pub(super) struct Shape {
 
 /// Copies of the plain body a write holds at once: the lines, the normalised lines and the
 /// queue's write batch.
-pub(super) const WRITE_COPIES: u64 = 3;
+pub(super) const WRITE_COPIES: u64 = crate::cluster::WRITE_COPIES;
 
 impl Shape {
     /// Charge per byte received: the received bytes are the plain body when not encoded.

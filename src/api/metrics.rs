@@ -33,6 +33,7 @@ pub(super) async fn metrics(
     encode_cluster(&mut enc, &state.cluster());
     encode_memory(&mut enc, &state);
     encode_wal_storage(&mut enc, &state.cluster());
+    crate::udp::encode_metrics(&mut enc);
     metrics::global().encode_into(&mut enc);
     metrics::encode_process(&mut enc);
     Ok(HttpResponse::Ok()

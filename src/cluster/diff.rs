@@ -63,6 +63,9 @@ pub(crate) struct ClusterDiff {
     pub request: Vec<&'static str>,
     /// The log filter changed.
     pub log_level: bool,
+    /// UDP listeners (`bind_addr`) added, changed or removed: the reload binds, updates or
+    /// closes them (`udp::Listeners`).
+    pub udp: Vec<String>,
 }
 
 impl ClusterDiff {
@@ -72,10 +75,12 @@ impl ClusterDiff {
         let Some(old) = old else {
             d.added = backends(new).map(|(_, b)| b.name.clone()).collect();
             d.placement = true;
+            d.udp = new.udp.iter().map(|u| u.bind_addr.clone()).collect();
             return d;
         };
         (d.restart, d.request) = changed_fields(old, new);
         d.log_level = old.log_level != new.log_level;
+        d.udp = udp_changes(old, new);
         d.placement = placement(old) != placement(new);
         d.pins = pins(old).ne(pins(new));
         d.lines = [
@@ -139,6 +144,7 @@ impl ClusterDiff {
             && !self.changes_cluster()
             && self.request.is_empty()
             && !self.log_level
+            && self.udp.is_empty()
     }
 
     /// The cluster must be rebuilt: a backend comes, goes, is replaced or rebound, or the ring
@@ -193,11 +199,31 @@ impl fmt::Display for ClusterDiff {
         if self.log_level {
             parts.push("log_level".into());
         }
+        if !self.udp.is_empty() {
+            parts.push(list("udp", &self.udp));
+        }
         if parts.is_empty() {
             return f.write_str("none");
         }
         f.write_str(&parts.join(", "))
     }
+}
+
+/// The UDP listeners the reload touches: each entry of `new` not in `old` as it is (added or
+/// changed), then each address of `old` that `new` no longer has (removed).
+fn udp_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut out: Vec<String> = new
+        .udp
+        .iter()
+        .filter(|u| !old.udp.contains(u))
+        .map(|u| u.bind_addr.clone())
+        .collect();
+    for u in &old.udp {
+        if !new.udp.iter().any(|n| n.bind_addr == u.bind_addr) {
+            out.push(u.bind_addr.clone());
+        }
+    }
+    out
 }
 
 /// Every backend of `config` with its circle, in config order.
@@ -287,11 +313,13 @@ macro_rules! reload_classes {
      restart: $($restart:ident),+;
      request: $($request:ident),+;
      cluster: $($cluster:ident),+;
+     listeners: $($listeners:ident),+;
      ignored: $($ignored:ident),+ $(;)?) => {{
         let Config {
             $($restart: _,)+
             $($request: _,)+
             $($cluster: _,)+
+            $($listeners: _,)+
             $($ignored: _,)+
         } = $new;
         let changed = |fields: &[(&'static str, bool)]| -> Vec<&'static str> {
@@ -321,6 +349,9 @@ fn changed_fields(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'stati
             check_interval, rewrite_interval, write_timeout, query_timeout, write_concurrency,
             write_gzip, wal_max_bytes, dead_letter_max_bytes, wal_min_free_mb, log_level,
             max_line_bytes, rules, timestamp_window;
+        // Compared by `ClusterDiff::between` (`udp`) and applied by the reload, which binds new
+        // sockets before anything else changes.
+        listeners: udp;
         // Accepted for Go proxy files, without effect (`Config::ignored_settings`).
         ignored: conn_pool_size, rewrite_threads;
     )
@@ -477,6 +508,32 @@ mod tests {
     fn hashing_settings_change_placement_only() {
         let d = diff(|c| c.vnode_size += 1);
         assert!(d.placement && d.replaced.is_empty() && d.rebound.is_empty());
+    }
+
+    #[test]
+    fn udp_listeners_added_changed_and_removed_are_named_and_reloaded() {
+        let listener = |addr: &str, db: &str| crate::config::UdpConfig {
+            bind_addr: addr.into(),
+            enabled: true,
+            database: db.into(),
+            retention_policy: String::new(),
+            precision: Default::default(),
+            read_buffer: 0,
+            batch_size: 5000,
+            batch_timeout: std::time::Duration::from_secs(1),
+            batch_pending: 10,
+        };
+        let mut old = base();
+        old.udp = vec![listener(":8089", "a"), listener(":8090", "a")];
+        let mut new = base();
+        new.udp = vec![listener(":8089", "b"), listener(":8091", "a")];
+        let d = ClusterDiff::between(Some(&old), &new);
+        assert_eq!(d.udp, [":8089", ":8091", ":8090"]);
+        assert!(d.restart.is_empty() && d.request.is_empty() && !d.changes_cluster());
+        assert!(!d.is_empty());
+        assert_eq!(d.to_string(), "udp :8089 :8091 :8090");
+        assert!(ClusterDiff::between(Some(&new), &new).is_empty());
+        assert_eq!(ClusterDiff::between(None, &new).udp, [":8089", ":8091"]);
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub(crate) struct ClientWrite<'a> {
     pub schema: &'a DbSchema,
 }
 
+/// Copies of a write's body [`Cluster::write`] holds at once: the lines, the normalised lines
+/// and the queue's write batch. What a body is charged per byte against the memory budget
+/// (`memory::Admission`), whether it came over HTTP or UDP.
+pub(crate) const WRITE_COPIES: u64 = 3;
+
 /// Why a write request queued nothing.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WriteError {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::line_protocol::Precision;
 use crate::memory;
 use crate::ring::{HashKey, ShardKey};
 
@@ -630,6 +631,7 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
             );
             secs.map(Duration::from_secs)
         },
+        udp: decode_udp(cx, &mut f),
     };
     f.finish(cx);
     Some(config)
@@ -844,6 +846,199 @@ fn decode_tls(cx: &mut Cx, f: &mut Fields<'_>) -> Option<TlsConfig> {
         min_version,
         max_version,
     })
+}
+
+/// Decodes `udp` (absent or `null`: no listener), each entry under influxd's, influxdb-relay's
+/// and influx-spout's key names too.
+fn decode_udp(cx: &mut Cx, f: &mut Fields<'_>) -> Vec<UdpConfig> {
+    let path = f.path("udp");
+    let items = match f.take("udp") {
+        None => return Vec::new(),
+        Some(Node::Array(items)) => items,
+        Some(other) => {
+            cx.err(
+                &path,
+                format!("expected an array of UDP listeners, found {}", other.kind()),
+            );
+            return Vec::new();
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| decode_udp_listener(cx, &format!("{path}[{i}]"), item))
+        .collect()
+}
+
+/// The values given under `keys` (several names of one setting), each read by `read`, with
+/// their paths.
+fn named<T>(
+    cx: &mut Cx,
+    f: &mut Fields<'_>,
+    keys: &[&'static str],
+    mut read: impl FnMut(&mut Cx, &str, Option<&Node>) -> Option<T>,
+) -> Vec<(String, Option<T>)> {
+    keys.iter()
+        .map(|&key| {
+            let path = f.path(key);
+            let node = f.take(key);
+            let value = read(cx, &path, node);
+            (path, value)
+        })
+        .collect()
+}
+
+/// The first value given of several names of one setting; each other name given with a
+/// different value is an error naming both.
+fn one_of<T: PartialEq + fmt::Debug>(cx: &mut Cx, named: Vec<(String, Option<T>)>) -> Option<T> {
+    let mut given = named.into_iter().filter_map(|(path, v)| Some((path, v?)));
+    let (first_path, first) = given.next()?;
+    for (path, value) in given {
+        if value != first {
+            cx.err(
+                &path,
+                format!(
+                    "conflicts with {first_path} ({value:?} vs {first:?}); they are two names of \
+                     one setting, keep one"
+                ),
+            );
+        }
+    }
+    Some(first)
+}
+
+/// Decodes one `udp[]` entry.
+fn decode_udp_listener(cx: &mut Cx, at: &str, node: &Node) -> Option<UdpConfig> {
+    let mut f = Fields::new(cx, at, node)?;
+    let text = |cx: &mut Cx, path: &str, node: Option<&Node>| {
+        cx.string(path, node).filter(|s| !s.is_empty())
+    };
+    let int = |cx: &mut Cx, path: &str, node: Option<&Node>| cx.int(path, node);
+    let mut bind = named(
+        cx,
+        &mut f,
+        &["bind_addr", "bind-address", "bind_address", "bind-addr"],
+        text,
+    );
+    // influx-spout names a port only: every interface.
+    bind.extend(named(cx, &mut f, &["port"], |cx, path, node| {
+        cx.int(path, node).map(|port| format!(":{port}"))
+    }));
+    let bind_addr = one_of(cx, bind).unwrap_or_default();
+    let database = named(cx, &mut f, &["database"], text);
+    let database = one_of(cx, database).unwrap_or_default();
+    let rp = named(cx, &mut f, &["retention_policy", "retention-policy"], text);
+    let retention_policy = one_of(cx, rp).unwrap_or_default();
+    let precision = match f.string(cx, "precision") {
+        None => Precision::Nanoseconds,
+        Some(text) => Precision::parse(text.trim()).unwrap_or_else(|msg| {
+            cx.err(&f.path("precision"), msg);
+            Precision::Nanoseconds
+        }),
+    };
+    let read_buffer = named(
+        cx,
+        &mut f,
+        &["read_buffer", "read-buffer", "read_buffer_bytes"],
+        |cx, path, node| match cx.int(path, node)? {
+            v if v < 0 => {
+                cx.err(path, format!("must not be negative, got {v}"));
+                None
+            }
+            v => Some(v),
+        },
+    );
+    let read_buffer = one_of(cx, read_buffer).unwrap_or(0);
+    // 0 or negative: the default, as for every count.
+    let mut count = |cx: &mut Cx, keys: &[&'static str], default: usize| {
+        let values = named(cx, &mut f, keys, int);
+        match one_of(cx, values) {
+            Some(v) if v > 0 => usize::try_from(v).unwrap_or(usize::MAX),
+            _ => default,
+        }
+    };
+    let batch_size = count(
+        cx,
+        &["batch_size", "batch-size", "batch"],
+        DEFAULT_UDP_BATCH_SIZE,
+    );
+    let batch_pending = count(
+        cx,
+        &["batch_pending", "batch-pending"],
+        DEFAULT_UDP_BATCH_PENDING,
+    );
+    let timeout = named(cx, &mut f, &["batch_timeout", "batch-timeout"], duration);
+    let batch_timeout = one_of(cx, timeout)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_UDP_BATCH_TIMEOUT);
+    let enabled = f.boolean(cx, "enabled").unwrap_or(true);
+    f.finish(cx);
+    Some(UdpConfig {
+        bind_addr,
+        enabled,
+        database,
+        retention_policy,
+        precision,
+        read_buffer: usize::try_from(read_buffer).unwrap_or(usize::MAX),
+        batch_size,
+        batch_timeout,
+        batch_pending,
+    })
+}
+
+/// A duration: a number of seconds (as every duration key), or a Go duration string as influxd
+/// writes them (`"1s"`, `"500ms"`, `"1m30s"`); `None` when absent or invalid (reported).
+fn duration(cx: &mut Cx, path: &str, node: Option<&Node>) -> Option<Duration> {
+    match node? {
+        Node::String(s)
+            if s.trim()
+                .ends_with(|c: char| c.is_ascii_alphabetic() || c == 'µ') =>
+        {
+            parse_go_duration(s.trim()).or_else(|| {
+                cx.err(
+                    path,
+                    format!("expected seconds or a duration such as \"500ms\", found {s:?}"),
+                );
+                None
+            })
+        }
+        other => {
+            let secs = cx.int(path, Some(other))?;
+            Some(Duration::from_secs(secs.max(0).unsigned_abs()))
+        }
+    }
+}
+
+/// Go's `time.ParseDuration` for non-negative values: decimal numbers each with a unit (`ns`,
+/// `us`, `µs`, `ms`, `s`, `m`, `h`), e.g. `1h2m0.5s`.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += number * nanos_per_unit;
+        rest = &rest[unit_len..];
+    }
+    (total.is_finite() && total < u64::MAX as f64).then(|| Duration::from_nanos(total as u64))
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ mod decode;
 mod model;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod udp_tests;
 mod validate;
 
 pub use decode::Format;
@@ -64,5 +66,8 @@ pub use model::{
     DEFAULT_MAX_LINE_BYTES, DEFAULT_MIGRATE_BATCH, DEFAULT_MIGRATE_CPUS, DEFAULT_MLOG_DIR,
     DEFAULT_REWRITE_THREADS, DEFAULT_SHARD_KEY, DEFAULT_VNODE_SIZE, DEFAULT_WAL_MAX_BYTES,
     DEFAULT_WRITE_CONCURRENCY, MAX_WRITE_CONCURRENCY, MIN_QUEUE_BYTES,
+};
+pub use model::{
+    UdpConfig, DEFAULT_UDP_BATCH_PENDING, DEFAULT_UDP_BATCH_SIZE, DEFAULT_UDP_BATCH_TIMEOUT,
 };
 pub use validate::parse_listen_addr;

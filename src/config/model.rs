@@ -423,6 +423,56 @@ pub struct Config {
     /// as a bad line (key in whole seconds, alias `max_time_delta_secs`, influx-spout's name);
     /// `None` (0 or absent): no window. Reloadable. Default: none.
     pub timestamp_window: Option<Duration>,
+    /// UDP listeners taking line protocol (influxd's, influxdb-relay's and influx-spout's
+    /// `[[udp]]`). Reloadable. Default: `[]`.
+    pub udp: Vec<UdpConfig>,
+}
+
+/// Default of [`UdpConfig::batch_size`] (influxd's).
+pub const DEFAULT_UDP_BATCH_SIZE: usize = 5000;
+/// Default of [`UdpConfig::batch_pending`] (influxd's).
+pub const DEFAULT_UDP_BATCH_PENDING: usize = 10;
+/// Default of [`UdpConfig::batch_timeout`] (influxd's).
+pub const DEFAULT_UDP_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One UDP listener (`udp[]`): datagrams of line protocol, written to one database through the
+/// same path as `/write`. Key names of influxd, influxdb-relay and influx-spout are aliases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// Address to bind, in `listen_addr`'s forms (`:8089`, `ip:port`, `[ipv6]:port`); port 0
+    /// is refused (senders must know the port). Aliases `bind-address`, `bind_address`,
+    /// `bind-addr`, and spout's `port` (a number, meaning `:port`). Default: none (required).
+    pub bind_addr: String,
+    /// `false` keeps the entry without a listener (influxd's `enabled`). Default: `true`.
+    pub enabled: bool,
+    /// Database the points are written to. Default: none (required).
+    pub database: String,
+    /// Retention policy (`""`: the database's default). Alias `retention-policy`.
+    /// Default: `""`.
+    pub retention_policy: String,
+    /// Unit of the timestamps, as `/write`'s `precision` (`n`, `u`, `ms`, `s`, `m`, `h`).
+    /// Default: `"n"`.
+    pub precision: crate::line_protocol::Precision,
+    /// The socket's receive buffer (`SO_RCVBUF`) in bytes; `0` keeps the OS default. The
+    /// kernel caps it at `net.core.rmem_max`. Aliases `read-buffer`, `read_buffer_bytes`.
+    /// Default: `0`.
+    pub read_buffer: usize,
+    /// Lines per batch: a batch is written once it holds this many. Aliases `batch-size`,
+    /// spout's `batch`. Default: `5000`.
+    pub batch_size: usize,
+    /// Longest a partial batch waits before it is written (seconds, or a duration such as
+    /// `"500ms"`). Alias `batch-timeout`. Default: `1` s.
+    pub batch_timeout: Duration,
+    /// Full batches waiting to be written before new datagrams are dropped. Alias
+    /// `batch-pending`. Default: `10`.
+    pub batch_pending: usize,
+}
+
+impl UdpConfig {
+    /// The address to bind: `bind_addr` with an empty host meaning `0.0.0.0`.
+    pub fn socket_addr(&self) -> std::result::Result<SocketAddr, String> {
+        super::validate::parse_bind_addr("bind_addr", &self.bind_addr)
+    }
 }
 
 impl Config {

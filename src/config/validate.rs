@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::cipher;
+use crate::influxql::Unwritable;
 use crate::memory;
 
 use super::model::{
@@ -69,6 +70,7 @@ impl Config {
         self.server_problems(&mut out);
         self.limit_problems(&mut out);
         self.rule_problems(&mut out);
+        self.udp_problems(&mut out);
         out
     }
 
@@ -234,13 +236,77 @@ impl Config {
             out.push(("log_level".into(), msg));
         }
     }
+
+    /// UDP listeners: an address each (one listener per address), a database `/write` would
+    /// take (`db_list`, a name influxd creates).
+    fn udp_problems(&self, out: &mut Vec<(String, String)>) {
+        let mut bound: Vec<(SocketAddr, String)> = Vec::new();
+        for (i, udp) in self.udp.iter().enumerate() {
+            let at = format!("udp[{i}]");
+            match udp.socket_addr() {
+                Err(msg) => out.push((format!("{at}.bind_addr"), msg)),
+                Ok(addr) if addr.port() == 0 => out.push((
+                    format!("{at}.bind_addr"),
+                    format!(
+                        "invalid bind_addr {:?}: port 0 is not a valid port (senders must know it)",
+                        udp.bind_addr
+                    ),
+                )),
+                Ok(addr) => {
+                    if let Some((_, first)) = bound.iter().find(|(b, _)| udp_overlap(*b, addr)) {
+                        out.push((
+                            format!("{at}.bind_addr"),
+                            format!("{addr} is already bound by {first}.bind_addr"),
+                        ));
+                    } else {
+                        bound.push((addr, at.clone()));
+                    }
+                }
+            }
+            if udp.database.is_empty() {
+                out.push((format!("{at}.database"), "database cannot be empty".into()));
+                continue;
+            }
+            // Refused as `/write` refuses them: a name influxd cannot create, a database
+            // `db_list` does not allow.
+            match crate::influxql::check_write_target(&udp.database, &udp.retention_policy) {
+                Err(e @ Unwritable::Database(_)) => {
+                    out.push((format!("{at}.database"), e.to_string()))
+                }
+                Err(e @ Unwritable::RetentionPolicy(_)) => {
+                    out.push((format!("{at}.retention_policy"), e.to_string()))
+                }
+                Ok(()) => {}
+            }
+            if !self.db_list.is_empty() && !self.db_list.contains(&udp.database) {
+                out.push((
+                    format!("{at}.database"),
+                    format!("database forbidden: {} (not in db_list)", udp.database),
+                ));
+            }
+        }
+    }
+}
+
+/// Whether two UDP sockets cannot both be bound: one port, and one address or a wildcard of
+/// the same family (IPv6's wildcard also takes IPv4 on a dual-stack host).
+fn udp_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && (a.ip() == b.ip()
+            || (a.ip().is_unspecified() && (a.is_ipv6() || b.is_ipv4()))
+            || (b.ip().is_unspecified() && (b.is_ipv6() || a.is_ipv4())))
 }
 
 /// Parses a listen address: `:port` (all IPv4 interfaces), `ip:port`, `[ipv6]:port` or
 /// `localhost:port` (127.0.0.1). Port 0 (any free port) is allowed. Host names other than
 /// `localhost` are refused: the config is parsed without DNS.
 pub fn parse_listen_addr(addr: &str) -> std::result::Result<SocketAddr, String> {
-    let bad = |why: &str| format!("invalid listen_addr {addr:?}: {why}");
+    parse_bind_addr("listen_addr", addr)
+}
+
+/// [`parse_listen_addr`] for the setting `key` (named in the message).
+pub(super) fn parse_bind_addr(key: &str, addr: &str) -> std::result::Result<SocketAddr, String> {
+    let bad = |why: &str| format!("invalid {key} {addr:?}: {why}");
     let (host, port) = split_host_port(addr).map_err(|why| bad(&why))?;
     let port = port.ok_or_else(|| bad("missing port, require [host]:port such as :7076"))?;
     let port = parse_port(port).map_err(|why| bad(&why))?;

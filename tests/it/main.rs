@@ -24,5 +24,6 @@ mod rules;
 mod security;
 mod service;
 mod settings;
+mod udp;
 mod verdicts;
 mod write;

@@ -192,7 +192,45 @@ const PROOFS: &[(&str, Proof)] = &[
     ("shutdown_timeout", Probe(shutdown_timeout)),
     ("log_level", Probe(log_level)),
     ("memory_budget_mb", Probe(memory_budget_mb)),
+    ("udp[].bind_addr", Elsewhere(UDP_WRITE)),
+    ("udp[].bind-address", Elsewhere(UDP_WRITE)),
+    ("udp[].bind_address", Elsewhere(UDP_ALIASES)),
+    ("udp[].bind-addr", Elsewhere(UDP_ALIASES)),
+    ("udp[].port", Elsewhere(UDP_ALIASES)),
+    ("udp[].database", Elsewhere(UDP_WRITE)),
+    ("udp[].retention_policy", Elsewhere(UDP_WRITE)),
+    ("udp[].retention-policy", Elsewhere(INFLUXD_UDP)),
+    ("udp[].precision", Elsewhere(UDP_WRITE)),
+    (
+        "udp[].read_buffer",
+        Elsewhere("datagrams_the_kernel_drops_for_a_full_read_buffer_are_counted"),
+    ),
+    ("udp[].read-buffer", Elsewhere(INFLUXD_UDP)),
+    ("udp[].read_buffer_bytes", Elsewhere(UDP_ALIASES)),
+    ("udp[].batch_size", Elsewhere(UDP_BATCHES)),
+    ("udp[].batch-size", Elsewhere(INFLUXD_UDP)),
+    ("udp[].batch", Elsewhere(UDP_ALIASES)),
+    ("udp[].batch_timeout", Elsewhere(UDP_BATCHES)),
+    ("udp[].batch-timeout", Elsewhere(UDP_WRITE)),
+    (
+        "udp[].batch_pending",
+        Elsewhere("datagrams_beyond_batch_pending_are_dropped_while_a_write_waits"),
+    ),
+    ("udp[].batch-pending", Elsewhere(INFLUXD_UDP)),
+    (
+        "udp[].enabled",
+        Elsewhere(
+            "a_reload_binds_new_listeners_updates_kept_ones_closes_removed_ones_or_applies_nothing",
+        ),
+    ),
 ];
+
+/// The UDP tests that show several settings (`tests/it/udp.rs`, `src/config/udp_tests.rs`).
+const UDP_WRITE: &str = "datagrams_are_written_like_write_and_refused_lines_are_counted";
+const UDP_BATCHES: &str =
+    "batches_go_out_at_batch_size_or_batch_timeout_and_a_graceful_stop_writes_the_rest";
+const UDP_ALIASES: &str = "relay_and_spout_keys_are_aliases";
+const INFLUXD_UDP: &str = "influxd_udp_section_keys_are_aliases";
 
 #[test]
 fn every_documented_setting_has_an_observable_effect() {

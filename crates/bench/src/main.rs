@@ -46,6 +46,7 @@ use http1::{read_body, read_headers, read_line, Conn, MAX_HEAD};
 
 mod http1;
 mod suite;
+mod udp_send;
 
 const HELP: &str = "\
 influx-proxy-bench: load generator, null InfluxDB and benchmark suite of influx-proxy
@@ -53,6 +54,7 @@ influx-proxy-bench: load generator, null InfluxDB and benchmark suite of influx-
 USAGE:
     influx-proxy-bench write [OPTIONS]     push line protocol at /write and report throughput
     influx-proxy-bench sink [OPTIONS]      run a null InfluxDB that counts the points it receives
+    influx-proxy-bench udp [OPTIONS]       send Telegraf-like line protocol in UDP datagrams
     influx-proxy-bench suite [OPTIONS]     run the benchmarks and write docs/perf.md
     influx-proxy-bench --help
 
@@ -100,10 +102,19 @@ prints the points received per second to stderr every second.
 Each point has a distinct (series, timestamp) within a run, so InfluxDB stores every point
 that was acknowledged with 204.
 
+UDP OPTIONS:
+    --addr HOST:PORT        a UDP listener of the proxy    [default: 127.0.0.1:8089]
+    --rate N                points/s, 0 = as fast as the socket takes them    [default: 0]
+    --duration D            how long to send               [default: 10s]
+    --datagram-bytes N      largest datagram, whole lines only               [default: 1400]
+    --pool N                datagrams made before the run and cycled through [default: 8192]
+    --json                  print the summary as one JSON line on stdout
+    --allow-remote          allow a target that is not loopback
+
 SUITE OPTIONS (each falls back to the environment variable in brackets):
     --quick                 2 s runs, a 4 s outage, small data sets; writes
                             $CARGO_TARGET_DIR/bench/perf-quick.md         (the CI smoke run)
-    --sections LIST         which sections, in order: a,a2,b,c,d,e,f      [BENCH_SECTIONS]
+    --sections LIST         which sections, in order: a,a2,b,c,d,e,f,g    [BENCH_SECTIONS]
     --output FILE           the report        [BENCH_OUTPUT; default docs/perf.md]
     --seconds N             seconds per load run                 [BENCH_SECONDS; 10]
     --concurrency N         load connections                     [BENCH_CONCURRENCY; 4]
@@ -145,6 +156,7 @@ enum Command {
     Help,
     Write(WriteOpts),
     Sink(SinkOpts),
+    Udp(udp_send::UdpOpts),
     Suite(suite::SuiteOpts),
 }
 
@@ -365,12 +377,13 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         .any(|(f, _)| f == "--help" || f == "-h" || f == "help");
     match mode.as_str() {
         "--help" | "-h" | "help" => Ok(Command::Help),
-        "write" | "sink" | "suite" if wants_help => Ok(Command::Help),
+        "write" | "sink" | "udp" | "suite" if wants_help => Ok(Command::Help),
         "write" => parse_write(rest).map(Command::Write),
         "sink" => parse_sink(rest).map(Command::Sink),
+        "udp" => udp_send::parse(rest).map(Command::Udp),
         "suite" => suite::parse(&args[1..]).map(Command::Suite),
         other => Err(format!(
-            "unknown mode {other:?}: expected `write`, `sink`, `suite` or `--help`"
+            "unknown mode {other:?}: expected `write`, `sink`, `udp`, `suite` or `--help`"
         )),
     }
 }
@@ -1384,6 +1397,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Write(o)) => run_write(o),
         Ok(Command::Sink(o)) => run_sink(o),
+        Ok(Command::Udp(o)) => udp_send::run(o),
         Ok(Command::Suite(o)) => suite::run(o)
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),

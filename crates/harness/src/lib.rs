@@ -10,6 +10,7 @@
 //!   4xx/5xx.
 //! * [`sink::Sink`] runs the benchmarks' null InfluxDB (`influx-proxy-bench sink`).
 //! * [`procfs`] reads a process's CPU time and resident memory (the one `/proc` parser).
+//! * [`udp`] sends datagrams to the proxy's UDP listeners (with Python's `socket` module).
 //!
 //! Every child process is killed in `Drop`. Set `TEST_LOG=1` to print process logs.
 //!
@@ -25,6 +26,7 @@ pub mod influxd;
 pub mod procfs;
 pub mod proxy;
 pub mod sink;
+pub mod udp;
 
 use std::collections::BTreeSet;
 use std::fs;

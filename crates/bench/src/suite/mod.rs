@@ -8,7 +8,8 @@
 //! * (d) one sink killed for minutes under load: queue growth, RSS, the drain ([`outage`]);
 //! * (e) `/rebalance` and `/recovery` into real influxd, ours vs. the Go proxy 2.4.4
 //!   ([`migrate`]);
-//! * (f) query latency, direct vs. influx-proxy vs. the Go proxy ([`query`]).
+//! * (f) query latency, direct vs. influx-proxy vs. the Go proxy ([`query`]);
+//! * (g) one UDP listener: the rate it takes without loss, at two receive buffers ([`udp`]).
 //!
 //! Processes (influxd, the proxies, the sinks) are started by the harness crate, the same
 //! runners the integration tests use; the load is this binary's `write` mode, run as a child
@@ -26,6 +27,7 @@ mod query;
 mod report;
 mod setup;
 mod synthetic;
+mod udp;
 mod user_body;
 
 use std::fs;
@@ -71,6 +73,7 @@ pub(crate) enum Section {
     D,
     E,
     F,
+    G,
 }
 
 impl Section {
@@ -83,7 +86,8 @@ impl Section {
             "d" => Section::D,
             "e" => Section::E,
             "f" => Section::F,
-            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f)")),
+            "g" => Section::G,
+            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, g)")),
         })
     }
 
@@ -96,6 +100,7 @@ impl Section {
             Section::D => outage::run(ctx),
             Section::E => migrate::run(ctx),
             Section::F => query::run(ctx),
+            Section::G => udp::run(ctx),
         }
     }
 }

@@ -227,7 +227,7 @@ impl SuiteOpts {
             quick,
             args: args.to_vec(),
             sections: k
-                .list("--sections", "a a2 b c d e f")
+                .list("--sections", "a a2 b c d e f g")
                 .iter()
                 .map(|s| Section::parse(s))
                 .collect::<Result<_, _>>()?,
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn defaults_of_a_full_run() {
         let o = parse("", &[]).unwrap();
-        assert_eq!(o.sections.len(), 7);
+        assert_eq!(o.sections.len(), 8);
         assert_eq!(
             (o.seconds, o.pool_mb, o.outage_seconds, o.sample_seconds),
             (10, 250, 600, 30)
@@ -364,7 +364,7 @@ mod tests {
     fn refuses_what_it_does_not_know() {
         for bad in [
             "--nope",
-            "--sections g",
+            "--sections h",
             "--seconds 0",
             "--batch x",
             "--migrate-ops move",
