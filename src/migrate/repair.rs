@@ -110,6 +110,14 @@ pub(crate) enum Error {
     /// A circle has no backend for the measurement.
     #[error("no owner of {0} in circle {1}")]
     NoOwner(String, usize),
+    /// The circles changed (a reload) since the bucket was compared.
+    #[error("the bucket was compared over {compared} circles, the config now has {now}")]
+    CirclesChanged {
+        /// Circles when compared.
+        compared: usize,
+        /// Circles now.
+        now: usize,
+    },
 }
 
 /// Where a repair keeps its progress.
@@ -198,8 +206,13 @@ pub(super) async fn run(
         state.next
     ));
     let missing: u64 = state.buckets.iter().map(Bucket::missing).sum();
+    let left: u64 = state.buckets[state.next.min(state.buckets.len())..]
+        .iter()
+        .map(Bucket::missing)
+        .sum();
     set_progress(shared, |p| {
         p.phase = "repair".into();
+        p.points_left = left;
         p.buckets_total = state.buckets.len() as u64;
         p.buckets_done = state.next as u64;
         p.points_missing = missing;
@@ -338,6 +351,12 @@ async fn mend(
                 .ok_or_else(|| Error::NoOwner(b.measurement.clone(), c.id))
         })
         .collect::<Result<Vec<Arc<BackendHandle>>, Error>>()?;
+    if owners.len() != b.circles.len() {
+        return Err(Error::CirclesChanged {
+            compared: b.circles.len(),
+            now: owners.len(),
+        });
+    }
     let job = copy::Job {
         db: b.db.clone(),
         rp: b.rp.clone(),
