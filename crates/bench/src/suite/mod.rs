@@ -15,6 +15,7 @@
 //! process so that its CPU is its own. Every figure is computed here, from the load tool's JSON
 //! summary, `/proc` ([`harness::procfs`]) and what the servers answer.
 
+mod antientropy;
 mod influxd;
 mod latency;
 mod load;
@@ -44,6 +45,9 @@ pub(crate) enum Error {
     /// The load tool failed; the text has the tail of its log.
     #[error("the load against {url} failed: {message}")]
     Load { url: String, message: String },
+    /// A step of a section failed; the text says which and why.
+    #[error("{0}")]
+    Failed(String),
     /// A file of the suite could not be written or read.
     #[error("{what}: {source}")]
     Io {
@@ -71,6 +75,7 @@ pub(crate) enum Section {
     D,
     E,
     F,
+    G,
 }
 
 impl Section {
@@ -83,7 +88,8 @@ impl Section {
             "d" => Section::D,
             "e" => Section::E,
             "f" => Section::F,
-            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f)")),
+            "g" => Section::G,
+            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, g)")),
         })
     }
 
@@ -96,6 +102,7 @@ impl Section {
             Section::D => outage::run(ctx),
             Section::E => migrate::run(ctx),
             Section::F => query::run(ctx),
+            Section::G => antientropy::run(ctx),
         }
     }
 }
