@@ -85,7 +85,7 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         note: format!(
             "{} differing buckets, {} points missing by the counts ({} deleted)",
             report["differing"],
-            report["missing"],
+            int(report["missing"].as_f64().unwrap_or(0.0)),
             int(lost as f64)
         ),
     });
