@@ -206,6 +206,17 @@ fn a_dropped_database_is_refilled_with_its_buckets_alone() {
     let mms: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
     let names: Vec<&str> = mms.iter().map(String::as_str).collect();
     load(&proxy, &db, &dataset(&names, T0, 50));
+    // A second retention policy, which the repair must create again.
+    let q = format!("CREATE RETENTION POLICY week ON \"{db}\" DURATION 2000w REPLICATION 1");
+    assert_eq!(http::query_post(&proxy.url, &[("q", &q)]).status, 200);
+    let weekly = http::write_with(
+        &proxy.url,
+        &format!("db={db}&rp=week"),
+        dataset(&names, T0, 5),
+        false,
+    );
+    assert_eq!(weekly.status, 204, "{}", weekly.body);
+    proxy.wait_delivered();
     // The first backend of circle 2 loses everything.
     servers[2].drop_db(&db);
     let lost: BTreeSet<String> = mms
@@ -217,12 +228,19 @@ fn a_dropped_database_is_refilled_with_its_buckets_alone() {
 
     let report = compare(&proxy, &format!("db={db}"));
     assert_eq!(differing_measurements(&report), lost, "{report:#}");
-    assert_eq!(report["missing"], 100 * lost.len() as u64, "{report:#}");
+    assert_eq!(report["missing"], 110 * lost.len() as u64, "{report:#}");
 
     assert_eq!(repair(&proxy, &format!("db={db}")).status, 202);
     let done = wait_repaired(&proxy);
-    assert_eq!(done["points"], 100 * lost.len() as u64, "{done:#}");
+    assert_eq!(done["points"], 110 * lost.len() as u64, "{done:#}");
     assert_circles_equal(&proxy, &servers, &db, &names, 100);
+    for mm in &names {
+        let counts: Vec<u64> = owners(&proxy, &servers, &db, mm)
+            .iter()
+            .map(|s| s.count_rp(&db, "week", mm))
+            .collect();
+        assert_eq!(counts, [10, 10], "{mm} in week");
+    }
     assert_eq!(compare(&proxy, &format!("db={db}"))["differing"], 0);
 }
 
