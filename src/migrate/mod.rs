@@ -166,7 +166,7 @@ pub(crate) enum Operation {
         /// What to compare and how fast to mend.
         spec: repair::Spec,
         /// The progress of a repair a restart interrupted: no comparison, go on.
-        resume: Option<Box<repair::State>>,
+        resume: Option<Box<repair::SavedRepair>>,
     },
 }
 
@@ -234,7 +234,7 @@ pub(crate) struct Jobs {
     /// Bumped at every step of every job: what a backend holds may have changed.
     steps: std::sync::atomic::AtomicU64,
     /// Progress of the current or last anti-entropy repair.
-    repair: Mutex<repair::Progress>,
+    repair: Mutex<repair::RepairProgress>,
 }
 
 impl Jobs {

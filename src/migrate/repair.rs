@@ -54,7 +54,7 @@ pub(crate) struct Spec {
 
 /// The durable progress of a repair (`<data_dir>/anti-entropy.json`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct State {
+pub(crate) struct SavedRepair {
     /// The request.
     pub spec: Spec,
     /// The differing buckets, mended in order.
@@ -69,7 +69,7 @@ pub(crate) struct State {
 
 /// Progress of the current (or last) repair, for `/migrate/stats?type=repair`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub(crate) struct Progress {
+pub(crate) struct RepairProgress {
     /// `compare`, `repair`, `done` or `failed` (empty before any repair).
     pub phase: String,
     /// Resumed from the state file after a restart.
@@ -126,10 +126,10 @@ pub(crate) fn state_path(data_dir: &Path) -> PathBuf {
 }
 
 /// The unfinished repair a previous run left, if any.
-pub(crate) fn unfinished(data_dir: &Path) -> Option<State> {
+pub(crate) fn unfinished(data_dir: &Path) -> Option<SavedRepair> {
     let path = state_path(data_dir);
     let text = std::fs::read(&path).ok()?;
-    match serde_json::from_slice::<State>(&text) {
+    match serde_json::from_slice::<SavedRepair>(&text) {
         Ok(s) if s.next < s.buckets.len() => Some(s),
         Ok(_) => None,
         Err(e) => {
@@ -140,7 +140,7 @@ pub(crate) fn unfinished(data_dir: &Path) -> Option<State> {
 }
 
 /// Writes `state` atomically (a new file renamed over the old).
-fn save(path: &Path, state: &State) {
+fn save(path: &Path, state: &SavedRepair) {
     let tmp = path.with_extension("json.tmp");
     let written = serde_json::to_vec(state)
         .map_err(std::io::Error::other)
@@ -156,17 +156,17 @@ pub(super) async fn run(
     shared: &Jobs,
     job: &Start,
     spec: &Spec,
-    resume: Option<State>,
+    resume: Option<SavedRepair>,
     appended: &Appended,
     log: &mut MigrationLog,
 ) -> u64 {
     let path = state_path(&job.config.data_dir);
     let resumed = resume.is_some();
     set_progress(shared, |p| {
-        *p = Progress {
+        *p = RepairProgress {
             phase: "compare".into(),
             resumed,
-            ..Progress::default()
+            ..RepairProgress::default()
         }
     });
     let mut state = match resume {
@@ -181,7 +181,7 @@ pub(super) async fn run(
                     buckets = report.buckets.len(),
                     "Anti-entropy compared the circles."
                 );
-                State {
+                SavedRepair {
                     spec: spec.clone(),
                     buckets: report.buckets,
                     next: 0,
@@ -308,7 +308,7 @@ pub(super) async fn run(
     state.points
 }
 
-fn set_progress(shared: &Jobs, f: impl FnOnce(&mut Progress)) {
+fn set_progress(shared: &Jobs, f: impl FnOnce(&mut RepairProgress)) {
     f(&mut shared.repair.lock());
     shared
         .steps
