@@ -1,4 +1,4 @@
-//! Section (g): anti-entropy against `/resync` on the same divergence. `--ae-points` points
+//! Section (h): anti-entropy against `/resync` on the same divergence. `--ae-points` points
 //! (10 measurements x 20 series, spread over 48 hours of an old week) are written through
 //! influx-proxy into 2 circles of 2 real influxd; then one circle loses about 0.5% of them (a
 //! `DELETE` of about an hour of 3 measurements on their owners in circle 2). Timed: a
@@ -38,11 +38,11 @@ struct Step {
 pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     let points = ctx.opts.ae_points;
     ctx.log(format!(
-        "(g) anti-entropy vs. resync, {} points",
+        "(h) anti-entropy vs. resync, {} points",
         int(points as f64)
     ));
     let r = &mut ctx.report;
-    r.line("## (g) Anti-entropy vs. `/resync` on the same divergence");
+    r.line("## (h) Anti-entropy vs. `/resync` on the same divergence");
     r.blank();
     if !ctx.have_influxd {
         r.line("Skipped: influxd is not installed.");
@@ -216,7 +216,7 @@ fn send(url: &str, body: &mut String) -> Result<(), Error> {
             503 => std::thread::sleep(Duration::from_millis(200)),
             status => {
                 return Err(Error::Failed(format!(
-                    "(g) loading: {status} {}",
+                    "(h) loading: {status} {}",
                     resp.body
                 )))
             }

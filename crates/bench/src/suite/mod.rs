@@ -75,7 +75,7 @@ pub(crate) enum Section {
     D,
     E,
     F,
-    G,
+    H,
 }
 
 impl Section {
@@ -88,8 +88,8 @@ impl Section {
             "d" => Section::D,
             "e" => Section::E,
             "f" => Section::F,
-            "g" => Section::G,
-            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, g)")),
+            "h" => Section::H,
+            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, h)")),
         })
     }
 
@@ -102,7 +102,7 @@ impl Section {
             Section::D => outage::run(ctx),
             Section::E => migrate::run(ctx),
             Section::F => query::run(ctx),
-            Section::G => antientropy::run(ctx),
+            Section::H => antientropy::run(ctx),
         }
     }
 }

@@ -97,7 +97,7 @@ pub(crate) struct SuiteOpts {
     pub(crate) go_migrate_proxy: PathBuf,
     pub(crate) migrate: MigrateOpts,
     pub(crate) query: QueryOpts,
-    /// Points of section (g)'s data set.
+    /// Points of section (h)'s data set.
     pub(crate) ae_points: u64,
 }
 
@@ -230,7 +230,7 @@ impl SuiteOpts {
             quick,
             args: args.to_vec(),
             sections: k
-                .list("--sections", "a a2 b c d e f g")
+                .list("--sections", "a a2 b c d e f h")
                 .iter()
                 .map(|s| Section::parse(s))
                 .collect::<Result<_, _>>()?,
@@ -369,7 +369,7 @@ mod tests {
     fn refuses_what_it_does_not_know() {
         for bad in [
             "--nope",
-            "--sections h",
+            "--sections i",
             "--seconds 0",
             "--batch x",
             "--migrate-ops move",
