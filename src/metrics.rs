@@ -1,39 +1,43 @@
-//! Prometheus metrics: a small registry and the text exposition format
-//! (version 0.0.4), served by `GET /metrics`.
+//! Prometheus metrics: counters, gauges and histograms with labels, and the
+//! text exposition format (version 0.0.4) that `GET /metrics` serves.
 //!
 //! # Why hand-written
-//! The proxy needs counters, gauges and histograms with labels, and most of
-//! its numbers already live in atomics elsewhere (queue and backend
-//! counters) that are best read at scrape time. The text format is a few
-//! lines of escaping rules; a crate (`prometheus-client`) would add a
-//! dependency tree and a collector abstraction for little gain.
+//! `prometheus-client`, the crate that would replace this module, writes
+//! only OpenMetrics: a counter is registered without `_total` (a name ending
+//! in it is refused) and only its samples get the suffix, so the `# HELP` and
+//! `# TYPE` lines of `influx_proxy_http_requests_total` would name
+//! `influx_proxy_http_requests`; a histogram's `_sum` and `_count` come
+//! before its buckets; floats are written `1.0` (`le="1.0"`, where scrapers
+//! now read `le="1"`); the document ends with `# EOF` and is meant to be
+//! served as `application/openmetrics-text`. Switching would change the text
+//! that dashboards, alerts and the tests read. What the proxy needs is small:
+//! three atomics, a family of series per name, and the text format's
+//! escaping, all below.
 //!
-//! Measured (issue 17), `cargo bench --bench hot_paths -- metrics`, what the
+//! Measured (issue 31), `cargo bench --bench hot_paths -- metrics`, what the
 //! request middleware does per request (one histogram observation and one
-//! counter increment, series found by label values), two runs on a shared
-//! 2-core VM under load ~3, median:
+//! counter increment, series found by label values): median of six runs,
+//! interleaved with the code before issue 31, on a shared 2-core VM under
+//! load ~5:
 //!
-//! | implementation                                        | per request    |
-//! |-------------------------------------------------------|----------------|
-//! | this module (`metrics/request`)                       | 413 ns, 266 ns |
-//! | prometheus-client 0.26, `&'static str` label structs  | 211 ns, 177 ns |
-//! | prometheus-client 0.26, owned `Vec<(String, String)>` | 533 ns, 342 ns |
+//! | implementation                                        | per request |
+//! |-------------------------------------------------------|-------------|
+//! | this module (`metrics/request`)                       | 204 ns      |
+//! | this module before issue 31 (thread-local key, hash)  | 237 ns      |
+//! | prometheus-client 0.26, `&'static str` label structs  | 155 ns      |
+//! | prometheus-client 0.26, owned `Vec<(String, String)>` | 290 ns      |
 //!
-//! Its best case saves about 0.1-0.2 us per request, against requests that
-//! take tens of microseconds (a ping) to milliseconds (a 5000-line write), so
-//! no measurable change in throughput; and it holds only when every label
-//! value is a `&'static str`, while the middleware's path and status are
-//! `&str` borrowed from the request (owned labels are slower than this module, which looks series up
-//! through a reused thread-local key buffer and allocates nothing). Not a
-//! clear win, so the module stays; the comparison bench
-//! (`metrics_prometheus_client` in `benches/hot_paths.rs`) is kept to redo
-//! the measurement.
+//! The crate's best case would save about 50 ns per request, against
+//! requests that take tens of microseconds (a ping) to milliseconds (a
+//! 5000-line write). The comparison bench (`metrics_prometheus_client` in
+//! `benches/hot_paths.rs`) is kept to redo the measurement.
 //!
 //! # Where the numbers come from
 //! - Per backend and circle: read at scrape time from the running cluster by
 //!   `api::metrics` (queue records/bytes/points/oldest age, delivered,
-//!   failed and dead-lettered points, write latency, active state). They
-//!   follow config reloads: a backend removed from the config disappears.
+//!   failed and dead-lettered points, write latency, active state) and
+//!   written with an [`Encoder`]. They follow config reloads: a backend
+//!   removed from the config disappears.
 //! - Per HTTP endpoint: the request middleware in `api::metrics`, through
 //!   the [`global`] registry.
 //! - Process: [`encode_process`] reads `/proc/self` at scrape time.
@@ -54,22 +58,17 @@
 //! copied.with(&["circle-1", "influxdb-1-1"]).inc_by(1000);
 //! let running = metrics::global().gauge("influx_proxy_example_running", "1 while running.", &[]);
 //! running.with(&[]).set(1.0);
-//! // Series that no longer apply can be dropped:
-//! copied.remove(&["circle-1", "influxdb-1-1"]);
 //! ```
-//!
-//! Numbers that already live elsewhere can be rendered at scrape time with
-//! [`Registry::collector`] instead of being copied into metrics.
 //!
 //! Conventions: names start with `influx_proxy_`, are snake_case and carry
 //! their unit (`_bytes`, `_seconds`, `_total` for counters); labels are
-//! `backend`, `circle`, `path`, `status` where they apply. Label values must
-//! come from a bounded set (config names, route patterns, status codes),
-//! never from request data.
+//! `backend`, `circle`, `path`, `status` where they apply. Names are string
+//! literals, written as Prometheus requires (`[a-zA-Z_:][a-zA-Z0-9_:]*`);
+//! nothing checks them at run time. Label values must come from a bounded
+//! set (config names, route patterns, status codes), never from request data:
+//! a series, once created, lives as long as the process.
 
 use std::any::Any;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -149,31 +148,26 @@ fn add_f64(cell: &AtomicU64, d: f64) {
 /// `+Inf` bucket even while observations race with a scrape.
 #[derive(Debug)]
 pub struct Histogram {
-    bounds: Arc<[f64]>,
+    bounds: &'static [f64],
     /// Non-cumulative counts; the last one is `+Inf`.
     counts: Box<[AtomicU64]>,
     sum: AtomicU64,
 }
 
 impl Histogram {
-    /// A histogram with the given upper bounds (sorted, deduplicated,
-    /// non-finite values dropped; `+Inf` is implicit).
-    pub fn new(bounds: &[f64]) -> Histogram {
-        Histogram::with_bounds(normalise_bounds(bounds))
+    /// A histogram with the given upper bounds: finite, in ascending order
+    /// (`+Inf` is implicit).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
     }
 
     /// A histogram with [`LATENCY_BUCKETS`].
     pub fn latency() -> Histogram {
         Histogram::new(LATENCY_BUCKETS)
-    }
-
-    fn with_bounds(bounds: Arc<[f64]>) -> Histogram {
-        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        Histogram {
-            bounds,
-            counts,
-            sum: AtomicU64::new(0),
-        }
     }
 
     /// Records one value.
@@ -196,7 +190,7 @@ impl Histogram {
 
     /// Upper bounds, without `+Inf`.
     pub fn bounds(&self) -> &[f64] {
-        &self.bounds
+        self.bounds
     }
 
     /// Cumulative counts per bound (the last is `+Inf`, i.e. the total
@@ -213,13 +207,6 @@ impl Histogram {
             .collect();
         (cumulative, f64::from_bits(self.sum.load(Ordering::Relaxed)))
     }
-}
-
-fn normalise_bounds(bounds: &[f64]) -> Arc<[f64]> {
-    let mut b: Vec<f64> = bounds.iter().copied().filter(|v| v.is_finite()).collect();
-    b.sort_by(f64::total_cmp);
-    b.dedup();
-    b.into()
 }
 
 /// The kind of a metric, as written in `# TYPE`.
@@ -255,12 +242,6 @@ impl Value for u64 {
     }
 }
 
-impl Value for i64 {
-    fn write_to(&self, out: &mut String) {
-        let _ = write!(out, "{self}");
-    }
-}
-
 impl Value for usize {
     fn write_to(&self, out: &mut String) {
         let _ = write!(out, "{self}");
@@ -275,17 +256,13 @@ impl Value for bool {
 
 impl Value for f64 {
     fn write_to(&self, out: &mut String) {
-        write_f64(out, *self);
-    }
-}
-
-fn write_f64(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        let _ = write!(out, "{v}");
+        if self.is_nan() {
+            out.push_str("NaN");
+        } else if self.is_infinite() {
+            out.push_str(if *self > 0.0 { "+Inf" } else { "-Inf" });
+        } else {
+            let _ = write!(out, "{self}");
+        }
     }
 }
 
@@ -323,11 +300,13 @@ impl Encoder {
 
     /// One sample line: `name{labels} value`.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Value) {
-        self.out.push_str(name);
-        self.labels(labels, None);
-        self.out.push(' ');
-        value.write_to(&mut self.out);
-        self.out.push('\n');
+        self.line(name, "", labels, None, value);
+    }
+
+    /// A whole metric of one sample without labels: its header and its value.
+    pub fn single(&mut self, name: &str, help: &str, kind: MetricType, value: impl Value) {
+        self.header(name, help, kind);
+        self.sample(name, &[], value);
     }
 
     /// The `_bucket`, `_sum` and `_count` lines of one histogram series.
@@ -337,57 +316,41 @@ impl Encoder {
         for (i, count) in cumulative.iter().enumerate() {
             le.clear();
             match h.bounds().get(i) {
-                Some(b) => write_f64(&mut le, *b),
+                Some(b) => b.write_to(&mut le),
                 None => le.push_str("+Inf"),
             }
-            self.out.push_str(name);
-            self.out.push_str("_bucket");
-            self.labels(labels, Some(&le));
-            self.out.push(' ');
-            count.write_to(&mut self.out);
-            self.out.push('\n');
+            self.line(name, "_bucket", labels, Some(&le), *count);
         }
-        self.out.push_str(name);
-        self.out.push_str("_sum");
-        self.labels(labels, None);
-        self.out.push(' ');
-        write_f64(&mut self.out, sum);
-        self.out.push('\n');
-        self.out.push_str(name);
-        self.out.push_str("_count");
-        self.labels(labels, None);
-        self.out.push(' ');
-        cumulative
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .write_to(&mut self.out);
-        self.out.push('\n');
+        self.line(name, "_sum", labels, None, sum);
+        let count = cumulative.last().copied().unwrap_or(0);
+        self.line(name, "_count", labels, None, count);
     }
 
-    fn labels(&mut self, labels: &[(&str, &str)], le: Option<&str>) {
-        if labels.is_empty() && le.is_none() {
-            return;
-        }
-        self.out.push('{');
-        let mut first = true;
+    /// `name` + `suffix`, the labels (then `le`, for a bucket), the value.
+    fn line(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        le: Option<&str>,
+        value: impl Value,
+    ) {
+        self.out.push_str(name);
+        self.out.push_str(suffix);
         let le = le.map(|v| ("le", v));
-        for (k, v) in labels.iter().copied().chain(le) {
-            if !first {
-                self.out.push(',');
-            }
-            first = false;
+        for (i, (k, v)) in labels.iter().copied().chain(le).enumerate() {
+            self.out.push(if i == 0 { '{' } else { ',' });
             self.out.push_str(k);
             self.out.push_str("=\"");
             escape_label_value(&mut self.out, v);
             self.out.push('"');
         }
-        self.out.push('}');
-    }
-
-    /// The document so far.
-    pub fn as_str(&self) -> &str {
-        &self.out
+        if !labels.is_empty() || le.is_some() {
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        value.write_to(&mut self.out);
+        self.out.push('\n');
     }
 
     /// The finished document.
@@ -407,60 +370,19 @@ fn escape_label_value(out: &mut String, v: &str) {
     }
 }
 
-/// Whether `name` is a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
-pub fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not
-/// `le` nor starting with `__`).
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name != "le"
-        && !name.starts_with("__")
-}
-
-fn sanitise_name(name: &str, label: bool) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || (c == ':' && !label) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
-        s.insert(0, '_');
-    }
-    if label && s == "le" {
-        s.push('_');
-    }
-    s
-}
-
 /// A metric type that a [`Family`] can hold.
 pub trait Metric: Send + Sync + std::fmt::Debug + 'static {
     /// Its `# TYPE`.
     const KIND: MetricType;
     /// A fresh metric; `bounds` is only used by histograms.
-    fn create(bounds: &Arc<[f64]>) -> Self;
+    fn create(bounds: &'static [f64]) -> Self;
     /// Writes the sample lines of one series.
     fn encode(&self, enc: &mut Encoder, name: &str, labels: &[(&str, &str)]);
 }
 
 impl Metric for Counter {
     const KIND: MetricType = MetricType::Counter;
-    fn create(_: &Arc<[f64]>) -> Counter {
+    fn create(_: &'static [f64]) -> Counter {
         Counter::default()
     }
     fn encode(&self, enc: &mut Encoder, name: &str, labels: &[(&str, &str)]) {
@@ -470,7 +392,7 @@ impl Metric for Counter {
 
 impl Metric for Gauge {
     const KIND: MetricType = MetricType::Gauge;
-    fn create(_: &Arc<[f64]>) -> Gauge {
+    fn create(_: &'static [f64]) -> Gauge {
         Gauge::default()
     }
     fn encode(&self, enc: &mut Encoder, name: &str, labels: &[(&str, &str)]) {
@@ -480,8 +402,8 @@ impl Metric for Gauge {
 
 impl Metric for Histogram {
     const KIND: MetricType = MetricType::Histogram;
-    fn create(bounds: &Arc<[f64]>) -> Histogram {
-        Histogram::with_bounds(bounds.clone())
+    fn create(bounds: &'static [f64]) -> Histogram {
+        Histogram::new(bounds)
     }
     fn encode(&self, enc: &mut Encoder, name: &str, labels: &[(&str, &str)]) {
         enc.histogram(name, labels, self);
@@ -490,7 +412,7 @@ impl Metric for Histogram {
 
 #[derive(Debug)]
 struct Series<M> {
-    values: Box<[String]>,
+    values: Box<[Box<str>]>,
     metric: Arc<M>,
 }
 
@@ -498,149 +420,80 @@ struct Series<M> {
 /// combination of label values.
 #[derive(Debug)]
 pub struct Family<M> {
-    name: String,
-    help: String,
-    label_names: Box<[String]>,
-    bounds: Arc<[f64]>,
-    /// Keyed by the concatenation of the label values, each prefixed by
-    /// its length (so no two label sets share a key).
-    series: RwLock<HashMap<Box<[u8]>, Series<M>>>,
-}
-
-thread_local! {
-    /// Reused buffer for series keys, so a lookup does not allocate.
-    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    name: &'static str,
+    help: &'static str,
+    label_names: &'static [&'static str],
+    bounds: &'static [f64],
+    /// Sorted by label values: found by binary search without building a
+    /// key, and already in the order the text lists them.
+    series: RwLock<Vec<Series<M>>>,
 }
 
 impl<M: Metric> Family<M> {
-    fn new(name: &str, help: &str, label_names: &[&str], bounds: Arc<[f64]>) -> Family<M> {
-        Family {
-            name: name.to_string(),
-            help: help.to_string(),
-            label_names: label_names.iter().map(|s| s.to_string()).collect(),
-            bounds,
-            series: RwLock::new(HashMap::new()),
-        }
-    }
-
-    /// The metric name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The series with these label values (in the order of the label
     /// names), created on first use. Missing values count as `""`, extra
     /// ones are ignored.
     pub fn with(&self, values: &[&str]) -> Arc<M> {
-        KEY.with(|key| {
-            let mut key = key.borrow_mut();
-            self.key_into(&mut key, values);
-            if let Some(s) = self.series.read().get(key.as_slice()) {
+        let find =
+            |series: &[Series<M>]| series.binary_search_by(|s| cmp_values(&s.values, values));
+        {
+            let series = self.series.read();
+            if let Some(s) = find(&series).ok().and_then(|i| series.get(i)) {
                 return s.metric.clone();
             }
-            let mut series = self.series.write();
-            series
-                .entry(key.as_slice().into())
-                .or_insert_with(|| Series {
-                    values: (0..self.label_names.len())
-                        .map(|i| values.get(i).copied().unwrap_or("").to_string())
-                        .collect(),
-                    metric: Arc::new(M::create(&self.bounds)),
-                })
-                .metric
-                .clone()
-        })
-    }
-
-    /// Drops one series (it is no longer exported).
-    pub fn remove(&self, values: &[&str]) {
-        KEY.with(|key| {
-            let mut key = key.borrow_mut();
-            self.key_into(&mut key, values);
-            self.series.write().remove(key.as_slice());
+        }
+        let mut series = self.series.write();
+        let i = find(&series).unwrap_or_else(|i| {
+            let values = (0..self.label_names.len()).map(|i| value(values, i).into());
+            let s = Series {
+                values: values.collect(),
+                metric: Arc::new(M::create(self.bounds)),
+            };
+            series.insert(i, s);
+            i
         });
-    }
-
-    /// Drops every series.
-    pub fn clear(&self) {
-        self.series.write().clear();
-    }
-
-    fn key_into(&self, key: &mut Vec<u8>, values: &[&str]) {
-        key.clear();
-        for i in 0..self.label_names.len() {
-            let v = values.get(i).copied().unwrap_or("");
-            key.extend_from_slice(&(v.len() as u64).to_le_bytes());
-            key.extend_from_slice(v.as_bytes());
-        }
-    }
-
-    fn encode_into(&self, enc: &mut Encoder) {
-        let mut series: Vec<(Box<[String]>, Arc<M>)> = self
-            .series
-            .read()
-            .values()
-            .map(|s| (s.values.clone(), s.metric.clone()))
-            .collect();
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-        enc.header(&self.name, &self.help, M::KIND);
-        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(self.label_names.len());
-        for (values, metric) in &series {
-            labels.clear();
-            labels.extend(
-                self.label_names
-                    .iter()
-                    .map(String::as_str)
-                    .zip(values.iter().map(String::as_str)),
-            );
-            metric.encode(enc, &self.name, &labels);
-        }
+        series[i].metric.clone()
     }
 }
 
-/// Anything the registry renders.
-trait Collect: Send + Sync + std::fmt::Debug {
+/// The `i`th of the label values looked up, `""` when missing.
+fn value<'a>(values: &[&'a str], i: usize) -> &'a str {
+    values.get(i).copied().unwrap_or("")
+}
+
+/// Orders a series by its label values, as the text lists them.
+fn cmp_values(series: &[Box<str>], values: &[&str]) -> std::cmp::Ordering {
+    let values = (0..series.len()).map(|i| value(values, i));
+    series.iter().map(|v| &**v).cmp(values)
+}
+
+/// A family as the registry renders it, whatever its metric type.
+trait Collect: Any + std::fmt::Debug {
+    fn name(&self) -> &'static str;
     fn encode_into(&self, enc: &mut Encoder);
-    fn kind(&self) -> MetricType;
-    fn label_names(&self) -> &[String];
 }
 
 impl<M: Metric> Collect for Family<M> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
     fn encode_into(&self, enc: &mut Encoder) {
-        Family::encode_into(self, enc);
-    }
-    fn kind(&self) -> MetricType {
-        M::KIND
-    }
-    fn label_names(&self) -> &[String] {
-        &self.label_names
+        enc.header(self.name, self.help, M::KIND);
+        let series = self.series.read();
+        let mut labels = Vec::with_capacity(self.label_names.len());
+        for s in series.iter() {
+            labels.clear();
+            let values = s.values.iter().map(|v| &**v);
+            labels.extend(self.label_names.iter().copied().zip(values));
+            s.metric.encode(enc, self.name, &labels);
+        }
     }
 }
 
-#[derive(Debug)]
-struct Entry {
-    name: String,
-    collect: Arc<dyn Collect>,
-    any: Arc<dyn Any + Send + Sync>,
-}
-
-/// A scrape-time callback; see [`Registry::collector`].
-pub type CollectorFn = dyn Fn(&mut Encoder) + Send + Sync;
-
-/// Metric families and scrape-time collectors.
-#[derive(Default)]
+/// Metric families by name, in registration order.
+#[derive(Debug, Default)]
 pub struct Registry {
-    families: RwLock<Vec<Entry>>,
-    collectors: RwLock<Vec<(String, Arc<CollectorFn>)>>,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("families", &self.families.read().len())
-            .field("collectors", &self.collectors.read().len())
-            .finish()
-    }
+    families: RwLock<Vec<Arc<dyn Collect + Send + Sync>>>,
 }
 
 /// The process-wide registry that `/metrics` renders.
@@ -657,23 +510,34 @@ impl Registry {
 
     /// The counter family `name`, registered on first call. Calling again
     /// with the same name returns the same family.
-    pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Arc<Family<Counter>> {
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Arc<Family<Counter>> {
         self.family(name, help, labels, &[])
     }
 
     /// The gauge family `name`, registered on first call.
-    pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Arc<Family<Gauge>> {
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Arc<Family<Gauge>> {
         self.family(name, help, labels, &[])
     }
 
-    /// The histogram family `name` with these bucket bounds, registered on
-    /// first call (a later call gets the first call's bounds).
+    /// The histogram family `name` with these bucket bounds (see
+    /// [`Histogram::new`]), registered on first call (a later call gets the
+    /// first call's bounds).
     pub fn histogram(
         &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-        bounds: &[f64],
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        bounds: &'static [f64],
     ) -> Arc<Family<Histogram>> {
         self.family(name, help, labels, bounds)
     }
@@ -684,91 +548,40 @@ impl Registry {
     /// error handling.
     fn family<M: Metric>(
         &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-        bounds: &[f64],
+        name: &'static str,
+        help: &'static str,
+        label_names: &'static [&'static str],
+        bounds: &'static [f64],
     ) -> Arc<Family<M>> {
-        let name = if is_valid_name(name) {
-            name.to_string()
-        } else {
-            tracing::warn!(metric = name, "Invalid metric name; characters replaced.");
-            sanitise_name(name, false)
-        };
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|l| {
-                if is_valid_label_name(l) {
-                    l.to_string()
-                } else {
-                    tracing::warn!(metric = %name, label = l, "Invalid label name; characters replaced.");
-                    sanitise_name(l, true)
-                }
+        let family = || {
+            Arc::new(Family {
+                name,
+                help,
+                label_names,
+                bounds,
+                series: RwLock::new(Vec::new()),
             })
-            .collect();
-        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        };
         let mut families = self.families.write();
-        if let Some(e) = families.iter().find(|e| e.name == name) {
-            let same_labels = e
-                .collect
-                .label_names()
-                .iter()
-                .map(String::as_str)
-                .eq(labels.iter().copied());
-            if e.collect.kind() == M::KIND && same_labels {
-                if let Ok(f) = e.any.clone().downcast::<Family<M>>() {
-                    return f;
-                }
+        let Some(found) = families.iter().find(|f| f.name() == name).cloned() else {
+            let new = family();
+            families.push(new.clone());
+            return new;
+        };
+        let found: Arc<dyn Any + Send + Sync> = found;
+        match found.downcast::<Family<M>>() {
+            Ok(f) if f.label_names == label_names => f,
+            _ => {
+                tracing::error!(metric = %name, "Metric registered twice with different types or labels; the second is not exported.");
+                family()
             }
-            tracing::error!(metric = %name, "Metric registered twice with different types or labels; the second is not exported.");
-            return Arc::new(Family::new(&name, help, &labels, normalise_bounds(bounds)));
-        }
-        let family = Arc::new(Family::<M>::new(
-            &name,
-            help,
-            &labels,
-            normalise_bounds(bounds),
-        ));
-        families.push(Entry {
-            name,
-            collect: family.clone(),
-            any: family.clone(),
-        });
-        family
-    }
-
-    /// Registers (or replaces, by `id`) a callback that writes metrics at
-    /// scrape time, for numbers that already live elsewhere. It must write
-    /// whole metrics (header, then samples) with names no family uses.
-    pub fn collector(&self, id: &str, f: impl Fn(&mut Encoder) + Send + Sync + 'static) {
-        let mut collectors = self.collectors.write();
-        let f: Arc<CollectorFn> = Arc::new(f);
-        match collectors.iter_mut().find(|(i, _)| i == id) {
-            Some(slot) => slot.1 = f,
-            None => collectors.push((id.to_string(), f)),
         }
     }
 
-    /// Removes a collector registered with [`Registry::collector`].
-    pub fn remove_collector(&self, id: &str) {
-        self.collectors.write().retain(|(i, _)| i != id);
-    }
-
-    /// Writes every family (in registration order), then every collector.
+    /// Writes every family, in registration order.
     pub fn encode_into(&self, enc: &mut Encoder) {
-        let families: Vec<Arc<dyn Collect>> = self
-            .families
-            .read()
-            .iter()
-            .map(|e| e.collect.clone())
-            .collect();
-        for f in families {
+        for f in self.families.read().iter() {
             f.encode_into(enc);
-        }
-        let collectors: Vec<Arc<CollectorFn>> =
-            self.collectors.read().iter().map(|c| c.1.clone()).collect();
-        for c in collectors {
-            c(enc);
         }
     }
 
@@ -789,61 +602,43 @@ pub fn encode_process(enc: &mut Encoder) {
     let ticks = clock_ticks();
     if let Some(f) = &fields {
         let cpu = (f.utime + f.stime) as f64 / ticks;
-        enc.header(
-            "process_cpu_seconds_total",
-            "Total user and system CPU time spent in seconds.",
-            MetricType::Counter,
-        );
-        enc.sample("process_cpu_seconds_total", &[], cpu);
-        enc.header(
+        let help = "Total user and system CPU time spent in seconds.";
+        enc.single("process_cpu_seconds_total", help, MetricType::Counter, cpu);
+        let help = "Virtual memory size in bytes.";
+        enc.single(
             "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
+            help,
             MetricType::Gauge,
+            f.vsize,
         );
-        enc.sample("process_virtual_memory_bytes", &[], f.vsize);
     }
     if let Some(rss) = rss_bytes() {
-        enc.header(
+        let help = "Resident memory size in bytes.";
+        enc.single(
             "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
+            help,
             MetricType::Gauge,
+            rss,
         );
-        enc.sample("process_resident_memory_bytes", &[], rss);
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         // The directory handle itself is one of the entries.
         let open = dir.count().saturating_sub(1);
-        enc.header(
-            "process_open_fds",
-            "Number of open file descriptors.",
-            MetricType::Gauge,
-        );
-        enc.sample("process_open_fds", &[], open);
+        let help = "Number of open file descriptors.";
+        enc.single("process_open_fds", help, MetricType::Gauge, open);
     }
     if let Some(max) = max_fds() {
-        enc.header(
-            "process_max_fds",
-            "Maximum number of open file descriptors.",
-            MetricType::Gauge,
-        );
-        enc.sample("process_max_fds", &[], max);
+        let help = "Maximum number of open file descriptors.";
+        enc.single("process_max_fds", help, MetricType::Gauge, max);
     }
     if let (Some(f), Some(boot)) = (&fields, boot_time()) {
         let start = boot as f64 + f.starttime as f64 / ticks;
-        enc.header(
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            MetricType::Gauge,
-        );
-        enc.sample("process_start_time_seconds", &[], start);
+        let help = "Start time of the process since unix epoch in seconds.";
+        enc.single("process_start_time_seconds", help, MetricType::Gauge, start);
     }
     if let Some(f) = &fields {
-        enc.header(
-            "process_threads",
-            "Number of OS threads in the process.",
-            MetricType::Gauge,
-        );
-        enc.sample("process_threads", &[], f.threads);
+        let help = "Number of OS threads in the process.";
+        enc.single("process_threads", help, MetricType::Gauge, f.threads);
     }
 }
 
@@ -950,13 +745,14 @@ mod tests {
     #[test]
     fn histogram_has_cumulative_buckets_sum_and_count() {
         let r = Registry::new();
-        let h = r.histogram("t_seconds", "Latency.", &["backend"], &[1.0, 0.1, 0.5, 0.5]);
+        let h = r.histogram("t_seconds", "Latency.", &["backend"], &[0.1, 0.5, 1.0]);
         let s = h.with(&["b1"]);
         for v in [0.05, 0.1, 0.3, 2.0] {
             s.observe(v);
         }
         s.observe_duration(Duration::from_millis(700));
         assert_eq!(s.bounds(), &[0.1, 0.5, 1.0]);
+        assert!(LATENCY_BUCKETS.is_sorted());
         let text = r.encode();
         let want = "# HELP t_seconds Latency.\n\
              # TYPE t_seconds histogram\n\
@@ -1013,42 +809,9 @@ mod tests {
         c.with(&["1", "x"]).inc_by(2);
         assert_eq!(c.with(&["1:x", ""]).get(), 1);
         assert_eq!(c.with(&["1", "x"]).get(), 2);
-        c.remove(&["1", "x"]);
-        assert_eq!(r.encode().matches("t_total{").count(), 1);
+        assert_eq!(r.encode().matches("t_total{").count(), 2);
         // Missing values are empty strings.
         assert_eq!(c.with(&["1:x"]).get(), 1);
-    }
-
-    #[test]
-    fn invalid_names_are_sanitised() {
-        assert!(is_valid_name("influx_proxy_x:y_total"));
-        assert!(!is_valid_name("9x") && !is_valid_name("a-b") && !is_valid_name(""));
-        assert!(is_valid_label_name("backend"));
-        assert!(!is_valid_label_name("le") && !is_valid_label_name("__x"));
-        let r = Registry::new();
-        let c = r.counter("bad-name", "B.", &["le", "a b"]);
-        c.with(&["1", "2"]).inc();
-        assert!(
-            r.encode().contains("bad_name{le_=\"1\",a_b=\"2\"} 1\n"),
-            "{}",
-            r.encode()
-        );
-    }
-
-    #[test]
-    fn collectors_run_at_scrape_time_and_are_replaced_by_id() {
-        let r = Registry::new();
-        r.collector("x", |enc| {
-            enc.header("t_x", "X.", MetricType::Gauge);
-            enc.sample("t_x", &[], 1u64);
-        });
-        r.collector("x", |enc| {
-            enc.header("t_x", "X.", MetricType::Gauge);
-            enc.sample("t_x", &[], 2u64);
-        });
-        assert_eq!(r.encode(), "# HELP t_x X.\n# TYPE t_x gauge\nt_x 2\n");
-        r.remove_collector("x");
-        assert_eq!(r.encode(), "");
     }
 
     #[test]
@@ -1064,6 +827,126 @@ mod tests {
             "a +Inf\nb -Inf\nc 1\nd 0.25\ne 18446744073709551615\n"
         );
     }
+
+    /// The exact text of a representative state, pinned byte for byte so a
+    /// rewrite of the registry or the encoder cannot change what scrapers
+    /// read: family order (registration order, across types), HELP escaping,
+    /// series order, label order and escaping, histogram buckets with `le`,
+    /// `_sum` and `_count`, float and integer formatting.
+    #[test]
+    fn exposition_of_a_representative_state_is_pinned() {
+        let r = Registry::new();
+        let requests = r.counter(
+            "t_requests_total",
+            "Requests by route and status code.",
+            &["path", "status"],
+        );
+        let duration = r.histogram(
+            "t_request_duration_seconds",
+            "Time to answer \\ (a backslash),\nby route.",
+            &["path"],
+            LATENCY_BUCKETS,
+        );
+        let running = r.gauge("t_running", "A gauge without labels.", &[]);
+        let stale = r.counter("t_stale_reads_total", "Stale reads.", &["circle"]);
+        requests.with(&["/write", "400"]).inc();
+        requests.with(&["/write", "204"]).inc_by(3);
+        requests.with(&["other", "404"]).inc();
+        requests.with(&["/query", "200"]).inc();
+        for v in [0.0005, 0.003, 0.75, 42.0] {
+            duration.with(&["/write"]).observe(v);
+        }
+        duration
+            .with(&["/query"])
+            .observe_duration(Duration::from_millis(20));
+        running.with(&[]).set(0.1 + 0.2);
+        stale.with(&["c\"1\\\n"]).inc();
+
+        let mut enc = Encoder::new();
+        enc.header("t_build_info", "Version (always 1).", MetricType::Gauge);
+        enc.sample(
+            "t_build_info",
+            &[("version", "1.2.3"), ("commit", "abc")],
+            1u64,
+        );
+        enc.header("t_values", "Every kind of number.", MetricType::Gauge);
+        enc.sample("t_values", &[("v", "inf")], f64::INFINITY);
+        enc.sample("t_values", &[("v", "-inf")], f64::NEG_INFINITY);
+        enc.sample("t_values", &[("v", "nan")], f64::NAN);
+        enc.sample("t_values", &[("v", "-0")], -0.0);
+        enc.sample("t_values", &[("v", "small")], 1e-7);
+        enc.sample("t_values", &[("v", "big")], 1e21);
+        enc.sample("t_values", &[("v", "true")], true);
+        enc.sample("t_values", &[("v", "false")], false);
+        enc.sample("t_values", &[("v", "u64")], u64::MAX);
+        enc.sample("t_values", &[("v", "usize")], 7usize);
+        r.encode_into(&mut enc);
+        let text = enc.finish();
+        assert_eq!(text, PINNED);
+    }
+
+    const PINNED: &str = r#"# HELP t_build_info Version (always 1).
+# TYPE t_build_info gauge
+t_build_info{version="1.2.3",commit="abc"} 1
+# HELP t_values Every kind of number.
+# TYPE t_values gauge
+t_values{v="inf"} +Inf
+t_values{v="-inf"} -Inf
+t_values{v="nan"} NaN
+t_values{v="-0"} -0
+t_values{v="small"} 0.0000001
+t_values{v="big"} 1000000000000000000000
+t_values{v="true"} 1
+t_values{v="false"} 0
+t_values{v="u64"} 18446744073709551615
+t_values{v="usize"} 7
+# HELP t_requests_total Requests by route and status code.
+# TYPE t_requests_total counter
+t_requests_total{path="/query",status="200"} 1
+t_requests_total{path="/write",status="204"} 3
+t_requests_total{path="/write",status="400"} 1
+t_requests_total{path="other",status="404"} 1
+# HELP t_request_duration_seconds Time to answer \\ (a backslash),\nby route.
+# TYPE t_request_duration_seconds histogram
+t_request_duration_seconds_bucket{path="/query",le="0.001"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.0025"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.005"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.01"} 0
+t_request_duration_seconds_bucket{path="/query",le="0.025"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.05"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.1"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.25"} 1
+t_request_duration_seconds_bucket{path="/query",le="0.5"} 1
+t_request_duration_seconds_bucket{path="/query",le="1"} 1
+t_request_duration_seconds_bucket{path="/query",le="2.5"} 1
+t_request_duration_seconds_bucket{path="/query",le="5"} 1
+t_request_duration_seconds_bucket{path="/query",le="10"} 1
+t_request_duration_seconds_bucket{path="/query",le="+Inf"} 1
+t_request_duration_seconds_sum{path="/query"} 0.02
+t_request_duration_seconds_count{path="/query"} 1
+t_request_duration_seconds_bucket{path="/write",le="0.001"} 1
+t_request_duration_seconds_bucket{path="/write",le="0.0025"} 1
+t_request_duration_seconds_bucket{path="/write",le="0.005"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.01"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.025"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.05"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.1"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.25"} 2
+t_request_duration_seconds_bucket{path="/write",le="0.5"} 2
+t_request_duration_seconds_bucket{path="/write",le="1"} 3
+t_request_duration_seconds_bucket{path="/write",le="2.5"} 3
+t_request_duration_seconds_bucket{path="/write",le="5"} 3
+t_request_duration_seconds_bucket{path="/write",le="10"} 3
+t_request_duration_seconds_bucket{path="/write",le="+Inf"} 4
+t_request_duration_seconds_sum{path="/write"} 42.7535
+t_request_duration_seconds_count{path="/write"} 4
+# HELP t_running A gauge without labels.
+# TYPE t_running gauge
+t_running 0.30000000000000004
+# HELP t_stale_reads_total Stale reads.
+# TYPE t_stale_reads_total counter
+t_stale_reads_total{circle="c\"1\\\n"} 1
+"#;
 
     #[test]
     fn proc_stat_is_parsed_past_a_command_with_spaces() {

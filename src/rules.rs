@@ -243,11 +243,6 @@ impl Rules {
 pub struct Candidates(Vec<usize>);
 
 impl Candidates {
-    /// No rule (a placeholder that allocates nothing).
-    pub const fn none() -> Candidates {
-        Candidates(Vec::new())
-    }
-
     /// True when no rule can apply.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -60,12 +60,12 @@ fn encode_build_info(enc: &mut Encoder) {
 /// size comes from (`crate::memory`).
 fn encode_memory(enc: &mut Encoder, state: &AppState) {
     let budget = state.config().memory_budget();
-    enc.header(
+    enc.single(
         "influx_proxy_memory_budget_bytes",
         "The memory budget (memory_budget_mb).",
         MetricType::Gauge,
+        budget.total(),
     );
-    enc.sample("influx_proxy_memory_budget_bytes", &[], budget.total());
     let admission = state.admission();
     let mut parts = vec![("request_bodies", admission.in_use_bytes())];
     if let Some(wal) = state.cluster().wal_memory() {
@@ -93,44 +93,40 @@ fn encode_memory(enc: &mut Encoder, state: &AppState) {
 /// (`wal::StorageState`).
 fn encode_wal_storage(enc: &mut Encoder, cluster: &Cluster) {
     let s = cluster.wal_storage();
-    let mut one = |name: &str, help: &str, kind: MetricType, value: u64| {
-        enc.header(name, help, kind);
-        enc.sample(name, &[], value);
-    };
-    one(
+    enc.single(
         "influx_proxy_wal_storage_ok",
         "1 while the write-ahead queue's storage takes writes; 0 from a failed write (a full \
          disk, an I/O error) until it recovers by itself.",
         MetricType::Gauge,
         u64::from(s.failed.is_none()),
     );
-    one(
+    enc.single(
         "influx_proxy_wal_storage_failures_total",
         "Times the write-ahead queue's storage failed.",
         MetricType::Counter,
         s.failures,
     );
-    one(
+    enc.single(
         "influx_proxy_wal_deferred_records",
         "Delivered records whose deletion waits for the queue's storage to recover.",
         MetricType::Gauge,
         s.deferred_records,
     );
     if s.free_bytes != u64::MAX {
-        one(
+        enc.single(
             "influx_proxy_wal_free_bytes",
             "Free bytes on data_dir's filesystem.",
             MetricType::Gauge,
             s.free_bytes,
         );
     }
-    one(
+    enc.single(
         "influx_proxy_wal_min_free_bytes",
         "The free-space reserve (wal_min_free_mb): new writes get 503 while less is free.",
         MetricType::Gauge,
         s.reserve_bytes,
     );
-    one(
+    enc.single(
         "influx_proxy_wal_low_disk_refusals_total",
         "Writes refused because less than wal_min_free_mb was free.",
         MetricType::Counter,

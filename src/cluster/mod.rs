@@ -338,9 +338,9 @@ impl Cluster {
                 outcome.errors.push(e);
                 continue;
             }
+            let route = router.route_of(req.db, &parsed.measurement);
             // Rules come before the schema check: a dropped line must not teach a field type.
-            if !policy.rules.is_empty() {
-                let candidates = router.candidates(req.db, &parsed.measurement);
+            if let Some(candidates) = router.candidates(route) {
                 match policy.rules.decide(candidates, line, &parsed) {
                     Decision::Dropped(rule) => {
                         rule_counts[rule] += 1;
@@ -356,7 +356,7 @@ impl Cluster {
                 router.lines.truncate(start);
                 continue;
             }
-            router.route(req.db, &parsed.measurement, start);
+            router.push(route, start);
             outcome.points += 1;
         }
         policy.rules.count(&rule_counts);
@@ -458,13 +458,20 @@ struct Router<'c, 'r> {
     /// What each flat backend index receives.
     shares: Vec<LineSpans>,
     key: String,
-    /// Owners (flat indices, one per circle) of each measurement seen in
-    /// this request: bodies interleave a few measurements line by line, and
-    /// a ring lookup per line and circle was a tenth of the request's CPU.
-    owners: FxHashMap<String, Box<[usize]>>,
-    /// The rules that can apply to each measurement seen in this request (only when there
-    /// are rules), for the same reason.
-    candidates: FxHashMap<String, Candidates>,
+    /// The [`Route`] of each measurement seen in this request, by name: bodies interleave a
+    /// few measurements line by line, and a ring lookup per line and circle was a tenth of the
+    /// request's CPU. One lookup per line serves both the rules and the owners.
+    routes: FxHashMap<String, usize>,
+    /// The routes `routes` indexes.
+    route_list: Vec<Route>,
+}
+
+/// What a request's lines of one measurement need: its owners and the rules that can apply.
+struct Route {
+    /// Owners, as flat backend indices (one per circle).
+    owners: Box<[usize]>,
+    /// The rules that can apply to its lines, in order.
+    candidates: Candidates,
 }
 
 impl<'c, 'r> Router<'c, 'r> {
@@ -489,32 +496,17 @@ impl<'c, 'r> Router<'c, 'r> {
             lines,
             shares,
             key: String::new(),
-            owners: FxHashMap::default(),
-            candidates: FxHashMap::default(),
+            routes: FxHashMap::default(),
+            route_list: Vec::new(),
         }
     }
 
-    /// The rules that can apply to lines of `measurement`, looked up once per request.
-    fn candidates(&mut self, db: &str, measurement: &str) -> &Candidates {
-        if !self.candidates.contains_key(measurement) {
-            let found = self.cluster.lines.rules.for_measurement(db, measurement);
-            self.candidates.insert(measurement.to_owned(), found);
-        }
-        // Inserted just above when it was missing.
-        static NONE: Candidates = Candidates::none();
-        self.candidates.get(measurement).unwrap_or(&NONE)
-    }
-
-    /// Gives the normalised line at `start..` of the lines to its owner in
-    /// every circle.
-    fn route(&mut self, db: &str, measurement: &str, start: usize) {
-        let len = self.lines.len() - start;
+    /// The route of `measurement` (an index for [`Router::candidates`] and [`Router::push`]),
+    /// worked out at its first line in the request.
+    fn route_of(&mut self, db: &str, measurement: &str) -> usize {
         // One lookup for a measurement already seen (the common case).
-        if let Some(owners) = self.owners.get(measurement) {
-            for &i in owners.iter() {
-                self.shares[i].push(start, len);
-            }
-            return;
+        if let Some(&i) = self.routes.get(measurement) {
+            return i;
         }
         let placement = &self.cluster.placement;
         let key = &mut self.key;
@@ -527,10 +519,31 @@ impl<'c, 'r> Router<'c, 'r> {
                 self.offsets[c] + placement.owner_index(circle, db, measurement, key)
             })
             .collect();
-        for &i in owners.iter() {
+        let candidates = self.cluster.lines.rules.for_measurement(db, measurement);
+        self.route_list.push(Route { owners, candidates });
+        let i = self.route_list.len() - 1;
+        self.routes.insert(measurement.to_owned(), i);
+        i
+    }
+
+    /// The rules that can apply to the lines of `route`; `None` when none can.
+    fn candidates(&self, route: usize) -> Option<&Candidates> {
+        self.route_list
+            .get(route)
+            .map(|r| &r.candidates)
+            .filter(|c| !c.is_empty())
+    }
+
+    /// Gives the normalised line at `start..` of the lines to the owners of `route` in
+    /// every circle.
+    fn push(&mut self, route: usize, start: usize) {
+        let len = self.lines.len() - start;
+        let Some(route) = self.route_list.get(route) else {
+            return;
+        };
+        for &i in route.owners.iter() {
             self.shares[i].push(start, len);
         }
-        self.owners.insert(measurement.to_owned(), owners);
     }
 
     /// Appends the lines, each receiving backend its share, atomically;

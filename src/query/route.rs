@@ -10,7 +10,7 @@
 //! `/metrics` (`influx_proxy_stale_reads_total`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tracing::warn;
@@ -18,7 +18,7 @@ use tracing::warn;
 use super::freshness;
 use crate::circle::{BackendHandle, Circle};
 use crate::cluster::Cluster;
-use crate::metrics;
+use crate::metrics::{self, Counter, Family};
 use crate::rate_limit::RateLimit;
 
 /// Shortest time between two warnings that reads went to a circle that is
@@ -105,15 +105,16 @@ impl Drop for InFlight<'_> {
 /// counted, and logged at most once per [`STALE_WARN_INTERVAL`].
 fn stale_read(circle: &Circle) {
     static LIMIT: RateLimit = RateLimit::new(STALE_WARN_INTERVAL);
-    metrics::global()
-        .counter(
+    // Registered at the first stale read, so /metrics lists it from then on.
+    static STALE_READS: LazyLock<Arc<Family<Counter>>> = LazyLock::new(|| {
+        metrics::global().counter(
             "influx_proxy_stale_reads_total",
             "Reads served by a circle that was not up to date because no circle was \
              (its backends were down, draining a backlog, behind or migrating).",
             &["circle"],
         )
-        .with(&[&circle.name])
-        .inc();
+    });
+    STALE_READS.with(&[&circle.name]).inc();
     if let Some(reads) = LIMIT.check() {
         warn!(
             circle = %circle.name,

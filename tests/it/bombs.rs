@@ -19,12 +19,9 @@ const BUDGET_MIB: u64 = 96;
 /// The process's peak resident size so far (`VmHWM`), in KiB.
 fn peak_rss_kib(proxy: &Proxy) -> u64 {
     let pid = proxy.pid().expect("proxy running");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    crate::support::procfs::memory(pid)
         .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+        .peak_rss_kib
 }
 
 /// Valid line protocol, `repeat`ed to `total` bytes and gzip'd: 1 GiB gives ~1 MiB.

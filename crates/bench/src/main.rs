@@ -971,7 +971,7 @@ fn worker(ctx: &RunCtx, id: usize) -> WorkerStats {
 
 /// The summary figures of a run.
 #[derive(Debug)]
-struct Summary {
+struct LoadSummary {
     elapsed: Duration,
     stats: WorkerStats,
     sorted_latencies: Vec<u64>,
@@ -979,7 +979,7 @@ struct Summary {
     cpu_cores: Option<f64>,
 }
 
-impl Summary {
+impl LoadSummary {
     fn per_sec(&self, n: u64) -> f64 {
         n as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -1145,7 +1145,7 @@ fn run_write(o: WriteOpts) -> Result<ExitCode, String> {
     };
     let mut sorted_latencies = std::mem::take(&mut stats.latencies_ns);
     sorted_latencies.sort_unstable();
-    let summary = Summary {
+    let summary = LoadSummary {
         elapsed,
         stats,
         sorted_latencies,

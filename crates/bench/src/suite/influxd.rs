@@ -10,7 +10,7 @@ use harness::influxd::Influxd;
 use harness::proxy::Proxy;
 use serde_json::{json, Value};
 
-use super::load::{Load, Summary};
+use super::load::{Load, LoadSummary};
 use super::report::{f2, int, ratio};
 use super::setup::{self, drain_cell};
 use super::{Ctx, Error};
@@ -18,7 +18,7 @@ use super::{Ctx, Error};
 /// What a row measured, for the comparison under the table.
 #[derive(Debug, Clone, Default)]
 struct Row {
-    load: Summary,
+    load: LoadSummary,
     end_to_end: f64,
 }
 

@@ -2,7 +2,7 @@
 //! that neither side is saturated: a null sink vs. the proxy in front of 2 x 2 sinks, and one
 //! influxd vs. the proxy in front of one influxd.
 
-use super::load::{Load, Summary};
+use super::load::{Load, LoadSummary};
 use super::report::{f2, int};
 use super::setup;
 use super::{Ctx, Error};
@@ -62,7 +62,7 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
 }
 
 /// One connection at the latency rate for the latency run length.
-fn measure(ctx: &Ctx, url: &str) -> Result<Summary, Error> {
+fn measure(ctx: &Ctx, url: &str) -> Result<LoadSummary, Error> {
     let o = &ctx.opts;
     Load::new(ctx, url, "bench")
         .flag("--concurrency", 1)
@@ -72,7 +72,7 @@ fn measure(ctx: &Ctx, url: &str) -> Result<Summary, Error> {
         .run()
 }
 
-fn row(ctx: &mut Ctx, label: &str, direct: &Summary, through: &Summary) {
+fn row(ctx: &mut Ctx, label: &str, direct: &LoadSummary, through: &LoadSummary) {
     ctx.report.row(&[
         label,
         &f2(direct.p50),

@@ -14,7 +14,7 @@ use super::{Ctx, Error};
 
 /// What a load run reports (the fields of `write --json` the report uses).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Summary {
+pub(crate) struct LoadSummary {
     /// Points acknowledged with 204.
     pub(crate) points: u64,
     pub(crate) points_per_sec: f64,
@@ -28,12 +28,12 @@ pub(crate) struct Summary {
     pub(crate) cpu_cores: f64,
 }
 
-impl Summary {
+impl LoadSummary {
     /// Parses the JSON line of `write --json`.
-    pub(crate) fn parse(json: &str) -> Option<Summary> {
+    pub(crate) fn parse(json: &str) -> Option<LoadSummary> {
         let v: Value = serde_json::from_str(json.trim()).ok()?;
         let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-        Some(Summary {
+        Some(LoadSummary {
             points: v["points"].as_u64()?,
             points_per_sec: f(&v["points_per_sec"]),
             mb_per_sec: f(&v["mb_per_sec"]),
@@ -124,7 +124,7 @@ impl Load {
     }
 
     /// Runs it to its end.
-    pub(crate) fn run(self) -> Result<Summary, Error> {
+    pub(crate) fn run(self) -> Result<LoadSummary, Error> {
         self.spawn()?.wait()
     }
 
@@ -167,7 +167,7 @@ impl Running {
 
     /// Waits for its end and reads its summary; an error when it failed (no point
     /// acknowledged) or printed none.
-    pub(crate) fn wait(mut self) -> Result<Summary, Error> {
+    pub(crate) fn wait(mut self) -> Result<LoadSummary, Error> {
         let mut json = String::new();
         if let Some(mut out) = self.child.stdout.take() {
             // The summary is one short line, written at the end: the pipe never fills.
@@ -177,7 +177,7 @@ impl Running {
             .child
             .wait()
             .map_err(Error::io(format!("wait for the load against {}", self.url)))?;
-        match Summary::parse(&json) {
+        match LoadSummary::parse(&json) {
             Some(summary) if status.success() => Ok(summary),
             _ => Err(Error::Load {
                 url: self.url.clone(),
@@ -188,7 +188,7 @@ impl Running {
 
     /// Waits for its end and reads its summary, failed or not (an empty one when it printed
     /// none).
-    pub(crate) fn finish(self) -> Summary {
+    pub(crate) fn finish(self) -> LoadSummary {
         self.wait().unwrap_or_default()
     }
 }
@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn reads_the_json_summary() {
-        let s = Summary::parse(LINE).unwrap();
+        let s = LoadSummary::parse(LINE).unwrap();
         assert_eq!(s.points, 34_230_000);
         assert_eq!((s.points_per_sec, s.mb_per_sec), (1_693_068.123, 118.2));
         assert_eq!(
@@ -222,14 +222,14 @@ mod tests {
             (9.551, 87.5, 120.25, 0.07)
         );
         assert_eq!(s.errors_cell(), "0");
-        assert_eq!(Summary::parse("pre-generating 250 MB"), None);
-        assert_eq!(Summary::parse(""), None);
+        assert_eq!(LoadSummary::parse("pre-generating 250 MB"), None);
+        assert_eq!(LoadSummary::parse(""), None);
     }
 
     #[test]
     fn errors_are_shown_by_kind() {
         let line = LINE.replace(r#""errors":{}"#, r#""errors":{"503":12,"io":1}"#);
-        let s = Summary::parse(&line).unwrap();
+        let s = LoadSummary::parse(&line).unwrap();
         assert_eq!(s.errors_cell(), r#"{"503":12,"io":1}"#);
     }
 }
