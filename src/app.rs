@@ -160,6 +160,9 @@ async fn serve(
         }
     };
     info!(addr = %config.listen_addr, https = config.https_enabled, "HTTP service started.");
+    let anti_entropy = actix_web::rt::spawn(crate::api::anti_entropy_background(
+        state_for_reload.clone(),
+    ));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     // Pinged from this loop from now on (also while a graceful stop drains:
     // systemd keeps watching until the process exits).
@@ -177,6 +180,7 @@ async fn serve(
     let control = actix_web::rt::spawn(control_loop(handle, reloader));
     let result = server.await.map_err(Error::Server);
     control.abort();
+    anti_entropy.abort();
     if let Some(pinger) = pinger {
         pinger.abort();
     }

@@ -119,9 +119,14 @@ pub(super) async fn stats(
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
     let cluster = state.cluster();
-    let id = circle_id(&params, "circle_id", cluster.circles.len())?;
     let kind = JobKind::parse(params.str("type"))
         .ok_or_else(|| ApiError::BadRequest("invalid stats type".into()))?;
+    if kind == JobKind::Repair {
+        // One repair spans every circle: its progress, without `circle_id`.
+        let body = migrate::repair::progress_json(state.migration());
+        return Ok(json_response(&body, params.pretty()));
+    }
+    let id = circle_id(&params, "circle_id", cluster.circles.len())?;
     let count_key = if is_transfer(&req) {
         "transfer_count"
     } else {

@@ -5,6 +5,7 @@
 //! backend actors directly except through `cluster`/`circle` types.
 
 mod admin;
+mod antientropy;
 mod auth;
 mod body;
 mod dead_letters;
@@ -29,6 +30,7 @@ use arc_swap::ArcSwap;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+pub(crate) use antientropy::background as anti_entropy_background;
 pub(crate) use error::ApiError;
 pub(crate) use metrics::RequestMetrics;
 
@@ -128,6 +130,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/recovery").to(migrate::recovery))
         .service(web::resource("/resync").to(migrate::resync))
         .service(web::resource(["/clear", "/cleanup"]).to(migrate::clear))
+        .service(web::resource("/anti-entropy/compare").to(antientropy::compare))
+        .service(web::resource("/anti-entropy/repair").to(antientropy::repair))
         .default_service(web::to(not_found));
 }
 

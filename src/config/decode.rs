@@ -632,6 +632,12 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
             secs.map(Duration::from_secs)
         },
         udp: decode_udp(cx, &mut f),
+        anti_entropy_interval: {
+            let secs = f.positive(cx, "anti_entropy_interval", 0);
+            (secs > 0).then(|| Duration::from_secs(secs))
+        },
+        anti_entropy_window: f.secs(cx, "anti_entropy_window", DEFAULT_ANTI_ENTROPY_WINDOW),
+        anti_entropy_rate: f.unsigned(cx, "anti_entropy_rate", DEFAULT_ANTI_ENTROPY_RATE),
     };
     f.finish(cx);
     Some(config)

@@ -55,6 +55,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 512 << 20;
 /// Default of [`Config::max_line_bytes`]: 4 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 4 << 20;
+/// Default of [`Config::anti_entropy_window`]: a day, in seconds.
+pub(super) const DEFAULT_ANTI_ENTROPY_WINDOW: u64 = 86_400;
+/// Default of [`Config::anti_entropy_rate`] (points per second).
+pub(super) const DEFAULT_ANTI_ENTROPY_RATE: u64 = 50_000;
 
 /// Defaults of the duration fields, in whole seconds.
 pub(super) mod default_secs {
@@ -426,6 +430,16 @@ pub struct Config {
     /// UDP listeners taking line protocol (influxd's, influxdb-relay's and influx-spout's
     /// `[[udp]]`). Reloadable. Default: `[]`.
     pub udp: Vec<UdpConfig>,
+    /// Anti-entropy: how often a background pass compares the circles over the last
+    /// `anti_entropy_window` and repairs what differs (key in seconds); `None` (0 or absent):
+    /// no pass. Reloadable. Default: none.
+    pub anti_entropy_interval: Option<Duration>,
+    /// Anti-entropy: the recent window a background pass compares (key in seconds).
+    /// Default: `86400` s (a day).
+    pub anti_entropy_window: Duration,
+    /// Anti-entropy: points per second a repair writes at most, background or requested
+    /// (a request's `rate` overrides it); `0`: no limit. Default: `50000`.
+    pub anti_entropy_rate: u64,
 }
 
 /// Default of [`UdpConfig::batch_size`] (influxd's).

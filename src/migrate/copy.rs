@@ -59,6 +59,44 @@ pub(crate) struct Job {
     pub since: i64,
     /// Rows per chunk requested from the source.
     pub batch: usize,
+    /// Only points in `[start, end)` (ns since the epoch); overrides `since`.
+    pub range: Option<(i64, i64)>,
+    /// Paces appends to at most this many points per second (anti-entropy's rate limit).
+    pub pace: Option<Arc<Pace>>,
+}
+
+/// A points-per-second limit shared by the copies of one job: each append waits until the
+/// points appended so far fit the rate since the job started.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    rate: u64,
+    started: std::time::Instant,
+    points: std::sync::atomic::AtomicU64,
+}
+
+impl Pace {
+    /// A pace of `rate` points per second (`0`: none).
+    pub(crate) fn new(rate: u64) -> Option<Arc<Pace>> {
+        (rate > 0).then(|| {
+            Arc::new(Pace {
+                rate,
+                started: std::time::Instant::now(),
+                points: Default::default(),
+            })
+        })
+    }
+
+    /// Counts `points` appended and sleeps until they are within the rate.
+    pub(crate) async fn wait(&self, points: u64) {
+        let total = self
+            .points
+            .fetch_add(points, std::sync::atomic::Ordering::AcqRel)
+            + points;
+        let due = Duration::from_secs_f64(total as f64 / self.rate as f64);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            actix_rt::time::sleep(ahead).await;
+        }
+    }
 }
 
 /// The last record a job appended to each destination queue, by backend name.
@@ -98,73 +136,160 @@ pub(crate) async fn copy_measurement(
     job: &Job,
     appended: &Appended,
 ) -> Result<u64, Error> {
-    let from = format!("{}.{}", quote_ident(&job.rp), quote_ident(&job.measurement));
-    let schema = catalog::columns(source, &job.db, &job.rp, &job.measurement).await?;
-    if schema.fields.is_empty() {
+    let Some(mut rows) = Rows::open(source, job).await? else {
         return Ok(0);
-    }
-    let mut q = format!("SELECT * FROM {from}");
-    if job.since > 0 {
-        let _ = write!(q, " WHERE time >= {}s", job.since);
-    }
-    let batch = job.batch.max(1).to_string();
-    let params = vec![
-        ("db".to_string(), job.db.clone()),
-        ("q".to_string(), q),
-        ("epoch".to_string(), "ns".to_string()),
-        ("chunked".to_string(), "true".to_string()),
-        ("chunk_size".to_string(), batch),
-    ];
-    let mut response = source
-        .query_stream(awc::http::Method::POST, &params, &[])
-        .await?;
-    let mut pending = Vec::new();
-    // Bytes of `pending` known to hold no newline: each byte is scanned once
-    // however many network reads a chunk line spans.
-    let mut scanned = 0usize;
+    };
     let mut lines = String::new();
-    let mut in_lines = 0usize;
     let mut copied = 0u64;
-    while let Some(chunk) = response.next().await {
-        let chunk = chunk.map_err(|e| Error::Decode(e.to_string()))?;
-        pending.extend_from_slice(&chunk);
-        let mut start = 0usize;
-        while let Some(at) = memchr::memchr(b'\n', &pending[scanned..]) {
-            let end = scanned + at;
-            in_lines += convert_chunk(&pending[start..end], &job.measurement, &schema, &mut lines)?;
-            start = end + 1;
-            scanned = start;
-            if in_lines >= APPEND_POINTS {
-                copied += flush(
-                    cluster,
-                    destinations,
-                    job,
-                    appended,
-                    &mut lines,
-                    &mut in_lines,
-                )
-                .await?;
+    loop {
+        let (mut in_lines, more) = rows.next_lines(&mut lines, APPEND_POINTS).await?;
+        copied += flush(
+            cluster,
+            destinations,
+            job,
+            appended,
+            &mut lines,
+            &mut in_lines,
+        )
+        .await?;
+        if !more {
+            return Ok(copied);
+        }
+    }
+}
+
+/// Reads every point `job` selects from `source` as line protocol, at most `limit_bytes` of it
+/// (an error past that): the bucket comparison of anti-entropy holds one small time bucket of
+/// each circle in memory. Returns the lines and their count.
+pub(crate) async fn read_lines(
+    source: &Client,
+    job: &Job,
+    limit_bytes: usize,
+) -> Result<(String, usize), Error> {
+    let mut lines = String::new();
+    let Some(mut rows) = Rows::open(source, job).await? else {
+        return Ok((lines, 0));
+    };
+    let mut count = 0;
+    loop {
+        let (n, more) = rows.next_lines(&mut lines, APPEND_POINTS).await?;
+        count += n;
+        if lines.len() > limit_bytes {
+            return Err(Error::Decode(format!(
+                "more than {limit_bytes} bytes in one bucket"
+            )));
+        }
+        if !more {
+            return Ok((lines, count));
+        }
+    }
+}
+
+/// A chunked `SELECT *` answer being turned into line protocol.
+struct Rows {
+    response: awc::ClientResponse,
+    schema: Columns,
+    measurement: String,
+    pending: Vec<u8>,
+    /// Bytes of `pending` known to hold no newline: each byte is scanned once
+    /// however many network reads a chunk line spans.
+    scanned: usize,
+    done: bool,
+}
+
+impl Rows {
+    /// Sends the `SELECT *` of `job`; `None` when the measurement has no fields there.
+    async fn open(source: &Client, job: &Job) -> Result<Option<Rows>, Error> {
+        let from = format!("{}.{}", quote_ident(&job.rp), quote_ident(&job.measurement));
+        let schema = catalog::columns(source, &job.db, &job.rp, &job.measurement).await?;
+        if schema.fields.is_empty() {
+            return Ok(None);
+        }
+        let mut q = format!("SELECT * FROM {from}");
+        match job.range {
+            Some((start, end)) => {
+                let _ = write!(q, " WHERE time >= {start} AND time < {end}");
+            }
+            None if job.since > 0 => {
+                let _ = write!(q, " WHERE time >= {}s", job.since);
+            }
+            None => {}
+        }
+        let batch = job.batch.max(1).to_string();
+        let params = vec![
+            ("db".to_string(), job.db.clone()),
+            ("q".to_string(), q),
+            ("epoch".to_string(), "ns".to_string()),
+            ("chunked".to_string(), "true".to_string()),
+            ("chunk_size".to_string(), batch),
+        ];
+        let response = source
+            .query_stream(awc::http::Method::POST, &params, &[])
+            .await?;
+        Ok(Some(Rows {
+            response,
+            schema,
+            measurement: job.measurement.clone(),
+            pending: Vec::new(),
+            scanned: 0,
+            done: false,
+        }))
+    }
+
+    /// Appends converted lines to `out` until at least `points` were added or the answer
+    /// ended; returns the count added and whether more may follow.
+    async fn next_lines(
+        &mut self,
+        out: &mut String,
+        points: usize,
+    ) -> Result<(usize, bool), Error> {
+        let mut added = 0usize;
+        loop {
+            let mut start = 0usize;
+            let mut exhausted = false;
+            while added < points {
+                let Some(at) = memchr::memchr(b'\n', &self.pending[self.scanned..]) else {
+                    exhausted = true;
+                    break;
+                };
+                let end = self.scanned + at;
+                added += convert_chunk(
+                    &self.pending[start..end],
+                    &self.measurement,
+                    &self.schema,
+                    out,
+                )?;
+                start = end + 1;
+                self.scanned = start;
+            }
+            self.pending.drain(..start);
+            self.scanned = if exhausted { self.pending.len() } else { 0 };
+            if !exhausted {
+                return Ok((added, true));
+            }
+            if self.done {
+                return Ok((added, false));
+            }
+            if self.pending.len() > MAX_CHUNK_BYTES {
+                return Err(Error::Decode("chunk too large".into()));
+            }
+            match self.response.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.map_err(|e| Error::Decode(e.to_string()))?;
+                    self.pending.extend_from_slice(&chunk);
+                }
+                None => {
+                    self.done = true;
+                    if !self.pending.is_empty() {
+                        added +=
+                            convert_chunk(&self.pending, &self.measurement, &self.schema, out)?;
+                        self.pending.clear();
+                        self.scanned = 0;
+                    }
+                }
             }
         }
-        pending.drain(..start);
-        scanned = pending.len();
-        if pending.len() > MAX_CHUNK_BYTES {
-            return Err(Error::Decode("chunk too large".into()));
-        }
     }
-    if !pending.is_empty() {
-        in_lines += convert_chunk(&pending, &job.measurement, &schema, &mut lines)?;
-    }
-    copied += flush(
-        cluster,
-        destinations,
-        job,
-        appended,
-        &mut lines,
-        &mut in_lines,
-    )
-    .await?;
-    Ok(copied)
 }
 
 /// Converts one chunk line of the answer.
@@ -180,7 +305,7 @@ fn convert_chunk(
 
 /// Appends the converted lines to every destination queue (one atomic
 /// append), waiting while a queue is full.
-async fn flush(
+pub(crate) async fn flush(
     cluster: &Cluster,
     destinations: &[Arc<BackendHandle>],
     job: &Job,
@@ -217,5 +342,8 @@ async fn flush(
     let n = *count as u64;
     lines.clear();
     *count = 0;
+    if let Some(pace) = &job.pace {
+        pace.wait(n).await;
+    }
     Ok(n)
 }

@@ -13,7 +13,9 @@
 //!   backends of one circle from another circle;
 //! - resync (`seconds`...): copy every circle into every other circle;
 //! - clear (`circle_id`): drop measurements from backends that do not own
-//!   them (queued, so they apply after any pending writes).
+//!   them (queued, so they apply after any pending writes);
+//! - repair (anti-entropy): compare the circles bucket by bucket and mend only
+//!   the buckets that differ ([`antientropy`], [`repair`]).
 //!
 //! One job runs at a time per circle (resync: at a time per proxy); a circle
 //! that receives data is flagged *migrating* and reads avoid it. The flag is
@@ -27,8 +29,10 @@
 //! other copy. The job waits for the last record it appended to each
 //! destination queue ([`copy::Appended`]), not for writes queued after it.
 
+pub(crate) mod antientropy;
 pub(crate) mod convert;
 pub(crate) mod copy;
+pub(crate) mod repair;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -73,6 +77,8 @@ pub(crate) enum JobKind {
     Resync,
     /// Drop misplaced measurements.
     Clear,
+    /// Anti-entropy: mend the buckets that differ between circles.
+    Repair,
 }
 
 impl JobKind {
@@ -83,6 +89,7 @@ impl JobKind {
             "recovery" => Some(JobKind::Recovery),
             "resync" => Some(JobKind::Resync),
             "clear" | "cleanup" => Some(JobKind::Clear),
+            "repair" | "anti-entropy" => Some(JobKind::Repair),
             _ => None,
         }
     }
@@ -94,6 +101,7 @@ impl JobKind {
             JobKind::Recovery => "recovery",
             JobKind::Resync => "resync",
             JobKind::Clear => "clear",
+            JobKind::Repair => "repair",
         }
     }
 }
@@ -153,6 +161,13 @@ pub(crate) enum Operation {
         /// Circle to clear.
         circle: usize,
     },
+    /// See [`JobKind::Repair`].
+    Repair {
+        /// What to compare and how fast to mend.
+        spec: repair::Spec,
+        /// The progress of a repair a restart interrupted: no comparison, go on.
+        resume: Option<Box<repair::SavedRepair>>,
+    },
 }
 
 impl Operation {
@@ -163,6 +178,7 @@ impl Operation {
             Operation::Recovery { .. } => JobKind::Recovery,
             Operation::Resync => JobKind::Resync,
             Operation::Clear { .. } => JobKind::Clear,
+            Operation::Repair { .. } => JobKind::Repair,
         }
     }
 
@@ -171,7 +187,8 @@ impl Operation {
         match self {
             Operation::Rebalance { circle, .. } | Operation::Clear { circle } => vec![*circle],
             Operation::Recovery { to, .. } => vec![*to],
-            Operation::Resync => Vec::new(),
+            // Reads keep using every circle: a repair only adds what one lacks.
+            Operation::Resync | Operation::Repair { .. } => Vec::new(),
         }
     }
 
@@ -179,7 +196,7 @@ impl Operation {
     fn busy_circles(&self, circles: usize) -> Vec<usize> {
         match self {
             Operation::Recovery { from, to, .. } => vec![*from, *to],
-            Operation::Resync => (0..circles).collect(),
+            Operation::Resync | Operation::Repair { .. } => (0..circles).collect(),
             other => other.target_circles(),
         }
     }
@@ -216,6 +233,8 @@ pub(crate) struct Jobs {
     stats: Mutex<HashMap<(usize, JobKind), BTreeMap<String, Stats>>>,
     /// Bumped at every step of every job: what a backend holds may have changed.
     steps: std::sync::atomic::AtomicU64,
+    /// Progress of the current or last anti-entropy repair.
+    repair: Mutex<repair::RepairProgress>,
 }
 
 impl Jobs {
@@ -359,10 +378,20 @@ async fn run_job(shared: &Jobs, job: &Start) {
     broadcast(job, &targets, true).await;
     let started = Instant::now();
     info!(operation = kind.name(), "Migration started.");
-    log.line(&format!("{} start: {:?}", kind.name(), job.op));
+    match &job.op {
+        Operation::Repair { spec, resume } => log.line(&format!(
+            "repair start: {spec:?} resumed={}",
+            resume.is_some()
+        )),
+        op => log.line(&format!("{} start: {op:?}", kind.name())),
+    }
     let appended = copy::Appended::default();
     let points = match &job.op {
         Operation::Clear { circle } => clear(shared, job, *circle, &appended, &mut log).await,
+        Operation::Repair { spec, resume } => {
+            let resume = resume.as_deref().cloned();
+            repair::run(shared, job, spec, resume, &appended, &mut log).await
+        }
         _ => copy_all(shared, job, &appended, &mut log).await,
     };
     wait_delivered(&appended, kind, &mut log).await;
@@ -537,7 +566,7 @@ fn plans(job: &Start) -> Vec<Plan> {
                 }
             }
         }
-        Operation::Clear { .. } => {}
+        Operation::Clear { .. } | Operation::Repair { .. } => {}
     }
     out
 }
@@ -651,6 +680,8 @@ async fn copy_all(
                     measurement: t.measurement.clone(),
                     since: job.since,
                     batch: job.batch,
+                    range: None,
+                    pace: None,
                 };
                 match copy::copy_measurement(&job.cluster, &t.client, &t.dests, &cj, appended)
                     .await

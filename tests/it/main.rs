@@ -5,6 +5,7 @@
 
 use harness as support;
 
+mod antientropy;
 mod bombs;
 mod cli;
 mod ddl;

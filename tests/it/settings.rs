@@ -176,6 +176,18 @@ const PROOFS: &[(&str, Proof)] = &[
         "max_time_delta_secs",
         Elsewhere("rules_decode_in_order_with_their_aliases_and_defaults"),
     ),
+    (
+        "anti_entropy_interval",
+        Elsewhere("the_background_pass_repairs_recent_divergence_within_anti_entropy_window"),
+    ),
+    (
+        "anti_entropy_window",
+        Elsewhere("the_background_pass_repairs_recent_divergence_within_anti_entropy_window"),
+    ),
+    (
+        "anti_entropy_rate",
+        Elsewhere("a_repair_interrupted_by_a_crash_resumes_without_repeating_buckets"),
+    ),
     ("rules", Elsewhere(DROP_RULES)),
     ("rules[].action", Elsewhere(DROP_RULES)),
     ("rules[].name", Elsewhere(DROP_RULES)),

@@ -114,7 +114,7 @@ UDP OPTIONS:
 SUITE OPTIONS (each falls back to the environment variable in brackets):
     --quick                 2 s runs, a 4 s outage, small data sets; writes
                             $CARGO_TARGET_DIR/bench/perf-quick.md         (the CI smoke run)
-    --sections LIST         which sections, in order: a,a2,b,c,d,e,f,g    [BENCH_SECTIONS]
+    --sections LIST         which sections, in order: a,a2,b,c,d,e,f,g,h   [BENCH_SECTIONS]
     --output FILE           the report        [BENCH_OUTPUT; default docs/perf.md]
     --seconds N             seconds per load run                 [BENCH_SECONDS; 10]
     --concurrency N         load connections                     [BENCH_CONCURRENCY; 4]
@@ -141,6 +141,7 @@ SUITE OPTIONS (each falls back to the environment variable in brackets):
     --query-seconds N       (f) timing per query and target      [BENCH_QUERY_SECONDS; 10, quick 1]
     --query-hosts N         (f) hosts of the telegraf shape      [BENCH_QUERY_HOSTS; 250, quick 50]
     --query-minutes N       (f) minutes of data                  [BENCH_QUERY_MINUTES; 360, quick 30]
+    --ae-points N           (h) anti-entropy data set      [BENCH_AE_POINTS; 2000000, quick 100000]
     --keep                  keep the work directory (configs, logs, answers)  [BENCH_KEEP=1]
 
 The proxy measured is influx-proxy beside this program (or $INFLUX_PROXY_BIN); sections b, e

@@ -16,6 +16,7 @@
 //! process so that its CPU is its own. Every figure is computed here, from the load tool's JSON
 //! summary, `/proc` ([`harness::procfs`]) and what the servers answer.
 
+mod antientropy;
 mod influxd;
 mod latency;
 mod load;
@@ -46,6 +47,9 @@ pub(crate) enum Error {
     /// The load tool failed; the text has the tail of its log.
     #[error("the load against {url} failed: {message}")]
     Load { url: String, message: String },
+    /// A step of a section failed; the text says which and why.
+    #[error("{0}")]
+    Failed(String),
     /// A file of the suite could not be written or read.
     #[error("{what}: {source}")]
     Io {
@@ -74,6 +78,7 @@ pub(crate) enum Section {
     E,
     F,
     G,
+    H,
 }
 
 impl Section {
@@ -88,6 +93,8 @@ impl Section {
             "f" => Section::F,
             "g" => Section::G,
             _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, g)")),
+            "h" => Section::H,
+            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, h)")),
         })
     }
 
@@ -101,6 +108,7 @@ impl Section {
             Section::E => migrate::run(ctx),
             Section::F => query::run(ctx),
             Section::G => udp::run(ctx),
+            Section::H => antientropy::run(ctx),
         }
     }
 }

@@ -97,13 +97,15 @@ pub(crate) struct SuiteOpts {
     pub(crate) go_migrate_proxy: PathBuf,
     pub(crate) migrate: MigrateOpts,
     pub(crate) query: QueryOpts,
+    /// Points of section (h)'s data set.
+    pub(crate) ae_points: u64,
 }
 
 /// Flags that take no value.
 const BOOL_FLAGS: [&str; 3] = ["--quick", "--keep", "--migrate-perf"];
 
 /// Each flag with a value and the environment variable it falls back to.
-const VALUE_FLAGS: [(&str, &str); 23] = [
+const VALUE_FLAGS: [(&str, &str); 24] = [
     ("--sections", "BENCH_SECTIONS"),
     ("--output", "BENCH_OUTPUT"),
     ("--seconds", "BENCH_SECONDS"),
@@ -127,6 +129,7 @@ const VALUE_FLAGS: [(&str, &str); 23] = [
     ("--query-seconds", "BENCH_QUERY_SECONDS"),
     ("--query-hosts", "BENCH_QUERY_HOSTS"),
     ("--query-minutes", "BENCH_QUERY_MINUTES"),
+    ("--ae-points", "BENCH_AE_POINTS"),
 ];
 
 /// Run lengths a quick run fixes: environment variables are not read for these.
@@ -227,7 +230,7 @@ impl SuiteOpts {
             quick,
             args: args.to_vec(),
             sections: k
-                .list("--sections", "a a2 b c d e f g")
+                .list("--sections", "a a2 b c d e f g h")
                 .iter()
                 .map(|s| Section::parse(s))
                 .collect::<Result<_, _>>()?,
@@ -285,6 +288,7 @@ impl SuiteOpts {
                 // Two load workers, each writing every series at every other minute.
                 minutes: k.length("--query-minutes", 30, 360)?.div_ceil(2) * 2,
             },
+            ae_points: k.length("--ae-points", 100_000, 2_000_000)?,
         })
     }
 }
@@ -336,7 +340,8 @@ mod tests {
     #[test]
     fn defaults_of_a_full_run() {
         let o = parse("", &[]).unwrap();
-        assert_eq!(o.sections.len(), 8);
+        assert_eq!(o.sections.len(), 9);
+        assert_eq!(o.ae_points, 2_000_000);
         assert_eq!(
             (o.seconds, o.pool_mb, o.outage_seconds, o.sample_seconds),
             (10, 250, 600, 30)
@@ -364,7 +369,7 @@ mod tests {
     fn refuses_what_it_does_not_know() {
         for bad in [
             "--nope",
-            "--sections h",
+            "--sections i",
             "--seconds 0",
             "--batch x",
             "--migrate-ops move",

@@ -84,7 +84,44 @@ impl<'l> Iterator for Fields<'l> {
     }
 }
 
+/// The fields of a valid line as written: each `key=value` cut at the `=`, escapes and quotes
+/// kept (anti-entropy compares and rewrites them field by field).
+#[derive(Debug)]
+pub struct RawFields<'l> {
+    rest: &'l [u8],
+}
+
+impl<'l> Iterator for RawFields<'l> {
+    type Item = (&'l [u8], &'l [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let eq = unescaped_position(self.rest, b'=');
+        let key = self.rest.get(..eq)?;
+        let value = self.rest.get(eq + 1..).unwrap_or_default();
+        let len = field_value_len(value).min(value.len());
+        self.rest = value.get(len + 1..).unwrap_or_default();
+        Some((key, &value[..len]))
+    }
+}
+
 impl<'a> Line<'a> {
+    /// The series key (measurement and tags, as written) of `line`, the bytes this was parsed
+    /// from.
+    pub fn series<'l>(&self, line: &'l [u8]) -> &'l [u8] {
+        line.get(..self.key_end).unwrap_or_default()
+    }
+
+    /// The fields of `line` (the bytes this was parsed from) as written.
+    pub fn raw_fields<'l>(&self, line: &'l [u8]) -> RawFields<'l> {
+        let (start, end) = self.fields_span;
+        RawFields {
+            rest: line.get(start..end).unwrap_or_default(),
+        }
+    }
+
     /// The fields of `line`, which must be the bytes this was parsed from.
     pub fn fields<'l>(&self, line: &'l [u8]) -> Fields<'l> {
         let (start, end) = self.fields_span;
@@ -154,6 +191,22 @@ mod tests {
             .fields(line.as_bytes())
             .map(|(k, t)| (String::from_utf8(k.into_owned()).unwrap(), t))
             .collect()
+    }
+
+    #[test]
+    fn raw_fields_keep_escapes_and_quotes() {
+        let line = r#"m\ x,t=a\,b k\=1=1,s="x,y=\"z",b=t 10"#;
+        let parsed = parse(line.as_bytes()).unwrap();
+        let raw: Vec<(&[u8], &[u8])> = parsed.raw_fields(line.as_bytes()).collect();
+        assert_eq!(
+            raw,
+            vec![
+                (&br"k\=1"[..], &b"1"[..]),
+                (&b"s"[..], &br#""x,y=\"z""#[..]),
+                (&b"b"[..], &b"t"[..])
+            ]
+        );
+        assert_eq!(parsed.series(line.as_bytes()), br"m\ x,t=a\,b");
     }
 
     #[test]

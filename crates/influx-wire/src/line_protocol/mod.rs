@@ -46,7 +46,7 @@ pub mod escape;
 mod fields;
 mod plain;
 
-pub use fields::{FieldType, Fields};
+pub use fields::{FieldType, Fields, RawFields};
 
 /// Longest measurement-plus-tags key InfluxDB accepts (`models.MaxKeyLength`).
 const MAX_KEY_LENGTH: usize = 65535;
