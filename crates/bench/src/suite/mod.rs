@@ -92,9 +92,8 @@ impl Section {
             "e" => Section::E,
             "f" => Section::F,
             "g" => Section::G,
-            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, g)")),
             "h" => Section::H,
-            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, h)")),
+            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, g, h)")),
         })
     }
 
