@@ -172,6 +172,13 @@ fn a_full_disk_refuses_writes_keeps_delivering_and_recovers() {
     room("refused");
     assert_circle_has_everything(&servers[..2], &w, "circle 1 under the reserve", &proxy);
     room("circle 1 delivered");
+    // The reserve's point: RocksDB never ran out of space.
+    assert_eq!(
+        proxy.unlabelled_metric("influx_proxy_wal_storage_ok"),
+        Some(1.0),
+        "storage failed under the reserve; log tail:\n{}",
+        tail(&proxy)
+    );
     let after_reserve = w.acked;
 
     // Another process fills the disk while writes flow (the reserve off), circle 1 down.
