@@ -221,27 +221,23 @@ mod tests {
 
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        Params::from_pairs(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn a_scope_defaults_to_all_time_and_every_database() {
-        let s = scope(&params(&[])).unwrap();
+        let s = scope(&Params::of(&[])).unwrap();
         assert_eq!((s.start, s.end), (MIN_TIME, MAX_TIME));
         assert!(s.dbs.is_empty());
         assert_eq!(s.min_bucket, 60 * NS_PER_S);
-        let s = scope(&params(&[("db", "a,b"), ("start", "10"), ("end", "20")])).unwrap();
+        let s = scope(&Params::of(&[
+            ("db", "a,b"),
+            ("start", "10"),
+            ("end", "20"),
+        ]))
+        .unwrap();
         assert_eq!((s.start, s.end), (10 * NS_PER_S, 20 * NS_PER_S));
         assert_eq!(s.dbs, ["a", "b"]);
-        assert!(scope(&params(&[("start", "20"), ("end", "10")])).is_err());
-        assert!(scope(&params(&[("start", "x")])).is_err());
-        let s = scope(&params(&[("hours", "1")])).unwrap();
+        assert!(scope(&Params::of(&[("start", "20"), ("end", "10")])).is_err());
+        assert!(scope(&Params::of(&[("start", "x")])).is_err());
+        let s = scope(&Params::of(&[("hours", "1")])).unwrap();
         assert!((now_s() * NS_PER_S - s.start - 3_600 * NS_PER_S).abs() < 5 * NS_PER_S);
     }
 }

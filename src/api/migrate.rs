@@ -409,15 +409,6 @@ pub(super) async fn clear(
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        Params::from_pairs(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn config_migrate_settings_are_the_defaults_of_a_job_request() {
         let config: Config = r#"{"migrate_cpus": 3, "migrate_batch": 700,
@@ -425,11 +416,11 @@ mod tests {
             "circles": [{"name": "c", "backends": [{"name": "a", "url": "http://127.0.0.1:1"}]}]}"#
             .parse()
             .unwrap();
-        let c = common(&params(&[]), &config).unwrap();
+        let c = common(&Params::of(&[]), &config).unwrap();
         assert_eq!((c.workers, c.batch), (3, 700));
         assert_eq!(c.ha_addrs, ["p1:7076", "p2:7076"]);
         let c = common(
-            &params(&[("cpus", "2"), ("batch", "9"), ("ha_addrs", "q1:1,q2:2")]),
+            &Params::of(&[("cpus", "2"), ("batch", "9"), ("ha_addrs", "q1:1,q2:2")]),
             &config,
         )
         .unwrap();

@@ -187,6 +187,17 @@ impl Params {
         Params(map)
     }
 
+    /// Parameters from literal pairs, for tests.
+    #[cfg(test)]
+    pub(crate) fn of(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// Parses a URL-encoded string.
     pub(crate) fn parse(s: &str) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(s)

@@ -500,7 +500,7 @@ fn clear_and_rebalance(servers: &[Influxd], config: &Value, proxy: &mut Proxy, d
     let cleared = wait_until(LONG, || !other.measurements(&dbs[0]).contains(m));
     assert!(cleared, "{}", proxy.log());
     assert!(owning.measurements(&dbs[0]).contains(m));
-    wait_idle(proxy);
+    proxy.wait_migrations_done();
 
     // Rebalance circle 1 after removing its second backend: everything it held is copied to
     // the first, identical.
@@ -519,7 +519,7 @@ fn clear_and_rebalance(servers: &[Influxd], config: &Value, proxy: &mut Proxy, d
         &[("Content-Type", "application/json")],
     );
     assert_eq!(r.status, 202, "{}", r.body);
-    wait_idle(proxy);
+    proxy.wait_migrations_done();
     let (kept, gone) = (&servers[0], &servers[1]);
     let mut moved = 0;
     for db in dbs {
@@ -547,20 +547,6 @@ fn clear_and_rebalance(servers: &[Influxd], config: &Value, proxy: &mut Proxy, d
         }
     }
     assert!(moved > 0, "no measurement to move");
-}
-
-fn wait_idle(proxy: &Proxy) {
-    let idle = wait_until(LONG, || {
-        let st = http::get(&format!("{}/migrate/state", proxy.url)).json();
-        st["is_resyncing"] == false
-            && st["circles"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["is_migrating"] == false)
-    });
-    assert!(idle, "migration never finished: {}", proxy.log());
-    wait_drained(proxy);
 }
 
 /// The proxy's quoting and name checks against influxd itself: every name `quote_ident` spells

@@ -118,21 +118,6 @@ fn wait_drained(proxy: &Proxy) {
     );
 }
 
-fn wait_idle(proxy: &Proxy) {
-    let idle = wait_until(LONG, || {
-        let st = http::get(&format!("{}/migrate/state", proxy.url)).json();
-        st["is_resyncing"] == false
-            && st["circles"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["is_migrating"] == false)
-    });
-    assert!(idle, "migration never finished");
-    // Copies go through the destination queues: wait for them to drain.
-    wait_drained(proxy);
-}
-
 /// Every measurement lives, complete and identical, on its owner in every
 /// circle, and nowhere else.
 fn assert_placed_and_identical(proxy: &Proxy, circles: &[Vec<&Influxd>], expected_points: u64) {
@@ -197,7 +182,7 @@ fn rebalance_after_adding_a_backend_then_clear_leaves_every_measurement_on_its_o
     assert_eq!(busy.status, 202);
     // Writes during the migration.
     assert_eq!(http::write(&proxy.url, DB, dataset(100)).status, 204);
-    wait_idle(&proxy);
+    proxy.wait_migrations_done();
     let stats = http::get(&format!(
         "{}/migrate/stats?circle_id=0&type=rebalance",
         proxy.url
@@ -211,7 +196,7 @@ fn rebalance_after_adding_a_backend_then_clear_leaves_every_measurement_on_its_o
         .sum();
     assert!(moved > 0, "{stats}");
     assert_eq!(post(&proxy, "/clear?circle_id=0", "").status, 202);
-    wait_idle(&proxy);
+    proxy.wait_migrations_done();
     let circle1 = vec![&servers[0], &servers[1], &extra];
     let circle2 = vec![&servers[2], &servers[3]];
     assert!(wait_until(LONG, || (0..MEASUREMENTS).all(|m| {
@@ -249,7 +234,7 @@ fn rebalance_after_removing_a_backend_moves_its_measurements() {
     let body = json!({"backends": [removed]}).to_string();
     let r = post(&proxy, "/rebalance?circle_id=0&operation=rm", &body);
     assert_eq!((r.status, r.body.as_str()), (202, "accepted\n"));
-    wait_idle(&proxy);
+    proxy.wait_migrations_done();
     for m in 0..MEASUREMENTS {
         let mm = format!("mm{m}");
         assert_eq!(
@@ -286,7 +271,7 @@ fn recovery_rebuilds_a_wiped_backend_from_the_other_circle() {
         post(&proxy, "/recovery?from_circle_id=1&to_circle_id=1", "").status,
         400
     );
-    wait_idle(&proxy);
+    proxy.wait_migrations_done();
     assert_placed_and_identical(
         &proxy,
         &[
@@ -316,7 +301,7 @@ fn resync_repairs_an_outage_that_bypassed_the_proxy() {
     }
     let r = post(&proxy, "/resync?seconds=0", "");
     assert_eq!((r.status, r.body.as_str()), (202, "accepted\n"));
-    wait_idle(&proxy);
+    proxy.wait_migrations_done();
     assert_placed_and_identical(
         &proxy,
         &[
@@ -327,17 +312,6 @@ fn resync_repairs_an_outage_that_bypassed_the_proxy() {
     );
     let bad = post(&proxy, "/resync?seconds=-1", "");
     assert_eq!(bad.status, 400);
-}
-
-/// Whether `/migrate/state` of `proxy` shows no circle migrating and no resync.
-fn is_idle(proxy: &Proxy) -> bool {
-    let st = http::get(&format!("{}/migrate/state", proxy.url)).json();
-    st["is_resyncing"] == false
-        && st["circles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["is_migrating"] == false)
 }
 
 /// `SELECT COUNT(f)` of `mm` through `proxy` (0 when it answers no series).
@@ -392,7 +366,7 @@ fn once_a_rebalance_reads_idle_on_every_proxy_each_moved_point_is_read_through_e
     assert_eq!((r.status, r.body.as_str()), (202, "accepted\n"));
     // No waiting for the data here: "idle" on both proxies is the promise under test.
     let deadline = std::time::Instant::now() + LONG;
-    while !(is_idle(&a) && is_idle(&b)) {
+    while !(a.migrations_idle() && b.migrations_idle()) {
         assert!(
             std::time::Instant::now() < deadline,
             "the rebalance never finished"

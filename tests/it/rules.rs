@@ -191,10 +191,10 @@ fn a_pin_places_a_measurement_for_writes_replica_and_merged_reads_and_a_rebalanc
             &[],
         );
         assert_eq!(r.status, 202, "{}", r.body);
-        wait_idle(&proxy);
+        proxy.wait_migrations_done();
         let r = http::post(&format!("{}/clear?circle_id={circle}", proxy.url), b"", &[]);
         assert_eq!(r.status, 202, "{}", r.body);
-        wait_idle(&proxy);
+        proxy.wait_migrations_done();
     }
     assert!(
         wait_until(LONG, || holders(&servers, &db, "heavy") == pinned),
@@ -232,20 +232,6 @@ fn a_pin_places_a_measurement_for_writes_replica_and_merged_reads_and_a_rebalanc
         [("heavy".to_string(), 20), ("light".to_string(), 5)],
         "{answer}"
     );
-}
-
-fn wait_idle(proxy: &Proxy) {
-    let idle = wait_until(LONG, || {
-        let st = http::get(&format!("{}/migrate/state", proxy.url)).json();
-        st["is_resyncing"] == false
-            && st["circles"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["is_migrating"] == false)
-    });
-    assert!(idle, "migration never finished");
-    proxy.wait_delivered();
 }
 
 #[test]

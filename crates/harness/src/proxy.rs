@@ -28,6 +28,8 @@ use crate::{
 
 /// Longest [`Proxy::wait_delivered`] waits for healthy backends to take what was queued.
 pub const DELIVERED_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long [`Proxy::wait_migrations_done`] waits for migrations to end.
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The binary under test: `$INFLUX_PROXY_BIN`, else the `influx-proxy` cargo built beside the
 /// running program: test binaries live in `<target>/<profile>/deps/`, the workspace's binaries
@@ -305,6 +307,27 @@ impl Proxy {
             "queued records left after {DELIVERED_TIMEOUT:?}: {last:?}; proxy log:\n{}",
             log_tail(&self.log_path, LOG_TAIL_LINES)
         );
+    }
+
+    /// Whether `/migrate/state` shows no circle migrating and no resync.
+    pub fn migrations_idle(&self) -> bool {
+        let st = http::get(&format!("{}/migrate/state", self.url)).json();
+        st["is_resyncing"] == false
+            && st["circles"]
+                .as_array()
+                .is_some_and(|circles| circles.iter().all(|c| c["is_migrating"] == false))
+    }
+
+    /// Waits until every migration has ended ([`Proxy::migrations_idle`]) and its copies,
+    /// which go through the destination queues, are delivered ([`Proxy::wait_delivered`]).
+    pub fn wait_migrations_done(&self) {
+        let idle = crate::http::wait_until(MIGRATION_TIMEOUT, || self.migrations_idle());
+        assert!(
+            idle,
+            "migration never finished within {MIGRATION_TIMEOUT:?}; proxy log:\n{}",
+            log_tail(&self.log_path, LOG_TAIL_LINES)
+        );
+        self.wait_delivered();
     }
 
     /// The value of the unlabelled metric `name` in `/metrics`, if it is there.
