@@ -16,6 +16,9 @@ pub enum Command {
         /// Config file path.
         config: PathBuf,
     },
+    /// The operator's console (`ctl ...`, `top ...`): a client of a running proxy; the
+    /// arguments are its own (the subcommand name first).
+    Console(Vec<String>),
     /// Print version information.
     Version,
     /// Print usage.
@@ -25,9 +28,14 @@ pub enum Command {
 /// Default config path, relative to the working directory (as the reference).
 pub const DEFAULT_CONFIG: &str = "proxy.json";
 
+/// The subcommands handed to the operator's console.
+const CONSOLE: [&str; 2] = ["ctl", "top"];
+
 /// Usage text.
 pub const USAGE: &str = "\
 Usage: influx-proxy [-config PATH] [-check-config PATH] [-version]
+       influx-proxy ctl <command> [options]   (operate a running proxy; ctl --help)
+       influx-proxy top [options]             (live terminal dashboard; top --help)
 
   -config, --config PATH        config file (default: proxy.json)
   -check-config, --check-config PATH
@@ -40,7 +48,10 @@ Usage: influx-proxy [-config PATH] [-check-config PATH] [-version]
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
     let mut config = None;
     let mut check = None;
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| CONSOLE.contains(&a.as_str())) {
+        return Ok(Command::Console(args.collect()));
+    }
     while let Some(arg) = args.next() {
         let flag = arg.trim_start_matches('-');
         if flag.len() == arg.len() {
@@ -135,5 +146,18 @@ mod tests {
         assert!(p(&["-nope"]).unwrap_err().contains("not defined"));
         assert!(p(&["-config"]).unwrap_err().contains("needs an argument"));
         assert!(p(&["stray"]).is_err());
+    }
+
+    #[test]
+    fn console_subcommands_keep_their_own_arguments() {
+        assert_eq!(
+            p(&["ctl", "status", "--json"]),
+            Ok(Command::Console(vec![
+                "ctl".into(),
+                "status".into(),
+                "--json".into()
+            ]))
+        );
+        assert_eq!(p(&["top"]), Ok(Command::Console(vec!["top".into()])));
     }
 }

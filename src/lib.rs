@@ -15,6 +15,7 @@
 //!   asks a backend what it holds.
 //! - Pure modules, no I/O: [`ring`] (Go-compatible placement), [`config`], [`cipher`].
 //! - [`runtime`]: logging and signals; [`cli`]: flags; `tls`: client TLS.
+//! - [`console`]: `ctl` and `top`, clients of a running proxy over its HTTP API only.
 //! - `memory`: the memory budget's shares; `buffers`: per-thread reuse of the write path's
 //!   large buffers.
 //! - [`metrics`]: Prometheus registry and text format (used by any layer).
@@ -40,6 +41,7 @@ mod circle;
 pub mod cli;
 mod cluster;
 pub mod config;
+pub mod console;
 mod dead_letters;
 mod memory;
 pub mod metrics;

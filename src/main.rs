@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use influx_proxy::{app, cli, config::Config, runtime};
+use influx_proxy::{app, cli, config::Config, console, runtime};
 
 /// jemalloc keeps freed pages for reuse where glibc handed each large write
 /// buffer and each RocksDB memtable fresh pages (see `Cargo.toml`).
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             print!("{}", cli::USAGE);
             ExitCode::SUCCESS
         }
+        cli::Command::Console(args) => console::run(args),
         cli::Command::Version => {
             print!("{}", cli::version_text());
             ExitCode::SUCCESS

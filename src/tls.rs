@@ -27,7 +27,36 @@ pub(crate) fn client_config(skip_verify: bool) -> Arc<ClientConfig> {
     cell.get_or_init(|| Arc::new(build(skip_verify))).clone()
 }
 
+/// Client configuration for the operator's console (`influx-proxy ctl`): the system roots
+/// plus the certificates in `extra_roots_pem` (the proxy's own `https_cert`, so a
+/// self-signed certificate is trusted on the host that serves it), or no verification at
+/// all when `insecure`.
+pub(crate) fn console_client_config(
+    insecure: bool,
+    extra_roots_pem: Option<&str>,
+) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = system_roots();
+    if let Some(path) = extra_roots_pem.filter(|_| !insecure) {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| format!("invalid certificate in {path}: {e}"))?;
+            // A certificate webpki cannot take as an anchor still leaves the system roots.
+            let _ = roots.add(cert);
+        }
+    }
+    Ok(Arc::new(build_with(insecure, roots)))
+}
+
 fn build(skip_verify: bool) -> ClientConfig {
+    let roots = if skip_verify {
+        RootCertStore::empty()
+    } else {
+        system_roots()
+    };
+    build_with(skip_verify, roots)
+}
+
+fn build_with(skip_verify: bool, roots: RootCertStore) -> ClientConfig {
     let builder = match ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
     {
@@ -42,9 +71,7 @@ fn build(skip_verify: bool) -> ClientConfig {
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
             .with_no_client_auth()
     } else {
-        builder
-            .with_root_certificates(system_roots())
-            .with_no_client_auth()
+        builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
