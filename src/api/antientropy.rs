@@ -8,7 +8,7 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use tracing::{info, warn};
 
-use super::{auth, json_response, ApiError, AppState, Params};
+use super::{auth, json_response, parse_bool, ApiError, AppState, Params};
 use crate::config::Config;
 use crate::migrate::antientropy::{self, Scope, MAX_TIME, MIN_TIME};
 use crate::migrate::repair::{self, Spec};
@@ -81,11 +81,17 @@ fn scope(params: &Params) -> Result<Scope, ApiError> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
+    let deep = match params.get("deep") {
+        None => false,
+        Some(v) => parse_bool(v)
+            .ok_or_else(|| ApiError::BadRequest("invalid deep, require true or false".into()))?,
+    };
     Ok(Scope {
         dbs,
         start,
         end,
         min_bucket: min_bucket * NS_PER_S,
+        deep,
     })
 }
 
@@ -199,6 +205,7 @@ pub(crate) async fn background(state: web::Data<AppState>) {
             start: now.saturating_sub(window).saturating_mul(NS_PER_S),
             end: (now - SETTLE_S).saturating_mul(NS_PER_S),
             min_bucket: DEFAULT_MIN_BUCKET_S * NS_PER_S,
+            deep: false,
         };
         let op = Operation::Repair {
             spec: spec(scope, config.anti_entropy_rate, &config),

@@ -11,21 +11,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde_json::{json, Map, Value};
 
-use super::{auth, json_response, ApiError, AppState, Params};
+use super::{auth, json_response, parse_bool, ApiError, AppState, Params};
 use crate::backend::client::Target;
 use crate::config::Config;
 use crate::migrate::{self, JobKind, Operation, SourceBackend, Start};
 
 /// Largest JSON body accepted by `/rebalance?operation=rm`.
 const MAX_BODY: usize = 1 << 20;
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
 
 /// The newer API generation answers with 2.5.12 names.
 fn is_transfer(req: &HttpRequest) -> bool {

@@ -172,6 +172,15 @@ async fn not_found() -> HttpResponse {
 #[derive(Debug, Default)]
 pub(crate) struct Params(HashMap<String, String>);
 
+/// A boolean parameter as Go's `strconv.ParseBool` reads it.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 impl Params {
     /// Parses the query string of a request.
     pub(crate) fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {

@@ -95,31 +95,55 @@ impl DbLayout {
         let fields = results
             .get(1)
             .filter(|_| answer::error(policies).is_none())?;
-        let mut layout = DbLayout {
+        Some(DbLayout {
             policies: answer::series(policies)
                 .first()
                 .into_iter()
                 .flat_map(answer::rows)
                 .filter_map(PolicyRow::from_row)
                 .collect(),
-            fields: Vec::new(),
+            fields: field_rows(fields),
+        })
+    }
+}
+
+/// Every field of every measurement of one retention policy of `db`, as
+/// (measurement, field, type name). `SHOW FIELD KEYS ON db` alone covers only
+/// the default policy, hence the regex source.
+pub(crate) async fn field_keys(
+    client: &Client,
+    db: &str,
+    rp: &str,
+) -> Result<Vec<(String, String, String)>, Error> {
+    let q = format!(
+        "SHOW FIELD KEYS ON {} FROM {}./.*/",
+        quote_ident(db),
+        quote_ident(rp)
+    );
+    let v = client.query(db, &q).await?;
+    Ok(answer::results(&v)
+        .first()
+        .map(field_rows)
+        .unwrap_or_default())
+}
+
+/// The rows of one `SHOW FIELD KEYS` result: (measurement, field, type name).
+fn field_rows(result: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for series in answer::series(result) {
+        let Some(measurement) = series.get("name").and_then(Value::as_str) else {
+            continue;
         };
-        for series in answer::series(fields) {
-            let Some(measurement) = series.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            for row in answer::rows(series) {
-                if let (Some(field), Some(kind)) = (
-                    row.get(0).and_then(Value::as_str),
-                    row.get(1).and_then(Value::as_str),
-                ) {
-                    let entry = (measurement.to_string(), field.to_string(), kind.to_string());
-                    layout.fields.push(entry);
-                }
+        for row in answer::rows(series) {
+            if let (Some(field), Some(kind)) = (
+                row.get(0).and_then(Value::as_str),
+                row.get(1).and_then(Value::as_str),
+            ) {
+                out.push((measurement.to_string(), field.to_string(), kind.to_string()));
             }
         }
-        Some(layout)
     }
+    out
 }
 
 /// Tag keys and field types of a measurement (`SHOW TAG KEYS`,

@@ -7,15 +7,21 @@
 //! repair by copying everything; this finds what differs so that a repair copies little.
 //!
 //! For every database, retention policy and measurement (the union of what the backends
-//! hold), the owner of the measurement in each circle ([`Cluster::owner`]) is asked
-//! `SELECT count(*), sum(*) FROM rp.m WHERE time >= start AND time < end GROUP BY time(D)
-//! fill(none)`, `D` being the policy's shard duration: InfluxDB counts and sums from its
-//! index and blocks, far cheaper than sending the points. Buckets whose counts (per field) or
-//! sums (numeric fields) differ are asked again with `D` split ([`SPLIT`]), recursively, down
-//! to `min_bucket` or until the bucket is small ([`SMALL_BUCKET`] points): the leaves are what
-//! a repair reads and mends ([`super::repair`]). Equal counts with different sums is a value
-//! conflict (same series and time, different values); conflicts in string and boolean fields
-//! with equal counts are not seen here (InfluxQL cannot sum them), only in a differing bucket.
+//! hold), the owner of the measurement in each circle ([`Cluster::owner`]) is asked, per
+//! bucket of the policy's shard duration `D`, for a digest InfluxDB computes from its blocks,
+//! far cheaper than sending the points:
+//! - the first pass counts one field: `SELECT count(f) ... GROUP BY time(D) fill(none)`. A
+//!   point missing in one circle is missing with every field, so one count finds it, at about
+//!   a fifth of the cost of the full digest (measured: docs/perf.md (h));
+//! - a bucket whose count differs, and with `deep` every bucket, gets the full digest,
+//!   `SELECT count(*), sum(*)`, and is asked again with `D` split ([`SPLIT`]) while it differs,
+//!   down to `min_bucket` or until the bucket is small ([`SMALL_BUCKET`] points): the leaves
+//!   are what a repair reads and mends ([`super::repair`]).
+//!
+//! Equal counts with different sums is a value conflict (same series and time, different
+//! values); only `deep` looks for those, and for points that lack the counted field. Conflicts
+//! in string and boolean fields with equal counts are not seen at all (InfluxQL cannot sum
+//! them), only inside a bucket that differs otherwise.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -79,6 +85,10 @@ pub(crate) struct Scope {
     pub end: i64,
     /// Buckets are not split below this width (ns).
     pub min_bucket: i64,
+    /// Digest every bucket in full from the start: finds points that lack the field the
+    /// first pass counts, and values that differ where the counts agree.
+    #[serde(default)]
+    pub deep: bool,
 }
 
 /// What one circle holds in a bucket: per field, points and (numeric fields) their sum.
@@ -197,46 +207,25 @@ pub(crate) async fn compare(cluster: &Cluster, scope: &Scope) -> Result<Comparis
         );
     }
     for db in dbs {
-        let mut policies: BTreeMap<String, PolicyRow> = BTreeMap::new();
-        let mut measurements = BTreeSet::new();
-        for (name, client) in &backends {
-            let rps = catalog::retention_policies(client, &db)
-                .await
-                .map_err(|e| backend(name, e))?;
-            for rp in rps {
-                policies.entry(rp.name.clone()).or_insert(rp);
-            }
-            let ms = match catalog::measurements(client, &db).await {
-                Ok(ms) => ms,
-                Err(e) if e.is_database_not_found() => Vec::new(),
-                Err(e) => return Err(backend(name, e)),
-            };
-            measurements.extend(ms);
-        }
-        let mut places = Vec::new();
-        for rp in policies.values() {
-            let width = answer::go_duration_ns(&rp.shard_group_duration)
-                .filter(|&w| w > 0)
-                .unwrap_or(DEFAULT_SHARD_NS);
-            places.extend(
-                measurements
-                    .iter()
-                    .map(|m| (rp.name.as_str(), m.as_str(), width)),
-            );
-        }
+        let places = places(&backends, &db, scope.deep).await?;
         report.measurements += places.len() as u64;
         // A few measurements at once, answers taken in order (the report stays sorted).
         let parts = stream::iter(places)
-            .map(|(rp, measurement, width)| {
-                let at = Place {
-                    db: &db,
-                    rp,
-                    measurement,
-                };
+            .map(|(rp, measurement, width, probe)| {
+                let db = &db;
                 async move {
+                    let at = Place {
+                        db,
+                        rp: &rp,
+                        measurement: &measurement,
+                    };
                     let mut part = Comparison::default();
                     let range = (scope.start, scope.end);
-                    differing(cluster, scope, &at, range, width, &mut part).await?;
+                    let digest = match &probe {
+                        Some(field) => Digesting::Probe(field),
+                        None => Digesting::Full,
+                    };
+                    differing(cluster, scope, &at, range, (width, digest), &mut part).await?;
                     Ok::<Comparison, Error>(part)
                 }
             })
@@ -250,6 +239,63 @@ pub(crate) async fn compare(cluster: &Cluster, scope: &Scope) -> Result<Comparis
         report.databases.push(db);
     }
     Ok(report)
+}
+
+/// One measurement of one retention policy to compare: (rp, measurement, bucket width,
+/// the field its first pass counts, `None` for a full digest from the start).
+type PlaceSpec = (String, String, i64, Option<String>);
+
+/// Every (retention policy, measurement) any backend holds in `db`, with its policy's shard
+/// duration and (unless `deep`) the field the first pass counts: the measurement's first
+/// field key, any field serving since a point lost whole is lost from every field.
+async fn places(
+    backends: &[(String, Client)],
+    db: &str,
+    deep: bool,
+) -> Result<Vec<PlaceSpec>, Error> {
+    let mut policies: BTreeMap<String, PolicyRow> = BTreeMap::new();
+    for (name, client) in backends {
+        let rps = catalog::retention_policies(client, db)
+            .await
+            .map_err(|e| backend(name, e))?;
+        for rp in rps {
+            policies.entry(rp.name.clone()).or_insert(rp);
+        }
+    }
+    let mut out = Vec::new();
+    for rp in policies.values() {
+        let width = answer::go_duration_ns(&rp.shard_group_duration)
+            .filter(|&w| w > 0)
+            .unwrap_or(DEFAULT_SHARD_NS);
+        // A measurement with no field in this policy on any backend holds nothing in it.
+        let mut fields: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (name, client) in backends {
+            let keys = match catalog::field_keys(client, db, &rp.name).await {
+                Ok(keys) => keys,
+                Err(e) if e.is_database_not_found() => Vec::new(),
+                Err(e) => return Err(backend(name, e)),
+            };
+            for (measurement, field, _) in keys {
+                fields.entry(measurement).or_default().insert(field);
+            }
+        }
+        out.extend(fields.into_iter().map(|(measurement, fields)| {
+            let probe = fields.into_iter().next().filter(|_| !deep);
+            (rp.name.clone(), measurement, width, probe)
+        }));
+    }
+    Ok(out)
+}
+
+/// How a bucket is digested: the first pass counts one field (an aggregate of one column
+/// costs InfluxDB about a fifth of counting and summing every field); buckets where that
+/// count differs, and every bucket under `deep`, get the full digest.
+#[derive(Debug, Clone, Copy)]
+enum Digesting<'a> {
+    /// `count(field)` only.
+    Probe(&'a str),
+    /// `count(*), sum(*)`.
+    Full,
 }
 
 fn backend(name: &str, source: client::Error) -> Error {
@@ -267,50 +313,65 @@ struct Place<'a> {
 }
 
 /// Adds to `report` the differing buckets of `at` in `range`, asked with buckets of `width`
-/// and split while they differ.
+/// and split while they differ; a bucket whose probe differs is asked again in full.
 async fn differing(
     cluster: &Cluster,
     scope: &Scope,
     at: &Place<'_>,
     range: (i64, i64),
-    width: i64,
+    (width, digest): (i64, Digesting<'_>),
     report: &mut Comparison,
 ) -> Result<(), Error> {
     // Explicit stack: recursion in an async fn needs boxing.
-    let mut todo = vec![(range, width)];
-    while let Some(((start, end), width)) = todo.pop() {
-        let digests = digests(cluster, at, start, end, width).await?;
+    let mut todo = vec![(range, width, digest)];
+    while let Some(((start, end), width, digest)) = todo.pop() {
+        let digests = digests(cluster, at, (start, end), width, digest).await?;
         report.queries += digests.len() as u64;
-        let mut found: Vec<Bucket> = Vec::new();
-        let times: BTreeSet<i64> = digests.iter().flat_map(|d| d.keys().copied()).collect();
-        for t in times {
-            let circles: Vec<Digest> = digests
-                .iter()
-                .map(|d| d.get(&t).cloned().unwrap_or_default())
-                .collect();
-            if circles.windows(2).all(|w| w[0].same_as(&w[1])) {
-                continue;
-            }
-            found.push(Bucket {
-                db: at.db.to_string(),
-                rp: at.rp.to_string(),
-                measurement: at.measurement.to_string(),
-                start: t.max(start),
-                end: t.saturating_add(width).min(end),
-                circles,
-            });
-        }
+        let found = differing_buckets(at, (start, end), width, &digests);
         let finer = split(width, scope.min_bucket);
         // Pushed in reverse so the stack pops them in time order.
         for b in found.into_iter().rev() {
+            if let Digesting::Probe(_) = digest {
+                todo.push(((b.start, b.end), width, Digesting::Full));
+                continue;
+            }
             let small = b.circles.iter().all(|d| d.points() <= SMALL_BUCKET);
             match finer {
-                Some(w) if !small => todo.push(((b.start, b.end), w)),
+                Some(w) if !small => todo.push(((b.start, b.end), w, Digesting::Full)),
                 _ => report.buckets.push(b),
             }
         }
     }
     Ok(())
+}
+
+/// The buckets of `width` in `range` where the circles' digests differ, in time order.
+fn differing_buckets(
+    at: &Place<'_>,
+    (start, end): (i64, i64),
+    width: i64,
+    digests: &[BTreeMap<i64, Digest>],
+) -> Vec<Bucket> {
+    let times: BTreeSet<i64> = digests.iter().flat_map(|d| d.keys().copied()).collect();
+    let mut found = Vec::new();
+    for t in times {
+        let circles: Vec<Digest> = digests
+            .iter()
+            .map(|d| d.get(&t).cloned().unwrap_or_default())
+            .collect();
+        if circles.windows(2).all(|w| w[0].same_as(&w[1])) {
+            continue;
+        }
+        found.push(Bucket {
+            db: at.db.to_string(),
+            rp: at.rp.to_string(),
+            measurement: at.measurement.to_string(),
+            start: t.max(start),
+            end: t.saturating_add(width).min(end),
+            circles,
+        });
+    }
+    found
 }
 
 /// The next finer bucket width, `None` below `min`.
@@ -325,12 +386,21 @@ fn split(width: i64, min: i64) -> Option<i64> {
 async fn digests(
     cluster: &Cluster,
     at: &Place<'_>,
-    start: i64,
-    end: i64,
+    (start, end): (i64, i64),
     width: i64,
+    digest: Digesting<'_>,
 ) -> Result<Vec<BTreeMap<i64, Digest>>, Error> {
+    let select = match digest {
+        Digesting::Full => "count(*), sum(*)".to_string(),
+        // Named as count(*) names it, so one reader serves both.
+        Digesting::Probe(field) => format!(
+            "count({}) AS {}",
+            quote_ident(field),
+            quote_ident(&format!("count_{field}"))
+        ),
+    };
     let q = format!(
-        "SELECT count(*), sum(*) FROM {}.{} WHERE time >= {start} AND time < {end} GROUP BY time({width}ns) fill(none)",
+        "SELECT {select} FROM {}.{} WHERE time >= {start} AND time < {end} GROUP BY time({width}ns) fill(none)",
         quote_ident(at.rp),
         quote_ident(at.measurement)
     );
