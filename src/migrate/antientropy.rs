@@ -13,10 +13,11 @@
 //! - the first pass counts one field: `SELECT count(f) ... GROUP BY time(D) fill(none)`. A
 //!   point missing in one circle is missing with every field, so one count finds it, at about
 //!   a fifth of the cost of the full digest (measured: docs/perf.md (h));
-//! - a bucket whose count differs, and with `deep` every bucket, gets the full digest,
-//!   `SELECT count(*), sum(*)`, and is asked again with `D` split ([`SPLIT`]) while it differs,
-//!   down to `min_bucket` or until the bucket is small ([`SMALL_BUCKET`] points): the leaves
-//!   are what a repair reads and mends ([`super::repair`]).
+//! - a bucket whose count differs is asked again with `D` split ([`SPLIT`]), recursively, down
+//!   to `min_bucket` or until the bucket is small ([`SMALL_BUCKET`] points);
+//! - those leaves, and with `deep` every bucket from the start, get the full digest,
+//!   `SELECT count(*), sum(*)`: the leaves with their full digests are what a repair reads and
+//!   mends ([`super::repair`]).
 //!
 //! Equal counts with different sums is a value conflict (same series and time, different
 //! values); only `deep` looks for those, and for points that lack the counted field. Conflicts
@@ -313,7 +314,8 @@ struct Place<'a> {
 }
 
 /// Adds to `report` the differing buckets of `at` in `range`, asked with buckets of `width`
-/// and split while they differ; a bucket whose probe differs is asked again in full.
+/// and split while they differ; the probe's leaves are asked again in full (and split further
+/// if the full digest finds them large).
 async fn differing(
     cluster: &Cluster,
     scope: &Scope,
@@ -331,14 +333,12 @@ async fn differing(
         let finer = split(width, scope.min_bucket);
         // Pushed in reverse so the stack pops them in time order.
         for b in found.into_iter().rev() {
-            if let Digesting::Probe(_) = digest {
-                todo.push(((b.start, b.end), width, Digesting::Full));
-                continue;
-            }
             let small = b.circles.iter().all(|d| d.points() <= SMALL_BUCKET);
-            match finer {
-                Some(w) if !small => todo.push(((b.start, b.end), w, Digesting::Full)),
-                _ => report.buckets.push(b),
+            match (finer, digest) {
+                (Some(w), _) if !small => todo.push(((b.start, b.end), w, digest)),
+                // A leaf found by the probe: the repair needs its full digest.
+                (_, Digesting::Probe(_)) => todo.push(((b.start, b.end), width, Digesting::Full)),
+                (_, Digesting::Full) => report.buckets.push(b),
             }
         }
     }
