@@ -16,7 +16,8 @@
 //! | delivery batches, over all backends (read, split, gzip'd: ~3 copies) | `B / 8` | 12 MiB |
 //! | request bodies being parsed (sent, inflated, normalised, queued) | `B / 8` | 12 MiB |
 //! | buffers kept for reuse, over all threads | `B / 16` | 6 MiB |
-//! | the rest: code (~20 MiB resident at start), stacks, connections, indexes, allocator slack | | ~40 MiB |
+//! | a migration's or repair's buffers, only while one runs (chunks read, lines to append, a bucket compared point by point) | `B / 8` | 12 MiB |
+//! | the rest: code (~20 MiB resident at start), stacks, connections, indexes, allocator slack | | ~28 MiB |
 //!
 //! The memtables get the largest share because their size decides how much of the queue
 //! reaches disk at all: a record delivered while its memtable is still in memory is dropped
@@ -95,6 +96,12 @@ impl Budget {
     /// Bytes of buffers kept for reuse, over all threads.
     pub(crate) fn kept_buffer_bytes(&self) -> usize {
         to_usize(self.total / 16)
+    }
+
+    /// Bytes a migration or repair holds at once, over its concurrent copies: each copy
+    /// gets an equal part for the answer chunk it reads and the lines it converts.
+    pub(crate) fn migration_bytes(&self) -> usize {
+        to_usize(self.total / 8)
     }
 }
 

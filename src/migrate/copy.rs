@@ -29,8 +29,9 @@ use super::convert;
 const APPEND_POINTS: usize = 10_000;
 /// Pause before retrying an append to a full destination queue.
 const FULL_QUEUE_PAUSE: Duration = Duration::from_millis(500);
-/// Largest chunk line accepted from the source.
-const MAX_CHUNK_BYTES: usize = 256 << 20;
+/// Lines converted between two checks of a bucket's lines against the copy's memory part:
+/// the most the lines overshoot it is this many.
+const CHECK_POINTS: usize = 1_000;
 
 /// Why a copy failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,18 @@ pub(crate) enum Error {
     /// The destination queue failed (not just full).
     #[error("destination queue: {0}")]
     Queue(#[from] wal::Error),
+    /// One chunk of the answer, or one bucket's lines, would take more memory than the
+    /// copy's part of the budget.
+    #[error(
+        "{what} would take more than {limit} bytes, this copy's part of the memory budget: \
+         lower migrate_batch (rows per chunk) or min_bucket, or raise memory_budget_mb"
+    )]
+    TooLarge {
+        /// What grew.
+        what: &'static str,
+        /// The copy's part of the budget.
+        limit: usize,
+    },
 }
 
 /// What to copy.
@@ -63,6 +76,9 @@ pub(crate) struct Job {
     pub range: Option<(i64, i64)>,
     /// Paces appends to at most this many points per second (anti-entropy's rate limit).
     pub pace: Option<Arc<Pace>>,
+    /// Most bytes this copy's buffers hold ([`crate::memory::Budget::migration_bytes`]
+    /// shared by the copies running at once).
+    pub buffer_bytes: usize,
 }
 
 /// A points-per-second limit shared by the copies of one job: each append waits until the
@@ -140,18 +156,24 @@ pub(crate) async fn copy_measurement(
         return Ok(0);
     };
     let mut lines = String::new();
+    let mut in_lines = 0usize;
     let mut copied = 0u64;
+    // The converted lines take at most the other half of the copy's part.
+    let lines_limit = job.buffer_bytes / 2;
     loop {
-        let (mut in_lines, more) = rows.next_lines(&mut lines, APPEND_POINTS).await?;
-        copied += flush(
-            cluster,
-            destinations,
-            job,
-            appended,
-            &mut lines,
-            &mut in_lines,
-        )
-        .await?;
+        let (n, more) = rows.next_lines(&mut lines, CHECK_POINTS).await?;
+        in_lines += n;
+        if in_lines >= APPEND_POINTS || lines.len() >= lines_limit || !more {
+            copied += flush(
+                cluster,
+                destinations,
+                job,
+                appended,
+                &mut lines,
+                &mut in_lines,
+            )
+            .await?;
+        }
         if !more {
             return Ok(copied);
         }
@@ -172,12 +194,13 @@ pub(crate) async fn read_lines(
     };
     let mut count = 0;
     loop {
-        let (n, more) = rows.next_lines(&mut lines, APPEND_POINTS).await?;
+        let (n, more) = rows.next_lines(&mut lines, CHECK_POINTS).await?;
         count += n;
         if lines.len() > limit_bytes {
-            return Err(Error::Decode(format!(
-                "more than {limit_bytes} bytes in one bucket"
-            )));
+            return Err(Error::TooLarge {
+                what: "one bucket's lines",
+                limit: limit_bytes,
+            });
         }
         if !more {
             return Ok((lines, count));
@@ -190,6 +213,8 @@ struct Rows {
     response: awc::ClientResponse,
     schema: Columns,
     measurement: String,
+    /// Most bytes `pending` may hold: the job's part of the budget.
+    limit: usize,
     pending: Vec<u8>,
     /// Bytes of `pending` known to hold no newline: each byte is scanned once
     /// however many network reads a chunk line spans.
@@ -215,7 +240,7 @@ impl Rows {
             }
             None => {}
         }
-        let batch = job.batch.max(1).to_string();
+        let batch = chunk_rows(job, &schema).to_string();
         let params = vec![
             ("db".to_string(), job.db.clone()),
             ("q".to_string(), q),
@@ -230,6 +255,7 @@ impl Rows {
             response,
             schema,
             measurement: job.measurement.clone(),
+            limit: job.buffer_bytes / 2,
             pending: Vec::new(),
             scanned: 0,
             done: false,
@@ -270,12 +296,16 @@ impl Rows {
             if self.done {
                 return Ok((added, false));
             }
-            if self.pending.len() > MAX_CHUNK_BYTES {
-                return Err(Error::Decode("chunk too large".into()));
-            }
             match self.response.next().await {
                 Some(chunk) => {
                     let chunk = chunk.map_err(|e| Error::Decode(e.to_string()))?;
+                    // Checked before the buffer grows: it never holds more than its part.
+                    if self.pending.len() + chunk.len() > self.limit {
+                        return Err(Error::TooLarge {
+                            what: "one chunk of the source's answer",
+                            limit: self.limit,
+                        });
+                    }
                     self.pending.extend_from_slice(&chunk);
                 }
                 None => {
@@ -290,6 +320,24 @@ impl Rows {
             }
         }
     }
+}
+
+/// Rows per chunk asked of the source: `migrate_batch`, fewer when a chunk of such rows
+/// would not fit half the copy's part of the budget. A row's size in InfluxDB's JSON is
+/// estimated from the measurement's columns, strings generously.
+fn chunk_rows(job: &Job, schema: &Columns) -> usize {
+    const TIME: usize = 24;
+    const TAG: usize = 40;
+    const NUMBER: usize = 28;
+    const STRING: usize = 256;
+    let fields: usize = schema
+        .fields
+        .values()
+        .map(|kind| if kind == "string" { STRING } else { NUMBER })
+        .sum();
+    let row = TIME + TAG * schema.tags.len() + fields;
+    let fit = job.buffer_bytes / 2 / row.max(1);
+    job.batch.min(fit.max(100)).max(1)
 }
 
 /// Converts one chunk line of the answer.
@@ -346,4 +394,53 @@ pub(crate) async fn flush(
         pace.wait(n).await;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(batch: usize, buffer_bytes: usize) -> Job {
+        Job {
+            db: "d".into(),
+            rp: "r".into(),
+            measurement: "m".into(),
+            since: 0,
+            batch,
+            range: None,
+            pace: None,
+            buffer_bytes,
+        }
+    }
+
+    fn columns(tags: usize, numbers: usize, strings: usize) -> Columns {
+        let mut c = Columns {
+            tags: (0..tags).map(|i| format!("t{i}")).collect(),
+            ..Columns::default()
+        };
+        for i in 0..numbers {
+            c.fields.insert(format!("n{i}"), "float".into());
+        }
+        for i in 0..strings {
+            c.fields.insert(format!("s{i}"), "string".into());
+        }
+        c
+    }
+
+    #[test]
+    fn chunks_shrink_to_fit_half_the_copys_part_of_the_budget() {
+        // Narrow rows: migrate_batch as configured.
+        assert_eq!(
+            chunk_rows(&job(25_000, 12 << 20), &columns(2, 2, 0)),
+            25_000
+        );
+        // Telegraf's cpu (3 tags, 10 floats): 424 bytes a row, 6 MiB hold 14,838 rows.
+        assert_eq!(
+            chunk_rows(&job(25_000, 12 << 20), &columns(3, 10, 0)),
+            14_838
+        );
+        // Strings are counted generously; never fewer than 100 rows.
+        assert_eq!(chunk_rows(&job(25_000, 1 << 20), &columns(1, 0, 50)), 100);
+        assert_eq!(chunk_rows(&job(0, 12 << 20), &columns(1, 1, 0)), 1);
+    }
 }

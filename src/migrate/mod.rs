@@ -669,6 +669,7 @@ async fn copy_all(
         }
     }
     let workers = job.workers.max(1);
+    let buffer_bytes = job.config.memory_budget().migration_bytes() / workers;
     let results = stream::iter(interleave_by(tasks, |t| t.source_url.as_str()))
         .map(|t| async move {
             let started = Instant::now();
@@ -682,6 +683,7 @@ async fn copy_all(
                     batch: job.batch,
                     range: None,
                     pace: None,
+                    buffer_bytes,
                 };
                 match copy::copy_measurement(&job.cluster, &t.client, &t.dests, &cj, appended)
                     .await

@@ -37,7 +37,6 @@ use crate::line_protocol;
 /// The state file's name in `data_dir`.
 const STATE_FILE: &str = "anti-entropy.json";
 /// Largest line protocol read from one circle for one bucket compared point by point.
-const MAX_DIFF_BYTES: usize = 256 << 20;
 /// Conflicts shown in the progress and logged per repair.
 const CONFLICT_EXAMPLES: usize = 20;
 
@@ -224,6 +223,7 @@ pub(super) async fn run(
     }
     let cx = Cx {
         cluster: &job.cluster,
+        buffer_bytes: job.config.memory_budget().migration_bytes(),
         batch: state.spec.batch,
         pace: Pace::new(state.spec.rate),
         appended,
@@ -318,6 +318,8 @@ fn set_progress(shared: &Jobs, f: impl FnOnce(&mut RepairProgress)) {
 /// What a repair of buckets shares.
 struct Cx<'a> {
     cluster: &'a Cluster,
+    /// The repair's part of the memory budget ([`crate::memory::Budget::migration_bytes`]).
+    buffer_bytes: usize,
     batch: usize,
     pace: Option<Arc<Pace>>,
     appended: &'a Appended,
@@ -365,6 +367,7 @@ async fn mend(
         batch: cx.batch,
         range: Some((b.start, b.end)),
         pace: cx.pace.clone(),
+        buffer_bytes: cx.buffer_bytes,
     };
     let holders: Vec<usize> = (0..b.circles.len())
         .filter(|&i| b.circles[i].points() > 0)
@@ -391,9 +394,12 @@ async fn mend(
             ..Outcome::default()
         });
     }
+    // Every circle's lines, and the comparison built from them (about as large), within the
+    // part: half for the lines, over the circles.
+    let per_circle = cx.buffer_bytes / 2 / owners.len().max(1);
     let mut texts = Vec::with_capacity(owners.len());
     for i in 0..owners.len() {
-        let (text, _) = copy::read_lines(&client_of(i), &job, MAX_DIFF_BYTES).await?;
+        let (text, _) = copy::read_lines(&client_of(i), &job, per_circle).await?;
         texts.push(text);
     }
     let patch = diff(&texts);

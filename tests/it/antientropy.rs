@@ -362,3 +362,57 @@ fn the_background_pass_repairs_recent_divergence_within_anti_entropy_window() {
     assert_eq!(old_owner[1].count(&db, "old"), 60);
     assert_eq!(old_owner[0].count(&db, "old"), 61);
 }
+
+/// A bucket compared point by point is held within the repair's share of the memory budget:
+/// at `memory_budget_mb: 32` (4 MiB for migrations, 1 MiB of lines per circle) a minute
+/// holding ~3 MiB of one series is skipped and counted, and the other buckets are repaired.
+#[test]
+fn a_bucket_larger_than_the_memory_share_is_skipped_and_the_rest_repaired() {
+    let (servers, mut config) = two_by_two();
+    config["memory_budget_mb"] = json!(32);
+    let proxy = Proxy::start(config);
+    let db = unique_db("aemem");
+    load(&proxy, &db, &dataset(&["small"], T0, 100));
+    // 20,000 points of ~150 bytes in one minute: 3 MiB of lines in each circle.
+    let pad = "x".repeat(120);
+    for part in 0..5i64 {
+        // Bodies of 4,000 points: a 32 MiB budget takes 1.3 MiB per request.
+        let dense: String = (part * 4_000..(part + 1) * 4_000)
+            .map(|k| {
+                format!(
+                    "dense,host=a s=\"{pad}\",k={k}i {}\n",
+                    T0 * NS + k * 1_000_000
+                )
+            })
+            .collect();
+        let resp = http::write(&proxy.url, &db, &dense);
+        assert_eq!(resp.status, 204, "{}", resp.body);
+    }
+    proxy.wait_delivered();
+    // Circle 2 loses part of the dense minute (both circles still hold some) and two points
+    // of the small measurement.
+    let half = format!(
+        "DELETE FROM \"dense\" WHERE time >= {} AND time < {}",
+        T0 * NS,
+        T0 * NS + 5_000 * 1_000_000
+    );
+    owners(&proxy, &servers, &db, "dense")[1].exec(&db, &half);
+    let two = format!(
+        "DELETE FROM \"small\" WHERE time >= {}s AND time < {}s",
+        T0 + 600,
+        T0 + 660
+    );
+    owners(&proxy, &servers, &db, "small")[1].exec(&db, &two);
+
+    assert_eq!(repair(&proxy, &format!("db={db}&rate=0")).status, 202);
+    let done = wait_repaired(&proxy);
+    assert_eq!(done["buckets_failed"], 1, "{done:#}");
+    assert_eq!(done["points"], 2, "{done:#}");
+    assert_circles_equal(&proxy, &servers, &db, &["small"], 200);
+    assert!(
+        proxy
+            .log()
+            .contains("this copy's part of the memory budget"),
+        "the skipped bucket is logged with what to change"
+    );
+}
