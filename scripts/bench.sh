@@ -4,7 +4,8 @@
 # which writes docs/perf.md (with --quick: $CARGO_TARGET_DIR/bench/perf-quick.md, leaving docs/
 # alone). Every argument goes to the suite; `scripts/bench.sh --help` lists its options (the
 # BENCH_* environment variables still work, e.g. BENCH_SECTIONS=e scripts/bench.sh).
-# Needs: cargo; influxd (Debian package influxdb) for sections b, e and f.
+# Needs: cargo; influxd (Debian package influxdb) for sections b, e and f; wrk (Debian package
+# wrk) for section i.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/toolchain.sh

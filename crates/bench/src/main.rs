@@ -114,7 +114,7 @@ UDP OPTIONS:
 SUITE OPTIONS (each falls back to the environment variable in brackets):
     --quick                 2 s runs, a 4 s outage, small data sets; writes
                             $CARGO_TARGET_DIR/bench/perf-quick.md         (the CI smoke run)
-    --sections LIST         which sections, in order: a,a2,b,c,d,e,f,g,h   [BENCH_SECTIONS]
+    --sections LIST         which sections, in order: a,a2,b,c,d,e,f,g,h,i [BENCH_SECTIONS]
     --output FILE           the report        [BENCH_OUTPUT; default docs/perf.md]
     --seconds N             seconds per load run                 [BENCH_SECONDS; 10]
     --concurrency N         load connections                     [BENCH_CONCURRENCY; 4]
@@ -675,6 +675,21 @@ impl LineGen {
             self.line += 1;
         }
     }
+}
+
+/// One body of `lines` lines of `write --shape telegraf` (20 measurements x 250 hosts), with
+/// timestamps from 2026-01-01: the fixed body of the suite's independent check (`wrk`).
+pub(crate) fn telegraf_body(lines: usize) -> Vec<u8> {
+    let o = WriteOpts {
+        telegraf: true,
+        measurements: 20,
+        tag_cardinality: 250,
+        concurrency: 1,
+        ..WriteOpts::default()
+    };
+    let mut out = Vec::new();
+    LineGen::new(&o, 0, 1_767_225_600_000_000_000).fill(&mut out, lines);
+    out
 }
 
 /// Appends `n` in decimal.

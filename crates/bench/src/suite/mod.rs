@@ -17,6 +17,7 @@
 //! summary, `/proc` ([`harness::procfs`]) and what the servers answer.
 
 mod antientropy;
+mod independent;
 mod influxd;
 mod latency;
 mod load;
@@ -79,6 +80,7 @@ pub(crate) enum Section {
     F,
     G,
     H,
+    I,
 }
 
 impl Section {
@@ -93,7 +95,12 @@ impl Section {
             "f" => Section::F,
             "g" => Section::G,
             "h" => Section::H,
-            _ => return Err(format!("no section {name:?} (a, a2, b, c, d, e, f, g, h)")),
+            "i" => Section::I,
+            _ => {
+                return Err(format!(
+                    "no section {name:?} (a, a2, b, c, d, e, f, g, h, i)"
+                ))
+            }
         })
     }
 
@@ -108,6 +115,7 @@ impl Section {
             Section::F => query::run(ctx),
             Section::G => udp::run(ctx),
             Section::H => antientropy::run(ctx),
+            Section::I => independent::run(ctx),
         }
     }
 }

@@ -230,7 +230,7 @@ impl SuiteOpts {
             quick,
             args: args.to_vec(),
             sections: k
-                .list("--sections", "a a2 b c d e f g h")
+                .list("--sections", "a a2 b c d e f g h i")
                 .iter()
                 .map(|s| Section::parse(s))
                 .collect::<Result<_, _>>()?,
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn defaults_of_a_full_run() {
         let o = parse("", &[]).unwrap();
-        assert_eq!(o.sections.len(), 9);
+        assert_eq!(o.sections.len(), 10);
         assert_eq!(o.ae_points, 2_000_000);
         assert_eq!(
             (o.seconds, o.pool_mb, o.outage_seconds, o.sample_seconds),
@@ -369,7 +369,7 @@ mod tests {
     fn refuses_what_it_does_not_know() {
         for bad in [
             "--nope",
-            "--sections i",
+            "--sections j",
             "--seconds 0",
             "--batch x",
             "--migrate-ops move",
