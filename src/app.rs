@@ -136,6 +136,7 @@ async fn serve(
     let migration = Arc::new(crate::migrate::Jobs::default());
     let migrator = crate::migrate::Migrator::new(migration.clone()).start();
     let state = web::Data::new(AppState::new(config.clone(), cluster, migration, migrator));
+    state.process().set_config_path(&config_path);
     let state_for_reload = state.clone();
     let cluster_at_exit = state.clone();
     let mut listeners = udp::Listeners::default();
@@ -326,6 +327,7 @@ async fn control_loop(server: actix_web::dev::ServerHandle, mut reloader: Reload
                 }
                 let _ = sd_notify::notify(&states);
                 let reloaded = reloader.reload();
+                reloader.state.process().note_reload(&reloaded);
                 if let Ok(d) = &reloaded {
                     if d.placement || d.pins {
                         warn!(

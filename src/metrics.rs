@@ -651,6 +651,14 @@ struct StatFields {
     vsize: u64,
 }
 
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat` field 22): with
+/// the pid, names one process for good (a pid is reused, not with the same start). `None`
+/// where there is no such process or no `/proc`.
+pub(crate) fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat).map(|f| f.starttime)
+}
+
 /// Fields of `/proc/self/stat` (proc(5)); the command name in parentheses
 /// may contain spaces, so fields are counted after its closing `)`.
 fn stat_fields(stat: &str) -> Option<StatFields> {

@@ -206,6 +206,7 @@ async fn backend_health(
                 "records": stats.records,
                 "bytes": stats.bytes,
                 "points": stats.points,
+                "oldest_age_s": b.queue.stats.oldest_age().as_secs(),
             },
             "dead_letters": {
                 "records": stats.dead_records,

@@ -143,14 +143,15 @@ pub(super) async fn repair(
         spec: spec(scope, rate, &config),
         resume: None,
     };
-    start(&state, op).await?;
+    let id = start(&state, op).await?;
     Ok(HttpResponse::build(StatusCode::ACCEPTED)
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .insert_header((super::migrate::JOB_HEADER, id.to_string()))
         .body("accepted\n"))
 }
 
-/// Hands a repair to the migration actor; a busy circle is a 409.
-pub(crate) async fn start(state: &AppState, op: Operation) -> Result<(), ApiError> {
+/// Hands a repair to the migration actor; its job id. A busy circle is a 409.
+pub(crate) async fn start(state: &AppState, op: Operation) -> Result<u64, ApiError> {
     let msg = Start {
         op,
         dbs: Vec::new(),
@@ -212,7 +213,7 @@ pub(crate) async fn background(state: web::Data<AppState>) {
             resume: None,
         };
         match start(&state, op).await {
-            Ok(()) => info!(
+            Ok(_) => info!(
                 window_s = window,
                 rate = config.anti_entropy_rate,
                 "Anti-entropy pass started."

@@ -1,7 +1,9 @@
 //! Migration endpoints: `/migrate/state`, `/migrate/stats`, `/rebalance`,
 //! `/recovery`, `/resync`, `/clear`, and the 2.5.12 names
 //! (`/transfer/state`, `/transfer/stats`, `/cleanup`; parameters `dbs`,
-//! `worker`, `batch`, `since`, `transferring`).
+//! `worker`, `batch`, `since`, `transferring`); `/migrate/jobs`, every job with its id,
+//! phase and progress (`migrate::history`), which the job endpoints name in
+//! [`JOB_HEADER`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +17,10 @@ use super::{auth, json_response, parse_bool, ApiError, AppState, Params};
 use crate::backend::client::Target;
 use crate::config::Config;
 use crate::migrate::{self, JobKind, Operation, SourceBackend, Start};
+
+/// The header naming the id of the job a request started (`/migrate/jobs`): the body stays
+/// the Go proxy's `accepted`.
+pub(super) const JOB_HEADER: &str = "X-Influx-Proxy-Job";
 
 /// Largest JSON body accepted by `/rebalance?operation=rm`.
 const MAX_BODY: usize = 1 << 20;
@@ -265,14 +271,52 @@ async fn start(state: &AppState, op: Operation, c: Common) -> Result<HttpRespons
         .send(msg)
         .await
         .map_err(|e| ApiError::Internal(format!("migration actor: {e}")))?;
+    let mut response = HttpResponse::build(StatusCode::ACCEPTED);
+    response.insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"));
     let text = match answer {
-        Ok(()) => "accepted".to_string(),
+        Ok(id) => {
+            response.insert_header((JOB_HEADER, id.to_string()));
+            "accepted".to_string()
+        }
         // Busy: the reference answers 202 with the reason as text.
         Err(busy) => busy,
     };
-    Ok(HttpResponse::build(StatusCode::ACCEPTED)
-        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-        .body(text + "\n"))
+    Ok(response.body(text + "\n"))
+}
+
+/// `GET /migrate/jobs[?id=]`: every job since the start (running, and the last finished
+/// ones), oldest first, each with its own progress: per source backend for copies and
+/// clears (live while it runs), the repair's for a repair.
+pub(super) async fn jobs(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_request(&req)?;
+    auth::check(&req, &params, &state.config())?;
+    let wanted = match params.get("id").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest("invalid id".into()))?,
+        ),
+    };
+    let shared = state.migration();
+    let jobs: Vec<Value> = shared
+        .jobs()
+        .into_iter()
+        .filter(|j| wanted.is_none_or(|id| j.id == id))
+        .map(|mut j| {
+            let live = j.phase != migrate::history::Phase::Done;
+            let kind = JobKind::parse(j.operation);
+            if live && kind == Some(JobKind::Repair) {
+                j.repair = Some(migrate::repair::progress_json(shared));
+            } else if let (true, Some(kind)) = (live, kind) {
+                j.sources = Some(shared.sources(kind, &j.circles));
+            }
+            serde_json::to_value(&j).unwrap_or(Value::Null)
+        })
+        .collect();
+    Ok(json_response(&json!({ "jobs": jobs }), params.pretty()))
 }
 
 /// The prologue of every job endpoint: POST only, parameters, auth.

@@ -11,9 +11,11 @@ mod body;
 mod dead_letters;
 pub(crate) mod error;
 mod flux;
+mod inventory;
 mod metrics;
 mod migrate;
 mod pprof;
+mod process;
 mod prom;
 mod query;
 mod write;
@@ -48,6 +50,8 @@ pub(crate) struct AppState {
     load_cache: Arc<admin::LoadCache>,
     /// Request bodies in flight, within the memory budget (`memory_budget_mb`, not reloadable).
     admission: crate::memory::Admission,
+    /// This process and its reloads (`/process`).
+    process: process::Process,
 }
 
 impl AppState {
@@ -65,7 +69,13 @@ impl AppState {
             migration,
             migrator,
             load_cache: Arc::default(),
+            process: process::Process::default(),
         }
+    }
+
+    /// This process, the config file it reloads, and what its last reload did.
+    pub(crate) fn process(&self) -> &process::Process {
+        &self.process
     }
 
     /// Admission of request bodies against the memory budget.
@@ -116,6 +126,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/v2/query").to(flux::query))
         .service(web::resource("/health").to(admin::health))
         .service(web::resource("/replica").to(admin::replica))
+        .service(web::resource("/inventory").to(inventory::inventory))
+        .service(web::resource("/process").to(process::process))
         .service(web::resource("/encrypt").to(admin::encrypt))
         .service(web::resource("/decrypt").to(admin::decrypt))
         .service(web::resource("/metrics").to(metrics::metrics))
@@ -126,6 +138,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/debug/pprof/profile").to(pprof::profile))
         .service(web::resource(["/migrate/state", "/transfer/state"]).to(migrate::state))
         .service(web::resource(["/migrate/stats", "/transfer/stats"]).to(migrate::stats))
+        .service(web::resource("/migrate/jobs").to(migrate::jobs))
         .service(web::resource("/rebalance").to(migrate::rebalance))
         .service(web::resource("/recovery").to(migrate::recovery))
         .service(web::resource("/resync").to(migrate::resync))

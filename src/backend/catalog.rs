@@ -55,6 +55,72 @@ pub(crate) async fn columns(
     Ok(Columns::from_answers(&tag_keys, &field_keys))
 }
 
+/// `SELECT count(*)` statements sent to a backend in one request by [`sizes`].
+const COUNTS_PER_REQUEST: usize = 50;
+
+/// How big one measurement is on a backend ([`sizes`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Size {
+    /// Series (`SHOW SERIES EXACT CARDINALITY`; the index holds them for every policy).
+    pub series: u64,
+    /// Points, summed over the retention policies: per policy the largest `count(field)`,
+    /// exact when every point carries every field (InfluxQL cannot count rows), else a lower
+    /// bound.
+    pub points: u64,
+}
+
+/// Series and points of each measurement of `db` (every one of `measurements`, zero when
+/// the backend counts nothing): one `SHOW SERIES EXACT CARDINALITY`, then a
+/// `SELECT count(*)` per policy and measurement, [`COUNTS_PER_REQUEST`] per request. A
+/// full read of every field: what-if placement asks it once, before data moves.
+pub(crate) async fn sizes(
+    client: &Client,
+    db: &str,
+    measurements: &[String],
+    policies: &[PolicyRow],
+) -> Result<BTreeMap<String, Size>, Error> {
+    let mut out: BTreeMap<String, Size> = measurements
+        .iter()
+        .map(|m| (m.clone(), Size::default()))
+        .collect();
+    let q = format!("SHOW SERIES EXACT CARDINALITY ON {}", quote_ident(db));
+    let v = client.query(db, &q).await?;
+    for (m, n) in named_counts(&v) {
+        out.entry(m).or_default().series = n;
+    }
+    for rp in policies {
+        for chunk in measurements.chunks(COUNTS_PER_REQUEST) {
+            let q: Vec<String> = chunk
+                .iter()
+                .map(|m| {
+                    let from = format!("{}.{}", quote_ident(&rp.name), quote_ident(m));
+                    format!("SELECT count(*) FROM {from}")
+                })
+                .collect();
+            let v = client.query(db, &q.join("; ")).await?;
+            for (m, n) in named_counts(&v) {
+                out.entry(m).or_default().points += n;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per series name, the largest count of its first row, over every statement of `answer`
+/// (`SHOW SERIES EXACT CARDINALITY`: `count`; `SELECT count(*)`: `time, count_a, ...`).
+fn named_counts(answer: &Value) -> Vec<(String, u64)> {
+    answer::results(answer)
+        .iter()
+        .flat_map(answer::series)
+        .filter_map(|series| {
+            let name = series.get("name")?.as_str()?.to_string();
+            let row = answer::rows(series).next()?;
+            let n = answer::cells(row).iter().filter_map(Value::as_u64).max()?;
+            Some((name, n))
+        })
+        .collect()
+}
+
 /// What `db` holds as far as verdicts on writes depend on it: its policies
 /// and every field's type, in one round trip (the schema cache asks every
 /// backend at each refresh). `None` when the database does not exist there.
@@ -204,6 +270,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn sizes_read_the_largest_count_of_each_measurement() {
+        let v = json!({"results":[
+            {"statement_id":0,"series":[{"name":"cpu","columns":["time","count_v","count_w"],
+                "values":[["1970-01-01T00:00:00Z",2,3]]}]},
+            {"statement_id":1},
+            {"statement_id":2,"series":[{"name":"weird m","columns":["count"],"values":[[7]]}]}]});
+        assert_eq!(
+            named_counts(&v),
+            [("cpu".to_string(), 3), ("weird m".to_string(), 7)]
+        );
+    }
 
     #[test]
     fn a_missing_database_has_no_layout() {

@@ -16,7 +16,8 @@ use crate::backend::{client, Info, Settings};
 use crate::config::{BackendConfig, CircleConfig, Config};
 
 /// Why a running backend's actor is replaced by a new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum BackendChange {
     /// URL, credentials or TLS verification: requests go elsewhere or differently.
     Target,
@@ -28,7 +29,7 @@ pub(crate) enum BackendChange {
 }
 
 /// One backend whose actor is replaced, with every reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Replaced {
     /// Backend name (also its queue's name).
     pub name: String,
@@ -36,8 +37,9 @@ pub(crate) struct Replaced {
     pub changes: Vec<BackendChange>,
 }
 
-/// The difference between the running config (`None` at start-up) and a new one.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The difference between the running config (`None` at start-up) and a new one; serialized
+/// as `/process` reports the last reload.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub(crate) struct ClusterDiff {
     /// Fields that changed but only a restart can apply; a reload with any applies nothing.
     pub restart: Vec<&'static str>,

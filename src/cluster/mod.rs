@@ -17,7 +17,6 @@ use crate::buffers;
 use crate::circle::{BackendHandle, Circle, CircleSupervisor, StopSupervising};
 use crate::config::Config;
 use crate::line_protocol::{self, LineError, Precision};
-use crate::ring::Ring;
 use crate::rules::{Candidates, Decision, Rules};
 use crate::schema::{self, DbSchema, Schema};
 use crate::wal::{self, LineSpans, Wal, WriteLines};
@@ -26,7 +25,7 @@ mod diff;
 mod placement;
 
 pub(crate) use diff::ClusterDiff;
-pub(crate) use placement::Placement;
+pub(crate) use placement::{Placement, Planned};
 
 /// Errors while starting the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -194,10 +193,8 @@ impl Cluster {
             .unwrap_or_default();
         let mut circles = Vec::with_capacity(config.circles.len());
         for (id, cc) in config.circles.iter().enumerate() {
-            let mut keys = Vec::with_capacity(cc.backends.len());
             let mut backends = Vec::with_capacity(cc.backends.len());
-            for (idx, bc) in cc.backends.iter().enumerate() {
-                keys.push(config.hash_key.node_key(idx, &bc.name, &bc.url));
+            for bc in &cc.backends {
                 let running = unused
                     .iter()
                     .position(|h| h.backend.info.name == bc.name)
@@ -233,7 +230,7 @@ impl Cluster {
             circles.push(Arc::new(Circle {
                 id,
                 name: cc.name.clone(),
-                ring: Ring::new(&keys, config.vnode_size),
+                ring: placement::ring(config, cc),
                 backends,
                 migrating,
             }));

@@ -3,11 +3,64 @@
 //! rebalance, recovery, resync and clear), so that a pin rule moves a measurement for all of
 //! them at once: the ring decides unless a pin rule of `rules` names a backend in the circle.
 
-use crate::config::{Config, RuleAction};
-use crate::ring::ShardKey;
+use crate::config::{CircleConfig, Config, RuleAction};
+use crate::ring::{Ring, ShardKey};
 use crate::rules::LineRule;
 
 use crate::circle::Circle;
+
+/// The ring of circle `cc` of `config`: its backends' node keys (`hash_key`) in config order.
+pub(crate) fn ring(config: &Config, cc: &CircleConfig) -> Ring {
+    let keys: Vec<String> = cc
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(idx, bc)| config.hash_key.node_key(idx, &bc.name, &bc.url))
+        .collect();
+    Ring::new(&keys, config.vnode_size)
+}
+
+/// The placement a config describes, with nothing started: what-if questions
+/// (`influx-proxy ctl placement --what-if`) are answered by the very
+/// [`Placement::owner_index`] a running proxy asks.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    placement: Placement,
+    /// The circles' rings, without backends.
+    circles: Vec<Circle>,
+}
+
+impl Planned {
+    /// The placement of `config`.
+    pub(crate) fn new(config: &Config) -> Planned {
+        let circles = config
+            .circles
+            .iter()
+            .enumerate()
+            .map(|(id, cc)| Circle {
+                id,
+                name: cc.name.clone(),
+                ring: ring(config, cc),
+                backends: Vec::new(),
+                migrating: Default::default(),
+            })
+            .collect();
+        Planned {
+            placement: Placement::new(config),
+            circles,
+        }
+    }
+
+    /// The index (in the config's `circles[circle].backends`) of the backend holding
+    /// `(db, measurement)`; `None` when there is no such circle.
+    pub(crate) fn owner(&self, circle: usize, db: &str, measurement: &str) -> Option<usize> {
+        let c = self.circles.get(circle)?;
+        Some(
+            self.placement
+                .owner_index(c, db, measurement, &mut String::new()),
+        )
+    }
+}
 
 /// Placement of measurements onto the backends of every circle.
 #[derive(Debug)]
@@ -108,6 +161,31 @@ mod tests {
         (0..50)
             .map(|i| p.owner_index(&circle(id), db, &format!("m{i}"), &mut key))
             .collect()
+    }
+
+    #[test]
+    fn a_planned_placement_answers_as_the_running_one() {
+        let cfg = config(
+            r#"[{"action": "pin", "database": "db", "measurement": "m3", "backends": ["b1"]}]"#,
+        );
+        let planned = Planned::new(&cfg);
+        let running = Placement::new(&cfg);
+        let mut key = String::new();
+        for c in 0..2 {
+            let circle = Circle {
+                ring: ring(&cfg, &cfg.circles[c]),
+                ..circle(c)
+            };
+            for i in 0..50 {
+                let m = format!("m{i}");
+                assert_eq!(
+                    planned.owner(c, "db", &m),
+                    Some(running.owner_index(&circle, "db", &m, &mut key))
+                );
+            }
+        }
+        assert_eq!(planned.owner(1, "db", "m3"), Some(0), "pinned to b1");
+        assert_eq!(planned.owner(2, "db", "m3"), None);
     }
 
     #[test]

@@ -32,6 +32,7 @@
 pub(crate) mod antientropy;
 pub(crate) mod convert;
 pub(crate) mod copy;
+pub(crate) mod history;
 pub(crate) mod repair;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -123,6 +124,9 @@ pub(crate) struct Stats {
     pub inplace_count: u64,
     /// Points copied.
     pub points: u64,
+    /// Copies (or drops) that failed, and databases or sources that could not be listed:
+    /// logged, and the job's work left undone there.
+    pub failed: u64,
 }
 
 /// A backend to read from that may not be part of the running config
@@ -192,6 +196,15 @@ impl Operation {
         }
     }
 
+    /// Circles whose `/migrate/stats` the job's progress is kept under.
+    pub(crate) fn stats_circles(&self, circles: usize) -> Vec<usize> {
+        match self {
+            Operation::Resync => (0..circles).collect(),
+            Operation::Repair { .. } => Vec::new(),
+            other => other.target_circles(),
+        }
+    }
+
     /// Circles the job must have to itself.
     fn busy_circles(&self, circles: usize) -> Vec<usize> {
         match self {
@@ -202,9 +215,9 @@ impl Operation {
     }
 }
 
-/// A job request.
+/// A job request; answered with the job's id ([`history`]), or why it cannot start.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<u64, String>")]
 pub(crate) struct Start {
     /// The operation.
     pub op: Operation,
@@ -235,6 +248,8 @@ pub(crate) struct Jobs {
     steps: std::sync::atomic::AtomicU64,
     /// Progress of the current or last anti-entropy repair.
     repair: Mutex<repair::RepairProgress>,
+    /// Every job since the start, with its id and phase.
+    history: Mutex<history::History>,
 }
 
 impl Jobs {
@@ -251,6 +266,30 @@ impl Jobs {
             .get(&(circle, kind))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every job kept (running, and the last finished ones), oldest first.
+    pub(crate) fn jobs(&self) -> Vec<history::JobRecord> {
+        self.history.lock().list()
+    }
+
+    /// The live progress of a running job: per source backend of its circles.
+    pub(crate) fn sources(
+        &self,
+        kind: JobKind,
+        circles: &[usize],
+    ) -> BTreeMap<String, history::SourceStats> {
+        let all = self.stats.lock();
+        circles
+            .iter()
+            .filter_map(|&c| Some((c, all.get(&(c, kind))?)))
+            .flat_map(|(circle, by_url)| {
+                by_url.iter().map(move |(url, stats)| {
+                    let stats = stats.clone();
+                    (url.clone(), history::SourceStats { circle, stats })
+                })
+            })
+            .collect()
     }
 
     fn update(&self, circle: usize, kind: JobKind, url: &str, f: impl FnOnce(&mut Stats)) {
@@ -292,7 +331,7 @@ impl Actor for Migrator {
 }
 
 impl Handler<Start> for Migrator {
-    type Result = Result<(), String>;
+    type Result = Result<u64, String>;
 
     fn handle(&mut self, job: Start, ctx: &mut Context<Self>) -> Self::Result {
         let circles = job.cluster.circles.len();
@@ -315,21 +354,30 @@ impl Handler<Start> for Migrator {
         if job.op.kind() == JobKind::Resync {
             self.shared.resyncing.store(true, Ordering::Release);
         }
+        let id = self
+            .shared
+            .history
+            .lock()
+            .start(job.op.kind(), job.op.stats_circles(circles));
         let shared = self.shared.clone();
         ctx.spawn(
             async move {
-                run_job(&shared, &job).await;
+                let points = run_job(&shared, &job, id).await;
                 shared
                     .steps
                     .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                let mut busy = shared.busy.lock();
-                for c in job.op.busy_circles(circles) {
-                    busy.remove(&c);
+                {
+                    let mut busy = shared.busy.lock();
+                    for c in job.op.busy_circles(circles) {
+                        busy.remove(&c);
+                    }
                 }
+                // Last: a client that sees the job done can start the next one at once.
+                finish(&shared, &job, id, points);
             }
             .into_actor(self),
         );
-        Ok(())
+        Ok(id)
     }
 }
 
@@ -371,7 +419,8 @@ fn chrono_like_now() -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
-async fn run_job(shared: &Jobs, job: &Start) {
+/// Runs a job to its end; the points it copied.
+async fn run_job(shared: &Jobs, job: &Start, id: u64) -> u64 {
     let kind = job.op.kind();
     let targets = job.op.target_circles();
     let mut log = MigrationLog::open(&job.config, kind);
@@ -394,6 +443,10 @@ async fn run_job(shared: &Jobs, job: &Start) {
         }
         _ => copy_all(shared, job, &appended, &mut log).await,
     };
+    shared
+        .history
+        .lock()
+        .set_phase(id, history::Phase::Delivering);
     wait_delivered(&appended, kind, &mut log).await;
     let secs = started.elapsed().as_secs_f64().max(0.001);
     info!(
@@ -415,6 +468,27 @@ async fn run_job(shared: &Jobs, job: &Start) {
         shared.resyncing.store(false, Ordering::Release);
     }
     broadcast(job, &targets, false).await;
+    points
+}
+
+/// Ends job `id` in the history, with a copy of its own progress.
+fn finish(shared: &Jobs, job: &Start, id: u64, points: u64) {
+    let kind = job.op.kind();
+    let end = if kind == JobKind::Repair {
+        history::Ended {
+            points,
+            sources: None,
+            repair: Some(repair::progress_json(shared)),
+        }
+    } else {
+        let circles = job.op.stats_circles(job.cluster.circles.len());
+        history::Ended {
+            points,
+            sources: Some(shared.sources(kind, &circles)),
+            repair: None,
+        }
+    };
+    shared.history.lock().finish(id, end);
 }
 
 /// Waits until every destination delivered (or dead-lettered) what the job appended to its
@@ -617,6 +691,7 @@ async fn copy_all(
             Err(e) => {
                 warn!(backend = %plan.source.name, error = %e, "Source backend unavailable; skipped.");
                 log.line(&format!("skip source {} ({url}): {e}", plan.source.name));
+                shared.update(plan.circle, kind, &url, |s| s.failed += 1);
                 continue;
             }
         };
@@ -628,6 +703,7 @@ async fn copy_all(
                 Ok(r) => Arc::new(r),
                 Err(e) => {
                     warn!(backend = %plan.source.name, db = %db, error = %e, "Listing retention policies failed; database skipped.");
+                    shared.update(plan.circle, kind, &url, |s| s.failed += 1);
                     continue;
                 }
             };
@@ -635,6 +711,7 @@ async fn copy_all(
                 Ok(v) => v,
                 Err(e) => {
                     warn!(backend = %plan.source.name, db = %db, error = %e, "Listing measurements failed; database skipped.");
+                    shared.update(plan.circle, kind, &url, |s| s.failed += 1);
                     continue;
                 }
             };
@@ -674,6 +751,7 @@ async fn copy_all(
         .map(|t| async move {
             let started = Instant::now();
             let mut copied = 0u64;
+            let mut failed = 0u64;
             for rp in t.rps.iter().map(|rp| &rp.name) {
                 let cj = copy::Job {
                     db: t.db.clone(),
@@ -690,6 +768,7 @@ async fn copy_all(
                 {
                     Ok(n) => copied += n,
                     Err(e) => {
+                        failed = 1;
                         error!(db = %t.db, rp = %rp, measurement = %t.measurement, error = %e, "Copying a measurement failed.");
                     }
                 }
@@ -698,6 +777,7 @@ async fn copy_all(
                 s.migrate_count += 1;
                 s.measurement_done += 1;
                 s.points += copied;
+                s.failed += failed;
             });
             let dsts: Vec<&str> = t.dests.iter().map(|d| d.backend.info.url.as_str()).collect();
             let secs = started.elapsed().as_secs_f64().max(0.001);
@@ -811,6 +891,7 @@ async fn clear(
             Ok(d) => d,
             Err(e) => {
                 warn!(backend = %h.backend.info.name, error = %e, "Backend unavailable; not cleared.");
+                shared.update(circle, JobKind::Clear, &url, |s| s.failed += 1);
                 continue;
             }
         };
@@ -820,7 +901,11 @@ async fn clear(
         for db in dbs {
             let ms = match catalog::measurements(&client, &db).await {
                 Ok(v) => v,
-                Err(_) => continue,
+                Err(e) => {
+                    warn!(backend = %h.backend.info.name, db = %db, error = %e, "Listing measurements failed; database not cleared.");
+                    shared.update(circle, JobKind::Clear, &url, |s| s.failed += 1);
+                    continue;
+                }
             };
             shared.update(circle, JobKind::Clear, &url, |s| {
                 s.measurement_total += ms.len() as u64
@@ -828,6 +913,7 @@ async fn clear(
             for mm in ms {
                 let owner = job.cluster.placement.owner_index(c, &db, &mm, &mut key);
                 let misplaced = owner != idx;
+                let mut failed = 0;
                 if misplaced {
                     let q = format!("DROP MEASUREMENT {}", quote_ident(&mm));
                     match job.cluster.queue_statement(h, &db, &q) {
@@ -836,12 +922,14 @@ async fn clear(
                             log.line(&format!("clear backend={url} db={db} mm={mm}"));
                         }
                         Err(e) => {
+                            failed = 1;
                             warn!(backend = %h.backend.info.name, error = %e, "Queueing DROP MEASUREMENT failed.")
                         }
                     }
                 }
                 shared.update(circle, JobKind::Clear, &url, |s| {
                     s.measurement_done += 1;
+                    s.failed += failed;
                     if misplaced {
                         s.migrate_count += 1;
                     } else {
