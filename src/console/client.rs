@@ -6,6 +6,7 @@
 //! own `https_cert`, so a self-signed certificate works on the host that serves it), and
 //! `username`/`password` are sent as HTTP Basic (decrypted first under `auth_secure`).
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -44,6 +45,58 @@ pub enum ConsoleError {
         /// Why it could not be read.
         reason: String,
     },
+    /// Writing what the proxy sent failed.
+    #[error("writing {url}'s answer: {source}")]
+    Write {
+        /// The URL asked.
+        url: String,
+        /// The local error.
+        source: std::io::Error,
+    },
+}
+
+impl ConsoleError {
+    /// The proxy could not be reached, or refused the credentials (401, 403): nothing was
+    /// asked of it, as opposed to a request it answered with an error.
+    pub fn is_unreachable_or_unauthorized(&self) -> bool {
+        matches!(
+            self,
+            ConsoleError::Unreachable { .. }
+                | ConsoleError::Status {
+                    status: 401 | 403,
+                    ..
+                }
+        )
+    }
+}
+
+/// What a `POST` answered ([`Target::post`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The body, as text.
+    pub text: String,
+    /// The id of the job the request started (`X-Influx-Proxy-Job`), if any.
+    pub job: Option<u64>,
+}
+
+/// `path?query`, the query URL-encoded (`path` alone when it is empty).
+pub fn with_query(path: &str, query: &[(&str, &str)]) -> String {
+    if query.is_empty() {
+        return path.to_string();
+    }
+    // Encoding string pairs cannot fail.
+    let encoded = serde_urlencoded::to_string(query).unwrap_or_default();
+    format!("{path}?{encoded}")
+}
+
+/// The header a job endpoint names its job in (`api::migrate::JOB_HEADER`).
+const JOB_HEADER: &str = "X-Influx-Proxy-Job";
+
+/// A request body.
+enum Body<'a> {
+    None,
+    Form(&'a [(&'a str, &'a str)]),
+    Json(&'a serde_json::Value),
 }
 
 /// Where and how to reach a running proxy.
@@ -110,7 +163,47 @@ impl Target {
 
     /// `GET path` (with its query), answered as text.
     pub fn get_text(&self, path: &str) -> Result<String, ConsoleError> {
-        self.call("GET", path, &[])
+        let response = self.send("GET", path, Body::None, None)?;
+        self.text(path, response)
+    }
+
+    /// `GET path`, answered as JSON, waiting up to `timeout` instead of the usual timeout:
+    /// for answers the proxy computes from every backend's data (a comparison, sizes).
+    pub fn get_json_within(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ConsoleError> {
+        let response = self.send("GET", path, Body::None, Some(timeout))?;
+        let text = self.text(path, response)?;
+        self.json(path, &text)
+    }
+
+    /// `GET path`, the answer streamed into `out` as it comes; the bytes written.
+    pub fn get_to(&self, path: &str, out: &mut dyn Write) -> Result<u64, ConsoleError> {
+        let response = self.send("GET", path, Body::None, None)?;
+        std::io::copy(&mut response.into_reader(), out).map_err(|e| ConsoleError::Write {
+            url: self.url(path),
+            source: e,
+        })
+    }
+
+    /// `POST path?query`, with `json` as the body when given; the answer's text and the job
+    /// it started.
+    pub fn post(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
+    ) -> Result<Posted, ConsoleError> {
+        let path = with_query(path, query);
+        let body = json.map_or(Body::None, Body::Json);
+        let response = self.send("POST", &path, body, None)?;
+        let job = response
+            .header(JOB_HEADER)
+            .and_then(|v| v.trim().parse().ok());
+        let text = self.text(&path, response)?;
+        Ok(Posted { text, job })
     }
 
     /// `GET path`, answered as JSON.
@@ -126,7 +219,8 @@ impl Target {
         path: &str,
         form: &[(&str, &str)],
     ) -> Result<serde_json::Value, ConsoleError> {
-        let text = self.call("POST", path, form)?;
+        let response = self.send("POST", path, Body::Form(form), None)?;
+        let text = self.text(path, response)?;
         if text.trim().is_empty() {
             return Ok(serde_json::Value::Null);
         }
@@ -144,27 +238,38 @@ impl Target {
         format!("{}{}", self.base, path)
     }
 
-    fn call(
+    fn text(&self, path: &str, response: ureq::Response) -> Result<String, ConsoleError> {
+        response.into_string().map_err(|e| ConsoleError::Answer {
+            url: self.url(path),
+            reason: e.to_string(),
+        })
+    }
+
+    fn send(
         &self,
         method: &str,
         path: &str,
-        form: &[(&str, &str)],
-    ) -> Result<String, ConsoleError> {
+        body: Body<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<ureq::Response, ConsoleError> {
         let url = self.url(path);
         let mut request = self.agent.request(method, &url);
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
         if let Some(auth) = &self.auth {
             request = request.set("Authorization", auth);
         }
-        let result = if method == "POST" {
-            request.send_form(form)
-        } else {
-            request.call()
+        let result = match body {
+            Body::None if method == "POST" => request.send_bytes(&[]),
+            Body::None => request.call(),
+            Body::Form(form) => request.send_form(form),
+            Body::Json(json) => request
+                .set("Content-Type", "application/json")
+                .send_bytes(json.to_string().as_bytes()),
         };
         match result {
-            Ok(response) => response.into_string().map_err(|e| ConsoleError::Answer {
-                url,
-                reason: e.to_string(),
-            }),
+            Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
                 let body = response.into_string().unwrap_or_default();
                 Err(ConsoleError::Status {
@@ -173,10 +278,15 @@ impl Target {
                     message: error_message(&body),
                 })
             }
-            Err(ureq::Error::Transport(t)) => Err(ConsoleError::Unreachable {
-                url,
-                reason: t.to_string(),
-            }),
+            Err(ureq::Error::Transport(t)) => {
+                // ureq's text starts with the URL, which the error already names.
+                let text = t.to_string();
+                let reason = text
+                    .strip_prefix(&format!("{url}: "))
+                    .unwrap_or(&text)
+                    .to_string();
+                Err(ConsoleError::Unreachable { url, reason })
+            }
         }
     }
 }

@@ -5,8 +5,12 @@
 //! [`client::Target`], with the address, credentials and TLS a client would use. Nothing
 //! here reaches into the running process, so what the console shows is what `/metrics`,
 //! `/health` and the operation endpoints expose to everyone else (Prometheus included).
+//!
+//! - `ctl`: its commands, one module per group; [`progress`] shows a running operation.
 
 pub mod client;
+mod ctl;
+mod progress;
 
 pub use client::{ConsoleError, Target};
 
@@ -14,9 +18,18 @@ use std::process::ExitCode;
 
 /// Runs a console command; `args` start with the subcommand (`ctl` or `top`).
 pub fn run(args: Vec<String>) -> ExitCode {
-    eprintln!(
-        "influx-proxy {}: not built yet",
-        args.first().map_or("", String::as_str)
-    );
+    match args.first().map(String::as_str) {
+        Some("ctl") => ctl::run(args),
+        Some("top") => top(args),
+        other => {
+            eprintln!("influx-proxy: unknown console command {other:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `influx-proxy top`: the terminal dashboard.
+fn top(_args: Vec<String>) -> ExitCode {
+    eprintln!("influx-proxy top: not built yet");
     ExitCode::from(2)
 }
