@@ -55,13 +55,15 @@ pub(crate) async fn columns(
     Ok(Columns::from_answers(&tag_keys, &field_keys))
 }
 
-/// `SELECT count(*)` statements sent to a backend in one request by [`sizes`].
-const COUNTS_PER_REQUEST: usize = 50;
+/// Measurements whose sizes [`sizes`] asks in one request (two statements each).
+const SIZES_PER_REQUEST: usize = 25;
 
 /// How big one measurement is on a backend ([`sizes`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Size {
-    /// Series (`SHOW SERIES EXACT CARDINALITY`; the index holds them for every policy).
+    /// Series holding data, in the retention policy holding the most: `SELECT count(*) FROM
+    /// (SELECT last(*) ... GROUP BY *)`. (influxd 1.6's `SHOW SERIES EXACT CARDINALITY` counts
+    /// a series once per shard holding it.)
     pub series: u64,
     /// Points, summed over the retention policies: per policy the largest `count(field)`,
     /// exact when every point carries every field (InfluxQL cannot count rows), else a lower
@@ -69,10 +71,10 @@ pub(crate) struct Size {
     pub points: u64,
 }
 
-/// Series and points of each measurement of `db` (every one of `measurements`, zero when
-/// the backend counts nothing): one `SHOW SERIES EXACT CARDINALITY`, then a
-/// `SELECT count(*)` per policy and measurement, [`COUNTS_PER_REQUEST`] per request. A
-/// full read of every field: what-if placement asks it once, before data moves.
+/// Series and points of each of `measurements` of `db`, over `policies`: per policy and
+/// measurement a `SELECT count(*)` and a count of its series, [`SIZES_PER_REQUEST`]
+/// measurements per request. Reads every field of the data: what-if placement asks it once,
+/// before data moves.
 pub(crate) async fn sizes(
     client: &Client,
     db: &str,
@@ -83,42 +85,37 @@ pub(crate) async fn sizes(
         .iter()
         .map(|m| (m.clone(), Size::default()))
         .collect();
-    let q = format!("SHOW SERIES EXACT CARDINALITY ON {}", quote_ident(db));
-    let v = client.query(db, &q).await?;
-    for (m, n) in named_counts(&v) {
-        out.entry(m).or_default().series = n;
-    }
     for rp in policies {
-        for chunk in measurements.chunks(COUNTS_PER_REQUEST) {
-            let q: Vec<String> = chunk
-                .iter()
-                .map(|m| {
-                    let from = format!("{}.{}", quote_ident(&rp.name), quote_ident(m));
-                    format!("SELECT count(*) FROM {from}")
-                })
-                .collect();
+        for chunk in measurements.chunks(SIZES_PER_REQUEST) {
+            let mut q = Vec::with_capacity(2 * chunk.len());
+            for m in chunk {
+                let from = format!("{}.{}", quote_ident(&rp.name), quote_ident(m));
+                q.push(format!("SELECT count(*) FROM {from}"));
+                q.push(format!(
+                    "SELECT count(*) FROM (SELECT last(*) FROM {from} GROUP BY *)"
+                ));
+            }
             let v = client.query(db, &q.join("; ")).await?;
-            for (m, n) in named_counts(&v) {
-                out.entry(m).or_default().points += n;
+            let results = answer::results(&v);
+            for (i, m) in chunk.iter().enumerate() {
+                let size = out.entry(m.clone()).or_default();
+                size.points += results.get(2 * i).map_or(0, largest_count);
+                let series = results.get(2 * i + 1).map_or(0, largest_count);
+                size.series = size.series.max(series);
             }
         }
     }
     Ok(out)
 }
 
-/// Per series name, the largest count of its first row, over every statement of `answer`
-/// (`SHOW SERIES EXACT CARDINALITY`: `count`; `SELECT count(*)`: `time, count_a, ...`).
-fn named_counts(answer: &Value) -> Vec<(String, u64)> {
-    answer::results(answer)
-        .iter()
-        .flat_map(answer::series)
-        .filter_map(|series| {
-            let name = series.get("name")?.as_str()?.to_string();
-            let row = answer::rows(series).next()?;
-            let n = answer::cells(row).iter().filter_map(Value::as_u64).max()?;
-            Some((name, n))
-        })
-        .collect()
+/// The largest count in the first row of a statement's result (`time, count_a, count_b`);
+/// 0 when it has none (an empty measurement in that policy).
+fn largest_count(result: &Value) -> u64 {
+    answer::series(result)
+        .first()
+        .and_then(|series| answer::rows(series).next())
+        .and_then(|row| answer::cells(row).iter().filter_map(Value::as_u64).max())
+        .unwrap_or(0)
 }
 
 /// What `db` holds as far as verdicts on writes depend on it: its policies
@@ -272,16 +269,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_the_largest_count_of_each_measurement() {
+    fn a_size_is_the_largest_count_of_a_statement() {
         let v = json!({"results":[
             {"statement_id":0,"series":[{"name":"cpu","columns":["time","count_v","count_w"],
                 "values":[["1970-01-01T00:00:00Z",2,3]]}]},
-            {"statement_id":1},
-            {"statement_id":2,"series":[{"name":"weird m","columns":["count"],"values":[[7]]}]}]});
-        assert_eq!(
-            named_counts(&v),
-            [("cpu".to_string(), 3), ("weird m".to_string(), 7)]
-        );
+            {"statement_id":1}]});
+        let results = answer::results(&v);
+        assert_eq!(largest_count(&results[0]), 3);
+        assert_eq!(largest_count(&results[1]), 0);
     }
 
     #[test]

@@ -198,7 +198,11 @@ impl JobView {
 
     /// Points, rate, ETA and failures: what follows the bar.
     fn numbers(&self) -> String {
-        let mut parts = vec![format!("{} points", count(self.points))];
+        let mut parts = Vec::new();
+        // A clear drops measurements; it copies no point.
+        if self.operation != "clear" {
+            parts.push(format!("{} points", count(self.points)));
+        }
         if self.points > 0 {
             parts.push(format!("{} points/s", rate(self.points_per_s())));
         }
@@ -217,14 +221,18 @@ impl JobView {
     /// One plain progress line.
     pub(crate) fn line(&self) -> String {
         let mut line = format!(
-            "[{}] {} #{} {}: {}, {}",
+            "[{}] {} #{} {}: {}",
             age(self.elapsed_s as u64),
             self.operation,
             self.id,
             self.stage,
-            self.fraction(),
-            self.numbers()
+            self.fraction()
         );
+        let numbers = self.numbers();
+        if !numbers.is_empty() {
+            line.push_str(", ");
+            line.push_str(&numbers);
+        }
         let sources: Vec<String> = self
             .sources
             .iter()
@@ -254,13 +262,16 @@ impl JobView {
             } else {
                 "copied"
             };
-            format!(
-                "{} measurements walked, {} {verb}, {} in place, {} points",
+            let mut what = format!(
+                "{} measurements walked, {} {verb}, {} in place",
                 count(self.done),
                 count(moved),
-                count(in_place),
-                count(self.points)
-            )
+                count(in_place)
+            );
+            if self.operation != "clear" {
+                what.push_str(&format!(", {} points", count(self.points)));
+            }
+            what
         };
         let mut out = format!(
             "{} #{} {} in {}: {what}",
@@ -403,8 +414,10 @@ impl Display {
         });
         bars.main.set_length(job.total);
         bars.main.set_position(job.done);
+        let numbers = job.numbers();
+        let sep = if numbers.is_empty() { "" } else { ", " };
         bars.main
-            .set_message(format!("{} {}, {}", job.unit, job.stage, job.numbers()));
+            .set_message(format!("{} {}{sep}{numbers}", job.unit, job.stage));
         for s in &job.sources {
             let bar = bars.sources.entry(s.url.clone()).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new(0));
@@ -465,6 +478,27 @@ mod tests {
         assert!(!j.succeeded());
         assert_eq!(j.stage, "failed");
         assert!(j.summary().contains("1 failed"), "{}", j.summary());
+    }
+
+    #[test]
+    fn a_clear_says_what_it_dropped_and_copies_no_point() {
+        let mut v = copy_job("done");
+        v["operation"] = json!("clear");
+        v["sources"]["http://a:8086"]["points"] = json!(0);
+        v["sources"]["http://b:8086"]["points"] = json!(0);
+        let j = JobView::from_json(&v).unwrap();
+        assert_eq!(
+            j.summary(),
+            "clear #3 done in 10s: 5 measurements walked, 3 dropped, 2 in place"
+        );
+        v["phase"] = json!("running");
+        let j = JobView::from_json(&v).unwrap();
+        assert!(
+            j.line()
+                .starts_with("[10s] clear #3 clearing: 5/12 measurements (41%), ETA 14s |"),
+            "{}",
+            j.line()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use harness as support;
 mod antientropy;
 mod bombs;
 mod cli;
+mod ctl;
 mod ddl;
 mod faults_disk;
 mod flux;

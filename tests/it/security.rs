@@ -36,6 +36,9 @@ fn endpoints() -> Vec<(&'static str, &'static str, &'static str)> {
         ("POST", "/query?q=CREATE+DATABASE+authdb", ""),
         ("GET", "/health", ""),
         ("GET", "/replica?db=authdb&meas=m", ""),
+        ("GET", "/migrate/jobs", ""),
+        ("GET", "/inventory?sizes=false", ""),
+        ("GET", "/process", ""),
         ("GET", "/encrypt?msg=admin", ""),
         (
             "GET",

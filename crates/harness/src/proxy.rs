@@ -10,6 +10,7 @@
 //! panicking.
 
 use std::fs::{self, OpenOptions};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -49,6 +50,80 @@ pub fn binary() -> &'static Path {
             _ => beside,
         }
     })
+}
+
+/// How long [`ctl`] lets a command run (it follows migrations to their end).
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What one `influx-proxy ctl ...` run printed, and how it exited ([`ctl`]).
+#[derive(Debug, Clone)]
+pub struct CtlRun {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl std::fmt::Display for CtlRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `influx-proxy ctl <args>` as an operator does, with stdout and stderr on pipes (not a
+/// terminal: a followed operation prints plain progress lines) and without the
+/// `INFLUX_PROXY_*` variables of the environment, until it exits. Panics (after SIGKILL)
+/// when it runs longer than [`CTL_TIMEOUT`].
+pub fn ctl(args: &[&str]) -> CtlRun {
+    let mut command = Command::new(binary());
+    command
+        .arg("ctl")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in [
+        "INFLUX_PROXY_CONFIG",
+        "INFLUX_PROXY_URL",
+        "INFLUX_PROXY_USERNAME",
+        "INFLUX_PROXY_PASSWORD",
+    ] {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary().display()));
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = wait_timeout(&mut child, CTL_TIMEOUT);
+    if status.is_none() {
+        kill_and_reap(&mut child);
+    }
+    let run = CtlRun {
+        code: status.and_then(|s| s.code()),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    assert!(
+        status.is_some(),
+        "influx-proxy ctl {args:?} did not exit within {CTL_TIMEOUT:?}:\n{run}"
+    );
+    run
 }
 
 /// How long the proxy may take to answer `/ping` after start (WAL recovery included).
@@ -344,6 +419,16 @@ impl Proxy {
         serde_json::from_slice(&fs::read(&self.config_path).unwrap()).unwrap()
     }
 
+    /// [`ctl`] with `--config <proxy.json>` first: address and credentials from the file.
+    pub fn ctl(&self, args: &[&str]) -> CtlRun {
+        let config = self.config_path.to_string_lossy().into_owned();
+        let all: Vec<&str> = ["--config", config.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        ctl(&all)
+    }
+
     /// Everything the proxy printed so far (all runs).
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
@@ -431,8 +516,19 @@ pub fn two_by_two() -> (Vec<Influxd>, Value) {
 
 /// [`two_by_two`] with each `influxd` started by `spawn` (e.g. [`Influxd::spawn_logging_queries`]).
 pub fn two_by_two_of(spawn: fn() -> Influxd) -> (Vec<Influxd>, Value) {
-    let influxds: Vec<Influxd> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..4).map(|_| scope.spawn(spawn)).collect();
+    let influxds = influxds(4, spawn);
+    let urls: Vec<&str> = influxds
+        .iter()
+        .map(|influxd| influxd.url.as_str())
+        .collect();
+    let config = circles_config(&[&urls[0..2], &urls[2..4]]);
+    (influxds, config)
+}
+
+/// `n` fresh `influxd`, started in parallel by `spawn` (e.g. [`Influxd::spawn`]).
+pub fn influxds(n: usize, spawn: fn() -> Influxd) -> Vec<Influxd> {
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..n).map(|_| scope.spawn(spawn)).collect();
         handles
             .into_iter()
             .map(|handle| {
@@ -441,13 +537,7 @@ pub fn two_by_two_of(spawn: fn() -> Influxd) -> (Vec<Influxd>, Value) {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
-    });
-    let urls: Vec<&str> = influxds
-        .iter()
-        .map(|influxd| influxd.url.as_str())
-        .collect();
-    let config = circles_config(&[&urls[0..2], &urls[2..4]]);
-    (influxds, config)
+    })
 }
 
 /// Writes `config` to `dir/proxy.json` and starts the binary on it, output discarded, not

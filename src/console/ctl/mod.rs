@@ -278,7 +278,8 @@ impl Ctx {
                 }
                 Err(e) => {
                     return Err(CtlError::Config(format!(
-                        "{}: {e}\n(pass --url, and --username/--password if needed, to reach the proxy without it)",
+                        "{}: {e}\n(the packaged file is readable by root and the influx-proxy \
+                         group: use sudo; or pass --url, and --username/--password if needed)",
                         path.display()
                     )))
                 }
