@@ -183,11 +183,9 @@ impl JobView {
 
     /// `5/12 measurements (41%)`.
     fn fraction(&self) -> String {
-        let pct = if self.total > 0 {
-            format!(" ({}%)", self.done * 100 / self.total)
-        } else {
-            String::new()
-        };
+        let pct = (self.done * 100)
+            .checked_div(self.total)
+            .map_or_else(String::new, |p| format!(" ({p}%)"));
         format!(
             "{}/{} {}{pct}",
             count(self.done),

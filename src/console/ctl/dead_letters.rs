@@ -2,7 +2,7 @@
 //! with their cause, export them to a file, replay them once the cause is fixed, purge them.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -111,7 +111,7 @@ fn render(list: &Value) -> String {
     t.render()
 }
 
-fn export(ctx: &Ctx, backend: &str, db: Option<&str>, file: &PathBuf) -> Outcome {
+fn export(ctx: &Ctx, backend: &str, db: Option<&str>, file: &Path) -> Outcome {
     let mut query = vec![("backend", backend)];
     if let Some(db) = db {
         query.push(("db", db));

@@ -6,7 +6,7 @@
 //! keeps running in the proxy, and `ctl watch` re-attaches to whatever runs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -259,7 +259,7 @@ pub(super) fn rebalance(ctx: &Ctx, args: &RebalanceArgs) -> Outcome {
 
 /// The backends of circle `circle` in the config `old` that the running proxy no longer
 /// has, as `/rebalance?operation=rm` takes them (plaintext credentials).
-fn removed_backends(ctx: &Ctx, circle: usize, old: &PathBuf) -> Result<Value, CtlError> {
+fn removed_backends(ctx: &Ctx, circle: usize, old: &Path) -> Result<Value, CtlError> {
     let old_config =
         Config::load(old).map_err(|e| CtlError::Config(format!("{}: {e}", old.display())))?;
     let running = ctx.target.get_json("/health?version=2.5")?;

@@ -9,7 +9,7 @@
 //! proxy runs that config (its sources are the circle's backends, plus the removed ones).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -268,7 +268,7 @@ fn render(w: &WhatIf, file: &str) -> String {
 /// `ctl placement --what-if FILE`.
 fn what_if(
     ctx: &Ctx,
-    path: &PathBuf,
+    path: &Path,
     db: Option<&str>,
     measurement: Option<&str>,
     sizes: bool,
