@@ -201,15 +201,29 @@ fn status_placement_and_the_exit_codes_an_operator_scripts_on() {
     assert!(unknown.stderr.contains("unknown circle"), "{unknown}");
 
     servers[1].kill9();
+    let db = unique_db("status");
+    let create = format!("CREATE DATABASE {db}");
+    let auth = [("u", "admin"), ("p", "s3cret")];
+    let q = [("q", create.as_str()), auth[0], auth[1]];
+    assert_eq!(http::query_post(&proxy.url, &q).status, 200);
+    let write = http::write_with(
+        &proxy.url,
+        &format!("db={db}&u=admin&p=s3cret"),
+        format!("cpu v=1 {T0}\n"),
+        false,
+    );
+    assert_eq!(write.status, 204, "{}", write.body);
+    // The write waits in the down backend's queue, and its age grows.
     let mut last = None;
-    let down = wait_until(WAIT, || {
-        let run = proxy.ctl(&["status"]);
-        let is_down = run.code == Some(4);
+    let waiting = wait_until(WAIT, || {
+        let run = proxy.ctl(&["status", "--json"]);
+        let b = json_of(&run)["circles"][1]["backends"][0].clone();
         last = Some(run);
-        is_down
+        b["active"] == false && b["queue_points"] == 1 && b["oldest_age_s"].as_u64() >= Some(1)
     });
-    let last = last.unwrap();
-    assert!(down, "{last}");
+    assert!(waiting, "{}", last.unwrap());
+    let last = proxy.ctl(&["status"]);
+    assert_exit(&last, 4);
     assert!(last.stdout.contains("DOWN"), "{last}");
     assert!(
         last.stdout.contains("backend influxdb-2-1"),

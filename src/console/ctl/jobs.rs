@@ -229,13 +229,17 @@ fn start(
     body: Option<&Value>,
 ) -> Result<u64, CtlError> {
     let posted = ctx.target.post(path, &pairs(query), body)?;
-    posted.job.ok_or_else(|| {
-        CtlError::Refused(format!(
-            "{} refused: {}",
-            path.trim_start_matches('/'),
-            posted.text.trim()
-        ))
-    })
+    let operation = path.trim_start_matches('/');
+    match (posted.job, posted.text.trim()) {
+        (Some(id), _) => Ok(id),
+        // A proxy older than this console starts jobs without naming them.
+        (None, "accepted") => Err(CtlError::Refused(format!(
+            "{operation} started, but the proxy names no job to follow (it is older than this \
+             console): follow it with GET /migrate/stats"
+        ))),
+        // Busy: the Go proxy's answer, 202 with the reason.
+        (None, reason) => Err(CtlError::Refused(format!("{operation} refused: {reason}"))),
+    }
 }
 
 /// `ctl rebalance`.
