@@ -260,6 +260,7 @@ fn compare_repair_recovery_resync_and_watch_follow_the_jobs_they_start() {
     assert!(repair.stdout.contains(" done in "), "{repair}");
     assert_eq!(b.count(&db, "m1"), 1, "{repair}");
     assert_exit(&proxy.ctl(&["compare", "--db", &db]), 0);
+    assert_exit(&proxy.ctl(&["compare", "--db", &db, "--deep"]), 0);
 
     b.drop_db(&db);
     let recovery = proxy.ctl(&["recovery", "--from", "circle-1", "--to", "circle-2"]);

@@ -144,6 +144,10 @@ pub(crate) struct Scope {
     /// Buckets are not split below this many seconds [default: 60]
     #[arg(long, value_name = "SECONDS")]
     min_bucket: Option<u64>,
+    /// Compare the full digest (every field's count and sum) of every bucket from the start,
+    /// instead of one field's count first
+    #[arg(long)]
+    deep: bool,
 }
 
 impl Scope {
@@ -159,6 +163,9 @@ impl Scope {
             ("min_bucket", self.min_bucket.map(|n| n.to_string())),
         ];
         q.extend(numbers.into_iter().filter_map(|(k, v)| Some((k, v?))));
+        if self.deep {
+            q.push(("deep", "true".to_string()));
+        }
         q
     }
 }
@@ -603,13 +610,15 @@ mod tests {
             end: Some(20),
             last: Some(3600),
             min_bucket: None,
+            deep: true,
         };
         assert_eq!(
             s.query(),
             [
                 ("dbs", "a,b".to_string()),
                 ("end", "20".to_string()),
-                ("seconds", "3600".to_string())
+                ("seconds", "3600".to_string()),
+                ("deep", "true".to_string())
             ]
         );
     }
