@@ -236,6 +236,65 @@ fn error_message(body: &str) -> String {
         .unwrap_or_else(|| body.trim().to_string())
 }
 
+/// Config files tried, in order, when `--config` is not given: the proxy's own default (the
+/// working directory), then the packages' path.
+pub const DEFAULT_CONFIGS: [&str; 2] = [crate::cli::DEFAULT_CONFIG, "/etc/influx-proxy/proxy.json"];
+
+/// The flags that say which proxy to ask and how (shared by every console command).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// The proxy's config file: its address, TLS and credentials
+    /// [default: ./proxy.json, else /etc/influx-proxy/proxy.json, when present]
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+    /// The proxy's base URL, e.g. https://proxy:7076 [default: from the config]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// User name [default: from the config]
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Password [default: from the config]
+    #[arg(long, short = 'p')]
+    pub password: Option<String>,
+    /// Accept any TLS certificate of the proxy
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+}
+
+impl ConnectArgs {
+    /// The config named by `--config`, else the first of [`DEFAULT_CONFIGS`] that exists
+    /// (`None`: no file, defaults apply).
+    pub fn load_config(&self) -> Result<Option<Config>, ConsoleError> {
+        let path = match &self.config {
+            Some(path) => path.clone(),
+            None => match DEFAULT_CONFIGS
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.is_file())
+            {
+                Some(path) => path,
+                None => return Ok(None),
+            },
+        };
+        Config::load(&path)
+            .map(Some)
+            .map_err(|e| ConsoleError::Config(e.to_string()))
+    }
+
+    /// The proxy these flags name, each request bounded by `timeout`.
+    pub fn target(&self, timeout: Duration) -> Result<Target, ConsoleError> {
+        let config = self.load_config()?;
+        let options = Options {
+            url: self.url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            insecure: self.insecure,
+            timeout: Some(timeout),
+        };
+        Target::new(config.as_ref(), &options)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! `/health` and the operation endpoints expose to everyone else (Prometheus included).
 
 pub mod client;
+pub mod top;
 
 pub use client::{ConsoleError, Target};
 
@@ -14,6 +15,9 @@ use std::process::ExitCode;
 
 /// Runs a console command; `args` start with the subcommand (`ctl` or `top`).
 pub fn run(args: Vec<String>) -> ExitCode {
+    if args.first().map(String::as_str) == Some("top") {
+        return top::run(args);
+    }
     eprintln!(
         "influx-proxy {}: not built yet",
         args.first().map_or("", String::as_str)
