@@ -299,7 +299,11 @@ fn migration_line(m: &MigrationRow) -> Line<'static> {
 }
 
 fn status_line(frame: &Frame, source: &Source) -> Line<'static> {
-    let every = secs(source.interval.as_secs_f64());
+    let every = if source.interval < std::time::Duration::from_secs(1) {
+        format!("{}ms", source.interval.as_millis())
+    } else {
+        secs(source.interval.as_secs_f64())
+    };
     match &frame.error {
         Some((error, times)) => Line::from(Span::styled(
             format!("scrape failed ({times} in a row; retrying every {every}): {error}"),
