@@ -7,6 +7,7 @@
 //! seen with its progress bar.
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -266,6 +267,52 @@ fn top_keeps_retrying_a_proxy_it_cannot_reach_and_still_quits_on_escape() {
         screen.contains("top exited with 0")
     });
     assert!(exited, "top did not quit on Esc:\n{screen}");
+}
+
+#[test]
+fn top_once_prints_one_plain_frame_for_scripts_and_fails_with_the_reason() {
+    let busy = busy();
+    let once = |args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        Command::new(binary())
+            .args(["top", "--once"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let config = busy.proxy.config_path.to_string_lossy().into_owned();
+    let mut text = String::new();
+    // Rates need traffic in the interval between its two scrapes.
+    let shown = wait_until(LONG, || {
+        let out = once(&["--config", &config]);
+        assert!(out.status.success(), "{out:?}");
+        text = String::from_utf8(out.stdout).unwrap();
+        BACKENDS.iter().all(|b| {
+            backend_row(&text, b)
+                .and_then(|r| r.get(3).and_then(|v| number(v)))
+                .is_some_and(|v| v > 0.0)
+        })
+    });
+    assert!(shown, "{text}");
+    assert!(
+        text.contains("influx-proxy top  http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("q quit"),
+        "no keys without a terminal: {text}"
+    );
+
+    let out = once(&["--url", "http://127.0.0.1:1", "--interval", "100ms"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the proxy at http://127.0.0.1:1/metrics"),
+        "{stderr}"
+    );
+    let usage = once(&["--interval", "soon"]);
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
 }
 
 /// `influx_proxy_*` and `process_*` names in a PromQL expression.

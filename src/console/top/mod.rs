@@ -135,9 +135,12 @@ fn once(target: &Target, source: &Source) -> Result<(), String> {
     scrape(target).map(|m| take(&mut model, Instant::now(), Ok(m)))?;
     std::thread::sleep(source.interval);
     scrape(target).map(|m| take(&mut model, Instant::now(), Ok(m)))?;
-    let width = ratatui::crossterm::terminal::size()
-        .map(|(w, _)| w)
-        .unwrap_or(PLAIN_WIDTH);
+    // A terminal's width; a pipe's is fixed, whatever terminal the process came from.
+    let width = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        ratatui::crossterm::terminal::size().map_or(PLAIN_WIDTH, |(w, _)| w)
+    } else {
+        PLAIN_WIDTH
+    };
     print!(
         "{}",
         view::plain(&model.frame(), &Ui::default(), source, width)
@@ -145,12 +148,12 @@ fn once(target: &Target, source: &Source) -> Result<(), String> {
     Ok(())
 }
 
+/// A scrape's outcome and when it came.
+type Scraped = (Instant, Result<Metrics, String>);
+
 /// Scrapes `target` every `interval` on a thread of its own, for as long as the receiver
 /// lives.
-fn spawn_scraper(
-    target: Target,
-    interval: Duration,
-) -> Result<mpsc::Receiver<(Instant, Result<Metrics, String>)>, String> {
+fn spawn_scraper(target: Target, interval: Duration) -> Result<mpsc::Receiver<Scraped>, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("top-scrape".into())

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sample {
     /// Its label pairs, in the order written.
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
     /// Its value.
     pub value: f64,
 }
@@ -119,8 +119,11 @@ fn is_metric_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// Label pairs, in the order written.
+type Labels = Vec<(String, String)>;
+
 /// The labels after `{`, up to and including `}`; returns them and the text after `}`.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), &'static str> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), &'static str> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();

@@ -137,22 +137,26 @@ fn header_line(frame: &Frame, source: &Source) -> Line<'static> {
     Line::from(spans)
 }
 
+/// The backends' columns: the sort each stands for, heading, width (0: as wide as the widest
+/// name shown, so narrow terminals keep the numbers).
 const BACKEND_COLUMNS: [(SortBy, &str, u16); 10] = [
-    (SortBy::Circle, "circle", 14),
-    (SortBy::Name, "backend", 20),
+    (SortBy::Circle, "circle", 0),
+    (SortBy::Name, "backend", 0),
     (SortBy::Circle, "state", 8),
-    (SortBy::PointsIn, "in/s", 9),
-    (SortBy::Delivered, "out/s", 9),
-    (SortBy::Queue, "queue", 9),
-    (SortBy::Queue, "records", 8),
-    (SortBy::Age, "age", 8),
-    (SortBy::Latency, "p99", 9),
-    (SortBy::Dead, "dead", 8),
+    (SortBy::PointsIn, "in/s", 7),
+    (SortBy::Delivered, "out/s", 7),
+    (SortBy::Queue, "queue", 7),
+    (SortBy::Queue, "records", 7),
+    (SortBy::Age, "age", 6),
+    (SortBy::Latency, "p99", 8),
+    (SortBy::Dead, "dead", 7),
 ];
 
 fn draw_backends(f: &mut ratatui::Frame<'_>, area: Rect, rows: &[BackendRow], all: usize, ui: &Ui) {
     let header = Row::new(BACKEND_COLUMNS.iter().map(|(by, name, _)| {
-        let sorted = *by == ui.sort && by.heading() == *name;
+        // The default order (circles and backends as configured) needs no mark.
+        let marked = ui.sort != SortBy::Circle || ui.reverse;
+        let sorted = marked && *by == ui.sort && by.heading() == *name;
         let style = if sorted {
             Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
         } else {
@@ -166,7 +170,22 @@ fn draw_backends(f: &mut ratatui::Frame<'_>, area: Rect, rows: &[BackendRow], al
         Cell::from(format!("{name}{arrow}")).style(style)
     }));
     let body: Vec<Row<'_>> = rows.iter().map(backend_row).collect();
-    let widths = BACKEND_COLUMNS.map(|(_, _, w)| Constraint::Length(w));
+    let widest = |name: &dyn Fn(&BackendRow) -> usize, heading: &str| {
+        let w = rows
+            .iter()
+            .map(name)
+            .max()
+            .unwrap_or(0)
+            .max(heading.len() + 2);
+        u16::try_from(w).unwrap_or(u16::MAX)
+    };
+    let widths = BACKEND_COLUMNS.map(|(by, heading, w)| {
+        Constraint::Length(match (w, by) {
+            (0, SortBy::Circle) => widest(&|r| r.circle.chars().count(), heading),
+            (0, _) => widest(&|r| r.name.chars().count(), heading),
+            (w, _) => w,
+        })
+    });
     let mut title = format!(" backends ({}", rows.len());
     if rows.len() != all {
         title.push_str(&format!(" of {all}"));
@@ -309,6 +328,7 @@ fn status_line(frame: &Frame, source: &Source) -> Line<'static> {
             format!("scrape failed ({times} in a row; retrying every {every}): {error}"),
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         )),
+        None if !source.interactive => Line::from(""),
         None if frame.overview.is_none() => Line::from("connecting..."),
         None if frame.interval.is_none() => {
             Line::from(format!("rates after the next scrape (every {every})"))
