@@ -186,6 +186,7 @@ expect_stat "$CONFIG" file root:"$USER_NAME" 640
 expect_stat "$DEFAULTS" file root:root 644
 expect_stat /usr/share/doc/influx-proxy/README.md file root:root 644
 expect_stat /usr/share/doc/influx-proxy/packaging.md file root:root 644
+expect_stat /usr/share/influx-proxy/grafana/influx-proxy.json file root:root 644
 expect_stat "$DATA_DIR" dir "$USER_NAME:$USER_NAME" 750
 expect_stat "$LOG_DIR" dir "$USER_NAME:$USER_NAME" 750
 cmp -s "$BIN" "$BUILT_BIN" || fail "$BIN differs from the built $BUILT_BIN"
@@ -412,7 +413,8 @@ rpm -qpl "$RPM" >"$WORK/rpm.files"
 sed 's/^/    /' "$WORK/rpm.files"
 for f in /usr/bin/influx-proxy /usr/lib/systemd/system/influx-proxy.service \
     /etc/influx-proxy/proxy.json /etc/sysconfig/influx-proxy \
-    /usr/share/doc/influx-proxy/README.md /usr/share/doc/influx-proxy/packaging.md; do
+    /usr/share/doc/influx-proxy/README.md /usr/share/doc/influx-proxy/packaging.md \
+    /usr/share/influx-proxy/grafana/influx-proxy.json; do
     grep -qx "$f" "$WORK/rpm.files" || fail "$f is not in the rpm"
 done
 ok "rpm -qpl lists every expected path"
@@ -428,6 +430,7 @@ expect_rpm_attr "/etc/sysconfig/influx-proxy cn -rw-r--r-- root:root"
 expect_rpm_attr "/usr/bin/influx-proxy  -rwxr-xr-x root:root"
 expect_rpm_attr "/usr/lib/systemd/system/influx-proxy.service  -rw-r--r-- root:root"
 expect_rpm_attr "/usr/share/doc/influx-proxy/README.md d -rw-r--r-- root:root"
+expect_rpm_attr "/usr/share/influx-proxy/grafana/influx-proxy.json  -rw-r--r-- root:root"
 
 rpm -qp --scripts "$RPM" >"$WORK/rpm.scripts"
 for s in preinstall postinstall preuninstall postuninstall; do

@@ -58,6 +58,7 @@ stage() {
     install -D -m 644 packaging/influx-proxy.default "$dir/$3"
     install -D -m 644 README.md "$dir/usr/share/doc/influx-proxy/README.md"
     install -D -m 644 docs/packaging.md "$dir/usr/share/doc/influx-proxy/packaging.md"
+    install -D -m 644 packaging/grafana/influx-proxy.json "$dir/usr/share/influx-proxy/grafana/influx-proxy.json"
 }
 
 # --- .deb --------------------------------------------------------------------

@@ -17,7 +17,7 @@ cd "$ROOT"
 . "$ROOT/scripts/stages.sh"
 
 # The tests start these real servers themselves.
-for need in influxd:influxdb prometheus:prometheus strace:strace openssl:openssl curl:curl; do
+for need in influxd:influxdb prometheus:prometheus strace:strace tmux:tmux openssl:openssl curl:curl; do
     command -v "${need%%:*}" >/dev/null || {
         echo "${need%%:*} not found: install the Debian package '${need#*:}' (apt-get install ${need#*:})" >&2
         exit 1

@@ -18,6 +18,7 @@ use tracing::error;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{msg, Backend, BackendActor, Settings};
+use crate::metrics::Counter;
 use crate::ring::Ring;
 use crate::wal::Wal;
 
@@ -152,6 +153,9 @@ pub(crate) struct Circle {
     /// A migration job writes into this circle: reads avoid it (its data is
     /// incomplete) while writes keep flowing. Survives config reloads.
     pub migrating: Arc<AtomicBool>,
+    /// Reads this circle answered (`/metrics`: each circle's share of the reads). Survives
+    /// config reloads, like `migrating`.
+    pub reads: Arc<Counter>,
 }
 
 impl Circle {

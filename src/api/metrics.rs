@@ -33,6 +33,7 @@ pub(super) async fn metrics(
     encode_cluster(&mut enc, &state.cluster());
     encode_memory(&mut enc, &state);
     encode_wal_storage(&mut enc, &state.cluster());
+    crate::migrate::metrics::encode(&mut enc, &state.cluster(), state.migration());
     crate::udp::encode_metrics(&mut enc);
     metrics::global().encode_into(&mut enc);
     metrics::encode_process(&mut enc);
@@ -122,6 +123,12 @@ fn encode_wal_storage(enc: &mut Encoder, cluster: &Cluster) {
         );
     }
     enc.single(
+        "influx_proxy_wal_disk_bytes",
+        "Bytes the write-ahead queue's files take on data_dir's filesystem.",
+        MetricType::Gauge,
+        cluster.wal_disk_bytes(),
+    );
+    enc.single(
         "influx_proxy_wal_min_free_bytes",
         "The free-space reserve (wal_min_free_mb): new writes get 503 while less is free.",
         MetricType::Gauge,
@@ -172,6 +179,31 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
             "influx_proxy_circle_active",
             &[("circle", &c.name)],
             c.is_active(),
+        );
+    }
+    enc.header(
+        "influx_proxy_circle_migrating",
+        "1 while a migration writes into the circle (reads avoid it).",
+        MetricType::Gauge,
+    );
+    for c in &cluster.circles {
+        enc.sample(
+            "influx_proxy_circle_migrating",
+            &[("circle", &c.name)],
+            c.is_migrating(),
+        );
+    }
+    enc.header(
+        "influx_proxy_circle_reads_total",
+        "Reads the circle answered (queries, Flux, Prometheus remote reads): how reads \
+         spread over the circles.",
+        MetricType::Counter,
+    );
+    for c in &cluster.circles {
+        enc.sample(
+            "influx_proxy_circle_reads_total",
+            &[("circle", &c.name)],
+            c.reads.get(),
         );
     }
     per_backend(
@@ -238,6 +270,14 @@ fn encode_cluster(enc: &mut Encoder, cluster: &Cluster) {
          records recovered at start count from the start).",
         MetricType::Gauge,
         |b| b.queue.stats.oldest_age().as_secs_f64(),
+    );
+    per_backend(
+        enc,
+        cluster,
+        "influx_proxy_backend_queued_points_total",
+        "Points accepted into the backend's write-ahead queue (writes and migration copies).",
+        MetricType::Counter,
+        |b| b.queue.stats.snapshot().appended_points,
     );
     per_backend(
         enc,

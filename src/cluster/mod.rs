@@ -159,6 +159,11 @@ impl Cluster {
         self.wal.storage_state()
     }
 
+    /// Bytes the write-ahead queue's files take on disk (`/metrics`).
+    pub(crate) fn wal_disk_bytes(&self) -> u64 {
+        self.wal.disk_bytes()
+    }
+
     /// The write-ahead queue's memory (`/metrics`).
     pub(crate) fn wal_memory(&self) -> Option<wal::MemoryUsage> {
         self.wal.memory_usage()
@@ -223,16 +228,16 @@ impl Cluster {
                 }
                 backends.push(handle);
             }
-            let migrating = previous
-                .and_then(|p| p.circles.get(id))
-                .map(|c| c.migrating.clone())
-                .unwrap_or_default();
+            let before = previous.and_then(|p| p.circles.get(id));
+            let migrating = before.map(|c| c.migrating.clone()).unwrap_or_default();
+            let reads = before.map(|c| c.reads.clone()).unwrap_or_default();
             circles.push(Arc::new(Circle {
                 id,
                 name: cc.name.clone(),
                 ring: placement::ring(config, cc),
                 backends,
                 migrating,
+                reads,
             }));
         }
         let supervisors = circles

@@ -152,6 +152,7 @@ mod tests {
             ring: Ring::new(&["0".to_string(), "1".to_string()], 256),
             backends: Vec::new(),
             migrating: Default::default(),
+            reads: Default::default(),
         }
     }
 

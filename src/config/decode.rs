@@ -1016,8 +1016,8 @@ fn duration(cx: &mut Cx, path: &str, node: Option<&Node>) -> Option<Duration> {
 }
 
 /// Go's `time.ParseDuration` for non-negative values: decimal numbers each with a unit (`ns`,
-/// `us`, `µs`, `ms`, `s`, `m`, `h`), e.g. `1h2m0.5s`.
-fn parse_go_duration(text: &str) -> Option<Duration> {
+/// `us`, `µs`, `ms`, `s`, `m`, `h`), e.g. `1h2m0.5s`. Also the console's `--interval`.
+pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
     let mut rest = text;
     let mut total = 0f64;
     if rest.is_empty() {

@@ -57,6 +57,7 @@ mod test_support;
 mod udp_tests;
 mod validate;
 
+pub(crate) use decode::parse_go_duration;
 pub use decode::Format;
 pub use model::{
     BackendConfig, CircleConfig, Config, Error, LineRule, MeasurementMatch, Pattern, Result,

@@ -346,6 +346,94 @@ fn error_message(body: &str) -> String {
         .unwrap_or_else(|| body.trim().to_string())
 }
 
+/// Config files tried, in order, when `--config` is not given: the packages' path (an operator
+/// on a packaged host runs the console from anywhere), then the proxy's own default (the
+/// working directory).
+pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/influx-proxy/proxy.json", crate::cli::DEFAULT_CONFIG];
+
+/// The flags that say which proxy to ask and how, shared by every console command (`ctl`'s
+/// subcommands take them anywhere on the line).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// The proxy's config file: its address, credentials and TLS are used [default:
+    /// /etc/influx-proxy/proxy.json if it exists, else ./proxy.json if it exists]
+    #[arg(long, global = true, value_name = "PATH", env = "INFLUX_PROXY_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// The proxy's base URL, e.g. https://proxy:7076 [default: from the config's listen_addr
+    /// and https_enabled]
+    #[arg(long, global = true, value_name = "URL", env = "INFLUX_PROXY_URL")]
+    pub url: Option<String>,
+    /// User name [default: the config's]
+    #[arg(
+        long,
+        short = 'u',
+        global = true,
+        value_name = "NAME",
+        env = "INFLUX_PROXY_USERNAME"
+    )]
+    pub username: Option<String>,
+    /// Password [default: the config's]
+    #[arg(
+        long,
+        short = 'p',
+        global = true,
+        value_name = "PASSWORD",
+        env = "INFLUX_PROXY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Accept any TLS certificate from the proxy
+    #[arg(long, global = true)]
+    pub insecure: bool,
+}
+
+impl ConnectArgs {
+    /// The config file to read: `--config` (or `INFLUX_PROXY_CONFIG`), else the first of
+    /// [`DEFAULT_CONFIGS`] that exists.
+    pub fn config_path(&self) -> Option<std::path::PathBuf> {
+        if let Some(p) = &self.config {
+            return Some(p.clone());
+        }
+        DEFAULT_CONFIGS
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.is_file())
+    }
+
+    /// The config [`ConnectArgs::config_path`] names (`None`: no file, defaults apply). With
+    /// `--url` given, a file that cannot be read is not needed: a warning, not an error.
+    pub fn load_config(&self) -> Result<Option<Config>, ConsoleError> {
+        let Some(path) = self.config_path() else {
+            return Ok(None);
+        };
+        match Config::load(&path) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if self.url.is_some() => {
+                eprintln!("influx-proxy: ignoring {}: {e}", path.display());
+                Ok(None)
+            }
+            Err(e) => Err(ConsoleError::Config(format!(
+                "{}: {e}\n(the packaged file is readable by root and the influx-proxy group: use \
+                 sudo; or pass --url, and --username/--password if needed)",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The proxy these flags name, each request bounded by `timeout`.
+    pub fn target(&self, timeout: Duration) -> Result<Target, ConsoleError> {
+        let config = self.load_config()?;
+        let options = Options {
+            url: self.url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            insecure: self.insecure,
+            timeout: Some(timeout),
+        };
+        Target::new(config.as_ref(), &options)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

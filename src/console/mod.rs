@@ -11,6 +11,7 @@
 pub mod client;
 mod ctl;
 mod progress;
+pub mod top;
 
 pub use client::{ConsoleError, Target};
 
@@ -20,16 +21,10 @@ use std::process::ExitCode;
 pub fn run(args: Vec<String>) -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ctl") => ctl::run(args),
-        Some("top") => top(args),
+        Some("top") => top::run(args),
         other => {
             eprintln!("influx-proxy: unknown console command {other:?}");
             ExitCode::from(2)
         }
     }
-}
-
-/// `influx-proxy top`: the terminal dashboard.
-fn top(_args: Vec<String>) -> ExitCode {
-    eprintln!("influx-proxy top: not built yet");
-    ExitCode::from(2)
 }

@@ -119,6 +119,16 @@ impl History {
         }
     }
 
+    /// Jobs of `kind` not done yet (running or delivering).
+    pub(crate) fn unfinished(&self, kind: JobKind) -> u32 {
+        let n = self
+            .jobs
+            .iter()
+            .filter(|j| j.operation == kind.name() && j.phase != Phase::Done)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Every job kept, oldest first, with `elapsed_s` of the running ones brought up to now.
     pub(crate) fn list(&self) -> Vec<JobRecord> {
         self.jobs

@@ -20,7 +20,8 @@
 //! One job runs at a time per circle (resync: at a time per proxy); a circle
 //! that receives data is flagged *migrating* and reads avoid it. The flag is
 //! also sent to every proxy of `ha_addrs`. Progress is kept per source
-//! backend (`/migrate/stats`) and logged to `<mlog_dir>/<operation>.log`.
+//! backend (`/migrate/stats`, and `/metrics` through [`metrics`]) and logged to
+//! `<mlog_dir>/<operation>.log`.
 //!
 //! A job is done, and its flags cleared here and on every proxy, once the
 //! destinations have delivered what it appended to their queues, not once
@@ -33,6 +34,7 @@ pub(crate) mod antientropy;
 pub(crate) mod convert;
 pub(crate) mod copy;
 pub(crate) mod history;
+pub(crate) mod metrics;
 pub(crate) mod repair;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -94,6 +96,15 @@ impl JobKind {
             _ => None,
         }
     }
+
+    /// Every kind, in the order `/metrics` lists them.
+    pub(crate) const ALL: [JobKind; 5] = [
+        JobKind::Rebalance,
+        JobKind::Recovery,
+        JobKind::Resync,
+        JobKind::Clear,
+        JobKind::Repair,
+    ];
 
     /// Lower-case name (log file name).
     pub(crate) fn name(self) -> &'static str {
@@ -250,6 +261,26 @@ pub(crate) struct Jobs {
     repair: Mutex<repair::RepairProgress>,
     /// Every job since the start, with its id and phase.
     history: Mutex<history::History>,
+    /// Points copied since start by each source of each kind of job: only grows, unlike a
+    /// job's [`Stats::points`], so `/metrics` can offer a rate (`/metrics`).
+    copied: Mutex<BTreeMap<Source, u64>>,
+}
+
+/// Who copied: the kind of job, the circle its stats are kept under (`None`: a repair, which
+/// spans every circle) and the source backend's URL (empty for a repair).
+pub(crate) type Source = (JobKind, Option<usize>, String);
+
+/// One source backend's progress in the current or last job of its kind on a circle, as
+/// `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SourceProgress {
+    /// Which job and source.
+    pub source: Source,
+    /// Steps the job walks on this source: measurements (rebalance, recovery, resync, clear)
+    /// or differing buckets (repair).
+    pub steps: u64,
+    /// Steps walked.
+    pub steps_done: u64,
 }
 
 impl Jobs {
@@ -294,12 +325,69 @@ impl Jobs {
 
     fn update(&self, circle: usize, kind: JobKind, url: &str, f: impl FnOnce(&mut Stats)) {
         self.steps.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let mut all = self.stats.lock();
-        f(all
-            .entry((circle, kind))
-            .or_default()
-            .entry(url.to_string())
-            .or_default());
+        let copied = {
+            let mut all = self.stats.lock();
+            let stats = all
+                .entry((circle, kind))
+                .or_default()
+                .entry(url.to_string())
+                .or_default();
+            let before = stats.points;
+            f(stats);
+            stats.points.saturating_sub(before)
+        };
+        if copied > 0 {
+            self.count_copied((kind, Some(circle), url.to_string()), copied);
+        }
+    }
+
+    /// Adds `points` to what `source` copied since start.
+    fn count_copied(&self, source: Source, points: u64) {
+        *self.copied.lock().entry(source).or_default() += points;
+    }
+
+    /// Jobs of `kind` not yet done (running or delivering), from the job history.
+    pub(crate) fn running(&self, kind: JobKind) -> u32 {
+        self.history.lock().unfinished(kind)
+    }
+
+    /// Points each source copied since start, by source.
+    pub(crate) fn copied(&self) -> Vec<(Source, u64)> {
+        let copied = self.copied.lock();
+        copied.iter().map(|(s, n)| (s.clone(), *n)).collect()
+    }
+
+    /// The progress of the current or last job of each kind on each circle, by source, and
+    /// of the current or last repair; in a stable order.
+    pub(crate) fn progress(&self) -> Vec<SourceProgress> {
+        let mut out: Vec<SourceProgress> = {
+            let all = self.stats.lock();
+            all.iter()
+                .flat_map(|(&(circle, kind), sources)| {
+                    sources.iter().map(move |(url, s)| SourceProgress {
+                        source: (kind, Some(circle), url.clone()),
+                        steps: s.measurement_total,
+                        steps_done: s.measurement_done,
+                    })
+                })
+                .collect()
+        };
+        let repair = self.repair.lock();
+        if !repair.phase.is_empty() {
+            out.push(SourceProgress {
+                source: (JobKind::Repair, None, String::new()),
+                steps: repair.buckets_total,
+                steps_done: repair.buckets_done,
+            });
+        }
+        out.sort_by(|a, b| a.source.cmp(&b.source));
+        out
+    }
+
+    /// Points the current or last repair has still to write (an estimate), once one ran.
+    pub(crate) fn repair_points_left(&self) -> Option<u64> {
+        let repair = self.repair.lock();
+        (!repair.phase.is_empty()).then_some(repair.points_left)
     }
 
     fn reset(&self, circle: usize, kind: JobKind, urls: &[String]) {
@@ -945,7 +1033,50 @@ async fn clear(
 
 #[cfg(test)]
 mod tests {
-    use super::interleave_by;
+    use super::{interleave_by, JobKind, Jobs, SourceProgress};
+
+    #[test]
+    fn copied_points_only_grow_across_jobs_while_progress_is_the_last_jobs() {
+        let jobs = Jobs::default();
+        let (a, b) = ("http://a:8086".to_string(), "http://b:8086".to_string());
+        jobs.reset(0, JobKind::Rebalance, std::slice::from_ref(&a));
+        jobs.update(0, JobKind::Rebalance, &a, |s| s.measurement_total = 4);
+        jobs.update(0, JobKind::Rebalance, &a, |s| {
+            s.measurement_done += 1;
+            s.points += 30;
+        });
+        let first = (JobKind::Rebalance, Some(0), a.clone());
+        assert_eq!(jobs.copied(), [(first.clone(), 30)]);
+        assert_eq!(
+            jobs.progress(),
+            [SourceProgress {
+                source: first.clone(),
+                steps: 4,
+                steps_done: 1,
+            }]
+        );
+        // The next job starts its stats afresh; what was copied stays counted.
+        jobs.reset(0, JobKind::Rebalance, std::slice::from_ref(&b));
+        jobs.update(0, JobKind::Rebalance, &b, |s| s.points += 5);
+        let second = (JobKind::Rebalance, Some(0), b.clone());
+        assert_eq!(jobs.copied(), [(first, 30), (second.clone(), 5)]);
+        let progress = jobs.progress();
+        assert_eq!(progress.len(), 1);
+        assert_eq!(progress[0].source, second);
+        assert_eq!(jobs.repair_points_left(), None);
+    }
+
+    #[test]
+    fn running_jobs_are_counted_by_kind_until_done() {
+        let jobs = Jobs::default();
+        let first = jobs.history.lock().start(JobKind::Rebalance, vec![0]);
+        let second = jobs.history.lock().start(JobKind::Rebalance, vec![1]);
+        jobs.history.lock().set_phase(second, history::Phase::Delivering);
+        assert_eq!(jobs.running(JobKind::Rebalance), 2);
+        assert_eq!(jobs.running(JobKind::Resync), 0);
+        jobs.history.lock().finish(first, history::Ended::default());
+        assert_eq!(jobs.running(JobKind::Rebalance), 1);
+    }
 
     #[test]
     fn copies_take_turns_between_sources_in_their_own_order() {

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 use super::antientropy::{self, Bucket, Scope};
 use super::copy::{self, Appended, Pace};
-use super::{Jobs, MigrationLog, Start};
+use super::{JobKind, Jobs, MigrationLog, Start};
 use crate::backend::catalog;
 use crate::backend::client;
 use crate::circle::BackendHandle;
@@ -236,6 +236,7 @@ pub(super) async fn run(
         match mend(&cx, bucket, &mut prepared).await {
             Ok(outcome) => {
                 state.points += outcome.points;
+                shared.count_copied((JobKind::Repair, None, String::new()), outcome.points);
                 state.conflicts += outcome.conflicts;
                 log.line(&format!(
                     "repaired db={} rp={} mm={} start={} end={} points={} conflicts={}",

@@ -43,7 +43,7 @@ use crate::cluster::Cluster;
 use crate::influxql::{self, Source, Statement};
 use crate::{schema, wal};
 use merge::Merge;
-use route::{circle_order, InFlight};
+use route::{circle_order, served, InFlight};
 use statements::{route, Run};
 
 /// Why a query failed as a whole.
@@ -276,10 +276,11 @@ async fn try_relay(
         drop(reads);
         match answer {
             Ok(response) => {
+                served(circle);
                 return Ok(Some(Relay {
                     response,
                     timeout: client.timeout(),
-                }))
+                }));
             }
             Err(e) if e.is_retryable() => {
                 warn!(backend = %handle.backend.info.name, error = %e, "Query failed; trying another circle.");
@@ -320,7 +321,10 @@ where
         let answer = send(client).await;
         drop(reads);
         match answer {
-            Ok(response) => return Ok(Relay { response, timeout }),
+            Ok(response) => {
+                served(circle);
+                return Ok(Relay { response, timeout });
+            }
             Err(e) => {
                 warn!(backend = %handle.backend.info.name, db, measurement, error = %e, "Read failed; trying another circle.");
                 failed.push(e);
@@ -537,7 +541,10 @@ async fn fan_out(
         let handles: Vec<&Arc<BackendHandle>> = circle.backends.iter().collect();
         let queries = vec![text.clone(); handles.len()];
         match ask_all(&handles, req, &p.db, &queries).await {
-            Ok(results) => return Ok(merge::merge(&results, how, 0, limit, offset)),
+            Ok(results) => {
+                served(circle);
+                return Ok(merge::merge(&results, how, 0, limit, offset));
+            }
             Err(e) => {
                 warn!(circle = %circle.name, error = %e, "Fan-out failed; trying another circle.");
                 failed.push(e);
@@ -614,7 +621,10 @@ async fn read_with_sources(
     let mut failed = Vec::new();
     for circle in circle_order(cluster, |c| (0..c.backends.len()).collect()) {
         match read_on_circle(cluster, circle, req, p).await {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                served(circle);
+                return Ok(v);
+            }
             Err(ReadError::Backend(e)) => {
                 warn!(circle = %circle.name, error = %e, "Read failed; trying another circle.");
                 failed.push(e);

@@ -7,7 +7,8 @@
 //! merely active come after them, in config order: their data may lag, so
 //! reading there is logged (at most once per [`STALE_WARN_INTERVAL`], with
 //! the number of such reads since the last warning) and counted in
-//! `/metrics` (`influx_proxy_stale_reads_total`).
+//! `/metrics` (`influx_proxy_stale_reads_total`). Each circle counts the reads it answered
+//! ([`served`], `influx_proxy_circle_reads_total`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -68,6 +69,12 @@ fn spread<T>(circles: &mut [(u64, T)]) {
     }
     // Stable: equal loads keep the rotated order.
     circles.sort_by_key(|(load, _)| *load);
+}
+
+/// `circle` answered a read: counted for `/metrics` (`influx_proxy_circle_reads_total`), so an
+/// operator sees how reads spread over the circles. One atomic add per read.
+pub(crate) fn served(circle: &Circle) {
+    circle.reads.inc();
 }
 
 /// Counts a read against the backends it runs on until dropped.

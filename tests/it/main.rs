@@ -26,6 +26,7 @@ mod rules;
 mod security;
 mod service;
 mod settings;
+mod top;
 mod udp;
 mod verdicts;
 mod write;

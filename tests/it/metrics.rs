@@ -319,3 +319,60 @@ fn metrics_and_pprof_need_auth_and_pprof_only_when_enabled() {
         "{text}"
     );
 }
+
+/// What `influx-proxy top` and the Grafana dashboard turn into rates: points queued per backend
+/// (only on the owners), reads answered per circle, and the queue's files on disk.
+#[test]
+fn points_queued_are_counted_per_backend_and_reads_per_circle() {
+    let (_servers, config) = two_by_two();
+    let proxy = Proxy::start(config);
+    let db = unique_db("rates");
+    let q = format!("CREATE DATABASE \"{db}\"");
+    assert_eq!(http::query_post(&proxy.url, &[("q", &q)]).status, 200);
+    let owners = proxy.replica_names(&db, "cpu");
+    let body: String = (0..10).map(|i| format!("cpu v={i} {i}\n")).collect();
+    assert_eq!(http::write(&proxy.url, &db, body).status, 204);
+    let text = metrics(&proxy);
+    for b in [
+        "influxdb-1-1",
+        "influxdb-1-2",
+        "influxdb-2-1",
+        "influxdb-2-2",
+    ] {
+        let want = if owners.iter().any(|o| o == b) {
+            10.0
+        } else {
+            0.0
+        };
+        let queued = sample(
+            &text,
+            "influx_proxy_backend_queued_points_total",
+            &backend(b),
+        );
+        assert_eq!(queued, Some(want), "{b}: {text}");
+    }
+    let reads = |text: &str| -> f64 {
+        ["circle-1", "circle-2"]
+            .iter()
+            .map(|c| sample(text, "influx_proxy_circle_reads_total", &[("circle", c)]).unwrap())
+            .sum()
+    };
+    assert_eq!(reads(&text), 0.0, "{text}");
+    proxy.wait_delivered();
+    for _ in 0..6 {
+        let resp = http::query(&proxy.url, &db, "SELECT count(v) FROM cpu");
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    let text = metrics(&proxy);
+    assert_eq!(
+        reads(&text),
+        6.0,
+        "each read is answered by one circle: {text}"
+    );
+    for c in ["circle-1", "circle-2"] {
+        let migrating = sample(&text, "influx_proxy_circle_migrating", &[("circle", c)]);
+        assert_eq!(migrating, Some(0.0), "{text}");
+    }
+    let disk = sample(&text, "influx_proxy_wal_disk_bytes", &[]);
+    assert!(disk.is_some_and(|d| d > 0.0), "{text}");
+}

@@ -11,6 +11,8 @@
 //! * [`sink::Sink`] runs the benchmarks' null InfluxDB (`influx-proxy-bench sink`).
 //! * [`procfs`] reads a process's CPU time and resident memory (the one `/proc` parser).
 //! * [`udp`] sends datagrams to the proxy's UDP listeners (with Python's `socket` module).
+//! * [`tmux::Tmux`] runs a terminal program in a detached `tmux` session, reads its screen and
+//!   types keys.
 //!
 //! Every child process is killed in `Drop`. Set `TEST_LOG=1` to print process logs.
 //!
@@ -26,6 +28,7 @@ pub mod influxd;
 pub mod procfs;
 pub mod proxy;
 pub mod sink;
+pub mod tmux;
 pub mod udp;
 
 use std::collections::BTreeSet;

@@ -236,6 +236,9 @@ pub struct QueueStats {
     bytes: AtomicU64,
     /// Points queued.
     points: AtomicU64,
+    /// Points appended since the queue was opened (only grows): with the points delivered,
+    /// the rates in and out of the queue (`/metrics`). One add per queue and append.
+    appended_points: AtomicU64,
     /// Dead letters stored.
     dead_records: AtomicU64,
     /// Points in dead letters.
@@ -288,6 +291,8 @@ pub struct QueueSnapshot {
     pub bytes: u64,
     /// Points queued.
     pub points: u64,
+    /// Points appended since the queue was opened.
+    pub appended_points: u64,
     /// The queue's byte bound (`wal_max_bytes`).
     pub max_bytes: u64,
     /// Dead letters stored.
@@ -312,6 +317,7 @@ impl QueueStats {
             records: get(&self.records),
             bytes: get(&self.bytes),
             points: get(&self.points),
+            appended_points: get(&self.appended_points),
             max_bytes: get(&self.max_bytes),
             dead_records: get(&self.dead_records),
             dead_points: get(&self.dead_points),

@@ -45,6 +45,8 @@ fn appended_records_are_read_in_order_and_gone_after_ack() {
     wal.ack(&q, &rest).unwrap();
     assert!(q.is_empty());
     assert_eq!(q.stats.bytes.load(Ordering::Relaxed), 0);
+    // What went in stays counted after delivery: the rate in, beside the rate delivered.
+    assert_eq!(q.stats.snapshot().appended_points, 5);
 }
 
 #[test]
@@ -952,4 +954,28 @@ mod failpoints {
         let (lines, _) = stored(&wal, dir.path());
         assert_eq!(lines, [b"m f=3 3\n".to_vec()]);
     }
+}
+
+#[test]
+fn disk_bytes_count_the_queue_files_and_grow_with_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), Durability::Buffered).unwrap();
+    let q = wal.queue("a", 1 << 30).unwrap();
+    let empty = wal.disk_bytes();
+    assert!(empty > 0, "RocksDB's own files");
+    let body: String = (0..4000)
+        .map(|i| format!("m,host=h{i} f={i} {i}\n"))
+        .collect();
+    wal.append(&[Append {
+        queue: &q,
+        record: points("db", body.as_bytes()),
+    }])
+    .unwrap();
+    wal.flush().unwrap();
+    assert!(
+        wal.disk_bytes() >= empty + body.len() as u64 / 2,
+        "{} then {}",
+        empty,
+        wal.disk_bytes()
+    );
 }

@@ -386,6 +386,7 @@ impl Wal {
                 let st = &v.queue.stats;
                 st.bytes.fetch_add(v.bytes, Ordering::AcqRel);
                 st.points.fetch_add(v.points, Ordering::AcqRel);
+                st.appended_points.fetch_add(v.points, Ordering::Relaxed);
                 st.records.fetch_add(1, Ordering::AcqRel);
                 st.note_appended(now, 1);
             }

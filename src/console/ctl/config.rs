@@ -39,9 +39,8 @@ pub(super) fn check(global: &Global, args: &CheckArgs) -> Outcome {
         .or_else(|| config_path(global))
         .ok_or_else(|| {
             CtlError::Config(format!(
-                "no config file: give its path (none at {} or ./{})",
-                super::PACKAGED_CONFIG,
-                crate::cli::DEFAULT_CONFIG
+                "no config file: give its path (none at {})",
+                crate::console::client::DEFAULT_CONFIGS.join(" or ./")
             ))
         })?;
     let config =

@@ -24,7 +24,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::console::client::{ConsoleError, Options, Target};
+use crate::console::client::{ConnectArgs, ConsoleError, Target};
 use crate::console::progress::Mode;
 
 /// The exit codes, as `ctl --help` lists them.
@@ -38,8 +38,6 @@ Exit codes:
        writes; compare found buckets that differ
   130  detached with Ctrl-C: the operation keeps running (influx-proxy ctl watch)";
 
-/// The config file of a packaged host.
-const PACKAGED_CONFIG: &str = "/etc/influx-proxy/proxy.json";
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,35 +121,8 @@ struct Ctl {
 /// Options every command takes: where the proxy is and how to show answers.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The proxy's config file: its address, credentials and TLS are used [default:
-    /// /etc/influx-proxy/proxy.json if it exists, else ./proxy.json if it exists]
-    #[arg(long, global = true, value_name = "PATH", env = "INFLUX_PROXY_CONFIG")]
-    config: Option<PathBuf>,
-    /// The proxy's base URL [default: from the config's listen_addr and https_enabled]
-    #[arg(long, global = true, value_name = "URL", env = "INFLUX_PROXY_URL")]
-    url: Option<String>,
-    /// User name [default: the config's]
-    #[arg(
-        long,
-        short = 'u',
-        global = true,
-        value_name = "NAME",
-        env = "INFLUX_PROXY_USERNAME"
-    )]
-    username: Option<String>,
-    /// Password [default: the config's]
-    #[arg(
-        long,
-        short = 'p',
-        global = true,
-        value_name = "PASSWORD",
-        env = "INFLUX_PROXY_PASSWORD",
-        hide_env_values = true
-    )]
-    password: Option<String>,
-    /// Accept any TLS certificate from the proxy
-    #[arg(long, global = true)]
-    insecure: bool,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Seconds to wait for each answer of the proxy
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
     timeout: u64,
@@ -267,32 +238,8 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// The proxy `global` points at (through the config file unless `--url` says otherwise).
     fn connect(global: &Global) -> Result<Ctx, CtlError> {
-        let config = match config_path(global) {
-            None => None,
-            Some(path) => match Config::load(&path) {
-                Ok(c) => Some(c),
-                // With the address given, a config file that cannot be read is not needed.
-                Err(e) if global.url.is_some() => {
-                    eprintln!("influx-proxy ctl: ignoring {}: {e}", path.display());
-                    None
-                }
-                Err(e) => {
-                    return Err(CtlError::Config(format!(
-                        "{}: {e}\n(the packaged file is readable by root and the influx-proxy \
-                         group: use sudo; or pass --url, and --username/--password if needed)",
-                        path.display()
-                    )))
-                }
-            },
-        };
-        let options = Options {
-            url: global.url.clone(),
-            username: global.username.clone(),
-            password: global.password.clone(),
-            insecure: global.insecure,
-            timeout: Some(Duration::from_secs(global.timeout.max(1))),
-        };
-        let target = Target::new(config.as_ref(), &options)?;
+        let timeout = Duration::from_secs(global.timeout.max(1));
+        let target = global.connect.target(timeout)?;
         Ok(Ctx {
             target,
             json: global.json,
@@ -323,19 +270,9 @@ impl Ctx {
     }
 }
 
-/// The config file to read: `--config` (or `INFLUX_PROXY_CONFIG`), else the packaged one,
-/// else `proxy.json` in the working directory, each only if it exists.
+/// The config file to read ([`ConnectArgs::config_path`]).
 fn config_path(global: &Global) -> Option<PathBuf> {
-    if let Some(p) = &global.config {
-        return Some(p.clone());
-    }
-    [
-        Path::new(PACKAGED_CONFIG),
-        Path::new(crate::cli::DEFAULT_CONFIG),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .map(Path::to_path_buf)
+    global.connect.config_path()
 }
 
 /// A number or a name of one of the proxy's circles, as `--circle` takes it; its id.
@@ -384,7 +321,7 @@ mod tests {
         let root = parse(&["ctl", "status", "--json", "--url", "http://h:1"]).unwrap();
         let RootCommand::Ctl(ctl) = root.command;
         assert!(ctl.global.json);
-        assert_eq!(ctl.global.url.as_deref(), Some("http://h:1"));
+        assert_eq!(ctl.global.connect.url.as_deref(), Some("http://h:1"));
         let e = parse(&["ctl", "nope"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let help = parse(&["ctl", "--help"]).unwrap_err();
