@@ -43,6 +43,7 @@ impl Planned {
                 ring: ring(config, cc),
                 backends: Vec::new(),
                 migrating: Default::default(),
+                reads: Default::default(),
             })
             .collect();
         Planned {

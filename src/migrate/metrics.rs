@@ -151,7 +151,7 @@ mod tests {
     fn sources_are_named_by_circle_and_backend_and_points_accumulate() {
         let jobs = Jobs::default();
         let (a, gone) = ("http://a:8086".to_string(), "http://gone:8086".to_string());
-        jobs.set_running(JobKind::Rebalance, true);
+        jobs.history.lock().start(JobKind::Rebalance, vec![0]);
         jobs.reset(0, JobKind::Rebalance, &[a.clone(), gone.clone()]);
         jobs.update(0, JobKind::Rebalance, &a, |s| {
             s.measurement_total = 8;

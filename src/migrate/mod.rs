@@ -1071,10 +1071,14 @@ mod tests {
         let jobs = Jobs::default();
         let first = jobs.history.lock().start(JobKind::Rebalance, vec![0]);
         let second = jobs.history.lock().start(JobKind::Rebalance, vec![1]);
-        jobs.history.lock().set_phase(second, history::Phase::Delivering);
+        jobs.history
+            .lock()
+            .set_phase(second, super::history::Phase::Delivering);
         assert_eq!(jobs.running(JobKind::Rebalance), 2);
         assert_eq!(jobs.running(JobKind::Resync), 0);
-        jobs.history.lock().finish(first, history::Ended::default());
+        jobs.history
+            .lock()
+            .finish(first, super::history::Ended::default());
         assert_eq!(jobs.running(JobKind::Rebalance), 1);
     }
 

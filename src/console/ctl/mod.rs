@@ -17,13 +17,12 @@ mod status;
 pub(crate) mod table;
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
-use crate::config::Config;
 use crate::console::client::{ConnectArgs, ConsoleError, Target};
 use crate::console::progress::Mode;
 
@@ -37,7 +36,6 @@ Exit codes:
   4    the cluster is unhealthy: status saw a backend down or the queue refusing
        writes; compare found buckets that differ
   130  detached with Ctrl-C: the operation keeps running (influx-proxy ctl watch)";
-
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
