@@ -357,7 +357,13 @@ pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/influx-proxy/proxy.json", crate::c
 pub struct ConnectArgs {
     /// The proxy's config file: its address, credentials and TLS are used [default:
     /// /etc/influx-proxy/proxy.json if it exists, else ./proxy.json if it exists]
-    #[arg(long, global = true, value_name = "PATH", env = "INFLUX_PROXY_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "PATH",
+        env = "INFLUX_PROXY_CONFIG"
+    )]
     pub config: Option<std::path::PathBuf>,
     /// The proxy's base URL, e.g. https://proxy:7076 [default: from the config's listen_addr
     /// and https_enabled]
@@ -383,7 +389,7 @@ pub struct ConnectArgs {
     )]
     pub password: Option<String>,
     /// Accept any TLS certificate from the proxy
-    #[arg(long, global = true)]
+    #[arg(long, short = 'k', global = true)]
     pub insecure: bool,
 }
 
