@@ -575,6 +575,14 @@ pub struct MemoryUsage {
     pub table_readers: u64,
 }
 
+/// RocksDB's background threads: one flushes memtables, the others compact. With RocksDB's
+/// default of 2 (one compaction at a time), writes at saturation waited behind compactions of
+/// the queue's short-lived files: the Telegraf-like body through 2 x 2 null sinks had p99
+/// 82-109 ms; with 4, 27-33 ms (docs/profile.md, "Round two"). Compactions read their inputs
+/// without readahead ([`rocksdb_options`]): RocksDB's default of 2 MiB per input file, times
+/// three compactions at once, took the peak RSS from 91-96 to 120-150 MB.
+const BACKGROUND_JOBS: i32 = 4;
+
 /// RocksDB's options within `memory`. The queue is written once and read once, mostly while
 /// still in a memtable: two memtables (one filling while the other is written out) bound what
 /// it holds in memory, and the block cache, which only a backlog on disk is read through, takes
@@ -584,6 +592,9 @@ fn rocksdb_options(memory: &StorageMemory) -> Options {
     opts.create_if_missing(true);
     opts.set_write_buffer_size(memory.memtable_bytes);
     opts.set_max_write_buffer_number(2);
+    opts.set_max_background_jobs(BACKGROUND_JOBS);
+    // Outside the memory budget otherwise (see BACKGROUND_JOBS); the page cache reads ahead.
+    opts.set_compaction_readahead_size(0);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_keep_log_file_num(4);
     let mut table = BlockBasedOptions::default();
