@@ -72,15 +72,7 @@ fn scope(params: &Params) -> Result<Scope, ApiError> {
             "invalid min_bucket, require positive seconds".into(),
         ));
     }
-    let dbs = params
-        .get("dbs")
-        .or_else(|| params.get("db"))
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let dbs = params.databases();
     let deep = match params.get("deep") {
         None => false,
         Some(v) => parse_bool(v)

@@ -29,15 +29,7 @@ pub(super) async fn inventory(
     let params = Params::from_request(&req)?;
     auth::check(&req, &params, &state.config())?;
     let ask = Ask {
-        dbs: params
-            .get("dbs")
-            .or_else(|| params.get("db"))
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
+        dbs: params.databases(),
         sizes: params.get("sizes") != Some("false"),
     };
     let cluster = state.cluster();

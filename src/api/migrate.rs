@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde_json::{json, Map, Value};
 
-use super::{auth, json_response, parse_bool, ApiError, AppState, Params};
+use super::{auth, comma_list, json_response, parse_bool, ApiError, AppState, Params};
 use crate::backend::client::Target;
 use crate::config::Config;
 use crate::migrate::{self, JobKind, Operation, SourceBackend, Start};
@@ -182,14 +182,6 @@ fn positive(
     }
 }
 
-fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// The parameters every job takes. Those a request leaves out come from the config
 /// (`migrate_cpus`, `migrate_batch`, `ha_addrs`: the 2.5.0 config keys 2.5.12 moved into the
 /// request).
@@ -226,7 +218,7 @@ fn common(params: &Params, config: &Config) -> Result<Common, ApiError> {
     let ha_addrs = match params.get("ha_addrs").filter(|v| !v.is_empty()) {
         None => config.ha_addrs.clone(),
         Some(v) => {
-            let addrs = list(v);
+            let addrs = comma_list(v);
             let valid = addrs.len() >= 2
                 && addrs.iter().all(|a| {
                     a.rsplit_once(':').is_some_and(|(h, p)| {
@@ -246,7 +238,7 @@ fn common(params: &Params, config: &Config) -> Result<Common, ApiError> {
         }
     };
     Ok(Common {
-        dbs: list(params.get("dbs").or_else(|| params.get("db")).unwrap_or("")),
+        dbs: params.databases(),
         workers,
         batch,
         since,
@@ -412,7 +404,7 @@ pub(super) async fn recovery(
             "from_circle_id and to_circle_id cannot be same".into(),
         ));
     }
-    let urls: Vec<String> = list(params.str("backend_urls"))
+    let urls: Vec<String> = comma_list(params.str("backend_urls"))
         .into_iter()
         .map(|u| u.trim_end_matches('/').to_string())
         .collect();

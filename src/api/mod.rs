@@ -185,6 +185,15 @@ async fn not_found() -> HttpResponse {
 #[derive(Debug, Default)]
 pub(crate) struct Params(HashMap<String, String>);
 
+/// The non-empty items of a comma-separated parameter, trimmed.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A boolean parameter as Go's `strconv.ParseBool` reads it.
 fn parse_bool(s: &str) -> Option<bool> {
     match s {
@@ -195,6 +204,11 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 impl Params {
+    /// The databases a request names: `dbs` (or `db`), comma-separated; empty: all.
+    pub(super) fn databases(&self) -> Vec<String> {
+        comma_list(self.get("dbs").or_else(|| self.get("db")).unwrap_or(""))
+    }
+
     /// Parses the query string of a request.
     pub(crate) fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
         Params::parse(req.query_string())

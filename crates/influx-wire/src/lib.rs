@@ -9,7 +9,7 @@
 //!   timestamps to nanoseconds, and [`line_protocol::escape`], the one escaper.
 //! - [`influxql`]: statements classified and parsed as far as routing needs, the one quoting
 //!   of identifiers, strings and regexes, and the name checks.
-//! - [`answer`]: the JSON answers of `/query`.
+//! - [`answer`]: the JSON answers of `/query`; [`civil`]: Unix times as UTC dates.
 //! - [`prom`]: Prometheus remote write and read messages, samples to line protocol.
 //! - [`flux`]: the bucket and measurement a Flux query reads.
 
@@ -17,6 +17,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod answer;
+pub mod civil;
 pub mod flux;
 pub mod influxql;
 pub mod line_protocol;

@@ -98,26 +98,10 @@ pub(crate) fn rate(per_s: f64) -> String {
     }
 }
 
-/// Unix nanoseconds as a UTC date and time (`2026-12-07 10:00:00`); the civil calendar from
-/// days since the epoch (H. Hinnant's `civil_from_days`).
+/// Unix nanoseconds as a UTC date and time (`2026-12-07 10:00:00`).
 pub(crate) fn utc(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3_600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    let c = influx_wire::civil::Civil::of(ns.div_euclid(1_000_000_000));
+    format!("{} {}", c.date(), c.clock())
 }
 
 #[cfg(test)]

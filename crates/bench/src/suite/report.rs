@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use influx_wire::civil::Civil;
+
 /// The report being written, one markdown line at a time.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
@@ -82,36 +84,15 @@ pub(crate) fn cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
-/// Calendar date and time of a Unix time, UTC: (year, month, day, hour, minute, second).
-fn civil(unix_seconds: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = unix_seconds.div_euclid(86_400);
-    let secs = unix_seconds.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil, for the proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    // Each value is bounded by the arithmetic above (month 1-12, day 1-31, h < 24, ...).
-    let small = |v: i64| u32::try_from(v).unwrap_or(0);
-    (year, small(month), small(day), small(h), small(m), small(s))
-}
-
 /// `2026-12-04 19:45 UTC`: when a report was made.
 pub(crate) fn utc_minute(unix_seconds: i64) -> String {
-    let (y, mo, d, h, mi, _) = civil(unix_seconds);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
+    let c = Civil::of(unix_seconds);
+    format!("{} {:02}:{:02} UTC", c.date(), c.hour, c.minute)
 }
 
 /// `2026-12-04T19:45:00Z`: a time literal of an InfluxQL `WHERE time >= '...'`.
 pub(crate) fn rfc3339(unix_seconds: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix_seconds);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    Civil::of(unix_seconds).rfc3339()
 }
 
 #[cfg(test)]
