@@ -47,17 +47,7 @@ fn seconds(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
 fn scope(params: &Params) -> Result<Scope, ApiError> {
     let mut start = seconds(params, "start")?.map_or(MIN_TIME, |s| s * NS_PER_S);
     let end = seconds(params, "end")?.map_or(MAX_TIME, |s| s * NS_PER_S);
-    let mut window = 0i64;
-    for (name, unit) in [
-        ("days", 86_400),
-        ("hours", 3_600),
-        ("minutes", 60),
-        ("seconds", 1),
-    ] {
-        if let Some(n) = seconds(params, name)? {
-            window = window.saturating_add(n.saturating_mul(unit));
-        }
-    }
+    let window = params.window_s()?;
     if window > 0 {
         start = (now_s() - window).saturating_mul(NS_PER_S);
     }

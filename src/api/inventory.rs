@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::future::join_all;
@@ -15,9 +14,9 @@ use super::{auth, json_response, ApiError, AppState, Params};
 use crate::backend::{catalog, client};
 use crate::circle::BackendHandle;
 
-/// Longest a backend may take to answer one question: counting the points of a large
-/// database reads every field, far longer than a dashboard's `query_timeout`.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
+// Longest a backend may take to answer one question: counting the points of a large
+// database reads every field, so as long as a migration's reads (README: `query_timeout`).
+use crate::migrate::READ_TIMEOUT;
 
 /// `GET /inventory[?db=|dbs=][&sizes=false]`: per circle and backend, the measurements of
 /// each database (`_internal` left out), with `series` and `points` unless `sizes=false`.

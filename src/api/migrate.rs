@@ -195,20 +195,7 @@ fn common(params: &Params, config: &Config) -> Result<Common, ApiError> {
         })?,
     };
     // Legacy window: data newer than now minus days/hours/minutes/seconds.
-    let mut window = 0i64;
-    for (name, unit) in [
-        ("days", 86_400),
-        ("hours", 3_600),
-        ("minutes", 60),
-        ("seconds", 1),
-    ] {
-        if let Some(v) = params.get(name).filter(|v| !v.is_empty()) {
-            let n = v.parse::<i64>().ok().filter(|&n| n >= 0).ok_or_else(|| {
-                ApiError::BadRequest("invalid days, hours, minutes or seconds".into())
-            })?;
-            window += n.saturating_mul(unit);
-        }
-    }
+    let window = params.window_s()?;
     if window > 0 {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

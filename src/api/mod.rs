@@ -204,6 +204,26 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 impl Params {
+    /// A recent window in seconds, `days`, `hours`, `minutes` and `seconds` added up
+    /// (non-negative integers; 0 when none is given), as the Go proxy's `/resync` reads it.
+    pub(super) fn window_s(&self) -> Result<i64, ApiError> {
+        let mut window = 0i64;
+        for (name, unit) in [
+            ("days", 86_400),
+            ("hours", 3_600),
+            ("minutes", 60),
+            ("seconds", 1),
+        ] {
+            if let Some(v) = self.get(name).filter(|v| !v.is_empty()) {
+                let n = v.parse::<i64>().ok().filter(|&n| n >= 0).ok_or_else(|| {
+                    ApiError::BadRequest("invalid days, hours, minutes or seconds".into())
+                })?;
+                window = window.saturating_add(n.saturating_mul(unit));
+            }
+        }
+        Ok(window)
+    }
+
     /// The databases a request names: `dbs` (or `db`), comma-separated; empty: all.
     pub(super) fn databases(&self) -> Vec<String> {
         comma_list(self.get("dbs").or_else(|| self.get("db")).unwrap_or(""))

@@ -61,7 +61,7 @@ use crate::influxql::quote_ident;
 /// of a `SELECT *` over a big measurement, can take minutes on a loaded backend, and a copy
 /// that gives up leaves that measurement uncopied (logged, to be run again), so a migration
 /// waits as long as it always did.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Timeout of state broadcasts to the other proxies.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a job whose copies are queued looks whether they were delivered.
