@@ -353,4 +353,22 @@ mod tests {
             "/api/v2/query?"
         );
     }
+
+    #[test]
+    fn a_window_adds_up_its_units_and_refuses_what_is_not_a_count() {
+        let p = Params::of(&[("days", "1"), ("hours", "2"), ("seconds", "3")]);
+        assert_eq!(p.window_s().unwrap(), 86_400 + 7_200 + 3);
+        assert_eq!(Params::of(&[]).window_s().unwrap(), 0);
+        for bad in ["-1", "x", "1.5"] {
+            assert!(Params::of(&[("minutes", bad)]).window_s().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn databases_are_a_trimmed_comma_list_of_dbs_or_db() {
+        let p = Params::of(&[("dbs", " a, ,b ")]);
+        assert_eq!(p.databases(), ["a", "b"]);
+        assert_eq!(Params::of(&[("db", "c")]).databases(), ["c"]);
+        assert!(Params::of(&[]).databases().is_empty());
+    }
 }
