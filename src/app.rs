@@ -164,6 +164,12 @@ async fn serve(
     let anti_entropy = actix_web::rt::spawn(crate::api::anti_entropy_background(
         state_for_reload.clone(),
     ));
+    let pacer = {
+        let state = state_for_reload.clone();
+        actix_web::rt::spawn(crate::pace::watch(state.pace().clone(), move || {
+            state.cluster()
+        }))
+    };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     // Pinged from this loop from now on (also while a graceful stop drains:
     // systemd keeps watching until the process exits).
@@ -182,6 +188,7 @@ async fn serve(
     let result = server.await.map_err(Error::Server);
     control.abort();
     anti_entropy.abort();
+    pacer.abort();
     if let Some(pinger) = pinger {
         pinger.abort();
     }

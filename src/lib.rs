@@ -46,6 +46,7 @@ mod dead_letters;
 mod memory;
 pub mod metrics;
 mod migrate;
+mod pace;
 pub mod query;
 pub mod ring;
 pub mod rules;

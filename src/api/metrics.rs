@@ -33,6 +33,7 @@ pub(super) async fn metrics(
     encode_cluster(&mut enc, &state.cluster());
     encode_memory(&mut enc, &state);
     encode_wal_storage(&mut enc, &state.cluster());
+    encode_pace(&mut enc, state.pace());
     crate::migrate::metrics::encode(&mut enc, &state.cluster(), state.migration());
     crate::udp::encode_metrics(&mut enc);
     metrics::global().encode_into(&mut enc);
@@ -89,6 +90,30 @@ fn encode_memory(enc: &mut Encoder, state: &AppState) {
     for (part, bytes) in parts {
         enc.sample("influx_proxy_memory_bytes", &[("part", part)], bytes);
     }
+}
+
+/// Whether writes wait for delivery, and how much they waited (`crate::pace`).
+fn encode_pace(enc: &mut Encoder, pace: &crate::pace::Pace) {
+    enc.single(
+        "influx_proxy_write_pacing",
+        "1 while write requests wait for delivery to catch up: the proxy's CPU is used up and \
+         a delivering backend is behind by more than its next batch.",
+        MetricType::Gauge,
+        u64::from(pace.is_pacing()),
+    );
+    let (paced, waited) = pace.waits();
+    enc.single(
+        "influx_proxy_writes_paced_total",
+        "Write requests that waited for delivery to catch up.",
+        MetricType::Counter,
+        paced,
+    );
+    enc.single(
+        "influx_proxy_write_pace_wait_seconds_total",
+        "Time write requests waited for delivery to catch up, summed.",
+        MetricType::Counter,
+        waited.as_secs_f64(),
+    );
 }
 
 /// The queue's storage: whether it takes writes, and the free-space reserve

@@ -52,6 +52,8 @@ pub(crate) struct AppState {
     admission: crate::memory::Admission,
     /// This process and its reloads (`/process`).
     process: process::Process,
+    /// Holds writes back while delivery catches up (`crate::pace`).
+    pace: Arc<crate::pace::Pace>,
 }
 
 impl AppState {
@@ -70,12 +72,18 @@ impl AppState {
             migrator,
             load_cache: Arc::default(),
             process: process::Process::default(),
+            pace: Arc::default(),
         }
     }
 
     /// This process, the config file it reloads, and what its last reload did.
     pub(crate) fn process(&self) -> &process::Process {
         &self.process
+    }
+
+    /// Whether writes wait for delivery (`crate::pace`).
+    pub(crate) fn pace(&self) -> &Arc<crate::pace::Pace> {
+        &self.pace
     }
 
     /// Admission of request bodies against the memory budget.

@@ -145,6 +145,7 @@ pub(super) async fn ingest(
         BodyKind::LineProtocol if is_gzipped(&req) => body::Encoding::Gzip,
         BodyKind::LineProtocol => body::Encoding::Plain,
     };
+    state.pace().wait().await;
     let shape = body::Shape {
         encoding,
         copies: body::WRITE_COPIES,
