@@ -154,19 +154,18 @@ pub fn request_lines(
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = std::io::BufRead::read_until(
-            &mut Read::take(&mut reader, MAX_BODY),
-            b'\n',
-            &mut line,
-        )
-        .map_err(|error| format!("{method} {url}: reading the body failed: {error}"))?;
+        let n =
+            std::io::BufRead::read_until(&mut Read::take(&mut reader, MAX_BODY), b'\n', &mut line)
+                .map_err(|error| format!("{method} {url}: reading the body failed: {error}"))?;
         if n == 0 {
             return Ok(status);
         }
         if line.last() == Some(&b'\n') {
             line.pop();
         } else if n as u64 == MAX_BODY {
-            return Err(format!("{method} {url}: a line of more than {MAX_BODY} bytes"));
+            return Err(format!(
+                "{method} {url}: a line of more than {MAX_BODY} bytes"
+            ));
         }
         each_line(&line);
     }

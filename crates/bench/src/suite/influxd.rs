@@ -191,7 +191,9 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
     ));
     ctx.report.blank();
     ctx.report.line(match pinned {
-        Ok(pinned) if pinned.len() == 1 => format!("{} (`--quick`: one way only.)", pinned_line(&pinned)),
+        Ok(pinned) if pinned.len() == 1 => {
+            format!("{} (`--quick`: one way only.)", pinned_line(&pinned))
+        }
         Ok(pinned) => pinned_line(&pinned),
         Err(why) => format!("Pinned rows skipped: {why}."),
     });
@@ -206,13 +208,19 @@ fn pinned_pair(ctx: &mut Ctx, pinning: Pinning) -> Result<Pinned, Error> {
         pinning: Some(pinning),
         ..Variant::default()
     };
-    ctx.log(format!("(b) load tool -> influxd, pinned: influxd on CPU {influxd}, load on CPU {load}"));
+    ctx.log(format!(
+        "(b) load tool -> influxd, pinned: influxd on CPU {influxd}, load on CPU {load}"
+    ));
     let direct = {
         let servers = setup::influxds(1)?;
-        let label = format!("load tool -> influxd, pinned: influxd on CPU {influxd}, load tool on CPU {load}");
+        let label = format!(
+            "load tool -> influxd, pinned: influxd on CPU {influxd}, load tool on CPU {load}"
+        );
         row(ctx, &label, 1, None, &servers, &variant)?
     };
-    ctx.log(format!("(b) proxy -> 1x1 influxd, pinned: influxd on CPU {influxd}, load + proxy on CPU {load}"));
+    ctx.log(format!(
+        "(b) proxy -> 1x1 influxd, pinned: influxd on CPU {influxd}, load + proxy on CPU {load}"
+    ));
     let label = format!(
         "proxy -> 1 influxd, pinned: influxd on CPU {influxd}, load tool + proxy on CPU {load}"
     );

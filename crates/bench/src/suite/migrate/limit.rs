@@ -288,8 +288,14 @@ mod tests {
             ),
             "{line}"
         );
-        assert!(line.contains("(`chunk_size=25000`, as the migrations read)"), "{line}");
-        assert!(line.contains("25,000 points per request over 2 connections"), "{line}");
+        assert!(
+            line.contains("(`chunk_size=25000`, as the migrations read)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("25,000 points per request over 2 connections"),
+            "{line}"
+        );
         assert_eq!(of_limit(348_000.0, Some(400_000.0)), "0.87x");
         assert_eq!(of_limit(348_000.0, None), "-");
         assert_eq!(of_limit(348_000.0, Some(0.0)), "-");
