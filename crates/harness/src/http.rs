@@ -125,6 +125,52 @@ pub fn request_within(
     })
 }
 
+/// Sends one request and hands its body to `each_line` a line at a time (without the `\n`), as
+/// it arrives: for answers too large to hold, such as a chunked `SELECT *` (one JSON document
+/// per line). Holds one line at most ([`MAX_BODY`] bytes). `timeout` bounds the whole
+/// exchange. The status; `Err` with the text of a transport or read failure.
+pub fn request_lines(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+    mut each_line: impl FnMut(&[u8]),
+) -> Result<u16, String> {
+    let mut req = agent().request(method, url).timeout(timeout);
+    for (name, value) in headers {
+        req = req.set(name, value);
+    }
+    let result = match body {
+        Some(body) => req.send_bytes(body),
+        None => req.call(),
+    };
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(ureq::Error::Transport(transport)) => return Err(transport.to_string()),
+    };
+    let status = response.status();
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, response.into_reader());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n =
+            std::io::BufRead::read_until(&mut Read::take(&mut reader, MAX_BODY), b'\n', &mut line)
+                .map_err(|error| format!("{method} {url}: reading the body failed: {error}"))?;
+        if n == 0 {
+            return Ok(status);
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if n as u64 == MAX_BODY {
+            return Err(format!(
+                "{method} {url}: a line of more than {MAX_BODY} bytes"
+            ));
+        }
+        each_line(&line);
+    }
+}
+
 fn expect_sent(method: &str, url: &str, result: Result<Resp, TransportError>) -> Resp {
     result.unwrap_or_else(|error| panic!("{method} {url} failed: {error}"))
 }

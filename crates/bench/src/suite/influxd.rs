@@ -3,6 +3,10 @@
 //!
 //! The proxy acknowledges a write once it is queued, so its acked rate can exceed what influxd
 //! absorbs; "end-to-end" divides the points by the run plus the drain afterwards.
+//!
+//! On a machine of several cores the plain rows let influxd, the proxy and the load tool take
+//! any core; the pinned rows give influxd one core and the load tool (with the proxy) another,
+//! then the other way round, so the direct and the proxied run have the same CPU for influxd.
 
 use std::time::Instant;
 
@@ -32,6 +36,24 @@ struct Variant {
     points: Option<u64>,
     /// Run length instead of the suite's.
     seconds: Option<u64>,
+    /// The CPUs of influxd and of the load tool (and the proxy).
+    pinning: Option<Pinning>,
+}
+
+/// One way of pinning the row's processes to two CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pinning {
+    influxd: usize,
+    /// The load tool's, and the proxy's when there is one.
+    load: usize,
+}
+
+/// What a pinning measured: the direct and the proxied row's end-to-end points/s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pinned {
+    pinning: Pinning,
+    direct: f64,
+    proxy: f64,
 }
 
 pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
@@ -51,7 +73,9 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
          it, so \"acked points/s\" can exceed what InfluxDB absorbs. \"end-to-end points/s\" \
          divides the acknowledged points by the run time plus the time the queues took to drain \
          afterwards; \"stored\" is `SELECT COUNT(f0)` summed over all backends and measurements, \
-         divided by circles.",
+         divided by circles. The \"pinned\" rows run influxd on one CPU and the load tool (with \
+         the proxy, in the proxy rows) on another (`taskset`), then the other way round: the \
+         same CPU for influxd with and without the proxy.",
     );
     r.blank();
     r.line("| setup | acked points/s | p50 ms | p99 ms | errors | proxy CPU | drain s | end-to-end points/s | stored |");
@@ -125,6 +149,30 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
             &Variant::default(),
         )?;
     }
+    let cpus = super::machine::allowed_cpus();
+    let pinned = match (&cpus[..], harness::find_on_path("taskset")) {
+        ([a, b, ..], Some(_)) => {
+            let mut pinned = Vec::new();
+            let both_ways = [
+                Pinning {
+                    influxd: *a,
+                    load: *b,
+                },
+                Pinning {
+                    influxd: *b,
+                    load: *a,
+                },
+            ];
+            // A quick run's flat-out proxy row drains for about 15 s: one way only.
+            let ways = if ctx.opts.quick { 1 } else { 2 };
+            for pinning in both_ways.into_iter().take(ways) {
+                pinned.push(pinned_pair(ctx, pinning)?);
+            }
+            Ok(pinned)
+        }
+        ([_, _, ..], None) => Err("taskset (util-linux) is not installed"),
+        _ => Err("this process may run on fewer than 2 CPUs"),
+    };
     let x = |a: f64, b: f64| format!("x{:.2}", ratio(a, b));
     let direct_pps = direct.load.points_per_sec;
     ctx.report.blank();
@@ -142,7 +190,69 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         x(plain.load.p99, direct.load.p99),
     ));
     ctx.report.blank();
+    ctx.report.line(match pinned {
+        Ok(pinned) if pinned.len() == 1 => {
+            format!("{} (`--quick`: one way only.)", pinned_line(&pinned))
+        }
+        Ok(pinned) => pinned_line(&pinned),
+        Err(why) => format!("Pinned rows skipped: {why}."),
+    });
+    ctx.report.blank();
     Ok(())
+}
+
+/// The direct and the proxied row of one pinning, each with a fresh influxd.
+fn pinned_pair(ctx: &mut Ctx, pinning: Pinning) -> Result<Pinned, Error> {
+    let Pinning { influxd, load } = pinning;
+    let variant = Variant {
+        pinning: Some(pinning),
+        ..Variant::default()
+    };
+    ctx.log(format!(
+        "(b) load tool -> influxd, pinned: influxd on CPU {influxd}, load on CPU {load}"
+    ));
+    let direct = {
+        let servers = setup::influxds(1)?;
+        let label = format!(
+            "load tool -> influxd, pinned: influxd on CPU {influxd}, load tool on CPU {load}"
+        );
+        row(ctx, &label, 1, None, &servers, &variant)?
+    };
+    ctx.log(format!(
+        "(b) proxy -> 1x1 influxd, pinned: influxd on CPU {influxd}, load + proxy on CPU {load}"
+    ));
+    let label = format!(
+        "proxy -> 1 influxd, pinned: influxd on CPU {influxd}, load tool + proxy on CPU {load}"
+    );
+    let proxied = one_by_one(ctx, &label, &variant)?;
+    Ok(Pinned {
+        pinning,
+        direct: direct.end_to_end,
+        proxy: proxied.end_to_end,
+    })
+}
+
+/// The comparison of the pinned rows, both ways.
+fn pinned_line(pinned: &[Pinned]) -> String {
+    let ways: Vec<String> = pinned
+        .iter()
+        .map(|p| {
+            format!(
+                "influxd on CPU {}, load tool (+ proxy) on CPU {}: {} points/s through the \
+                 proxy vs. {} direct, x{:.2}",
+                p.pinning.influxd,
+                p.pinning.load,
+                int(p.proxy),
+                int(p.direct),
+                ratio(p.proxy, p.direct)
+            )
+        })
+        .collect();
+    format!(
+        "Pinned, one CPU for influxd and one for the load tool (and the proxy), end-to-end \
+         points/s, proxy / direct: {}.",
+        ways.join("; ")
+    )
 }
 
 /// A fresh influxd behind a fresh 1 x 1 proxy.
@@ -173,6 +283,13 @@ fn row(
     }
     if let Some(seconds) = variant.seconds {
         load = load.seconds(seconds);
+    }
+    if let Some(p) = variant.pinning {
+        setup::pin(influxds[0].pid(), p.influxd)?;
+        if proxy.is_some() {
+            setup::pin(pid, p.load)?;
+        }
+        load = load.pinned(p.load);
     }
     let cpu0 = setup::cpu_seconds(pid);
     let t0 = Instant::now();
@@ -217,4 +334,38 @@ fn row(
         end_to_end: end_to_end.round(),
         load: s,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_line_compares_both_ways() {
+        let pinned = [
+            Pinned {
+                pinning: Pinning {
+                    influxd: 0,
+                    load: 1,
+                },
+                direct: 400_000.0,
+                proxy: 412_000.0,
+            },
+            Pinned {
+                pinning: Pinning {
+                    influxd: 1,
+                    load: 0,
+                },
+                direct: 500_000.0,
+                proxy: 450_000.0,
+            },
+        ];
+        assert_eq!(
+            pinned_line(&pinned),
+            "Pinned, one CPU for influxd and one for the load tool (and the proxy), end-to-end \
+             points/s, proxy / direct: influxd on CPU 0, load tool (+ proxy) on CPU 1: 412,000 \
+             points/s through the proxy vs. 400,000 direct, x1.03; influxd on CPU 1, load tool \
+             (+ proxy) on CPU 0: 450,000 points/s through the proxy vs. 500,000 direct, x0.90."
+        );
+    }
 }

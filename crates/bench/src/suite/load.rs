@@ -81,6 +81,8 @@ pub(crate) struct Load {
     url: String,
     args: Vec<String>,
     log: PathBuf,
+    /// The CPU the tool is pinned to (`taskset -c`), if any.
+    cpu: Option<usize>,
 }
 
 impl Load {
@@ -93,6 +95,7 @@ impl Load {
             url: url.to_owned(),
             args: Vec::new(),
             log: ctx.work.join("load.log"),
+            cpu: None,
         }
         .flag("--db", db)
         .flag("--concurrency", o.concurrency)
@@ -123,6 +126,13 @@ impl Load {
         self.switches(&["--gzip"]).flag("--pool-mb", pool_mb)
     }
 
+    /// Runs it on CPU `cpu` only (started through `taskset -c`, which execs it, so the child is
+    /// the tool itself).
+    pub(crate) fn pinned(mut self, cpu: usize) -> Load {
+        self.cpu = Some(cpu);
+        self
+    }
+
     /// Runs it to its end.
     pub(crate) fn run(self) -> Result<LoadSummary, Error> {
         self.spawn()?.wait()
@@ -135,7 +145,15 @@ impl Load {
             .append(true)
             .open(&self.log)
             .map_err(Error::io(format!("open {}", self.log.display())))?;
-        let child = Command::new(&self.bin)
+        let mut command = match self.cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("-c").arg(cpu.to_string()).arg(&self.bin);
+                taskset
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .args(["write", "--url", self.url.as_str(), "--json"])
             .args(&self.args)
             .stdin(Stdio::null())

@@ -48,6 +48,30 @@ pub(crate) fn cpus() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
+/// The CPU numbers this process may run on (`Cpus_allowed_list` of `/proc/self/status`), in
+/// order; empty when it cannot be read. Section (b) pins servers to them by number.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map_or_else(Vec::new, cpu_list)
+}
+
+/// The CPUs of a kernel CPU list, `0-2,4` → 0, 1, 2, 4; what does not parse is left out.
+fn cpu_list(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(first), Ok(last)) = (first.trim().parse(), last.trim().parse::<usize>()) {
+            cpus.extend(first..=last);
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
+}
+
 /// The three load averages of `/proc/loadavg`: `1.47 1.81 3.22`.
 pub(crate) fn load_average() -> String {
     let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -135,8 +159,18 @@ mod tests {
     }
 
     #[test]
+    fn cpu_lists_are_ranges_and_single_cpus() {
+        assert_eq!(cpu_list("\t0-1\n"), [0, 1]);
+        assert_eq!(cpu_list("0-2,4,7-8"), [0, 1, 2, 4, 7, 8]);
+        assert_eq!(cpu_list("3"), [3]);
+        assert_eq!(cpu_list(""), Vec::<usize>::new());
+        assert_eq!(cpu_list("x,5"), [5]);
+    }
+
+    #[test]
     fn this_machine_can_be_read() {
         assert!(cpus() >= 1);
+        assert!(!allowed_cpus().is_empty());
         assert_eq!(load_average().split(' ').count(), 3);
         assert!(load_average_1m().is_some());
     }

@@ -3,10 +3,12 @@
 //!
 //! * (a) the Telegraf-like body through influx-proxy and the Go proxy 2.5.12 into 2 x 2 null
 //!   sinks ([`user_body`]); (a2) the synthetic body, plain and gzip both ways ([`synthetic`]);
-//! * (b) one real influxd directly vs. through the proxy, and 2 x 2 influxd ([`influxd`]);
+//! * (b) one real influxd directly vs. through the proxy (also with influxd and the load tool
+//!   pinned to a CPU each, both ways), and 2 x 2 influxd ([`influxd`]);
 //! * (c) the latency a proxy adds at a fixed rate ([`latency`]);
 //! * (d) one sink killed for minutes under load: queue growth, RSS, the drain ([`outage`]);
-//! * (e) `/rebalance` and `/recovery` into real influxd, ours vs. the Go proxy 2.4.4
+//! * (e) `/rebalance` and `/recovery` into real influxd, ours vs. the Go proxy 2.4.4, against
+//!   the limit measured in the same run (the sources' export, an empty influxd's import)
 //!   ([`migrate`]);
 //! * (f) query latency, direct vs. influx-proxy vs. the Go proxy ([`query`]);
 //! * (g) one UDP listener: the rate it takes without loss, at two receive buffers ([`udp`]).

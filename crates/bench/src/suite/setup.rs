@@ -3,6 +3,7 @@
 //! proxy alike), and the polls: the proxy's queues, the sinks' and influxd's point counts.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -224,6 +225,26 @@ pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
 pub(crate) fn rss_mib(pid: Option<u32>) -> (u64, u64) {
     pid.and_then(procfs::memory)
         .map_or((0, 0), |m| (m.rss_mib(), m.peak_rss_mib()))
+}
+
+/// Pins every thread of the running process `pid` to CPU `cpu` (`taskset -a -p -c cpu pid`);
+/// threads it starts later inherit the mask of the thread that starts them, so the whole
+/// process stays there.
+pub(crate) fn pin(pid: Option<u32>, cpu: usize) -> Result<(), Error> {
+    let pid = pid.ok_or_else(|| Error::Failed(format!("pin to CPU {cpu}: no such process")))?;
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(Error::io("run taskset"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!(
+            "taskset -a -p -c {cpu} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }
 
 /// Whether `path` is an executable file (`[ -x path ]`).

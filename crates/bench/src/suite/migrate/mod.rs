@@ -15,6 +15,10 @@
 //! measurement is counted on every backend of the receiving circle: the owner (the proxy's
 //! `/replica`) must hold all of its points, and the circle exactly the points it had plus the
 //! points moved.
+//!
+//! Before the runs, the limit of a migration here is measured on the same copies ([`limit`]):
+//! the sources' export rate and an empty influxd's import rate; each row is also shown as a
+//! fraction of the lower of the two.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,6 +38,7 @@ use super::setup;
 use super::{Ctx, Error};
 use verify::{owner_in, verdict, Expected};
 
+mod limit;
 mod verify;
 
 /// How long the snapshot's files may keep changing (compactions) before they are used as
@@ -66,8 +71,9 @@ impl Drop for DataSet {
 }
 
 /// What the ratios under the table compare, as the cells show them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Figures {
+    label: String,
     points_per_sec: f64,
     cpu_us_per_point: f64,
     peak_rss_mib: u64,
@@ -115,21 +121,47 @@ pub(crate) fn run(ctx: &mut Ctx) -> Result<(), Error> {
         int(acked as f64),
     ));
     ctx.report.blank();
-    ctx.report.line("| proxy | operation | points moved | verified in influxd | seconds | drain s | points/s | proxy CPU s | CPU µs/point | peak RSS MB | influxd CPU s |");
+    let limit = match measure_limit(ctx, &data) {
+        Ok(limit) => {
+            ctx.report.line(limit.line());
+            Some(limit.points_per_sec())
+        }
+        Err(error) => {
+            ctx.log(format!("(e) limit: {error}"));
+            ctx.report
+                .line(format!("**Limit**: not measured ({error})."));
+            None
+        }
+    };
+    ctx.report.blank();
+    ctx.report.line("| proxy | operation | points moved | verified in influxd | seconds | drain s | points/s | of the limit | proxy CPU s | CPU µs/point | peak RSS MB | influxd CPU s |");
     ctx.report
-        .line("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        .line("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut figures = BTreeMap::new();
     for &op in &o.ops {
         for &who in &o.proxies {
             let Some(bin) = program(ctx, who, op) else {
                 continue;
             };
-            if let Some(f) = one_run(ctx, &data, who, op, &bin)? {
+            if let Some(f) = one_run(ctx, &data, who, op, &bin, limit)? {
                 figures.insert((who, op), f);
             }
         }
     }
     ctx.report.blank();
+    if let Some(limit) = limit {
+        for &op in &o.ops {
+            let rows: Vec<(String, f64)> = figures
+                .iter()
+                .filter(|((_, o), _)| *o == op)
+                .map(|(_, f)| (f.label.clone(), f.points_per_sec))
+                .collect();
+            if !rows.is_empty() {
+                ctx.report
+                    .line(limit::limit_bullet(op.name(), &rows, limit));
+            }
+        }
+    }
     for &op in &o.ops {
         let (Some(ours), Some(go)) = (
             figures.get(&(MigrateProxy::Ours, op)),
@@ -159,7 +191,7 @@ fn program(ctx: &mut Ctx, who: MigrateProxy, op: MigrateOp) -> Option<PathBuf> {
         }
         MigrateProxy::Go => {
             let row = format!(
-                "| Go proxy 2.4.4 | {} | not found at `{}` (set GO_MIGRATE_PROXY) | | | | | | | | |",
+                "| Go proxy 2.4.4 | {} | not found at `{}` (set GO_MIGRATE_PROXY) | | | | | | | | | |",
                 op.name(),
                 o.go_migrate_proxy.display()
             );
@@ -170,7 +202,7 @@ fn program(ctx: &mut Ctx, who: MigrateProxy, op: MigrateOp) -> Option<PathBuf> {
             Some(base) if setup::is_executable(base) => Some(base.clone()),
             _ => {
                 ctx.report.line(format!(
-                    "| influx-proxy (base) | {} | BENCH_MIGRATE_BASE (another influx-proxy binary) not set | | | | | | | | |",
+                    "| influx-proxy (base) | {} | BENCH_MIGRATE_BASE (another influx-proxy binary) not set | | | | | | | | | |",
                     op.name()
                 ));
                 None
@@ -400,6 +432,7 @@ fn one_run(
     who: MigrateProxy,
     op: MigrateOp,
     bin: &Path,
+    limit: Option<f64>,
 ) -> Result<Option<Figures>, Error> {
     let o = ctx.opts.migrate.clone();
     let servers = Servers::start(data, op)?;
@@ -435,7 +468,7 @@ fn one_run(
         .unwrap_or_default();
     if answer != "accepted" {
         ctx.report.line(format!(
-            "| {label} | {name} | - | refused: `{answer}` | | | | | | | |"
+            "| {label} | {name} | - | refused: `{answer}` | | | | | | | | |"
         ));
         if let Some(profile) = profile {
             profile.stop(ctx);
@@ -485,6 +518,7 @@ fn one_run(
         &f1(secs),
         &drain,
         &int(points_per_sec),
+        &limit::of_limit(points_per_sec, limit),
         &f2(cpu),
         &f2(per_point),
         &rss.to_string(),
@@ -502,10 +536,28 @@ fn one_run(
     );
     stop_and_clear(proxy);
     Ok(Some(Figures {
+        label,
         points_per_sec: points_per_sec.round(),
         cpu_us_per_point: round2(per_point),
         peak_rss_mib: rss,
     }))
+}
+
+/// The limit of a migration, on fresh copies of the snapshot (the servers a rebalance starts
+/// from: the 2 sources and an empty influxd): the sources' export, then as many points written
+/// to the empty one.
+fn measure_limit(ctx: &Ctx, data: &DataSet) -> Result<limit::Limit, Error> {
+    let servers = Servers::start(data, MigrateOp::Rebalance)?;
+    let sources: Vec<(String, String)> = data
+        .expected
+        .iter()
+        .filter_map(|e| {
+            let source = servers.influxds.get(e.source.checked_sub(1)?)?;
+            Some((source.url.clone(), e.measurement.clone()))
+        })
+        .collect();
+    let receiver = servers.influxds[servers.receiving.0].url.clone();
+    limit::measure(ctx, &sources, &receiver, ctx.opts.migrate.cpus)
 }
 
 /// Stops the proxy and removes its queues (large; its log stays with --keep).
