@@ -130,6 +130,9 @@ pub(crate) struct Status {
     pub state_changes: AtomicU64,
     /// Duration of each successful write request to the backend.
     pub write_latency: Histogram,
+    /// Duration of the latest successful write request, in microseconds: whether the backend
+    /// itself is what delivery waits for (`crate::pace`).
+    pub last_write_us: AtomicU64,
     /// Reads the query path has sent to this backend and not yet had an
     /// answer for (it prefers circles with fewer).
     pub reads_in_flight: AtomicU64,
@@ -149,6 +152,7 @@ impl Status {
             failed_points: AtomicU64::new(0),
             state_changes: AtomicU64::new(0),
             write_latency: Histogram::latency(),
+            last_write_us: AtomicU64::new(0),
             reads_in_flight: AtomicU64::new(0),
         }
     }
@@ -764,6 +768,8 @@ impl BackendActor {
             match &s.result {
                 Ok(()) if matches!(batch, Batch::Points { .. }) => {
                     st.write_latency.observe_duration(s.took);
+                    let us = u64::try_from(s.took.as_micros()).unwrap_or(u64::MAX);
+                    st.last_write_us.store(us, Ordering::Relaxed);
                 }
                 Ok(()) => {}
                 Err(e) if e.is_retryable() => {
