@@ -185,6 +185,15 @@ fn metrics_show_queues_delivery_requests_and_process() {
         );
     }
     assert!(text.contains("# TYPE influx_proxy_backend_write_duration_seconds histogram\n"));
+    // A handful of writes leaves the CPU idle: nothing was paced (src/pace.rs).
+    for (name, kind) in [
+        ("influx_proxy_write_pacing", "gauge"),
+        ("influx_proxy_writes_paced_total", "counter"),
+        ("influx_proxy_write_pace_wait_seconds_total", "counter"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{text}");
+        assert_eq!(sample(&text, name, &[]), Some(0.0), "{name}: {text}");
+    }
 
     // Back up: the backlog drains.
     servers[0].start();
