@@ -166,9 +166,12 @@ async fn serve(
     ));
     let pacer = {
         let state = state_for_reload.clone();
-        actix_web::rt::spawn(crate::pace::watch(state.pace().clone(), move || {
-            state.cluster()
-        }))
+        let jobs = state.clone();
+        actix_web::rt::spawn(crate::pace::watch(
+            state.pace().clone(),
+            move || state.cluster(),
+            move || jobs.migration().appending(),
+        ))
     };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     // Pinged from this loop from now on (also while a graceful stop drains:

@@ -22,6 +22,9 @@
 //!   not the proxy's CPU, is what its delivery waits for; its backlog is
 //!   what the queue is for, and one backend's trouble must not slow the
 //!   others;
+//! - a backend draining the backlog of an outage, and any backlog while a
+//!   migration or repair appends to the queues: that backlog is theirs, and
+//!   writes would wait for all of it;
 //! - a backlog while the CPU has room: delivery is then limited by the
 //!   backend, not by the proxy;
 //! - UDP, which has nobody to hold back.
@@ -163,6 +166,8 @@ struct BackendSample {
     active: bool,
     /// How long its latest write request took.
     last_write: Duration,
+    /// Whether it is draining the backlog of an outage.
+    draining: bool,
 }
 
 /// The pacing decision, one sample after the other (pure, so it is tested beside).
@@ -174,9 +179,16 @@ struct Pacer {
 }
 
 impl Pacer {
-    /// Takes one sample: whether the CPU is used up and what each backend shows. Returns
-    /// whether writes are paced and the pressure ([`Pace::pressure`]).
-    fn step(&mut self, now: Instant, busy: bool, backends: &[BackendSample]) -> (bool, u64) {
+    /// Takes one sample: whether the CPU is used up, whether a migration appends to the
+    /// queues, and what each backend shows. Returns whether writes are paced and the pressure
+    /// ([`Pace::pressure`]).
+    fn step(
+        &mut self,
+        now: Instant,
+        busy: bool,
+        migrating: bool,
+        backends: &[BackendSample],
+    ) -> (bool, u64) {
         if self.progress.len() != backends.len() {
             // A reload changed the backends: everyone starts as moving.
             self.progress = backends.iter().map(|b| (b.delivered, now)).collect();
@@ -188,7 +200,8 @@ impl Pacer {
                 *moved = now;
             }
             let delivering = now.duration_since(*moved) < STALLED;
-            if delivering && b.active && b.last_write <= SLOW_WRITE {
+            let ours = b.active && !b.draining && !migrating && b.last_write <= SLOW_WRITE;
+            if delivering && ours {
                 let lag = b.backlog.saturating_mul(FULL) / b.allowed.max(1);
                 pressure = pressure.max(lag);
             }
@@ -262,7 +275,11 @@ fn cpu_time() -> Duration {
 /// Samples the CPU and the backends' backlogs and sets `pace`, every [`SAMPLE_EVERY`] while
 /// the process uses half of its cores or more or writes wait, else every
 /// [`IDLE_SAMPLE_EVERY`]; runs until aborted.
-pub(crate) async fn watch(pace: Arc<Pace>, cluster: impl Fn() -> Arc<Cluster>) {
+pub(crate) async fn watch(
+    pace: Arc<Pace>,
+    cluster: impl Fn() -> Arc<Cluster>,
+    migrating: impl Fn() -> bool,
+) {
     static LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
     let mut cpu = CpuUse::new();
     let mut pacer = Pacer::default();
@@ -285,8 +302,9 @@ pub(crate) async fn watch(pace: Arc<Pace>, cluster: impl Fn() -> Arc<Cluster>) {
             last_write: Duration::from_micros(
                 h.backend.status.last_write_us.load(Ordering::Relaxed),
             ),
+            draining: h.backend.status.is_draining(),
         }));
-        let (pacing, pressure) = pacer.step(now, busy, &backends);
+        let (pacing, pressure) = pacer.step(now, busy, migrating(), &backends);
         pace.pressure.store(pressure, Ordering::Release);
         let was = pace.pacing.swap(pacing, Ordering::AcqRel);
         if pacing && !was {
@@ -312,6 +330,7 @@ mod tests {
             allowed: 40_000,
             active: true,
             last_write: Duration::from_millis(10),
+            draining: false,
         }
     }
 
@@ -319,52 +338,60 @@ mod tests {
     fn writes_wait_only_while_the_cpu_is_used_up_and_a_delivering_backend_lags() {
         let t0 = Instant::now();
         let mut p = Pacer::default();
-        assert_eq!(p.step(t0, true, &[backend(0, 10_000)]), (false, 250));
+        assert_eq!(p.step(t0, true, false, &[backend(0, 10_000)]), (false, 250));
         // Behind with CPU to spare: the backend sets the pace, not us.
-        assert!(!p.step(t0, false, &[backend(10, 80_000)]).0);
-        assert_eq!(p.step(t0, true, &[backend(20, 80_000)]), (true, 2000));
+        assert!(!p.step(t0, false, false, &[backend(10, 80_000)]).0);
+        assert_eq!(
+            p.step(t0, true, false, &[backend(20, 80_000)]),
+            (true, 2000)
+        );
         // Writes held back free the CPU; pacing lasts until the backlog is down.
-        assert!(p.step(t0, false, &[backend(30, 60_000)]).0);
-        assert!(!p.step(t0, false, &[backend(40, 40_000)]).0);
-        assert!(!p.step(t0, false, &[backend(50, 60_000)]).0);
+        assert!(p.step(t0, false, false, &[backend(30, 60_000)]).0);
+        assert!(!p.step(t0, false, false, &[backend(40, 40_000)]).0);
+        assert!(!p.step(t0, false, false, &[backend(50, 60_000)]).0);
     }
 
     #[test]
-    fn a_stalled_down_or_slow_backend_does_not_pace_writes() {
+    fn a_stalled_down_slow_or_draining_backend_or_a_migration_does_not_pace_writes() {
         let t0 = Instant::now();
         let mut p = Pacer::default();
-        let healthy = backend(0, 0);
-        p.step(t0, true, &[healthy, backend(0, 0)]);
+        p.step(t0, true, false, &[backend(0, 0), backend(0, 0)]);
         let later = t0 + STALLED;
         // The second backend delivered nothing since t0: stalled, its backlog is the queue's.
-        assert_eq!(
-            p.step(later, true, &[backend(5, 1_000), backend(0, 1_000_000)]),
-            (false, 25)
-        );
-        let down = BackendSample {
-            active: false,
-            ..backend(9, 1_000_000)
-        };
-        assert!(!p.step(later, true, &[backend(6, 0), down]).0);
-        let slow = BackendSample {
-            last_write: SLOW_WRITE * 2,
-            ..backend(10, 1_000_000)
-        };
-        assert!(!p.step(later, true, &[backend(6, 0), slow]).0);
-        // Until it delivers again.
-        assert!(
-            p.step(later, true, &[backend(7, 0), backend(10, 1_000_000)])
-                .0
-        );
+        let stalled = [backend(5, 1_000), backend(0, 1_000_000)];
+        assert_eq!(p.step(later, true, false, &stalled), (false, 25));
+        let lagging = |delivered| backend(delivered, 1_000_000);
+        for (delivered, other) in [
+            (9, |b| BackendSample { active: false, ..b }),
+            (10, |b| BackendSample {
+                last_write: SLOW_WRITE * 2,
+                ..b
+            }),
+            (11, |b| BackendSample {
+                draining: true,
+                ..b
+            }),
+        ] as [(u64, fn(BackendSample) -> BackendSample); 3]
+        {
+            let sample = [backend(6, 0), other(lagging(delivered))];
+            assert!(!p.step(later, true, false, &sample).0, "{:?}", sample[1]);
+        }
+        // A migration's backlog in the destination queues is the migration's.
+        assert!(!p.step(later, true, true, &[backend(7, 0), lagging(12)]).0);
+        // Up, quick, delivering and no migration: it paces.
+        assert!(p.step(later, true, false, &[backend(8, 0), lagging(13)]).0);
     }
 
     #[test]
     fn a_reload_that_changes_the_backends_starts_over() {
         let t0 = Instant::now();
         let mut p = Pacer::default();
-        p.step(t0, true, &[backend(0, 0)]);
+        p.step(t0, true, false, &[backend(0, 0)]);
         let later = t0 + STALLED * 2;
-        assert!(p.step(later, true, &[backend(0, 0), backend(0, 90_000)]).0);
+        assert!(
+            p.step(later, true, false, &[backend(0, 0), backend(0, 90_000)])
+                .0
+        );
     }
 
     #[test]

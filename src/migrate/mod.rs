@@ -351,6 +351,19 @@ impl Jobs {
         self.history.lock().unfinished(kind)
     }
 
+    /// Whether a job that appends to queues (all but `/clear`) is not yet done.
+    pub(crate) fn appending(&self) -> bool {
+        let history = self.history.lock();
+        [
+            JobKind::Rebalance,
+            JobKind::Recovery,
+            JobKind::Resync,
+            JobKind::Repair,
+        ]
+        .into_iter()
+        .any(|kind| history.unfinished(kind) > 0)
+    }
+
     /// Points each source copied since start, by source.
     pub(crate) fn copied(&self) -> Vec<(Source, u64)> {
         let copied = self.copied.lock();
