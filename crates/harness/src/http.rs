@@ -79,6 +79,29 @@ pub fn request(
     request_within(method, url, body, headers, TIMEOUT)
 }
 
+/// Sends one request with a total `timeout`; any status is an answer, only a transport
+/// failure is an error.
+fn send(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<ureq::Response, TransportError> {
+    let mut req = agent().request(method, url).timeout(timeout);
+    for (name, value) in headers {
+        req = req.set(name, value);
+    }
+    let result = match body {
+        Some(body) => req.send_bytes(body),
+        None => req.call(),
+    };
+    match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => Ok(response),
+        Err(ureq::Error::Transport(transport)) => Err(Box::new(transport)),
+    }
+}
+
 /// [`request`] with its own total `timeout` (a test of a hung server fails fast with `Err`
 /// instead of waiting for the server).
 pub fn request_within(
@@ -88,18 +111,7 @@ pub fn request_within(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Resp, TransportError> {
-    let mut req = agent().request(method, url).timeout(timeout);
-    for (name, value) in headers {
-        req = req.set(name, value);
-    }
-    let result = match body {
-        Some(body) => req.send_bytes(body),
-        None => req.call(),
-    };
-    let response = match result {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(ureq::Error::Transport(transport)) => return Err(Box::new(transport)),
-    };
+    let response = send(method, url, body, headers, timeout)?;
     let status = response.status();
     let headers = response
         .headers_names()
@@ -137,18 +149,7 @@ pub fn request_lines(
     timeout: Duration,
     mut each_line: impl FnMut(&[u8]),
 ) -> Result<u16, String> {
-    let mut req = agent().request(method, url).timeout(timeout);
-    for (name, value) in headers {
-        req = req.set(name, value);
-    }
-    let result = match body {
-        Some(body) => req.send_bytes(body),
-        None => req.call(),
-    };
-    let response = match result {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(ureq::Error::Transport(transport)) => return Err(transport.to_string()),
-    };
+    let response = send(method, url, body, headers, timeout).map_err(|t| t.to_string())?;
     let status = response.status();
     let mut reader = std::io::BufReader::with_capacity(1 << 16, response.into_reader());
     let mut line = Vec::new();
