@@ -52,7 +52,13 @@ fn the_sink_answers_ping_like_influxdb() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let answer = loop {
-        if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) {
+        // Before the sink listens, a connect to a free loopback port can be given that very
+        // port as its own source and connect to itself (TCP simultaneous open): it would read
+        // back its own request. Such a connection is not the sink.
+        let conn = TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .filter(|c| c.local_addr().ok() != c.peer_addr().ok());
+        if let Some(mut conn) = conn {
             conn.write_all(b"GET /ping HTTP/1.1\r\nHost: sink\r\nConnection: close\r\n\r\n")
                 .unwrap();
             let mut answer = String::new();
