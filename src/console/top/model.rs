@@ -170,6 +170,8 @@ pub(crate) struct Overview {
     pub free_disk: Option<f64>,
     /// The queue's storage takes writes.
     pub wal_ok: bool,
+    /// Writes wait for delivery: the proxy's CPU is used up (`influx_proxy_write_pacing`).
+    pub pacing: bool,
 }
 
 /// Everything one screen shows.
@@ -375,6 +377,7 @@ fn overview(m: &Metrics) -> Overview {
         wal_disk: m.get("influx_proxy_wal_disk_bytes", &[]),
         free_disk: m.get("influx_proxy_wal_free_bytes", &[]),
         wal_ok: m.get("influx_proxy_wal_storage_ok", &[]) != Some(0.0),
+        pacing: m.get("influx_proxy_write_pacing", &[]) == Some(1.0),
     }
 }
 

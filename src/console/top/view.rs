@@ -133,6 +133,12 @@ fn header_line(frame: &Frame, source: &Source) -> Line<'static> {
                 Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             ));
         }
+        if o.pacing {
+            spans.push(Span::styled(
+                "  writes paced: CPU used up",
+                Style::new().fg(Color::Yellow),
+            ));
+        }
     }
     Line::from(spans)
 }
@@ -464,6 +470,7 @@ mod tests {
                 wal_disk: Some(2048.0),
                 free_disk: Some(10.0 * 1024.0 * 1024.0 * 1024.0),
                 wal_ok: true,
+                pacing: false,
             }),
             backends: vec![
                 backend("circle-1", "influxdb-1-1", State::Up, 0.0),
@@ -520,6 +527,18 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_status_line_says_when_writes_are_paced() {
+        let mut f = frame();
+        let want = "writes paced: CPU used up";
+        assert!(!plain(&f, &Ui::default(), &source(), 200).contains(want));
+        if let Some(o) = f.overview.as_mut() {
+            o.pacing = true;
+        }
+        let text = plain(&f, &Ui::default(), &source(), 200);
+        assert!(text.contains(want), "{text}");
     }
 
     #[test]
