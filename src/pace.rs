@@ -30,7 +30,8 @@
 //!   backend, not by the proxy;
 //! - UDP, which has nobody to hold back.
 //!
-//! A request waits at most [`MAX_WAIT`].
+//! A request waits at most `write_pace_max_wait_ms` (default 1 s; 0 turns
+//! pacing off).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,9 +71,6 @@ const STALLED: Duration = Duration::from_millis(500);
 /// to a null sink took at most 50 ms, most under 10 ms; influxd at its limit takes hundreds.
 const SLOW_WRITE: Duration = Duration::from_millis(250);
 
-/// Longest a write request waits for delivery to catch up.
-const MAX_WAIT: Duration = Duration::from_secs(1);
-
 /// Each this long a write has waited, it accepts one more allowance of backlog
 /// ([`lag_allowed`]). Without it, every waiting write went on at the moment delivery had
 /// caught up, and the backlog they made at once closed the gate again for a whole delivery
@@ -98,10 +96,10 @@ pub(crate) struct Pace {
 }
 
 impl Pace {
-    /// Waits while delivery is behind, at most [`MAX_WAIT`]. The longer a request has
-    /// waited, the more backlog it accepts ([`AGING`]).
-    pub(crate) async fn wait(&self) {
-        if !self.pacing.load(Ordering::Acquire) {
+    /// Waits while delivery is behind, at most `max_wait` (`write_pace_max_wait_ms`). The
+    /// longer a request has waited, the more backlog it accepts ([`AGING`]).
+    pub(crate) async fn wait(&self, max_wait: Duration) {
+        if max_wait.is_zero() || !self.pacing.load(Ordering::Acquire) {
             return;
         }
         let started = tokio::time::Instant::now();
@@ -109,7 +107,8 @@ impl Pace {
         loop {
             let waited = started.elapsed();
             let pacing = self.pacing.load(Ordering::Acquire);
-            if goes_on(pacing, self.pressure.load(Ordering::Acquire), waited) {
+            let pressure = self.pressure.load(Ordering::Acquire);
+            if goes_on(pacing, pressure, waited, max_wait) {
                 if slept {
                     self.paced.fetch_add(1, Ordering::Relaxed);
                     let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
@@ -137,9 +136,9 @@ impl Pace {
     }
 }
 
-/// Whether a write that waited `waited` goes on, given the pacing state.
-fn goes_on(pacing: bool, pressure: u64, waited: Duration) -> bool {
-    !pacing || pressure <= accepted(waited) || waited >= MAX_WAIT
+/// Whether a write that waited `waited` goes on, given the pacing state and the longest wait.
+fn goes_on(pacing: bool, pressure: u64, waited: Duration, max_wait: Duration) -> bool {
+    !pacing || pressure <= accepted(waited) || waited >= max_wait
 }
 
 /// The backlog a write accepts after waiting `waited`, in [`FULL`]s.
@@ -268,6 +267,9 @@ fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
+/// The process's CPU time, from its kernel clock: nanoseconds and one system call, where the
+/// `/proc/self/stat` that `metrics::encode_process` reads for `/metrics` is a file to parse and
+/// counts in 10 ms ticks, too coarse for a 50 ms window sampled every 5 ms.
 fn cpu_time() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     let secs = u64::try_from(t.tv_sec).unwrap_or(0);
@@ -406,12 +408,36 @@ mod tests {
 
     #[test]
     fn a_write_goes_on_once_the_backlog_is_within_what_it_accepts_or_after_max_wait() {
-        assert!(goes_on(false, u64::MAX, Duration::ZERO));
-        assert!(!goes_on(true, 3 * FULL, Duration::ZERO));
-        assert!(!goes_on(true, 3 * FULL, AGING));
-        assert!(goes_on(true, 3 * FULL, AGING * 2));
-        assert!(!goes_on(true, u64::MAX, MAX_WAIT - SAMPLE_EVERY));
-        assert!(goes_on(true, u64::MAX, MAX_WAIT));
+        let max = Duration::from_secs(1);
+        assert!(goes_on(false, u64::MAX, Duration::ZERO, max));
+        assert!(!goes_on(true, 3 * FULL, Duration::ZERO, max));
+        assert!(!goes_on(true, 3 * FULL, AGING, max));
+        assert!(goes_on(true, 3 * FULL, AGING * 2, max));
+        assert!(!goes_on(true, u64::MAX, max - SAMPLE_EVERY, max));
+        assert!(goes_on(true, u64::MAX, max, max));
+    }
+
+    #[test]
+    fn write_pace_max_wait_bounds_the_wait_and_zero_turns_pacing_off() {
+        // `write_pace_max_wait_ms`: how long a write waits at most while delivery is behind;
+        // 0 and writes never wait.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let pace = Pace::default();
+        pace.pacing.store(true, Ordering::Release);
+        pace.pressure.store(u64::MAX, Ordering::Release);
+        rt.block_on(pace.wait(Duration::ZERO));
+        assert_eq!(pace.waits(), (0, Duration::ZERO), "0: no write waits");
+
+        let max_wait = Duration::from_millis(40);
+        let started = std::time::Instant::now();
+        rt.block_on(pace.wait(max_wait));
+        assert!(started.elapsed() >= max_wait);
+        let (paced, waited) = pace.waits();
+        assert_eq!(paced, 1);
+        assert!(waited >= max_wait, "{waited:?}");
     }
 
     #[test]

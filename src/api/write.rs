@@ -145,7 +145,7 @@ pub(super) async fn ingest(
         BodyKind::LineProtocol if is_gzipped(&req) => body::Encoding::Gzip,
         BodyKind::LineProtocol => body::Encoding::Plain,
     };
-    state.pace().wait().await;
+    state.pace().wait(config.write_pace_max_wait).await;
     let shape = body::Shape {
         encoding,
         copies: body::WRITE_COPIES,

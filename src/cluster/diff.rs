@@ -344,7 +344,7 @@ fn changed_fields(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'stati
         request: db_list, username, password, auth_secure, ping_auth_enabled, pprof_enabled,
             write_tracing, query_tracing, max_body_bytes, max_decompressed_bytes,
             mlog_dir, ha_addrs, migrate_cpus, migrate_batch, anti_entropy_interval,
-            anti_entropy_window, anti_entropy_rate;
+            anti_entropy_window, anti_entropy_rate, write_pace_max_wait;
         // Compared by `ClusterDiff::between` itself: the rings (`placement`), the pins, each
         // backend (`target`, `role`), the actors' delivery `settings`, the queue bounds, the
         // write path's line checks (`lines`), the log filter.

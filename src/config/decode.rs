@@ -638,6 +638,11 @@ fn decode_config(root: &Node, cx: &mut Cx) -> Option<Config> {
         },
         anti_entropy_window: f.secs(cx, "anti_entropy_window", DEFAULT_ANTI_ENTROPY_WINDOW),
         anti_entropy_rate: f.unsigned(cx, "anti_entropy_rate", DEFAULT_ANTI_ENTROPY_RATE),
+        write_pace_max_wait: Duration::from_millis(f.unsigned(
+            cx,
+            "write_pace_max_wait_ms",
+            DEFAULT_WRITE_PACE_MAX_WAIT_MS,
+        )),
     };
     f.finish(cx);
     Some(config)

@@ -57,6 +57,8 @@ pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 512 << 20;
 pub const DEFAULT_MAX_LINE_BYTES: usize = 4 << 20;
 /// Default of [`Config::anti_entropy_window`]: a day, in seconds.
 pub(super) const DEFAULT_ANTI_ENTROPY_WINDOW: u64 = 86_400;
+/// Default of [`Config::write_pace_max_wait`], milliseconds (`crate::pace`).
+pub(super) const DEFAULT_WRITE_PACE_MAX_WAIT_MS: u64 = 1000;
 /// Default of [`Config::anti_entropy_rate`] (points per second).
 pub(super) const DEFAULT_ANTI_ENTROPY_RATE: u64 = 50_000;
 
@@ -440,6 +442,9 @@ pub struct Config {
     /// Anti-entropy: points per second a repair writes at most, background or requested
     /// (a request's `rate` overrides it); `0`: no limit. Default: `50000`.
     pub anti_entropy_rate: u64,
+    /// Longest a write request waits for delivery while the proxy's CPU is used up (key
+    /// `write_pace_max_wait_ms`, milliseconds); `0`: writes never wait. Default: `1000` ms.
+    pub write_pace_max_wait: Duration,
 }
 
 /// Default of [`UdpConfig::batch_size`] (influxd's).

@@ -63,6 +63,10 @@ const PIN_RULES: &str =
 /// Every documented field and its proof.
 const PROOFS: &[(&str, Proof)] = &[
     ("circles[].name", Probe(circle_name)),
+    (
+        "write_pace_max_wait_ms",
+        Elsewhere("write_pace_max_wait_bounds_the_wait_and_zero_turns_pacing_off"),
+    ),
     ("circles[].backends[].name", Probe(backend_name)),
     ("circles[].backends[].url", Probe(backend_url)),
     ("circles[].backends[].username", Probe(backend_credentials)),
